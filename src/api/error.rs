@@ -1,0 +1,121 @@
+//! Errors of the HTTP endpoints on the API port, rendered in FastAPI's shapes
+//! (`{"detail": "..."}` or `{"detail": [field errors]}`) so existing clients parse them.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use tracing::{error, warn};
+
+use crate::error::Reject;
+use crate::ingest::IngestError;
+use crate::store::StoreError;
+use crate::validation::FieldError;
+
+/// Seconds a client is asked to wait before retrying a 503.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 422: fields that failed validation.
+    Validation(Vec<FieldError>),
+    /// 404 with the given detail.
+    NotFound(&'static str),
+    /// 413: the body exceeds `MAX_BODY_BYTES`.
+    PayloadTooLarge { limit: usize },
+    /// 415: a content type we do not read.
+    UnsupportedMediaType(String),
+    /// 400: the request could not be read at all.
+    BadRequest(String),
+    /// A failure classified for the client (503 or 500).
+    Rejected(Reject),
+}
+
+impl ApiError {
+    pub fn field(error: FieldError) -> ApiError {
+        ApiError::Validation(vec![error])
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match &error {
+            StoreError::Unavailable(_) => {
+                warn!(error = %error_chain(&error), "database unavailable, answering 503");
+                ApiError::Rejected(Reject::RetryLater)
+            }
+            StoreError::Query(_) => {
+                error!(error = %error_chain(&error), "database query failed");
+                ApiError::Rejected(Reject::Internal)
+            }
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        let reject = Reject::from(&error);
+        match reject {
+            Reject::RetryLater => warn!(error = %error_chain(&error), "ingest refused, answering 503"),
+            _ => error!(error = %error_chain(&error), "ingest failed"),
+        }
+        ApiError::Rejected(reject)
+    }
+}
+
+/// `outer: inner: innermost`, for one-line logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Validation(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "detail": errors })),
+            )
+                .into_response(),
+            ApiError::NotFound(detail) => {
+                (StatusCode::NOT_FOUND, Json(json!({ "detail": detail }))).into_response()
+            }
+            ApiError::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({ "detail": format!("request body exceeds {limit} bytes (MAX_BODY_BYTES)") })),
+            )
+                .into_response(),
+            ApiError::UnsupportedMediaType(content_type) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Json(json!({
+                    "detail": format!("unsupported content type {content_type:?}: send application/json")
+                })),
+            )
+                .into_response(),
+            ApiError::BadRequest(detail) => {
+                (StatusCode::BAD_REQUEST, Json(json!({ "detail": detail }))).into_response()
+            }
+            ApiError::Rejected(reject) => {
+                let status = reject.http_status();
+                match reject {
+                    Reject::RetryLater => (
+                        status,
+                        [(header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())],
+                        Json(json!({ "detail": "service temporarily unavailable, retry later" })),
+                    )
+                        .into_response(),
+                    Reject::Malformed => {
+                        (status, Json(json!({ "detail": "malformed request" }))).into_response()
+                    }
+                    Reject::Internal => (status, Json(json!({ "detail": "internal error" }))).into_response(),
+                }
+            }
+        }
+    }
+}

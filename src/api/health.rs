@@ -1,0 +1,56 @@
+//! Health endpoints: the original's `/ingest/health`, and liveness/readiness probes.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::ApiState;
+use crate::model::time::format_timestamp;
+
+/// How long a health probe waits for the database before calling it unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// 200 when the database answers, 503 otherwise (the original's shape).
+pub async fn ingest_health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+    let connected = state.store.ping(PROBE_TIMEOUT).await.is_ok();
+    let (status, word, database) = if connected {
+        (StatusCode::OK, "healthy", "connected")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy", "disconnected")
+    };
+    let body = json!({
+        "status": word,
+        "database": database,
+        "service": "prodsentinel-backend",
+        "timestamp": format_timestamp(&Utc::now()),
+    });
+    (status, Json(body))
+}
+
+/// 200 while the process serves requests at all.
+pub async fn live() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// 200 once migrations are applied and the pool reaches the database; 503 before, during a
+/// database outage, and once shutdown has begun.
+pub async fn ready(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+    let migrated = state.ready.load(Ordering::Acquire);
+    let connected = migrated && state.store.ping(PROBE_TIMEOUT).await.is_ok();
+    let status = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if connected { "ready" } else { "not_ready" },
+        "migrations": if migrated { "applied" } else { "pending" },
+        "database": if connected { "connected" } else if migrated { "disconnected" } else { "unknown" },
+    });
+    (status, Json(body))
+}

@@ -1,0 +1,53 @@
+//! The read-only HTTP API the dashboard polls (CONTRACTS §3) and the health endpoints.
+//! Nothing here writes telemetry.
+
+pub mod error;
+mod health;
+mod incidents;
+mod params;
+mod signals;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+
+use crate::store::Store;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    /// True once migrations are applied, false again once shutdown starts.
+    pub ready: Arc<AtomicBool>,
+    /// Cap on the signals `GET /query/traces/{trace_id}` returns.
+    pub trace_query_max_signals: i64,
+}
+
+/// `GET /query/*` and the health endpoints.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/query/signals", get(signals::list_signals))
+        .route("/query/traces/{trace_id}", get(signals::trace_signals))
+        .route("/query/incidents", get(incidents::list_incidents))
+        .route("/query/incidents/{incident_id}", get(incidents::get_incident))
+        .route(
+            "/query/incidents/{incident_id}/analysis",
+            get(incidents::get_analysis),
+        )
+        .route("/ingest/health", get(health::ingest_health))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .with_state(state)
+}
+
+/// A page of a list endpoint: `{"items", "total", "limit", "offset"}`.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}

@@ -1,0 +1,78 @@
+//! Every setting as a command-line flag backed by an environment variable. Flags override the
+//! environment, which overrides `.env`. Values stay text here; `values.rs` checks them.
+
+use clap::Parser;
+
+/// ProdSentinel backend: OTLP and legacy JSON ingestion, incident tracking and the query API.
+///
+/// Every option can also be set through the environment variable shown, or in a `.env` file in
+/// the working directory. Flags win over the environment, the environment over `.env`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "prodsentinel", version, about, long_about, args_override_self = true)]
+pub struct Cli {
+    /// PostgreSQL URL (`postgres://`, `postgresql://`, or the original's `postgresql+asyncpg://`).
+    /// The database is created when missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/prodsentinel"
+    )]
+    pub database_url: String,
+
+    /// Maximum number of PostgreSQL connections in the pool.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value = "16")]
+    pub database_pool_size: String,
+
+    /// How long start-up waits for PostgreSQL to accept connections, in seconds.
+    #[arg(long, env = "DATABASE_WAIT_SECONDS", default_value = "30")]
+    pub database_wait_seconds: String,
+
+    /// How long a request waits for a pooled connection before answering 503, in milliseconds.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value = "5000")]
+    pub database_acquire_timeout_ms: String,
+
+    /// Redis URL of the analysis queue (Celery broker).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
+    pub redis_url: String,
+
+    /// Log level: DEBUG, INFO, WARNING, ERROR, CRITICAL (or a tracing filter directive).
+    #[arg(long, env = "LOG_LEVEL", default_value = "INFO")]
+    pub log_level: String,
+
+    /// Log line format: `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    /// Address of the HTTP API (legacy ingest, query, health).
+    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8000")]
+    pub api_addr: String,
+
+    /// Address of the OTLP/gRPC receiver.
+    #[arg(long, env = "OTLP_GRPC_ADDR", default_value = "0.0.0.0:4317")]
+    pub otlp_grpc_addr: String,
+
+    /// Address of the OTLP/HTTP receiver.
+    #[arg(long, env = "OTLP_HTTP_ADDR", default_value = "0.0.0.0:4318")]
+    pub otlp_http_addr: String,
+
+    /// Largest accepted request body, in bytes (suffixes KiB, MiB, GiB accepted). Larger: 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value = "4MiB")]
+    pub max_body_bytes: String,
+
+    /// Origins allowed to call the API from a browser: `*` for any, a comma-separated list of
+    /// origins (`https://dash.example.com`), or empty for none.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "*")]
+    pub cors_allowed_origins: String,
+
+    /// Width of the window grouping a service's trace-less signals under one key, in seconds.
+    #[arg(long, env = "CORRELATION_WINDOW_SECONDS", default_value = "300")]
+    pub correlation_window_seconds: String,
+
+    /// How long shutdown waits for in-flight requests after SIGINT/SIGTERM, in seconds.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value = "30")]
+    pub shutdown_timeout_seconds: String,
+
+    /// Most signals `GET /query/traces/{trace_id}` returns (oldest first).
+    #[arg(long, env = "TRACE_QUERY_MAX_SIGNALS", default_value = "10000")]
+    pub trace_query_max_signals: String,
+}

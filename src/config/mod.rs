@@ -1,0 +1,260 @@
+//! Typed configuration: read once at start-up from flags, the environment and `.env`, checked
+//! in full before anything starts. Secrets never appear in `Debug` output or logs.
+
+mod cli;
+mod database;
+mod values;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+pub use cli::Cli;
+pub use database::DatabaseConfig;
+
+/// A setting with a bad value: which one, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn invalid(setting: &'static str) -> impl Fn(String) -> ConfigError {
+    move |reason| ConfigError { setting, reason }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which browser origins may call the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+/// The Redis URL, kept whole for clients but printed without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // redis://user:secret@host -> redis://user:***@host
+        match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                let credentials = &self.0[scheme_end + 3..at];
+                let user = credentials.split(':').next().unwrap_or_default();
+                write!(f, "{}{user}:***{}", &self.0[..scheme_end + 3], &self.0[at..])
+            }
+            _ => f.write_str(&self.0),
+        }
+    }
+}
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub redis_url: RedisUrl,
+    /// A tracing filter directive (`info`, `warn,prodsentinel=debug`, …).
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub api_addr: SocketAddr,
+    pub otlp_grpc_addr: SocketAddr,
+    pub otlp_http_addr: SocketAddr,
+    pub max_body_bytes: usize,
+    pub cors_allowed_origins: CorsOrigins,
+    pub correlation_window: Duration,
+    pub shutdown_timeout: Duration,
+    pub trace_query_max_signals: i64,
+}
+
+impl Config {
+    /// Reads `.env` (when present in the working directory), the environment and the process
+    /// arguments. `--help` and `--version` print and exit here, as clap does.
+    pub fn load() -> Result<Config, ConfigError> {
+        match dotenvy::from_path(".env") {
+            Ok(()) => {}
+            Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(why) => {
+                return Err(ConfigError {
+                    setting: ".env",
+                    reason: why.to_string(),
+                })
+            }
+        }
+        Config::from_cli(Cli::parse())
+    }
+
+    /// Builds a configuration from explicit arguments (plus the environment), as tests do.
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args).map_err(|why| ConfigError {
+            setting: "arguments",
+            reason: why.to_string(),
+        })?;
+        Config::from_cli(cli)
+    }
+
+    /// Checks every value; the first bad one is reported with its setting's name.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let database = DatabaseConfig {
+            pg: database::parse_url(&cli.database_url).map_err(invalid("DATABASE_URL"))?,
+            pool_size: values::bounded_integer(&cli.database_pool_size, 1, 1000)
+                .map_err(invalid("DATABASE_POOL_SIZE"))? as usize,
+            wait: values::seconds(&cli.database_wait_seconds, 0, 86_400)
+                .map_err(invalid("DATABASE_WAIT_SECONDS"))?,
+            acquire_timeout: values::bounded_integer(&cli.database_acquire_timeout_ms, 1, 600_000)
+                .map(Duration::from_millis)
+                .map_err(invalid("DATABASE_ACQUIRE_TIMEOUT_MS"))?,
+        };
+        Ok(Config {
+            database,
+            redis_url: parse_redis_url(&cli.redis_url).map_err(invalid("REDIS_URL"))?,
+            log_filter: values::log_filter(&cli.log_level).map_err(invalid("LOG_LEVEL"))?,
+            log_format: parse_log_format(&cli.log_format).map_err(invalid("LOG_FORMAT"))?,
+            api_addr: values::socket_addr(&cli.api_addr).map_err(invalid("API_ADDR"))?,
+            otlp_grpc_addr: values::socket_addr(&cli.otlp_grpc_addr).map_err(invalid("OTLP_GRPC_ADDR"))?,
+            otlp_http_addr: values::socket_addr(&cli.otlp_http_addr).map_err(invalid("OTLP_HTTP_ADDR"))?,
+            max_body_bytes: values::byte_size(&cli.max_body_bytes).map_err(invalid("MAX_BODY_BYTES"))?,
+            cors_allowed_origins: parse_cors(&cli.cors_allowed_origins)
+                .map_err(invalid("CORS_ALLOWED_ORIGINS"))?,
+            correlation_window: values::seconds(&cli.correlation_window_seconds, 1, 86_400)
+                .map_err(invalid("CORRELATION_WINDOW_SECONDS"))?,
+            shutdown_timeout: values::seconds(&cli.shutdown_timeout_seconds, 0, 3_600)
+                .map_err(invalid("SHUTDOWN_TIMEOUT_SECONDS"))?,
+            trace_query_max_signals: values::bounded_integer(&cli.trace_query_max_signals, 1, 1_000_000)
+                .map_err(invalid("TRACE_QUERY_MAX_SIGNALS"))? as i64,
+        })
+    }
+}
+
+fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
+    let text = text.trim();
+    let known = ["redis://", "rediss://", "redis+unix://", "unix://"];
+    if known.iter().any(|scheme| text.starts_with(scheme)) && text.len() > "unix://".len() {
+        Ok(RedisUrl(text.to_owned()))
+    } else {
+        Err("expected a URL such as redis://127.0.0.1:6379/0".to_owned())
+    }
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("{text:?} is neither text nor json")),
+    }
+}
+
+fn parse_cors(text: &str) -> Result<CorsOrigins, String> {
+    if text.trim() == "*" {
+        return Ok(CorsOrigins::Any);
+    }
+    let mut origins = Vec::new();
+    for origin in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .ok_or_else(|| format!("{origin:?} is not an origin like https://dash.example.com"))?;
+        let bad = rest.is_empty() || rest.contains('/') || !origin.chars().all(|c| c.is_ascii_graphic());
+        if bad {
+            return Err(format!(
+                "{origin:?} is not an origin (scheme://host[:port], no path)"
+            ));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(CorsOrigins::List(origins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(args: &[&str]) -> Result<Config, ConfigError> {
+        Config::from_args(std::iter::once("prodsentinel").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let config = with(&[]).unwrap();
+        assert_eq!(config.database.pg.get_dbname(), Some("prodsentinel"));
+        assert_eq!(config.database.pg.get_user(), Some("postgres"));
+        assert_eq!(config.redis_url.as_str(), "redis://127.0.0.1:6379/0");
+        assert_eq!(config.log_filter, "info");
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.api_addr.to_string(), "0.0.0.0:8000");
+        assert_eq!(config.otlp_grpc_addr.to_string(), "0.0.0.0:4317");
+        assert_eq!(config.otlp_http_addr.to_string(), "0.0.0.0:4318");
+        assert_eq!(config.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.cors_allowed_origins, CorsOrigins::Any);
+        assert_eq!(config.correlation_window, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_setting() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--api-addr", "nowhere"], "API_ADDR"),
+            (&["--otlp-grpc-addr", "1.2.3.4"], "OTLP_GRPC_ADDR"),
+            (&["--otlp-http-addr", ":x"], "OTLP_HTTP_ADDR"),
+            (&["--database-url", "mysql://x"], "DATABASE_URL"),
+            (&["--redis-url", "http://x"], "REDIS_URL"),
+            (&["--log-level", "loud"], "LOG_LEVEL"),
+            (&["--log-format", "xml"], "LOG_FORMAT"),
+            (&["--max-body-bytes", "lots"], "MAX_BODY_BYTES"),
+            (
+                &["--cors-allowed-origins", "dash.example.com"],
+                "CORS_ALLOWED_ORIGINS",
+            ),
+            (&["--database-pool-size", "0"], "DATABASE_POOL_SIZE"),
+            (
+                &["--correlation-window-seconds", "0"],
+                "CORRELATION_WINDOW_SECONDS",
+            ),
+        ];
+        for (args, setting) in cases {
+            let error = with(args).expect_err(setting);
+            assert_eq!(error.setting, *setting, "{args:?}");
+            assert!(error.to_string().starts_with(&format!("invalid {setting}: ")));
+        }
+    }
+
+    #[test]
+    fn cors_accepts_any_a_list_or_none() {
+        assert_eq!(parse_cors("*"), Ok(CorsOrigins::Any));
+        assert_eq!(
+            parse_cors("https://a.example.com, http://localhost:3000"),
+            Ok(CorsOrigins::List(vec![
+                "https://a.example.com".to_owned(),
+                "http://localhost:3000".to_owned()
+            ]))
+        );
+        assert_eq!(parse_cors(""), Ok(CorsOrigins::List(vec![])));
+        assert!(parse_cors("https://a.example.com/path").is_err());
+    }
+
+    #[test]
+    fn redis_password_is_not_printed() {
+        let url = parse_redis_url("redis://user:hunter2@cache:6379/0").unwrap();
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(shown, "redis://user:***@cache:6379/0");
+    }
+}

@@ -1,0 +1,124 @@
+//! Parsers for setting values. Each returns the reason a value is wrong, in words an operator
+//! can act on; the caller adds the setting's name.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// `host:port`; `localhost` is accepted and resolved to loopback.
+pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Some(port) = text.strip_prefix("localhost:") {
+        return socket_addr(&format!("127.0.0.1:{port}"));
+    }
+    SocketAddr::from_str(text)
+        .map_err(|_| format!("{text:?} is not an address of the form host:port, e.g. 0.0.0.0:8000"))
+}
+
+/// A whole number within `min..=max`.
+pub fn bounded_integer(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let value: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    if value < min || value > max {
+        return Err(format!("{value} is outside the allowed range {min} to {max}"));
+    }
+    Ok(value)
+}
+
+pub fn seconds(text: &str, min: u64, max: u64) -> Result<Duration, String> {
+    bounded_integer(text, min, max).map(Duration::from_secs)
+}
+
+/// A byte count: `4194304`, `4MiB`, `512KiB`, `1GiB` (binary units; `K`/`M`/`G` mean the same).
+pub fn byte_size(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{text:?} is not a size like 4194304, 512KiB or 4MiB")),
+    };
+    let count: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 4194304, 512KiB or 4MiB"))?;
+    let bytes = count
+        .checked_mul(multiplier)
+        .filter(|b| (1024..=(4u64 << 30)).contains(b))
+        .ok_or_else(|| format!("{text:?} must be between 1KiB and 4GiB"))?;
+    usize::try_from(bytes).map_err(|_| format!("{text:?} is too large for this machine"))
+}
+
+/// Python logging names (and tracing's) mapped to a tracing filter; anything containing `=` is
+/// taken as a tracing filter directive such as `info,prodsentinel=debug`.
+pub fn log_filter(text: &str) -> Result<String, String> {
+    let level = match text.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => "trace",
+        "DEBUG" => "debug",
+        "INFO" => "info",
+        "WARN" | "WARNING" => "warn",
+        "ERROR" | "CRITICAL" | "FATAL" => "error",
+        "OFF" => "off",
+        _ if text.contains('=') => {
+            return tracing_subscriber::EnvFilter::try_new(text.trim())
+                .map(|_| text.trim().to_owned())
+                .map_err(|why| format!("{text:?} is not a valid filter directive: {why}"));
+        }
+        _ => {
+            return Err(format!(
+                "{text:?} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL (or a filter directive)"
+            ))
+        }
+    };
+    Ok(level.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_plain_bytes_and_binary_units() {
+        assert_eq!(byte_size("4MiB"), Ok(4 << 20));
+        assert_eq!(byte_size("4194304"), Ok(4 << 20));
+        assert_eq!(byte_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(byte_size("1g"), Ok(1 << 30));
+        assert!(byte_size("4 parsecs").is_err());
+        assert!(byte_size("12").is_err(), "below the 1KiB floor");
+        assert!(byte_size("-1").is_err());
+        assert!(byte_size("99999999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn addresses_need_host_and_port() {
+        assert_eq!(socket_addr("0.0.0.0:8000").unwrap().port(), 8000);
+        assert_eq!(socket_addr("localhost:9").unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(socket_addr("[::1]:4317").unwrap().port(), 4317);
+        assert!(socket_addr("8000").is_err());
+        assert!(socket_addr("0.0.0.0:99999").is_err());
+    }
+
+    #[test]
+    fn log_levels_accept_python_names() {
+        assert_eq!(log_filter("WARNING").unwrap(), "warn");
+        assert_eq!(log_filter("critical").unwrap(), "error");
+        assert_eq!(
+            log_filter("info,prodsentinel=debug").unwrap(),
+            "info,prodsentinel=debug"
+        );
+        assert!(log_filter("loud").is_err());
+    }
+
+    #[test]
+    fn integers_are_range_checked() {
+        assert_eq!(bounded_integer("16", 1, 1000), Ok(16));
+        assert!(bounded_integer("0", 1, 1000).is_err());
+        assert!(bounded_integer("ten", 1, 1000).is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! ProdSentinel backend: receives telemetry, stores it, tracks incidents and serves queries.
+//!
+//! Crate map (data flows top to bottom; `api` only reads):
+//! - [`config`]: typed settings from flags, environment and `.env`, validated at start-up.
+//! - [`app`]: wiring: start-up (database, migrations), listeners, serving until shutdown.
+//! - [`receivers`]: transports only; today the legacy JSON endpoints `POST /ingest/*`.
+//! - [`mapping`]: wire formats -> [`model::Signal`], pure.
+//! - [`ingest`]: the one door receivers call to store signals.
+//! - [`store`]: all SQL: bootstrap, migrations, signal writes, queries.
+//! - [`api`]: the read-only query API and health endpoints.
+//! - [`model`]: our plain data types; imports nothing of ours.
+//! - [`validation`]: field errors in the FastAPI shape legacy clients parse.
+//! - [`error`]: how a failure is classified for the client.
+//! - [`shutdown`], [`telemetry`]: process signals, our own logs.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod mapping;
+pub mod model;
+pub mod receivers;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod validation;
+
+pub use app::App;
+pub use config::Config;

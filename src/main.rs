@@ -1,0 +1,29 @@
+use std::process::ExitCode;
+
+use prodsentinel::{App, Config};
+use tracing::{error, info};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(why) => {
+            eprintln!("prodsentinel: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    prodsentinel::telemetry::init(&config.log_filter, config.log_format);
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            error!("{why:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    info!(api = %app.api_addr(), "ready");
+    app.run_until(prodsentinel::shutdown::signal()).await
+}

@@ -1,0 +1,58 @@
+//! Text normalisation every stored string goes through.
+//!
+//! PostgreSQL refuses U+0000 in `text`, `varchar` and `jsonb`, so a NUL that reached the
+//! database would fail the whole batch. Free text (messages, attribute keys and values) keeps
+//! its content with each NUL replaced by U+FFFD (the Unicode replacement character);
+//! identifiers are refused instead, by the mapping that reads them.
+
+use serde_json::{Map, Value};
+
+/// The character stored in place of each NUL.
+pub const NUL_REPLACEMENT: char = '\u{FFFD}';
+
+/// `text` with every NUL replaced by [`NUL_REPLACEMENT`].
+pub fn without_nul(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
+/// A JSON value with every NUL in its strings and object keys replaced, at any depth.
+pub fn json_without_nul(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(without_nul(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(json_without_nul).collect()),
+        Value::Object(map) => Value::Object(map_without_nul(map)),
+        other => other,
+    }
+}
+
+/// An object with every NUL in its keys and string values replaced, at any depth.
+pub fn map_without_nul(map: Map<String, Value>) -> Map<String, Value> {
+    map.into_iter()
+        .map(|(k, v)| (without_nul(k), json_without_nul(v)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nul_in_nested_keys_and_values_is_replaced() {
+        let cleaned = json_without_nul(json!({"a\u{0}b": ["x\u{0}", {"k": "\u{0}"}], "n": 1}));
+        assert_eq!(
+            cleaned,
+            json!({"a\u{FFFD}b": ["x\u{FFFD}", {"k": "\u{FFFD}"}], "n": 1})
+        );
+        assert!(!cleaned.to_string().contains("\\u0000"));
+    }
+
+    #[test]
+    fn text_without_nul_is_unchanged() {
+        assert_eq!(without_nul("plain".to_owned()), "plain");
+    }
+}

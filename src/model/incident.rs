@@ -1,0 +1,134 @@
+//! Incidents and analysis results as the dashboard sees them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Lifecycle of an incident. The database stores upper-case labels (`incidentstatus`,
+/// SQLAlchemy stores enum member names); the API shows lower-case values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentStatus {
+    Open,
+    Investigating,
+    Resolved,
+    Closed,
+}
+
+/// How bad an incident is; ordered, so `max` raises severity. Database labels are upper-case
+/// (`incidentseverity`), API values lower-case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentSeverity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+macro_rules! labelled_enum {
+    ($ty:ident { $($variant:ident => $db:literal, $api:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The label stored in PostgreSQL.
+            pub fn db_label(self) -> &'static str {
+                match self { $($ty::$variant => $db),+ }
+            }
+
+            /// The value shown by the HTTP API.
+            pub fn api_value(self) -> &'static str {
+                match self { $($ty::$variant => $api),+ }
+            }
+
+            /// Reads a database label back.
+            pub fn from_db_label(label: &str) -> Option<$ty> {
+                Self::ALL.iter().copied().find(|v| v.db_label() == label)
+            }
+
+            /// Reads an API value, ignoring case (`high` and `HIGH` both name the same level).
+            pub fn from_api_value(value: &str) -> Option<$ty> {
+                Self::ALL.iter().copied().find(|v| v.api_value().eq_ignore_ascii_case(value))
+            }
+        }
+    };
+}
+
+labelled_enum!(IncidentStatus {
+    Open => "OPEN", "open",
+    Investigating => "INVESTIGATING", "investigating",
+    Resolved => "RESOLVED", "resolved",
+    Closed => "CLOSED", "closed",
+});
+
+labelled_enum!(IncidentSeverity {
+    Low => "LOW", "low",
+    Medium => "MEDIUM", "medium",
+    High => "HIGH", "high",
+    Critical => "CRITICAL", "critical",
+});
+
+/// One incident row, in the dashboard's shape (CONTRACTS §3).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    pub id: Uuid,
+    pub trace_id: String,
+    pub status: IncidentStatus,
+    pub severity: IncidentSeverity,
+    #[serde(serialize_with = "crate::model::time::serialize_option")]
+    pub detected_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::model::time::serialize_option")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub affected_services: Vec<String>,
+    pub error_count: Option<f64>,
+}
+
+/// One analysis written by the pipeline (CONTRACTS §1 `analysis_results`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnalysisResult {
+    pub id: Uuid,
+    pub incident_id: Uuid,
+    pub root_cause: String,
+    pub confidence_score: f64,
+    pub evidence_signals: Vec<Uuid>,
+    pub ai_explanation: Value,
+    #[serde(serialize_with = "crate::model::time::serialize_option")]
+    pub generated_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_labels_are_upper_case_and_api_values_lower_case() {
+        for s in IncidentStatus::ALL {
+            assert_eq!(s.db_label(), s.api_value().to_uppercase());
+            assert_eq!(IncidentStatus::from_db_label(s.db_label()), Some(*s));
+        }
+        for s in IncidentSeverity::ALL {
+            assert_eq!(s.db_label(), s.api_value().to_uppercase());
+            assert_eq!(IncidentSeverity::from_api_value(s.db_label()), Some(*s));
+        }
+        assert_eq!(IncidentSeverity::from_db_label("high"), None);
+    }
+
+    #[test]
+    fn severities_are_ordered_from_low_to_critical() {
+        assert!(IncidentSeverity::Low < IncidentSeverity::Medium);
+        assert!(IncidentSeverity::High < IncidentSeverity::Critical);
+        assert_eq!(
+            IncidentSeverity::High.max(IncidentSeverity::Low),
+            IncidentSeverity::High
+        );
+    }
+
+    #[test]
+    fn incident_serialises_lower_case_labels() {
+        let json = serde_json::to_value(IncidentStatus::Investigating).unwrap();
+        assert_eq!(json, "investigating");
+        let json = serde_json::to_value(IncidentSeverity::Critical).unwrap();
+        assert_eq!(json, "critical");
+    }
+}

@@ -1,0 +1,10 @@
+//! Our own data model: plain types shared by mapping, storage and the API.
+//! No OTLP, HTTP or SQL types here; nothing in this module imports the rest of the crate.
+
+pub mod correlation;
+pub mod incident;
+pub mod signal;
+pub mod time;
+
+pub use incident::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus};
+pub use signal::{Signal, SignalType, StoredSignal};

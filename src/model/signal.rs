@@ -1,0 +1,71 @@
+//! A telemetry signal as we store it, whatever transport brought it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// The three kinds of telemetry. Database labels (`signaltypeenum`) and API values are the
+/// same lower-case words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalType {
+    Log,
+    Trace,
+    Metric,
+}
+
+impl SignalType {
+    pub const ALL: [SignalType; 3] = [SignalType::Log, SignalType::Trace, SignalType::Metric];
+
+    /// The label used both in the `signaltypeenum` database type and in the HTTP API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalType::Log => "log",
+            SignalType::Trace => "trace",
+            SignalType::Metric => "metric",
+        }
+    }
+
+    pub fn parse(label: &str) -> Option<SignalType> {
+        SignalType::ALL.into_iter().find(|t| t.as_str() == label)
+    }
+}
+
+/// A signal ready to be stored: every field already validated and normalised
+/// (no NUL characters, canonical payload keys of CONTRACTS §1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub signal_id: Uuid,
+    pub signal_type: SignalType,
+    /// The correlation key: a real trace id, or `svc:<service>:<window>` for trace-less signals.
+    pub trace_id: String,
+    pub service_name: String,
+    pub timestamp: DateTime<Utc>,
+    pub payload: Map<String, Value>,
+}
+
+/// A signal as read back from the store, shaped as the query API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredSignal {
+    pub id: Uuid,
+    pub signal_type: SignalType,
+    pub trace_id: String,
+    pub service_name: String,
+    #[serde(serialize_with = "crate::model::time::serialize")]
+    pub timestamp: DateTime<Utc>,
+    pub payload: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_type_labels_round_trip() {
+        for t in SignalType::ALL {
+            assert_eq!(SignalType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(SignalType::parse("LOG"), None);
+    }
+}

@@ -1,0 +1,4 @@
+//! Transports only: read a request, hand its signals to [`crate::ingest`], answer.
+//! Nothing else in the crate imports this module; `app` mounts it.
+
+pub mod legacy;

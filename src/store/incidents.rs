@@ -1,0 +1,94 @@
+//! Reading `incidents` and `analysis_results` (writing them arrives with triage).
+
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::filter::Conditions;
+use super::{Store, StoreError};
+use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus};
+
+/// Filters of `GET /query/incidents`; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub status: Option<IncidentStatus>,
+    pub severity: Option<IncidentSeverity>,
+}
+
+const INCIDENT_COLUMNS: &str = "id, trace_id, status::text, severity::text, detected_at, resolved_at, \
+     affected_services, error_count";
+
+impl Store {
+    /// One page of incidents, newest `detected_at` first, and the number matching the filter.
+    pub async fn list_incidents(
+        &self,
+        filter: &IncidentFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Incident>, i64), StoreError> {
+        let status = filter.status.map(IncidentStatus::db_label);
+        let severity = filter.severity.map(IncidentSeverity::db_label);
+        let mut conditions = Conditions::default();
+        if let Some(status) = &status {
+            conditions.push("status = $::text::incidentstatus", status);
+        }
+        if let Some(severity) = &severity {
+            conditions.push("severity = $::text::incidentseverity", severity);
+        }
+        let client = self.client().await?;
+        let order = "detected_at DESC NULLS LAST, id DESC";
+        let (rows, total) = conditions
+            .fetch_page(&client, "incidents", INCIDENT_COLUMNS, order, limit, offset)
+            .await?;
+        Ok((rows.iter().map(incident_from_row).collect(), total))
+    }
+
+    pub async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        Ok(row.as_ref().map(incident_from_row))
+    }
+
+    /// The newest analysis of an incident, if the worker has written one.
+    pub async fn latest_analysis(&self, incident_id: Uuid) -> Result<Option<AnalysisResult>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, incident_id, root_cause, confidence_score, evidence_signals,
+                        ai_explanation, generated_at
+                 FROM analysis_results WHERE incident_id = $1
+                 ORDER BY generated_at DESC NULLS LAST, id DESC LIMIT 1",
+                &[&incident_id],
+            )
+            .await?;
+        Ok(row.map(|row| AnalysisResult {
+            id: row.get(0),
+            incident_id: row.get(1),
+            root_cause: row.get(2),
+            confidence_score: row.get(3),
+            evidence_signals: row.get(4),
+            ai_explanation: row.get(5),
+            generated_at: row.get(6),
+        }))
+    }
+}
+
+fn incident_from_row(row: &Row) -> Incident {
+    let status: String = row.get(2);
+    let severity: String = row.get(3);
+    Incident {
+        id: row.get(0),
+        trace_id: row.get(1),
+        // The enum columns only hold these labels.
+        status: IncidentStatus::from_db_label(&status).unwrap_or(IncidentStatus::Open),
+        severity: IncidentSeverity::from_db_label(&severity).unwrap_or(IncidentSeverity::Low),
+        detected_at: row.get(4),
+        resolved_at: row.get(5),
+        affected_services: row.get(6),
+        error_count: row.get(7),
+    }
+}

@@ -1,0 +1,123 @@
+//! All SQL lives here: start-up (wait, create, migrate), the connection pool, writes and reads.
+//! Callers get plain model types and a [`StoreError`] that says whether retrying can help.
+
+mod bootstrap;
+mod filter;
+mod incidents;
+pub mod migrate;
+mod signals;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use crate::config::DatabaseConfig;
+
+pub use bootstrap::{ensure_database, wait_for_server};
+pub use incidents::IncidentFilter;
+pub use signals::{InsertOutcome, SignalFilter};
+
+/// A failed database operation, classified by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached, is restarting, or is overloaded: retry later.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The statement itself failed; retrying the same request will fail again.
+    #[error("database query failed")]
+    Query(#[source] tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if is_transient(&error) {
+            StoreError::Unavailable(Box::new(error))
+        } else {
+            StoreError::Query(error)
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(Box::new(error))
+    }
+}
+
+/// Errors where the same request may succeed later: lost or refused connections, server
+/// shutdown or start-up, resource exhaustion, serialization failures and deadlocks.
+fn is_transient(error: &tokio_postgres::Error) -> bool {
+    let Some(code) = error.code() else {
+        // No SQLSTATE: an I/O error or a closed connection.
+        return true;
+    };
+    let class = &code.code()[..2];
+    matches!(class, "08" | "53" | "57" | "58")
+        || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+}
+
+/// The connection pool; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// A pool for `config`. Connections are made lazily; a broken one is replaced on next use.
+    pub fn new(config: &DatabaseConfig) -> anyhow::Result<Store> {
+        let manager = Manager::from_config(
+            config.pg.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.acquire_timeout))
+            .create_timeout(Some(config.acquire_timeout))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()?;
+        Ok(Store { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Round-trips `SELECT 1`, within `timeout`: the health and readiness probe.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), StoreError> {
+        let probe = async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok::<(), StoreError>(())
+        };
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(result) => result,
+            Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
+        }
+    }
+
+    /// Connections open and idle, for readiness reporting.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
+    /// Closes the pool: idle connections are dropped, later requests fail fast.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+}
+
+/// Connects to the configured database and applies `migrations` (see [`migrate::run`]).
+pub async fn migrate_database(
+    config: &DatabaseConfig,
+    migrations: &[migrate::Migration],
+) -> anyhow::Result<migrate::MigrationReport> {
+    let mut client = bootstrap::connect(&config.pg).await?;
+    Ok(migrate::run(&mut client, migrations).await?)
+}

@@ -1,0 +1,122 @@
+//! Writing and reading `raw_signals`.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::filter::Conditions;
+use super::{Store, StoreError};
+use crate::model::{Signal, SignalType, StoredSignal};
+
+/// What an insert did: new rows, and rows skipped because their `signal_id` was already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InsertOutcome {
+    pub inserted: u64,
+    pub duplicates: u64,
+}
+
+/// Filters of `GET /query/signals`; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct SignalFilter {
+    pub trace_id: Option<String>,
+    pub service_name: Option<String>,
+    pub signal_type: Option<SignalType>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+const SIGNAL_COLUMNS: &str = r#"id, signal_type::text, trace_id, service_name, "timestamp", payload"#;
+
+impl Store {
+    /// Stores `signals` in one transaction with one statement; a `signal_id` already stored
+    /// (or repeated within `signals`) is skipped, never an error. Returns after the commit.
+    pub async fn insert_signals(&self, signals: &[Signal]) -> Result<InsertOutcome, StoreError> {
+        if signals.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let ids: Vec<Uuid> = signals.iter().map(|s| s.signal_id).collect();
+        let types: Vec<&str> = signals.iter().map(|s| s.signal_type.as_str()).collect();
+        let trace_ids: Vec<&str> = signals.iter().map(|s| s.trace_id.as_str()).collect();
+        let services: Vec<&str> = signals.iter().map(|s| s.service_name.as_str()).collect();
+        let timestamps: Vec<DateTime<Utc>> = signals.iter().map(|s| s.timestamp).collect();
+        let payloads: Vec<Value> = signals.iter().map(|s| Value::Object(s.payload.clone())).collect();
+
+        let client = self.client().await?;
+        // A single autocommitted statement is its own transaction: all rows or none.
+        let inserted = client
+            .execute(
+                r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload)
+                   SELECT id, signal_type::signaltypeenum, trace_id, service_name, ts, payload
+                   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
+                        AS t(id, signal_type, trace_id, service_name, ts, payload)
+                   ON CONFLICT (id) DO NOTHING"#,
+                &[&ids, &types, &trace_ids, &services, &timestamps, &payloads],
+            )
+            .await?;
+        Ok(InsertOutcome {
+            inserted,
+            duplicates: signals.len() as u64 - inserted,
+        })
+    }
+
+    /// One page of signals, newest first, and the number matching the filter.
+    pub async fn list_signals(
+        &self,
+        filter: &SignalFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<StoredSignal>, i64), StoreError> {
+        let signal_type = filter.signal_type.map(SignalType::as_str);
+        let mut conditions = Conditions::default();
+        if let Some(trace_id) = &filter.trace_id {
+            conditions.push("trace_id = $", trace_id);
+        }
+        if let Some(service_name) = &filter.service_name {
+            conditions.push("service_name = $", service_name);
+        }
+        if let Some(signal_type) = &signal_type {
+            conditions.push("signal_type = $::text::signaltypeenum", signal_type);
+        }
+        if let Some(start_time) = &filter.start_time {
+            conditions.push(r#""timestamp" >= $"#, start_time);
+        }
+        if let Some(end_time) = &filter.end_time {
+            conditions.push(r#""timestamp" <= $"#, end_time);
+        }
+        let client = self.client().await?;
+        let order = r#""timestamp" DESC, id DESC"#;
+        let (rows, total) = conditions
+            .fetch_page(&client, "raw_signals", SIGNAL_COLUMNS, order, limit, offset)
+            .await?;
+        Ok((rows.iter().map(signal_from_row).collect(), total))
+    }
+
+    /// The signals of one trace, oldest first, at most `limit`.
+    pub async fn trace_signals(&self, trace_id: &str, limit: i64) -> Result<Vec<StoredSignal>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    r#"SELECT {SIGNAL_COLUMNS} FROM raw_signals WHERE trace_id = $1
+                       ORDER BY "timestamp", id LIMIT $2"#
+                ),
+                &[&trace_id, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(signal_from_row).collect())
+    }
+}
+
+fn signal_from_row(row: &Row) -> StoredSignal {
+    let signal_type: String = row.get(1);
+    StoredSignal {
+        id: row.get(0),
+        // The column's enum type only holds these three labels.
+        signal_type: SignalType::parse(&signal_type).unwrap_or(SignalType::Log),
+        trace_id: row.get(2),
+        service_name: row.get(3),
+        timestamp: row.get(4),
+        payload: row.get(5),
+    }
+}

@@ -1,0 +1,213 @@
+//! Starting the real `App` against a fresh database of its own, and talking to it.
+
+use std::net::SocketAddr;
+
+use prodsentinel::{App, Config};
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio_postgres::{Client, NoTls};
+
+/// The PostgreSQL server tests use, without a database name.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_SERVER").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// A database that exists only for one test: dropped when this value is dropped, even when the
+/// test panics.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    /// A unique name; the database itself is created by the app under test (or by `create`).
+    pub fn new() -> TestDb {
+        TestDb {
+            name: format!("prodsentinel_test_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", server_url(), self.name)
+    }
+
+    /// A direct connection to this database, for assertions.
+    pub async fn connect(&self) -> Client {
+        connect(&self.url()).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let admin = connect(&format!("{}/postgres", server_url())).await;
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await
+                    .unwrap_or_else(|why| eprintln!("could not drop test database {name}: {why}"));
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|why| panic!("PostgreSQL must be running for the tests ({url}): {why}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A running app on an ephemeral port with its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Last: the database is dropped after the app's handles.
+    pub db: TestDb,
+}
+
+/// Settings every test app gets; `extra` flags come after and win.
+pub fn test_config(db: &TestDb, extra: &[&str]) -> Config {
+    let url = db.url();
+    let mut args = vec![
+        "prodsentinel",
+        "--database-url",
+        &url,
+        "--api-addr",
+        "127.0.0.1:0",
+        "--database-wait-seconds",
+        "10",
+        "--database-pool-size",
+        "4",
+        "--database-acquire-timeout-ms",
+        "2000",
+        "--shutdown-timeout-seconds",
+        "5",
+    ];
+    args.extend_from_slice(extra);
+    Config::from_args(args).expect("valid test configuration")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    let db = TestDb::new();
+    let app = App::build(test_config(&db, extra)).await.expect("app starts");
+    let addr = app.api_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        server: Some(server),
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// POSTs `body` as `application/json`.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// POSTs raw bytes with an optional content type.
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Response {
+        let mut request = self.http.post(self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn db(&self) -> Client {
+        self.db.connect().await
+    }
+
+    pub async fn count_signals(&self) -> i64 {
+        self.db()
+            .await
+            .query_one("SELECT count(*) FROM raw_signals", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Stops the server the way SIGTERM does and waits for it to finish.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A valid legacy log body with a fresh `signal_id`.
+pub fn log_body(trace_id: &str, level: &str, message: &str) -> Value {
+    serde_json::json!({
+        "signal_id": uuid::Uuid::new_v4().to_string(),
+        "trace_id": trace_id,
+        "service_name": "checkout",
+        "timestamp": "2024-05-01T10:20:30.123456+00:00",
+        "level": level,
+        "message": message,
+        "attributes": {"order_id": 42}
+    })
+}
+
+/// The `loc` paths of a 422 body, as dotted strings.
+pub fn error_locs(body: &Value) -> Vec<String> {
+    body["detail"]
+        .as_array()
+        .expect("detail is a list of field errors")
+        .iter()
+        .map(|e| {
+            e["loc"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().map(str::to_owned).unwrap_or_else(|| p.to_string()))
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .collect()
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, each test with its own PostgreSQL database.
+
+mod api;
+mod binary;
+mod health;
+mod helpers;
+mod legacy;
+mod store;

@@ -1,0 +1,239 @@
+//! Start-up against the real database: creation, migrations, the append-only rule.
+
+use prodsentinel::store::migrate::{Migration, MIGRATIONS};
+use prodsentinel::store::migrate_database;
+use prodsentinel::App;
+
+use crate::helpers::{connect, log_body, server_url, spawn_app, test_config, TestDb};
+
+#[tokio::test]
+async fn app_creates_its_database_when_missing() {
+    let db = TestDb::new();
+    let admin = connect(&format!("{}/postgres", server_url())).await;
+    let exists = "SELECT count(*) FROM pg_database WHERE datname = $1";
+    assert_eq!(
+        admin
+            .query_one(exists, &[&db.name])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
+    let app = App::build(test_config(&db, &[])).await.expect("app starts");
+    assert_eq!(
+        admin
+            .query_one(exists, &[&db.name])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+    drop(app);
+}
+
+#[tokio::test]
+async fn schema_has_the_contract_tables_types_and_labels() {
+    let app = spawn_app().await;
+    let db = app.db().await;
+    let labels = |type_name: &'static str| {
+        let db = &db;
+        async move {
+            db.query(
+                "SELECT enumlabel::text FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
+                 WHERE t.typname = $1 ORDER BY e.enumsortorder",
+                &[&type_name],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(labels("signaltypeenum").await, ["log", "trace", "metric"]);
+    assert_eq!(
+        labels("incidentstatus").await,
+        ["OPEN", "INVESTIGATING", "RESOLVED", "CLOSED"]
+    );
+    assert_eq!(
+        labels("incidentseverity").await,
+        ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+    );
+
+    let columns = db
+        .query(
+            "SELECT table_name::text, column_name::text, udt_name::text FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name IN ('raw_signals', 'incidents', 'analysis_results')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let has = |table: &str, column: &str, udt: &str| {
+        columns.iter().any(|r| {
+            r.get::<_, String>(0) == table && r.get::<_, String>(1) == column && r.get::<_, String>(2) == udt
+        })
+    };
+    let expected = [
+        ("raw_signals", "id", "uuid"),
+        ("raw_signals", "signal_type", "signaltypeenum"),
+        ("raw_signals", "trace_id", "varchar"),
+        ("raw_signals", "service_name", "varchar"),
+        ("raw_signals", "timestamp", "timestamptz"),
+        ("raw_signals", "payload", "jsonb"),
+        ("incidents", "id", "uuid"),
+        ("incidents", "trace_id", "varchar"),
+        ("incidents", "status", "incidentstatus"),
+        ("incidents", "severity", "incidentseverity"),
+        ("incidents", "detected_at", "timestamptz"),
+        ("incidents", "resolved_at", "timestamptz"),
+        ("incidents", "affected_services", "_varchar"),
+        ("incidents", "error_count", "float8"),
+        ("analysis_results", "id", "uuid"),
+        ("analysis_results", "incident_id", "uuid"),
+        ("analysis_results", "root_cause", "text"),
+        ("analysis_results", "confidence_score", "float8"),
+        ("analysis_results", "evidence_signals", "_uuid"),
+        ("analysis_results", "ai_explanation", "json"),
+        ("analysis_results", "generated_at", "timestamptz"),
+    ];
+    for (table, column, udt) in expected {
+        assert!(has(table, column, udt), "{table}.{column} should be {udt}");
+    }
+
+    // The worker inserts incidents with its own ids and Python enum member names.
+    db.execute(
+        "INSERT INTO incidents (id, trace_id, status, severity, affected_services, error_count)
+         VALUES (gen_random_uuid(), 't', 'OPEN', 'HIGH', ARRAY['svc']::varchar[], 1.0)",
+        &[],
+    )
+    .await
+    .expect("the worker's insert works");
+}
+
+async fn assert_every_change_is_refused(db: &tokio_postgres::Client) {
+    for (statement, operation) in [
+        ("UPDATE raw_signals SET service_name = 'x'", "UPDATE"),
+        ("DELETE FROM raw_signals", "DELETE"),
+        ("TRUNCATE raw_signals", "TRUNCATE"),
+    ] {
+        let error = db.batch_execute(statement).await.expect_err(statement);
+        let message = error
+            .as_db_error()
+            .expect("a database error")
+            .message()
+            .to_owned();
+        assert_eq!(
+            message,
+            format!("raw_signals is append-only: {operation} is not allowed")
+        );
+    }
+}
+
+#[tokio::test]
+async fn raw_signals_reject_update_delete_and_truncate_even_when_empty() {
+    let app = spawn_app().await;
+    let db = app.db().await;
+    assert_every_change_is_refused(&db).await;
+    let (status, _) = app
+        .post_json("/ingest/logs", &log_body("t", "INFO", "immutable"))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    assert_every_change_is_refused(&db).await;
+    assert_eq!(app.count_signals().await, 1);
+}
+
+#[tokio::test]
+async fn restart_applies_nothing_new_and_keeps_one_record_per_migration() {
+    let app = spawn_app().await;
+    let config = test_config(&app.db, &[]);
+    let report = migrate_database(&config.database, MIGRATIONS).await.unwrap();
+    assert!(report.applied.is_empty());
+    assert_eq!(report.already_applied, MIGRATIONS.len());
+    let second = App::build(config)
+        .await
+        .expect("a second start on a migrated database works");
+    drop(second);
+    let count: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, MIGRATIONS.len() as i64);
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused_naming_the_file() {
+    let app = spawn_app().await;
+    let config = test_config(&app.db, &[]);
+    let mut edited: Vec<Migration> = MIGRATIONS.to_vec();
+    edited[0].sql = "CREATE TABLE sneaky (id int);";
+    let error = migrate_database(&config.database, &edited)
+        .await
+        .expect_err("edited migration refused");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("0001_signals.sql") && text.contains("edited"),
+        "{text}"
+    );
+    let sneaky: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'sneaky'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sneaky, 0);
+}
+
+#[tokio::test]
+async fn concurrent_starts_apply_each_migration_once() {
+    let db = TestDb::new();
+    let (a, b) = tokio::join!(
+        App::build(test_config(&db, &[])),
+        App::build(test_config(&db, &[]))
+    );
+    let (a, b) = (
+        a.expect("first instance starts"),
+        b.expect("second instance starts"),
+    );
+    drop((a, b));
+    let client = db.connect().await;
+    let rows = client
+        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .await
+        .unwrap();
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    let expected: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(versions, expected);
+}
+
+#[tokio::test]
+async fn a_failing_migration_is_rolled_back_and_named() {
+    let app = spawn_app().await;
+    let config = test_config(&app.db, &[]);
+    let mut broken: Vec<Migration> = MIGRATIONS.to_vec();
+    broken.push(Migration {
+        version: 9999,
+        name: "9999_broken.sql",
+        sql: "CREATE TABLE half (id int); SELECT * FROM missing_table;",
+    });
+    let error = migrate_database(&config.database, &broken)
+        .await
+        .expect_err("broken migration fails");
+    assert!(format!("{error:#}").contains("9999_broken.sql"));
+    let db = app.db().await;
+    let half: i64 = db
+        .query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'half'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(half, 0, "the failed migration's transaction is rolled back");
+    let recorded: i64 = db
+        .query_one("SELECT count(*) FROM schema_migrations WHERE version = 9999", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 0);
+}
