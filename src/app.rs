@@ -1,8 +1,9 @@
 //! Wiring: everything `main` starts, built the same way by the integration tests.
 //!
 //! Start-up order: wait for PostgreSQL, create the database if missing, apply migrations, open
-//! the pool, bind the listener. Shutdown order: readiness goes false, the listener stops
-//! accepting, in-flight requests finish (up to `SHUTDOWN_TIMEOUT_SECONDS`), the pool closes.
+//! the pool, bind the three listeners (API, OTLP/gRPC, OTLP/HTTP). Shutdown order: readiness
+//! goes false, every listener stops accepting, in-flight requests finish (up to
+//! `SHUTDOWN_TIMEOUT_SECONDS`), the pool closes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,17 +24,30 @@ use tracing::{info, warn};
 use crate::api::{self, ApiState};
 use crate::config::{Config, CorsOrigins};
 use crate::ingest::Ingest;
-use crate::mapping::legacy::LegacyOptions;
+use crate::mapping::MappingOptions;
 use crate::receivers::legacy::{self, LegacyState};
+use crate::receivers::otlp_grpc::OtlpGrpc;
+use crate::receivers::otlp_http::{self, OtlpHttpState};
 use crate::store::{self, migrate, Store};
 
-/// A started service: database ready, listener bound, not yet serving.
+/// A started service: database ready, listeners bound, not yet serving.
 pub struct App {
     config: Config,
     store: Store,
-    api_listener: TcpListener,
-    api_addr: SocketAddr,
+    listeners: Listeners,
     ready: Arc<AtomicBool>,
+}
+
+struct Listeners {
+    api: TcpListener,
+    otlp_grpc: TcpListener,
+    otlp_http: TcpListener,
+}
+
+async fn bind(setting: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {setting} {addr}"))
 }
 
 impl App {
@@ -49,23 +63,33 @@ impl App {
             info!(applied = ?report.applied, "database schema updated");
         }
         let store = Store::new(&config.database)?;
-        let api_listener = TcpListener::bind(config.api_addr)
-            .await
-            .with_context(|| format!("cannot listen on API_ADDR {}", config.api_addr))?;
-        let api_addr = api_listener.local_addr()?;
+        let listeners = Listeners {
+            api: bind("API_ADDR", config.api_addr).await?,
+            otlp_grpc: bind("OTLP_GRPC_ADDR", config.otlp_grpc_addr).await?,
+            otlp_http: bind("OTLP_HTTP_ADDR", config.otlp_http_addr).await?,
+        };
         let ready = Arc::new(AtomicBool::new(true));
         Ok(App {
             config,
             store,
-            api_listener,
-            api_addr,
+            listeners,
             ready,
         })
     }
 
     /// The address the API actually listens on (useful with port 0).
     pub fn api_addr(&self) -> SocketAddr {
-        self.api_addr
+        local_addr(&self.listeners.api)
+    }
+
+    /// The address the OTLP/gRPC receiver actually listens on.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        local_addr(&self.listeners.otlp_grpc)
+    }
+
+    /// The address the OTLP/HTTP receiver actually listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        local_addr(&self.listeners.otlp_http)
     }
 
     /// The store, for tests that inspect what was written.
@@ -73,13 +97,34 @@ impl App {
         &self.store
     }
 
+    fn ingest(&self) -> Ingest {
+        Ingest::new(self.store.clone(), self.config.ingest_timeout)
+    }
+
+    fn mapping_options(&self) -> MappingOptions {
+        MappingOptions {
+            correlation_window: self.config.correlation_window,
+        }
+    }
+
+    /// The OTLP/HTTP receiver, with CORS when `OTLP_HTTP_CORS_ALLOWED_ORIGINS` allows any.
+    fn otlp_http_router(&self) -> Router {
+        let router = otlp_http::router(OtlpHttpState {
+            ingest: self.ingest(),
+            options: self.mapping_options(),
+            max_message_bytes: self.config.otlp_max_message_bytes,
+        });
+        match cors_layer(&self.config.otlp_http_cors_allowed_origins) {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
+    }
+
     /// The whole HTTP surface of the API port.
     fn router(&self) -> Router {
         let legacy_state = LegacyState {
-            ingest: Ingest::new(self.store.clone()),
-            options: LegacyOptions {
-                correlation_window: self.config.correlation_window,
-            },
+            ingest: self.ingest(),
+            options: self.mapping_options(),
             max_body_bytes: self.config.max_body_bytes,
         };
         let api_state = ApiState {
@@ -99,28 +144,53 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests (up to
-    /// `SHUTDOWN_TIMEOUT_SECONDS`) and closes the pool.
+    /// `SHUTDOWN_TIMEOUT_SECONDS`) and closes the pool. Fails if a server stops on its own.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let router = self.router();
         let stop = CancellationToken::new();
-        let server =
-            axum::serve(self.api_listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { server.await });
+        let (api_router, otlp_http_router) = (self.router(), self.otlp_http_router());
+        let grpc = OtlpGrpc {
+            ingest: self.ingest(),
+            options: self.mapping_options(),
+            max_message_bytes: self.config.otlp_max_message_bytes,
+        };
+        let Listeners {
+            api,
+            otlp_grpc,
+            otlp_http,
+        } = self.listeners;
+        let api = axum::serve(api, api_router).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let otlp_http =
+            axum::serve(otlp_http, otlp_http_router).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let otlp_grpc = grpc.serve(otlp_grpc, stop.clone().cancelled_owned());
+        let mut servers = tokio::task::JoinSet::new();
+        servers.spawn(async move { api.await.context("API server") });
+        servers.spawn(async move { otlp_http.await.context("OTLP/HTTP server") });
+        servers.spawn(async move { otlp_grpc.await.context("OTLP/gRPC server") });
+
         tokio::select! {
             () = shutdown => {}
-            result = &mut server => {
+            ended = servers.join_next() => {
+                stop.cancel();
                 self.store.close();
-                return Err(anyhow::anyhow!("API server stopped unexpectedly: {:?}", result));
+                return Err(anyhow::anyhow!("a server stopped unexpectedly: {ended:?}"));
             }
         }
         self.ready.store(false, Ordering::Release);
         stop.cancel();
-        match tokio::time::timeout(self.config.shutdown_timeout, &mut server).await {
-            Ok(Ok(Ok(()))) => info!("all in-flight requests finished"),
-            Ok(Ok(Err(why))) => warn!(error = %why, "API server ended with an error"),
-            Ok(Err(why)) => warn!(error = %why, "API server task failed"),
+        let drained = tokio::time::timeout(self.config.shutdown_timeout, async {
+            while let Some(ended) = servers.join_next().await {
+                match ended {
+                    Ok(Ok(())) => {}
+                    Ok(Err(why)) => warn!(error = format!("{why:#}"), "server ended with an error"),
+                    Err(why) => warn!(error = %why, "server task failed"),
+                }
+            }
+        })
+        .await;
+        match drained {
+            Ok(()) => info!("all in-flight requests finished"),
             Err(_) => {
-                server.abort();
+                servers.abort_all();
                 warn!(timeout = ?self.config.shutdown_timeout, "shutdown deadline reached, in-flight requests dropped");
             }
         }
@@ -128,6 +198,13 @@ impl App {
         info!("stopped");
         Ok(())
     }
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    // A bound TCP listener always has a local address.
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {

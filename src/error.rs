@@ -1,15 +1,18 @@
 //! How a client should react to a failure, whatever the transport. Only this module decides
-//! status codes for ingestion failures.
+//! the HTTP status and gRPC code of an ingestion failure.
 
 use axum::http::StatusCode;
+use tonic::Code;
 
 use crate::ingest::IngestError;
 
 /// The client-facing class of a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
-    /// The request can never succeed as sent.
+    /// The request can never succeed as sent: do not retry.
     Malformed,
+    /// The request is larger than we accept: do not retry as is.
+    TooLarge,
     /// Nothing was stored; the same request may succeed later.
     RetryLater,
     /// Our fault; details are in our logs, never in the answer.
@@ -20,8 +23,20 @@ impl Reject {
     pub fn http_status(self) -> StatusCode {
         match self {
             Reject::Malformed => StatusCode::BAD_REQUEST,
+            Reject::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::RetryLater => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OTLP clients retry UNAVAILABLE, and RESOURCE_EXHAUSTED only with RetryInfo, which an
+    /// oversized message never carries.
+    pub fn grpc_code(self) -> Code {
+        match self {
+            Reject::Malformed => Code::InvalidArgument,
+            Reject::TooLarge => Code::ResourceExhausted,
+            Reject::RetryLater => Code::Unavailable,
+            Reject::Internal => Code::Internal,
         }
     }
 }
@@ -29,7 +44,7 @@ impl Reject {
 impl From<&IngestError> for Reject {
     fn from(error: &IngestError) -> Self {
         match error {
-            IngestError::Unavailable(_) => Reject::RetryLater,
+            IngestError::Unavailable(_) | IngestError::TimedOut(_) => Reject::RetryLater,
             IngestError::Failed(_) => Reject::Internal,
         }
     }
@@ -40,16 +55,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_class_has_its_http_status() {
-        assert_eq!(Reject::Malformed.http_status(), StatusCode::BAD_REQUEST);
-        assert_eq!(Reject::RetryLater.http_status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(Reject::Internal.http_status(), StatusCode::INTERNAL_SERVER_ERROR);
+    fn each_class_has_its_http_status_and_grpc_code() {
+        let expected = [
+            (Reject::Malformed, StatusCode::BAD_REQUEST, Code::InvalidArgument),
+            (
+                Reject::TooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::ResourceExhausted,
+            ),
+            (
+                Reject::RetryLater,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Unavailable,
+            ),
+            (
+                Reject::Internal,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+            ),
+        ];
+        for (reject, status, code) in expected {
+            assert_eq!((reject.http_status(), reject.grpc_code()), (status, code));
+        }
     }
 
     #[test]
-    fn unavailable_storage_is_retryable() {
+    fn unavailable_or_slow_storage_is_retryable() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let error = IngestError::Unavailable(crate::store::StoreError::Unavailable(Box::new(io)));
         assert_eq!(Reject::from(&error), Reject::RetryLater);
+        let slow = IngestError::TimedOut(std::time::Duration::from_secs(3));
+        assert_eq!(Reject::from(&slow), Reject::RetryLater);
     }
 }

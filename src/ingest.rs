@@ -1,16 +1,26 @@
 //! The one door every receiver calls with mapped signals. It answers only once the signals are
-//! committed, so an acknowledgement is a promise that survives a crash.
+//! committed, so an acknowledgement is a promise that survives a crash, and it answers within
+//! `INGEST_TIMEOUT_MS`, so clients get a retryable answer rather than their own timeout.
 
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::mapping::otlp::Mapped;
 use crate::model::Signal;
 use crate::store::{InsertOutcome, Store, StoreError};
 
 /// What happened to an accepted request's signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Accepted {
     /// Newly stored.
     pub stored: u64,
     /// Already stored earlier (a retry): acknowledged, not stored twice.
     pub duplicates: u64,
+    /// Records of the request that could not be mapped (OTLP partial success).
+    pub rejected: u64,
+    /// Why they were rejected, in English, for the client.
+    pub rejection_message: Option<String>,
 }
 
 /// Why signals could not be accepted.
@@ -19,6 +29,10 @@ pub enum IngestError {
     /// Storage is unreachable or overloaded; nothing was stored, the client should retry.
     #[error("storage unavailable, retry later")]
     Unavailable(#[source] StoreError),
+    /// Storage did not confirm the commit in time; the client should retry (a retry is
+    /// idempotent, so a commit that did land is not stored twice).
+    #[error("storage did not answer within {0:?}")]
+    TimedOut(Duration),
     /// Storage refused the write for a reason retrying will not fix.
     #[error("storage failed")]
     Failed(#[source] StoreError),
@@ -37,20 +51,45 @@ impl From<StoreError> for IngestError {
 #[derive(Clone)]
 pub struct Ingest {
     store: Store,
+    timeout: Duration,
 }
 
 impl Ingest {
-    pub fn new(store: Store) -> Ingest {
-        Ingest { store }
+    pub fn new(store: Store, timeout: Duration) -> Ingest {
+        Ingest { store, timeout }
     }
 
     /// Stores `signals` all-or-nothing and returns once they are committed. Signals whose id is
     /// already stored count as duplicates and are not an error. An empty list is a success.
     pub async fn submit(&self, signals: Vec<Signal>) -> Result<Accepted, IngestError> {
-        let InsertOutcome { inserted, duplicates } = self.store.insert_signals(&signals).await?;
+        let insert = self.store.insert_signals(&signals);
+        let InsertOutcome { inserted, duplicates } = tokio::time::timeout(self.timeout, insert)
+            .await
+            .map_err(|_| IngestError::TimedOut(self.timeout))??;
         Ok(Accepted {
             stored: inserted,
             duplicates,
+            ..Accepted::default()
+        })
+    }
+
+    /// Stores what an OTLP request mapped to, and carries its rejections into the answer.
+    pub async fn submit_mapped(
+        &self,
+        transport: &'static str,
+        mapped: Mapped,
+    ) -> Result<Accepted, IngestError> {
+        let rejection_message = mapped.error_message();
+        if let Some(message) = &rejection_message {
+            // The client will not retry a partial success: this line is the only trace of it.
+            warn!(transport, rejected = mapped.rejected, reason = %message, "records rejected");
+        }
+        let rejected = mapped.rejected;
+        let accepted = self.submit(mapped.signals).await?;
+        Ok(Accepted {
+            rejected,
+            rejection_message,
+            ..accepted
         })
     }
 }

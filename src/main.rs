@@ -24,6 +24,6 @@ async fn main() -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let app = App::build(config).await?;
-    info!(api = %app.api_addr(), "ready");
+    info!(api = %app.api_addr(), otlp_grpc = %app.grpc_addr(), otlp_http = %app.http_addr(), "ready");
     app.run_until(prodsentinel::shutdown::signal()).await
 }

@@ -113,6 +113,9 @@ impl IntoResponse for ApiError {
                     Reject::Malformed => {
                         (status, Json(json!({ "detail": "malformed request" }))).into_response()
                     }
+                    Reject::TooLarge => {
+                        (status, Json(json!({ "detail": "request too large" }))).into_response()
+                    }
                     Reject::Internal => (status, Json(json!({ "detail": "internal error" }))).into_response(),
                 }
             }

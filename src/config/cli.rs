@@ -55,7 +55,22 @@ pub struct Cli {
     #[arg(long, env = "OTLP_HTTP_ADDR", default_value = "0.0.0.0:4318")]
     pub otlp_http_addr: String,
 
-    /// Largest accepted request body, in bytes (suffixes KiB, MiB, GiB accepted). Larger: 413.
+    /// Largest OTLP message (gRPC message, or OTLP/HTTP body after decompression), in bytes
+    /// (suffixes KiB, MiB, GiB accepted). Larger: 413 / RESOURCE_EXHAUSTED.
+    #[arg(long, env = "OTLP_MAX_MESSAGE_BYTES", default_value = "64MiB")]
+    pub otlp_max_message_bytes: String,
+
+    /// Origins allowed to send OTLP/HTTP from a browser: empty (default) for none, `*` for any,
+    /// or a comma-separated list of origins.
+    #[arg(long, env = "OTLP_HTTP_CORS_ALLOWED_ORIGINS", default_value = "")]
+    pub otlp_http_cors_allowed_origins: String,
+
+    /// Longest time a request waits for its signals to be committed before answering 503 /
+    /// UNAVAILABLE (clients time out at 5 to 10 s and would retry anyway), in milliseconds.
+    #[arg(long, env = "INGEST_TIMEOUT_MS", default_value = "3000")]
+    pub ingest_timeout_ms: String,
+
+    /// Largest accepted request body on the API port (suffixes KiB, MiB, GiB accepted). Larger: 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value = "4MiB")]
     pub max_body_bytes: String,
 

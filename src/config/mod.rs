@@ -76,6 +76,9 @@ pub struct Config {
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
     pub max_body_bytes: usize,
+    pub otlp_max_message_bytes: usize,
+    pub otlp_http_cors_allowed_origins: CorsOrigins,
+    pub ingest_timeout: Duration,
     pub cors_allowed_origins: CorsOrigins,
     pub correlation_window: Duration,
     pub shutdown_timeout: Duration,
@@ -133,6 +136,13 @@ impl Config {
             otlp_grpc_addr: values::socket_addr(&cli.otlp_grpc_addr).map_err(invalid("OTLP_GRPC_ADDR"))?,
             otlp_http_addr: values::socket_addr(&cli.otlp_http_addr).map_err(invalid("OTLP_HTTP_ADDR"))?,
             max_body_bytes: values::byte_size(&cli.max_body_bytes).map_err(invalid("MAX_BODY_BYTES"))?,
+            otlp_max_message_bytes: values::byte_size(&cli.otlp_max_message_bytes)
+                .map_err(invalid("OTLP_MAX_MESSAGE_BYTES"))?,
+            otlp_http_cors_allowed_origins: parse_cors(&cli.otlp_http_cors_allowed_origins)
+                .map_err(invalid("OTLP_HTTP_CORS_ALLOWED_ORIGINS"))?,
+            ingest_timeout: values::bounded_integer(&cli.ingest_timeout_ms, 10, 600_000)
+                .map(Duration::from_millis)
+                .map_err(invalid("INGEST_TIMEOUT_MS"))?,
             cors_allowed_origins: parse_cors(&cli.cors_allowed_origins)
                 .map_err(invalid("CORS_ALLOWED_ORIGINS"))?,
             correlation_window: values::seconds(&cli.correlation_window_seconds, 1, 86_400)
@@ -205,6 +215,9 @@ mod tests {
         assert_eq!(config.otlp_http_addr.to_string(), "0.0.0.0:4318");
         assert_eq!(config.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(config.cors_allowed_origins, CorsOrigins::Any);
+        assert_eq!(config.otlp_max_message_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.otlp_http_cors_allowed_origins, CorsOrigins::List(vec![]));
+        assert_eq!(config.ingest_timeout, Duration::from_secs(3));
         assert_eq!(config.correlation_window, Duration::from_secs(300));
     }
 
@@ -224,6 +237,12 @@ mod tests {
                 "CORS_ALLOWED_ORIGINS",
             ),
             (&["--database-pool-size", "0"], "DATABASE_POOL_SIZE"),
+            (&["--otlp-max-message-bytes", "huge"], "OTLP_MAX_MESSAGE_BYTES"),
+            (
+                &["--otlp-http-cors-allowed-origins", "x"],
+                "OTLP_HTTP_CORS_ALLOWED_ORIGINS",
+            ),
+            (&["--ingest-timeout-ms", "0"], "INGEST_TIMEOUT_MS"),
             (
                 &["--correlation-window-seconds", "0"],
                 "CORRELATION_WINDOW_SECONDS",

@@ -14,14 +14,15 @@ use serde_json::{json, Value};
 
 use crate::api::error::ApiError;
 use crate::ingest::Ingest;
-use crate::mapping::legacy::{signals_from_json, LegacyKind, LegacyOptions};
+use crate::mapping::legacy::{signals_from_json, LegacyKind};
+use crate::mapping::MappingOptions;
 use crate::validation::{FieldError, LocPart};
 
 /// What the legacy handlers share.
 #[derive(Clone)]
 pub struct LegacyState {
     pub ingest: Ingest,
-    pub options: LegacyOptions,
+    pub options: MappingOptions,
     /// `MAX_BODY_BYTES`, for the 413 message (the limit itself is a router layer).
     pub max_body_bytes: usize,
 }

@@ -2,3 +2,6 @@
 //! Nothing else in the crate imports this module; `app` mounts it.
 
 pub mod legacy;
+pub mod otlp_grpc;
+pub mod otlp_http;
+mod otlp_json;

@@ -21,6 +21,9 @@ const SETTINGS: &[&str] = &[
     "OTLP_GRPC_ADDR",
     "OTLP_HTTP_ADDR",
     "MAX_BODY_BYTES",
+    "OTLP_MAX_MESSAGE_BYTES",
+    "OTLP_HTTP_CORS_ALLOWED_ORIGINS",
+    "INGEST_TIMEOUT_MS",
     "CORS_ALLOWED_ORIGINS",
     "CORRELATION_WINDOW_SECONDS",
     "SHUTDOWN_TIMEOUT_SECONDS",
@@ -117,6 +120,8 @@ async fn start(db: &TestDb) -> (Child, String) {
     command
         .env("DATABASE_URL", db.url())
         .env("API_ADDR", "127.0.0.1:0")
+        .env("OTLP_GRPC_ADDR", "127.0.0.1:0")
+        .env("OTLP_HTTP_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
         .env("SHUTDOWN_TIMEOUT_SECONDS", "10")
         .stderr(Stdio::piped());

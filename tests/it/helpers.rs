@@ -69,6 +69,8 @@ pub async fn connect(url: &str) -> Client {
 /// A running app on an ephemeral port with its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -84,6 +86,10 @@ pub fn test_config(db: &TestDb, extra: &[&str]) -> Config {
         "--database-url",
         &url,
         "--api-addr",
+        "127.0.0.1:0",
+        "--otlp-grpc-addr",
+        "127.0.0.1:0",
+        "--otlp-http-addr",
         "127.0.0.1:0",
         "--database-wait-seconds",
         "10",
@@ -105,13 +111,15 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let db = TestDb::new();
     let app = App::build(test_config(&db, extra)).await.expect("app starts");
-    let addr = app.api_addr();
+    let (addr, grpc_addr, http_addr) = (app.api_addr(), app.grpc_addr(), app.http_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
     TestApp {
         addr,
+        grpc_addr,
+        http_addr,
         http: reqwest::Client::new(),
         stop: Some(stop),
         server: Some(server),

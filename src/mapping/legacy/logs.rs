@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::fields::Fields;
-use super::{trace_or_correlation_key, LegacyOptions};
+use crate::mapping::{trace_or_correlation_key, MappingOptions};
 use crate::model::{Signal, SignalType};
 use crate::validation::{FieldError, LocPart};
 
@@ -21,7 +21,7 @@ const LOG_FIELDS: &[&str] = &[
 pub(super) fn log_signal(
     value: &Value,
     loc: Vec<LocPart>,
-    options: &LegacyOptions,
+    options: &MappingOptions,
 ) -> Result<Signal, Vec<FieldError>> {
     let mut fields = Fields::new(value, loc)?;
     fields.reject_unknown(LOG_FIELDS);

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::fields::Fields;
-use super::{trace_or_correlation_key, LegacyOptions};
+use crate::mapping::{trace_or_correlation_key, MappingOptions};
 use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 use crate::validation::{FieldError, LocPart};
@@ -30,7 +30,7 @@ const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_4a3c_9b0e_4c59_a4f2_2b
 pub(super) fn metric_signal(
     value: &Value,
     loc: Vec<LocPart>,
-    options: &LegacyOptions,
+    options: &MappingOptions,
 ) -> Result<Signal, Vec<FieldError>> {
     let mut fields = Fields::new(value, loc)?;
     fields.reject_unknown(METRIC_FIELDS);

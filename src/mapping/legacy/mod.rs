@@ -9,10 +9,9 @@ mod logs;
 mod metrics;
 mod spans;
 
-use std::time::Duration;
-
 use serde_json::Value;
 
+use super::MappingOptions;
 use crate::model::Signal;
 use crate::validation::{FieldError, LocPart};
 
@@ -26,13 +25,6 @@ pub enum LegacyKind {
     Metrics,
 }
 
-/// Settings the mapping needs; no clock and no I/O.
-#[derive(Debug, Clone, Copy)]
-pub struct LegacyOptions {
-    /// Width of the window that groups a service's trace-less signals (CONTRACTS §6).
-    pub correlation_window: Duration,
-}
-
 /// At most this many field errors are reported for one body; the rest are summarised.
 const MAX_REPORTED_ERRORS: usize = 100;
 
@@ -40,7 +32,7 @@ const MAX_REPORTED_ERRORS: usize = 100;
 pub fn signals_from_json(
     kind: LegacyKind,
     body: &Value,
-    options: &LegacyOptions,
+    options: &MappingOptions,
 ) -> Result<Vec<Signal>, Vec<FieldError>> {
     let root = vec![LocPart::from("body")];
     let Value::Array(items) = body else {
@@ -67,7 +59,7 @@ fn signal_from_object(
     kind: LegacyKind,
     value: &Value,
     loc: Vec<LocPart>,
-    options: &LegacyOptions,
+    options: &MappingOptions,
 ) -> Result<Signal, Vec<FieldError>> {
     match kind {
         LegacyKind::Logs => logs::log_signal(value, loc, options),
@@ -87,18 +79,6 @@ fn capped(mut errors: Vec<FieldError>) -> Vec<FieldError> {
         ));
     }
     errors
-}
-
-/// The correlation key for a signal: its own trace id, or the service's window key.
-fn trace_or_correlation_key(
-    trace_id: Option<String>,
-    service_name: &str,
-    at: chrono::DateTime<chrono::Utc>,
-    options: &LegacyOptions,
-) -> String {
-    trace_id.unwrap_or_else(|| {
-        crate::model::correlation::correlation_key(service_name, at, options.correlation_window)
-    })
 }
 
 #[cfg(test)]

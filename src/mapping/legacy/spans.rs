@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::{json, Map, Value};
 
 use super::fields::Fields;
-use super::{trace_or_correlation_key, LegacyOptions};
+use crate::mapping::{trace_or_correlation_key, MappingOptions};
 use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 use crate::validation::{FieldError, LocPart};
@@ -36,7 +36,7 @@ struct Timing {
 pub(super) fn span_signal(
     value: &Value,
     loc: Vec<LocPart>,
-    options: &LegacyOptions,
+    options: &MappingOptions,
 ) -> Result<Signal, Vec<FieldError>> {
     let mut fields = Fields::new(value, loc)?;
     fields.reject_unknown(SPAN_FIELDS);

@@ -3,9 +3,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::mapping::MappingOptions;
 use crate::model::SignalType;
 
-const OPTIONS: LegacyOptions = LegacyOptions {
+const OPTIONS: MappingOptions = MappingOptions {
     correlation_window: Duration::from_secs(300),
 };
 

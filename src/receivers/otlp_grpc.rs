@@ -1,0 +1,246 @@
+//! OTLP/gRPC on `OTLP_GRPC_ADDR`: the Trace, Logs and Metrics `Export` services, accepting
+//! gzip, zstd and deflate, with messages up to `OTLP_MAX_MESSAGE_BYTES`. OK is answered only
+//! after the signals are committed; rejected records come back as partial success.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use chrono::Utc;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status};
+use tower::{Layer, Service};
+
+use crate::error::Reject;
+use crate::ingest::{Accepted, Ingest};
+use crate::mapping::otlp::{logs_to_signals, metrics_to_signals, spans_to_signals, Mapped};
+use crate::mapping::MappingOptions;
+
+/// The three OTLP services, sharing one ingest path.
+#[derive(Clone)]
+pub struct OtlpGrpc {
+    pub ingest: Ingest,
+    pub options: MappingOptions,
+    pub max_message_bytes: usize,
+}
+
+const ENCODINGS: [CompressionEncoding; 3] = [
+    CompressionEncoding::Gzip,
+    CompressionEncoding::Zstd,
+    CompressionEncoding::Deflate,
+];
+
+impl OtlpGrpc {
+    /// Serves on `listener` until `shutdown` resolves, then lets in-flight calls finish.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        let max = self.max_message_bytes;
+        let mut traces = TraceServiceServer::new(self.clone()).max_decoding_message_size(max);
+        let mut logs = LogsServiceServer::new(self.clone()).max_decoding_message_size(max);
+        let mut metrics = MetricsServiceServer::new(self).max_decoding_message_size(max);
+        for encoding in ENCODINGS {
+            traces = traces.accept_compressed(encoding);
+            logs = logs.accept_compressed(encoding);
+            metrics = metrics.accept_compressed(encoding);
+        }
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .layer(OtlpStatusLayer)
+            .add_service(traces)
+            .add_service(logs)
+            .add_service(metrics)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+    }
+
+    async fn store(&self, mapped: Mapped) -> Result<Accepted, Status> {
+        self.ingest
+            .submit_mapped("otlp_grpc", mapped)
+            .await
+            .map_err(|error| {
+                let reject = Reject::from(&error);
+                tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/grpc export failed");
+                let message = match reject {
+                    Reject::RetryLater => "storage temporarily unavailable, retry later",
+                    _ => "internal error",
+                };
+                Status::new(reject.grpc_code(), message)
+            })
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpGrpc {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let accepted = self
+            .store(spans_to_signals(request.get_ref(), Utc::now()))
+            .await?;
+        let partial_success = accepted
+            .rejection_message
+            .map(|error_message| ExportTracePartialSuccess {
+                rejected_spans: accepted.rejected as i64,
+                error_message,
+            });
+        Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for OtlpGrpc {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let accepted = self
+            .store(logs_to_signals(request.get_ref(), Utc::now(), &self.options))
+            .await?;
+        let partial_success = accepted
+            .rejection_message
+            .map(|error_message| ExportLogsPartialSuccess {
+                rejected_log_records: accepted.rejected as i64,
+                error_message,
+            });
+        Ok(Response::new(ExportLogsServiceResponse { partial_success }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for OtlpGrpc {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let accepted = self
+            .store(metrics_to_signals(request.get_ref(), Utc::now(), &self.options))
+            .await?;
+        let partial_success = accepted
+            .rejection_message
+            .map(|error_message| ExportMetricsPartialSuccess {
+                rejected_data_points: accepted.rejected as i64,
+                error_message,
+            });
+        Ok(Response::new(ExportMetricsServiceResponse { partial_success }))
+    }
+}
+
+/// Rewrites two codes tonic picks before our handlers run, which OTLP clients misread:
+/// an oversized message is OUT_OF_RANGE in tonic, which clients retry forever, so it becomes
+/// RESOURCE_EXHAUSTED (without RetryInfo: not retried); an undecodable message is INTERNAL in
+/// tonic-prost, which becomes INVALID_ARGUMENT. Both arrive as trailers-only responses, so the
+/// status is in the response headers.
+#[derive(Clone, Copy)]
+struct OtlpStatusLayer;
+
+impl<S> Layer<S> for OtlpStatusLayer {
+    type Service = OtlpStatus<S>;
+
+    fn layer(&self, inner: S) -> OtlpStatus<S> {
+        OtlpStatus { inner }
+    }
+}
+
+#[derive(Clone)]
+struct OtlpStatus<S> {
+    inner: S,
+}
+
+impl<S, Req, ResBody> Service<Req> for OtlpStatus<S>
+where
+    S: Service<Req, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            fix_status(response.headers_mut());
+            Ok(response)
+        })
+    }
+}
+
+fn fix_status(headers: &mut http::HeaderMap) {
+    let Some(code) = headers.get(Status::GRPC_STATUS) else {
+        return;
+    };
+    let message = headers
+        .get("grpc-message")
+        .map(|m| m.as_bytes().to_vec())
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&message).replace("%20", " ");
+    let replacement = match code.as_bytes() {
+        b"11" if message.contains("message length too large") => tonic::Code::ResourceExhausted,
+        b"13" if message.contains("failed to decode Protobuf message") => tonic::Code::InvalidArgument,
+        _ => return,
+    };
+    headers.insert(Status::GRPC_STATUS, http::HeaderValue::from(replacement as i32));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(code: &str, message: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(Status::GRPC_STATUS, http::HeaderValue::from_str(code).unwrap());
+        headers.insert("grpc-message", http::HeaderValue::from_str(message).unwrap());
+        headers
+    }
+
+    #[test]
+    fn oversized_message_becomes_resource_exhausted() {
+        let mut h = headers(
+            "11",
+            "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes",
+        );
+        fix_status(&mut h);
+        assert_eq!(h[Status::GRPC_STATUS], "8");
+    }
+
+    #[test]
+    fn undecodable_message_becomes_invalid_argument() {
+        let mut h = headers("13", "failed%20to%20decode%20Protobuf%20message: invalid varint");
+        fix_status(&mut h);
+        assert_eq!(h[Status::GRPC_STATUS], "3");
+    }
+
+    #[test]
+    fn other_statuses_are_left_alone() {
+        let mut h = headers("13", "internal error");
+        fix_status(&mut h);
+        assert_eq!(h[Status::GRPC_STATUS], "13");
+        let mut h = headers("14", "storage temporarily unavailable");
+        fix_status(&mut h);
+        assert_eq!(h[Status::GRPC_STATUS], "14");
+    }
+}
