@@ -4,4 +4,4 @@
 pub mod legacy;
 pub mod otlp_grpc;
 pub mod otlp_http;
-mod otlp_json;
+pub mod otlp_json;

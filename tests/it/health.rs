@@ -6,7 +6,7 @@ use prodsentinel::App;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{connect, log_body, server_url, spawn_app, test_config, TestApp, TestDb};
+use crate::helpers::{block_connections, log_body, spawn_app, test_config, TestApp, TestDb};
 
 #[tokio::test]
 async fn healthy_app_reports_connected_live_and_ready() {
@@ -24,26 +24,6 @@ async fn healthy_app_reports_connected_live_and_ready() {
     let (status, body) = app.get_json("/health/ready").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["migrations"], "applied");
-}
-
-async fn block_connections(app: &TestApp, allow: bool) {
-    let admin = connect(&format!("{}/postgres", server_url())).await;
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
-            app.db.name
-        ))
-        .await
-        .unwrap();
-    if !allow {
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                &[&app.db.name],
-            )
-            .await
-            .unwrap();
-    }
 }
 
 /// Polls `path` until it answers `want` or 10 s pass.

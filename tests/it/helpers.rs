@@ -219,3 +219,94 @@ pub fn error_locs(body: &Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// A fixture file of `tests/fixtures/`.
+pub fn fixture(path: &str) -> String {
+    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|why| panic!("{full}: {why}"))
+}
+
+/// A stored signal, as the analysis worker reads it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: uuid::Uuid,
+    pub signal_type: String,
+    pub trace_id: String,
+    pub service_name: String,
+    pub timestamp: String,
+    pub payload: Value,
+}
+
+impl TestApp {
+    /// Every stored signal, ordered by timestamp then id.
+    pub async fn rows(&self) -> Vec<Row> {
+        self.db()
+            .await
+            .query(
+                r#"SELECT id, signal_type::text, trace_id, service_name,
+                          to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), payload
+                   FROM raw_signals ORDER BY "timestamp", id"#,
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| Row {
+                id: r.get(0),
+                signal_type: r.get(1),
+                trace_id: r.get(2),
+                service_name: r.get(3),
+                timestamp: r.get(4),
+                payload: r.get(5),
+            })
+            .collect()
+    }
+
+    /// POSTs to the OTLP/HTTP receiver; returns status, headers and body bytes.
+    pub async fn post_otlp(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut request = self
+            .http
+            .post(format!("http://{}{path}", self.http_addr))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request sent");
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, headers, response.bytes().await.unwrap().to_vec())
+    }
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Cuts the app off its database (`allow = false`: new connections refused, open ones
+/// terminated) or lets it back in.
+pub async fn block_connections(app: &TestApp, allow: bool) {
+    let admin = connect(&format!("{}/postgres", server_url())).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
+            app.db.name
+        ))
+        .await
+        .unwrap();
+    if !allow {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&app.db.name],
+            )
+            .await
+            .unwrap();
+    }
+}

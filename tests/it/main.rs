@@ -5,4 +5,6 @@ mod binary;
 mod health;
 mod helpers;
 mod legacy;
+mod otlp_grpc;
+mod otlp_http;
 mod store;

@@ -1,1 +1,164 @@
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+use super::*;
+use crate::mapping::MappingOptions;
+
+const OPTIONS: MappingOptions = MappingOptions {
+    correlation_window: Duration::from_secs(300),
+};
+
+fn received_at() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-05-01T10:20:30Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn record(severity_number: i32, severity_text: &str, exception: bool) -> LogRecord {
+    let attributes = if exception {
+        vec![KeyValue {
+            key: "exception.type".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("Boom".into())),
+            }),
+            ..Default::default()
+        }]
+    } else {
+        vec![]
+    };
+    LogRecord {
+        severity_number,
+        severity_text: severity_text.into(),
+        attributes,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn severity_numbers_map_onto_the_workers_five_levels() {
+    let expected = [
+        (1, "DEBUG"),
+        (4, "DEBUG"),
+        (5, "DEBUG"),
+        (8, "DEBUG"),
+        (9, "INFO"),
+        (12, "INFO"),
+        (13, "WARNING"),
+        (16, "WARNING"),
+        (17, "ERROR"),
+        (20, "ERROR"),
+        (21, "CRITICAL"),
+        (24, "CRITICAL"),
+    ];
+    for (number, level) in expected {
+        assert_eq!(
+            logs::level(&record(number, "", false)),
+            level,
+            "severity_number {number}"
+        );
+    }
+}
+
+#[test]
+fn severity_text_is_used_when_the_number_is_unset_or_out_of_range() {
+    for (text, level) in [
+        ("WARN", "WARNING"),
+        ("fatal", "CRITICAL"),
+        ("Err", "ERROR"),
+        ("panic", "CRITICAL"),
+        ("info", "INFO"),
+    ] {
+        assert_eq!(logs::level(&record(0, text, false)), level, "{text}");
+    }
+    assert_eq!(logs::level(&record(99, "error", false)), "ERROR");
+}
+
+#[test]
+fn no_severity_is_info_unless_the_record_carries_an_exception() {
+    assert_eq!(logs::level(&record(0, "", false)), "INFO");
+    assert_eq!(logs::level(&record(0, "", true)), "ERROR");
+    assert_eq!(logs::level(&record(0, "whatever", true)), "ERROR");
+}
+
+fn one_log(record: LogRecord) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![record],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[test]
+fn a_log_without_time_uses_receipt_time_and_keeps_a_stable_id() {
+    let request = one_log(record(9, "", false));
+    let first = logs_to_signals(&request, received_at(), &OPTIONS);
+    let later = logs_to_signals(&request, received_at() + chrono::Duration::seconds(5), &OPTIONS);
+    assert_eq!(first.signals[0].timestamp, received_at());
+    assert_eq!(first.signals[0].service_name, UNKNOWN_SERVICE);
+    assert_eq!(
+        first.signals[0].trace_id,
+        "svc:unknown_service:2024-05-01T10:20:00Z"
+    );
+    assert_eq!(
+        first.signals[0].signal_id, later.signals[0].signal_id,
+        "a retry maps to the same id"
+    );
+}
+
+#[test]
+fn a_log_with_an_invalid_trace_id_is_kept_under_the_correlation_key() {
+    let mut log = record(17, "", false);
+    log.trace_id = vec![0; 16];
+    log.time_unix_nano = 1_714_558_830_000_000_000;
+    let mapped = logs_to_signals(&one_log(log), received_at(), &OPTIONS);
+    assert_eq!(mapped.rejected, 0);
+    assert!(mapped.signals[0].trace_id.starts_with("svc:"));
+}
+
+#[test]
+fn spans_with_bad_ids_are_rejected_and_explained() {
+    let span = |trace_id: Vec<u8>, span_id: Vec<u8>| Span {
+        trace_id,
+        span_id,
+        name: "s".into(),
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![
+                    span(vec![1; 16], vec![2; 8]),
+                    span(vec![1; 4], vec![2; 8]),
+                    span(vec![1; 16], vec![0; 8]),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mapped = spans_to_signals(&request, received_at());
+    assert_eq!((mapped.signals.len(), mapped.rejected), (1, 2));
+    let message = mapped.error_message().unwrap();
+    assert!(message.starts_with("2 rejected: "), "{message}");
+    assert!(message.contains("trace_id must be 16 bytes, got 4"));
+    assert!(message.contains("span_id is all zeros"));
+    let signal = &mapped.signals[0];
+    assert_eq!(signal.trace_id, "01010101010101010101010101010101");
+    assert_eq!(signal.timestamp, received_at(), "start time 0 means unknown");
+    assert_eq!(signal.payload["duration_ms"], serde_json::Value::Null);
+}
+
+#[test]
+fn nothing_rejected_means_no_error_message() {
+    assert_eq!(Mapped::default().error_message(), None);
+}
