@@ -310,3 +310,54 @@ pub async fn block_connections(app: &TestApp, allow: bool) {
             .unwrap();
     }
 }
+
+/// The Python of a virtual environment holding `tests/python/requirements.txt` (the real
+/// OpenTelemetry SDK, pinned), created on first use from PyPI. A file lock makes concurrent
+/// tests wait for one installation; a stamp of the requirements' text makes a changed list
+/// reinstall.
+pub fn python_with_requirements() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-venv");
+    let requirements = format!("{}/tests/python/requirements.txt", env!("CARGO_MANIFEST_DIR"));
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let lock = std::fs::File::create(dir.with_extension("lock")).unwrap();
+    lock.lock().unwrap();
+    let python = dir.join("bin/python");
+    let stamp = dir.join("requirements.installed");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = |program: &std::path::Path, args: &[&str]| {
+            let output = std::process::Command::new(program)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap_or_else(|why| panic!("cannot run {}: {why}", program.display()));
+            assert!(
+                output.status.success(),
+                "{} {args:?} failed:\n{}\n{}",
+                program.display(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run(
+            std::path::Path::new("python3"),
+            &["-m", "venv", dir.to_str().unwrap()],
+        );
+        run(
+            &python,
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                &requirements,
+            ],
+        );
+        std::fs::write(&stamp, &wanted).unwrap();
+    }
+    lock.unlock().unwrap();
+    python
+}

@@ -2,9 +2,11 @@
 
 mod api;
 mod binary;
+mod collector_config;
 mod health;
 mod helpers;
 mod legacy;
 mod otlp_grpc;
 mod otlp_http;
+mod real_clients;
 mod store;
