@@ -166,22 +166,14 @@ pub async fn run(endpoint: &str, orders: u32) -> Result<CheckoutRun, BoxError> {
             let inventory_tracer = inventory.traces.tracer("inventory");
             let mut reserve = inventory_tracer.start_with_context("reserve stock", &root_cx);
             let reserve_cx = Context::current().with_remote_span_context(reserve.span_context().clone());
-            inventory.log(
-                &reserve_cx,
-                Severity::Info,
-                &format!("reserved stock for order {order}"),
-                vec![],
-            );
+            inventory.log(&reserve_cx, Severity::Info, &format!("reserved stock for order {order}"), vec![]);
             reserve.end();
             root.set_status(Status::Ok);
             run.ok_traces.push(trace_id);
         }
         let outcome = if failing { "failed" } else { "ok" };
         requests.add(1, &[KeyValue::new("outcome", outcome)]);
-        duration.record(
-            if failing { 2500.0 } else { 120.0 },
-            &[KeyValue::new("outcome", outcome)],
-        );
+        duration.record(if failing { 2500.0 } else { 120.0 }, &[KeyValue::new("outcome", outcome)]);
         root.end();
     }
     // The SDK's shutdown blocks while it exports; keep it off the async workers.

@@ -1,9 +1,10 @@
 //! Wiring: everything `main` starts, built the same way by the integration tests.
 //!
 //! Start-up order: wait for PostgreSQL, create the database if missing, apply migrations, open
-//! the pool, bind the three listeners (API, OTLP/gRPC, OTLP/HTTP). Shutdown order: readiness
-//! goes false, every listener stops accepting, in-flight requests finish (up to
-//! `SHUTDOWN_TIMEOUT_SECONDS`), the pool closes.
+//! the pool, bind the three listeners (API, OTLP/gRPC, OTLP/HTTP); Redis is not needed to start.
+//! Running: the three servers and the outbox dispatcher. Shutdown order: readiness goes false,
+//! every listener stops accepting, in-flight requests finish and the dispatcher finishes its
+//! current step (up to `SHUTDOWN_TIMEOUT_SECONDS`), the pool closes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,14 +18,17 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, CorsOrigins};
+use crate::incidents::Triage;
 use crate::ingest::Ingest;
 use crate::mapping::MappingOptions;
+use crate::queue::{AnalysisQueue, DispatchSettings, Dispatcher};
 use crate::receivers::legacy::{self, LegacyState};
 use crate::receivers::otlp_grpc::OtlpGrpc;
 use crate::receivers::otlp_http::{self, OtlpHttpState};
@@ -36,6 +40,10 @@ pub struct App {
     store: Store,
     listeners: Listeners,
     ready: Arc<AtomicBool>,
+    triage: Arc<Triage>,
+    queue: AnalysisQueue,
+    /// Wakes the dispatcher when ingestion wrote analysis requests.
+    dispatch_wake: Arc<Notify>,
 }
 
 struct Listeners {
@@ -45,9 +53,7 @@ struct Listeners {
 }
 
 async fn bind(setting: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {setting} {addr}"))
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {setting} {addr}"))
 }
 
 impl App {
@@ -69,12 +75,16 @@ impl App {
             otlp_http: bind("OTLP_HTTP_ADDR", config.otlp_http_addr).await?,
         };
         let ready = Arc::new(AtomicBool::new(true));
-        Ok(App {
-            config,
-            store,
-            listeners,
-            ready,
-        })
+        let triage = Arc::new(Triage {
+            rules: config.rules.clone(),
+            min_severity: config.incident_min_severity,
+            analysis_window: config.analysis_lock_ttl,
+        });
+        // Lazy: Redis being down must not stop start-up or ingestion; the outbox waits for it.
+        let queue =
+            AnalysisQueue::new(config.redis_url.as_str(), &config.celery_queue, config.analysis_lock_ttl)
+                .context("invalid REDIS_URL")?;
+        Ok(App { config, store, listeners, triage, queue, dispatch_wake: Arc::new(Notify::new()), ready })
     }
 
     /// The address the API actually listens on (useful with port 0).
@@ -92,19 +102,34 @@ impl App {
         local_addr(&self.listeners.otlp_http)
     }
 
+    /// The outbox dispatcher this app runs (tests build extra ones to step by hand).
+    pub fn dispatcher(&self) -> Dispatcher {
+        let settings = DispatchSettings {
+            debounce: self.config.analysis_debounce,
+            interval: self.config.dispatch_interval,
+            max_backoff: self.config.dispatch_max_backoff,
+            batch: 100,
+            origin: format!("prodsentinel-{}@{}", std::process::id(), hostname()),
+        };
+        Dispatcher::new(self.store.clone(), self.queue.clone(), settings, self.dispatch_wake.clone())
+    }
+
     /// The store, for tests that inspect what was written.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
     fn ingest(&self) -> Ingest {
-        Ingest::new(self.store.clone(), self.config.ingest_timeout)
+        Ingest::new(
+            self.store.clone(),
+            self.triage.clone(),
+            self.config.ingest_timeout,
+            self.dispatch_wake.clone(),
+        )
     }
 
     fn mapping_options(&self) -> MappingOptions {
-        MappingOptions {
-            correlation_window: self.config.correlation_window,
-        }
+        MappingOptions { correlation_window: self.config.correlation_window }
     }
 
     /// The OTLP/HTTP receiver, with CORS when `OTLP_HTTP_CORS_ALLOWED_ORIGINS` allows any.
@@ -148,16 +173,13 @@ impl App {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let (api_router, otlp_http_router) = (self.router(), self.otlp_http_router());
+        let dispatcher = self.dispatcher();
         let grpc = OtlpGrpc {
             ingest: self.ingest(),
             options: self.mapping_options(),
             max_message_bytes: self.config.otlp_max_message_bytes,
         };
-        let Listeners {
-            api,
-            otlp_grpc,
-            otlp_http,
-        } = self.listeners;
+        let Listeners { api, otlp_grpc, otlp_http } = self.listeners;
         let api = axum::serve(api, api_router).with_graceful_shutdown(stop.clone().cancelled_owned());
         let otlp_http =
             axum::serve(otlp_http, otlp_http_router).with_graceful_shutdown(stop.clone().cancelled_owned());
@@ -166,6 +188,11 @@ impl App {
         servers.spawn(async move { api.await.context("API server") });
         servers.spawn(async move { otlp_http.await.context("OTLP/HTTP server") });
         servers.spawn(async move { otlp_grpc.await.context("OTLP/gRPC server") });
+        let dispatcher_stop = stop.clone();
+        servers.spawn(async move {
+            dispatcher.run(dispatcher_stop).await;
+            Ok(())
+        });
 
         tokio::select! {
             () = shutdown => {}
@@ -202,27 +229,30 @@ impl App {
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {
     // A bound TCP listener always has a local address.
-    listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// This machine's name, for the Celery `origin` header (informational only).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
     let methods = [Method::GET, Method::POST, Method::PATCH, Method::OPTIONS];
     match origins {
-        CorsOrigins::Any => Some(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods(methods)
-                .allow_headers(Any),
-        ),
+        CorsOrigins::Any => {
+            Some(CorsLayer::new().allow_origin(Any).allow_methods(methods).allow_headers(Any))
+        }
         CorsOrigins::List(list) if list.is_empty() => None,
         CorsOrigins::List(list) => {
             // Validated as plain ASCII origins in `config`, so every one converts.
-            let values: Vec<HeaderValue> = list
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok())
-                .collect();
+            let values: Vec<HeaderValue> =
+                list.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
             Some(
                 CorsLayer::new()
                     .allow_origin(AllowOrigin::list(values))
@@ -238,8 +268,5 @@ async fn not_found() -> impl IntoResponse {
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({ "detail": "Method Not Allowed" })),
-    )
+    (StatusCode::METHOD_NOT_ALLOWED, Json(json!({ "detail": "Method Not Allowed" })))
 }

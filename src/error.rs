@@ -58,21 +58,9 @@ mod tests {
     fn each_class_has_its_http_status_and_grpc_code() {
         let expected = [
             (Reject::Malformed, StatusCode::BAD_REQUEST, Code::InvalidArgument),
-            (
-                Reject::TooLarge,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::ResourceExhausted,
-            ),
-            (
-                Reject::RetryLater,
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::Unavailable,
-            ),
-            (
-                Reject::Internal,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Code::Internal,
-            ),
+            (Reject::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted),
+            (Reject::RetryLater, StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
+            (Reject::Internal, StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
         ];
         for (reject, status, code) in expected {
             assert_eq!((reject.http_status(), reject.grpc_code()), (status, code));

@@ -2,13 +2,16 @@
 //! committed, so an acknowledgement is a promise that survives a crash, and it answers within
 //! `INGEST_TIMEOUT_MS`, so clients get a retryable answer rather than their own timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tracing::warn;
 
+use crate::incidents::Triage;
 use crate::mapping::otlp::Mapped;
 use crate::model::Signal;
-use crate::store::{InsertOutcome, Store, StoreError};
+use crate::store::{BatchOutcome, Store, StoreError};
 
 /// What happened to an accepted request's signals.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -47,30 +50,33 @@ impl From<StoreError> for IngestError {
     }
 }
 
-/// Hands signals to storage.
+/// Hands signals to storage, with their incidents and analysis requests.
 #[derive(Clone)]
 pub struct Ingest {
     store: Store,
+    triage: Arc<Triage>,
     timeout: Duration,
+    /// Wakes the dispatcher when a batch requested analyses.
+    dispatcher: Arc<Notify>,
 }
 
 impl Ingest {
-    pub fn new(store: Store, timeout: Duration) -> Ingest {
-        Ingest { store, timeout }
+    pub fn new(store: Store, triage: Arc<Triage>, timeout: Duration, dispatcher: Arc<Notify>) -> Ingest {
+        Ingest { store, triage, timeout, dispatcher }
     }
 
-    /// Stores `signals` all-or-nothing and returns once they are committed. Signals whose id is
-    /// already stored count as duplicates and are not an error. An empty list is a success.
+    /// Stores `signals` all-or-nothing, with their incidents and analysis requests, and returns
+    /// once they are committed. Signals whose id is already stored count as duplicates and
+    /// change nothing. An empty list is a success. Redis is never touched here.
     pub async fn submit(&self, signals: Vec<Signal>) -> Result<Accepted, IngestError> {
-        let insert = self.store.insert_signals(&signals);
-        let InsertOutcome { inserted, duplicates } = tokio::time::timeout(self.timeout, insert)
+        let write = self.store.write_batch(&signals, &self.triage);
+        let outcome: BatchOutcome = tokio::time::timeout(self.timeout, write)
             .await
             .map_err(|_| IngestError::TimedOut(self.timeout))??;
-        Ok(Accepted {
-            stored: inserted,
-            duplicates,
-            ..Accepted::default()
-        })
+        if outcome.analyses_requested > 0 {
+            self.dispatcher.notify_one();
+        }
+        Ok(Accepted { stored: outcome.inserted, duplicates: outcome.duplicates, ..Accepted::default() })
     }
 
     /// Stores what an OTLP request mapped to, and carries its rejections into the answer.
@@ -86,10 +92,6 @@ impl Ingest {
         }
         let rejected = mapped.rejected;
         let accepted = self.submit(mapped.signals).await?;
-        Ok(Accepted {
-            rejected,
-            rejection_message,
-            ..accepted
-        })
+        Ok(Accepted { rejected, rejection_message, ..accepted })
     }
 }

@@ -6,7 +6,9 @@
 //! - [`receivers`]: transports only; today the legacy JSON endpoints `POST /ingest/*`.
 //! - [`mapping`]: wire formats -> [`model::Signal`], pure.
 //! - [`ingest`]: the one door receivers call to store signals.
-//! - [`store`]: all SQL: bootstrap, migrations, signal writes, queries.
+//! - [`incidents`]: severity rules and per-batch triage, pure.
+//! - [`store`]: all SQL: bootstrap, migrations, batch writes (signals, incidents, outbox), queries.
+//! - [`queue`]: the outbox dispatcher, the Redis lock and the Celery task message.
 //! - [`api`]: the read-only query API and health endpoints.
 //! - [`model`]: our plain data types; imports nothing of ours.
 //! - [`validation`]: field errors in the FastAPI shape legacy clients parse.
@@ -17,9 +19,11 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod incidents;
 pub mod ingest;
 pub mod mapping;
 pub mod model;
+pub mod queue;
 pub mod receivers;
 pub mod shutdown;
 pub mod store;

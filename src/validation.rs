@@ -38,12 +38,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(kind: &'static str, loc: Vec<LocPart>, msg: impl Into<String>) -> Self {
-        FieldError {
-            kind,
-            loc,
-            msg: msg.into(),
-            input: None,
-        }
+        FieldError { kind, loc, msg: msg.into(), input: None }
     }
 
     /// Attaches the offending value, truncated so an error never echoes a huge input back.
@@ -91,11 +86,8 @@ mod tests {
 
     #[test]
     fn serialises_like_pydantic() {
-        let error = FieldError::new(
-            "missing",
-            vec!["body".into(), 2.into(), "level".into()],
-            "Field required",
-        );
+        let error =
+            FieldError::new("missing", vec!["body".into(), 2.into(), "level".into()], "Field required");
         assert_eq!(
             serde_json::to_value(&error).unwrap(),
             json!({"type": "missing", "loc": ["body", 2, "level"], "msg": "Field required"})

@@ -78,11 +78,9 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Validation(errors) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "detail": errors })),
-            )
-                .into_response(),
+            ApiError::Validation(errors) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "detail": errors }))).into_response()
+            }
             ApiError::NotFound(detail) => {
                 (StatusCode::NOT_FOUND, Json(json!({ "detail": detail }))).into_response()
             }

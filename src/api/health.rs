@@ -42,11 +42,7 @@ pub async fn live() -> Json<Value> {
 pub async fn ready(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
     let migrated = state.ready.load(Ordering::Acquire);
     let connected = migrated && state.store.ping(PROBE_TIMEOUT).await.is_ok();
-    let status = if connected {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if connected { "ready" } else { "not_ready" },
         "migrations": if migrated { "applied" } else { "pending" },

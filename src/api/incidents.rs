@@ -10,7 +10,8 @@ use super::{ApiState, Page};
 use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus};
 use crate::store::IncidentFilter;
 
-/// Incidents newest first, filtered by `status` and `severity` (lower-case values);
+/// Incidents newest first, filtered by `status` and `severity` (lower-case values) and by an
+/// affected `service`;
 /// `limit` 1 to 200 (default 50), `offset` from 0.
 pub async fn list_incidents(
     State(state): State<ApiState>,
@@ -28,17 +29,13 @@ pub async fn list_incidents(
             IncidentSeverity::from_api_value,
             &["low", "medium", "high", "critical"],
         ),
+        service: params.text("service"),
     };
     let limit = params.integer("limit", 50, 1, 200);
     let offset = params.integer("offset", 0, 0, i64::MAX);
     params.finish()?;
     let (items, total) = state.store.list_incidents(&filter, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page { items, total, limit, offset }))
 }
 
 pub async fn get_incident(

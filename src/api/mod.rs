@@ -33,10 +33,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/query/traces/{trace_id}", get(signals::trace_signals))
         .route("/query/incidents", get(incidents::list_incidents))
         .route("/query/incidents/{incident_id}", get(incidents::get_incident))
-        .route(
-            "/query/incidents/{incident_id}/analysis",
-            get(incidents::get_analysis),
-        )
+        .route("/query/incidents/{incident_id}/analysis", get(incidents::get_analysis))
         .route("/ingest/health", get(health::ingest_health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

@@ -17,10 +17,7 @@ pub struct Params {
 impl Params {
     pub fn new(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Params, ApiError> {
         match query {
-            Ok(Query(pairs)) => Ok(Params {
-                pairs,
-                errors: Vec::new(),
-            }),
+            Ok(Query(pairs)) => Ok(Params { pairs, errors: Vec::new() }),
             Err(why) => Err(ApiError::field(FieldError::new(
                 "query_parsing",
                 vec![LocPart::from("query")],
@@ -31,11 +28,7 @@ impl Params {
 
     // As FastAPI, a repeated scalar parameter takes its last value.
     fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn push(&mut self, name: &str, kind: &'static str, msg: String, input: &str) {
@@ -81,12 +74,7 @@ impl Params {
     pub fn text(&mut self, name: &str) -> Option<String> {
         let value = self.get(name)?.to_owned();
         if value.contains('\0') {
-            self.push(
-                name,
-                "value_error",
-                "Value error, must not contain NUL characters".to_owned(),
-                &value,
-            );
+            self.push(name, "value_error", "Value error, must not contain NUL characters".to_owned(), &value);
             return None;
         }
         Some(value)

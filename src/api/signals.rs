@@ -28,12 +28,7 @@ pub async fn list_signals(
     let offset = params.integer("offset", 0, 0, i64::MAX);
     params.finish()?;
     let (items, total) = state.store.list_signals(&filter, limit, offset).await?;
-    Ok(Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page { items, total, limit, offset }))
 }
 
 /// Every signal of a trace, oldest first (`[]` when the trace is unknown), capped at
@@ -42,9 +37,6 @@ pub async fn trace_signals(
     State(state): State<ApiState>,
     Path(trace_id): Path<String>,
 ) -> Result<Json<Vec<StoredSignal>>, ApiError> {
-    let signals = state
-        .store
-        .trace_signals(&trace_id, state.trace_query_max_signals)
-        .await?;
+    let signals = state.store.trace_signals(&trace_id, state.trace_query_max_signals).await?;
     Ok(Json(signals))
 }

@@ -12,11 +12,7 @@ use clap::Parser;
 pub struct Cli {
     /// PostgreSQL URL (`postgres://`, `postgresql://`, or the original's `postgresql+asyncpg://`).
     /// The database is created when missing.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/prodsentinel"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/prodsentinel")]
     pub database_url: String,
 
     /// Maximum number of PostgreSQL connections in the pool.
@@ -78,6 +74,38 @@ pub struct Cli {
     /// origins (`https://dash.example.com`), or empty for none.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "*")]
     pub cors_allowed_origins: String,
+
+    /// Incident rules file (TOML; see README "Incident rules"). Unset: the built-in rules.
+    #[arg(long, env = "RULES_FILE", default_value = "")]
+    pub rules_file: String,
+
+    /// Signals assessed below this severity are not tracked in incidents: low, medium, high or
+    /// critical (`low` tracks everything, as the original did).
+    #[arg(long, env = "INCIDENT_MIN_SEVERITY", default_value = "low")]
+    pub incident_min_severity: String,
+
+    /// Delay before the analysis worker runs a queued analysis (the Celery task's `eta`), in
+    /// seconds, so that it sees the errors that follow the first one.
+    #[arg(long, env = "ANALYSIS_DEBOUNCE_SECONDS", default_value = "60")]
+    pub analysis_debounce_seconds: String,
+
+    /// TTL of the Redis lock `analysis:triggered:{trace_id}`, in seconds: at most one analysis per
+    /// trace in this window.
+    #[arg(long, env = "ANALYSIS_LOCK_TTL_SECONDS", default_value = "300")]
+    pub analysis_lock_ttl_seconds: String,
+
+    /// The Celery queue (Redis list) the analysis worker consumes.
+    #[arg(long, env = "CELERY_QUEUE", default_value = "celery")]
+    pub celery_queue: String,
+
+    /// How often the dispatcher polls the outbox when idle, in milliseconds (new requests wake
+    /// it at once).
+    #[arg(long, env = "DISPATCH_INTERVAL_MS", default_value = "1000")]
+    pub dispatch_interval_ms: String,
+
+    /// Longest wait before retrying an analysis request while Redis is unreachable, in ms.
+    #[arg(long, env = "DISPATCH_MAX_BACKOFF_MS", default_value = "30000")]
+    pub dispatch_max_backoff_ms: String,
 
     /// Width of the window grouping a service's trace-less signals under one key, in seconds.
     #[arg(long, env = "CORRELATION_WINDOW_SECONDS", default_value = "300")]

@@ -17,11 +17,7 @@ pub struct DatabaseConfig {
 impl DatabaseConfig {
     /// The database's name (libpq's rule: the user name when the URL names none).
     pub fn dbname(&self) -> String {
-        self.pg
-            .get_dbname()
-            .or(self.pg.get_user())
-            .unwrap_or("postgres")
-            .to_owned()
+        self.pg.get_dbname().or(self.pg.get_user()).unwrap_or("postgres").to_owned()
     }
 }
 
@@ -36,9 +32,8 @@ pub(super) fn parse_url(text: &str) -> Result<tokio_postgres::Config, String> {
         Some(("postgres" | "postgresql", _)) => text.to_owned(),
         _ => return Err("expected a URL such as postgres://user@host:5432/dbname".to_owned()),
     };
-    let config: tokio_postgres::Config = normalised
-        .parse()
-        .map_err(|why| format!("not a valid PostgreSQL URL: {why}"))?;
+    let config: tokio_postgres::Config =
+        normalised.parse().map_err(|why| format!("not a valid PostgreSQL URL: {why}"))?;
     if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
         return Err(
             "sslmode=require is not supported yet (no TLS to PostgreSQL); use sslmode=prefer or disable"

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::incidents::Rules;
+use crate::model::IncidentSeverity;
+
 pub use cli::Cli;
 pub use database::DatabaseConfig;
 
@@ -81,6 +84,13 @@ pub struct Config {
     pub ingest_timeout: Duration,
     pub cors_allowed_origins: CorsOrigins,
     pub correlation_window: Duration,
+    pub rules: Rules,
+    pub incident_min_severity: IncidentSeverity,
+    pub analysis_debounce: Duration,
+    pub analysis_lock_ttl: Duration,
+    pub celery_queue: String,
+    pub dispatch_interval: Duration,
+    pub dispatch_max_backoff: Duration,
     pub shutdown_timeout: Duration,
     pub trace_query_max_signals: i64,
 }
@@ -92,12 +102,7 @@ impl Config {
         match dotenvy::from_path(".env") {
             Ok(()) => {}
             Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(why) => {
-                return Err(ConfigError {
-                    setting: ".env",
-                    reason: why.to_string(),
-                })
-            }
+            Err(why) => return Err(ConfigError { setting: ".env", reason: why.to_string() }),
         }
         Config::from_cli(Cli::parse())
     }
@@ -108,10 +113,8 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args).map_err(|why| ConfigError {
-            setting: "arguments",
-            reason: why.to_string(),
-        })?;
+        let cli = Cli::try_parse_from(args)
+            .map_err(|why| ConfigError { setting: "arguments", reason: why.to_string() })?;
         Config::from_cli(cli)
     }
 
@@ -147,6 +150,35 @@ impl Config {
                 .map_err(invalid("CORS_ALLOWED_ORIGINS"))?,
             correlation_window: values::seconds(&cli.correlation_window_seconds, 1, 86_400)
                 .map_err(invalid("CORRELATION_WINDOW_SECONDS"))?,
+            rules: match cli.rules_file.trim() {
+                "" => Rules::default(),
+                path => Rules::load(path)
+                    .map_err(|why| ConfigError { setting: "RULES_FILE", reason: why.to_string() })?,
+            },
+            incident_min_severity: IncidentSeverity::from_api_value(cli.incident_min_severity.trim())
+                .ok_or_else(|| {
+                    format!("{:?} is not one of low, medium, high, critical", cli.incident_min_severity)
+                })
+                .map_err(invalid("INCIDENT_MIN_SEVERITY"))?,
+            analysis_debounce: values::seconds(&cli.analysis_debounce_seconds, 0, 86_400)
+                .map_err(invalid("ANALYSIS_DEBOUNCE_SECONDS"))?,
+            analysis_lock_ttl: values::seconds(&cli.analysis_lock_ttl_seconds, 1, 86_400)
+                .map_err(invalid("ANALYSIS_LOCK_TTL_SECONDS"))?,
+            celery_queue: match cli.celery_queue.trim() {
+                "" => {
+                    return Err(ConfigError {
+                        setting: "CELERY_QUEUE",
+                        reason: "must not be empty".to_owned(),
+                    })
+                }
+                queue => queue.to_owned(),
+            },
+            dispatch_interval: values::bounded_integer(&cli.dispatch_interval_ms, 10, 60_000)
+                .map(Duration::from_millis)
+                .map_err(invalid("DISPATCH_INTERVAL_MS"))?,
+            dispatch_max_backoff: values::bounded_integer(&cli.dispatch_max_backoff_ms, 100, 3_600_000)
+                .map(Duration::from_millis)
+                .map_err(invalid("DISPATCH_MAX_BACKOFF_MS"))?,
             shutdown_timeout: values::seconds(&cli.shutdown_timeout_seconds, 0, 3_600)
                 .map_err(invalid("SHUTDOWN_TIMEOUT_SECONDS"))?,
             trace_query_max_signals: values::bounded_integer(&cli.trace_query_max_signals, 1, 1_000_000)
@@ -185,9 +217,7 @@ fn parse_cors(text: &str) -> Result<CorsOrigins, String> {
             .ok_or_else(|| format!("{origin:?} is not an origin like https://dash.example.com"))?;
         let bad = rest.is_empty() || rest.contains('/') || !origin.chars().all(|c| c.is_ascii_graphic());
         if bad {
-            return Err(format!(
-                "{origin:?} is not an origin (scheme://host[:port], no path)"
-            ));
+            return Err(format!("{origin:?} is not an origin (scheme://host[:port], no path)"));
         }
         origins.push(origin.to_owned());
     }
@@ -218,6 +248,11 @@ mod tests {
         assert_eq!(config.otlp_max_message_bytes, 64 * 1024 * 1024);
         assert_eq!(config.otlp_http_cors_allowed_origins, CorsOrigins::List(vec![]));
         assert_eq!(config.ingest_timeout, Duration::from_secs(3));
+        assert_eq!(config.rules, Rules::default());
+        assert_eq!(config.incident_min_severity, IncidentSeverity::Low);
+        assert_eq!(config.analysis_debounce, Duration::from_secs(60));
+        assert_eq!(config.analysis_lock_ttl, Duration::from_secs(300));
+        assert_eq!(config.celery_queue, "celery");
         assert_eq!(config.correlation_window, Duration::from_secs(300));
     }
 
@@ -232,21 +267,19 @@ mod tests {
             (&["--log-level", "loud"], "LOG_LEVEL"),
             (&["--log-format", "xml"], "LOG_FORMAT"),
             (&["--max-body-bytes", "lots"], "MAX_BODY_BYTES"),
-            (
-                &["--cors-allowed-origins", "dash.example.com"],
-                "CORS_ALLOWED_ORIGINS",
-            ),
+            (&["--cors-allowed-origins", "dash.example.com"], "CORS_ALLOWED_ORIGINS"),
             (&["--database-pool-size", "0"], "DATABASE_POOL_SIZE"),
             (&["--otlp-max-message-bytes", "huge"], "OTLP_MAX_MESSAGE_BYTES"),
-            (
-                &["--otlp-http-cors-allowed-origins", "x"],
-                "OTLP_HTTP_CORS_ALLOWED_ORIGINS",
-            ),
+            (&["--otlp-http-cors-allowed-origins", "x"], "OTLP_HTTP_CORS_ALLOWED_ORIGINS"),
             (&["--ingest-timeout-ms", "0"], "INGEST_TIMEOUT_MS"),
-            (
-                &["--correlation-window-seconds", "0"],
-                "CORRELATION_WINDOW_SECONDS",
-            ),
+            (&["--rules-file", "/nonexistent/rules.toml"], "RULES_FILE"),
+            (&["--incident-min-severity", "severe"], "INCIDENT_MIN_SEVERITY"),
+            (&["--analysis-debounce-seconds", "soon"], "ANALYSIS_DEBOUNCE_SECONDS"),
+            (&["--analysis-lock-ttl-seconds", "0"], "ANALYSIS_LOCK_TTL_SECONDS"),
+            (&["--celery-queue", " "], "CELERY_QUEUE"),
+            (&["--dispatch-interval-ms", "1"], "DISPATCH_INTERVAL_MS"),
+            (&["--dispatch-max-backoff-ms", "x"], "DISPATCH_MAX_BACKOFF_MS"),
+            (&["--correlation-window-seconds", "0"], "CORRELATION_WINDOW_SECONDS"),
         ];
         for (args, setting) in cases {
             let error = with(args).expect_err(setting);

@@ -17,10 +17,7 @@ pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
 
 /// A whole number within `min..=max`.
 pub fn bounded_integer(text: &str, min: u64, max: u64) -> Result<u64, String> {
-    let value: u64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    let value: u64 = text.trim().parse().map_err(|_| format!("{text:?} is not a whole number"))?;
     if value < min || value > max {
         return Err(format!("{value} is outside the allowed range {min} to {max}"));
     }
@@ -34,9 +31,7 @@ pub fn seconds(text: &str, min: u64, max: u64) -> Result<Duration, String> {
 /// A byte count: `4194304`, `4MiB`, `512KiB`, `1GiB` (binary units; `K`/`M`/`G` mean the same).
 pub fn byte_size(text: &str) -> Result<usize, String> {
     let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(split);
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -45,9 +40,8 @@ pub fn byte_size(text: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 1 << 30,
         _ => return Err(format!("{text:?} is not a size like 4194304, 512KiB or 4MiB")),
     };
-    let count: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 4194304, 512KiB or 4MiB"))?;
+    let count: u64 =
+        digits.parse().map_err(|_| format!("{text:?} is not a size like 4194304, 512KiB or 4MiB"))?;
     let bytes = count
         .checked_mul(multiplier)
         .filter(|b| (1024..=(4u64 << 30)).contains(b))
@@ -108,10 +102,7 @@ mod tests {
     fn log_levels_accept_python_names() {
         assert_eq!(log_filter("WARNING").unwrap(), "warn");
         assert_eq!(log_filter("critical").unwrap(), "error");
-        assert_eq!(
-            log_filter("info,prodsentinel=debug").unwrap(),
-            "info,prodsentinel=debug"
-        );
+        assert_eq!(log_filter("info,prodsentinel=debug").unwrap(), "info,prodsentinel=debug");
         assert!(log_filter("loud").is_err());
     }
 

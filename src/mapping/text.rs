@@ -31,9 +31,7 @@ pub fn json_without_nul(value: Value) -> Value {
 
 /// An object with every NUL in its keys and string values replaced, at any depth.
 pub fn map_without_nul(map: Map<String, Value>) -> Map<String, Value> {
-    map.into_iter()
-        .map(|(k, v)| (without_nul(k), json_without_nul(v)))
-        .collect()
+    map.into_iter().map(|(k, v)| (without_nul(k), json_without_nul(v))).collect()
 }
 
 #[cfg(test)]
@@ -44,10 +42,7 @@ mod tests {
     #[test]
     fn nul_in_nested_keys_and_values_is_replaced() {
         let cleaned = json_without_nul(json!({"a\u{0}b": ["x\u{0}", {"k": "\u{0}"}], "n": 1}));
-        assert_eq!(
-            cleaned,
-            json!({"a\u{FFFD}b": ["x\u{FFFD}", {"k": "\u{FFFD}"}], "n": 1})
-        );
+        assert_eq!(cleaned, json!({"a\u{FFFD}b": ["x\u{FFFD}", {"k": "\u{FFFD}"}], "n": 1}));
         assert!(!cleaned.to_string().contains("\\u0000"));
     }
 

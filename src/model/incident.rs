@@ -118,10 +118,7 @@ mod tests {
     fn severities_are_ordered_from_low_to_critical() {
         assert!(IncidentSeverity::Low < IncidentSeverity::Medium);
         assert!(IncidentSeverity::High < IncidentSeverity::Critical);
-        assert_eq!(
-            IncidentSeverity::High.max(IncidentSeverity::Low),
-            IncidentSeverity::High
-        );
+        assert_eq!(IncidentSeverity::High.max(IncidentSeverity::Low), IncidentSeverity::High);
     }
 
     #[test]

@@ -42,11 +42,7 @@ pub fn parse_timestamp_number(number: f64) -> Result<DateTime<Utc>, InvalidTimes
     if !number.is_finite() {
         return Err(InvalidTimestamp("timestamp must be a finite number"));
     }
-    let seconds = if number.abs() > 2e10 {
-        number / 1000.0
-    } else {
-        number
-    };
+    let seconds = if number.abs() > 2e10 { number / 1000.0 } else { number };
     let whole = seconds.floor();
     let nanos = ((seconds - whole) * 1e9).round().min(999_999_999.0) as u32;
     if whole < i64::MIN as f64 || whole > i64::MAX as f64 {
@@ -101,42 +97,21 @@ mod tests {
             parse_timestamp_str("2024-05-01T10:20:30.123456+00:00").unwrap(),
             utc("2024-05-01T10:20:30.123456Z")
         );
-        assert_eq!(
-            parse_timestamp_str("2024-05-01T12:20:30+02:00").unwrap(),
-            utc("2024-05-01T10:20:30Z")
-        );
+        assert_eq!(parse_timestamp_str("2024-05-01T12:20:30+02:00").unwrap(), utc("2024-05-01T10:20:30Z"));
     }
 
     #[test]
     fn naive_and_space_separated_forms_are_taken_as_utc() {
-        assert_eq!(
-            parse_timestamp_str("2024-05-01T10:20:30.5").unwrap(),
-            utc("2024-05-01T10:20:30.5Z")
-        );
-        assert_eq!(
-            parse_timestamp_str("2024-05-01 10:20:30").unwrap(),
-            utc("2024-05-01T10:20:30Z")
-        );
-        assert_eq!(
-            parse_timestamp_str("2024-05-01").unwrap(),
-            utc("2024-05-01T00:00:00Z")
-        );
+        assert_eq!(parse_timestamp_str("2024-05-01T10:20:30.5").unwrap(), utc("2024-05-01T10:20:30.5Z"));
+        assert_eq!(parse_timestamp_str("2024-05-01 10:20:30").unwrap(), utc("2024-05-01T10:20:30Z"));
+        assert_eq!(parse_timestamp_str("2024-05-01").unwrap(), utc("2024-05-01T00:00:00Z"));
     }
 
     #[test]
     fn unix_seconds_and_milliseconds_follow_pydantic() {
-        assert_eq!(
-            parse_timestamp_number(1_714_558_830.0).unwrap(),
-            utc("2024-05-01T10:20:30Z")
-        );
-        assert_eq!(
-            parse_timestamp_number(1_714_558_830_250.0).unwrap(),
-            utc("2024-05-01T10:20:30.250Z")
-        );
-        assert_eq!(
-            parse_timestamp_str("1714558830").unwrap(),
-            utc("2024-05-01T10:20:30Z")
-        );
+        assert_eq!(parse_timestamp_number(1_714_558_830.0).unwrap(), utc("2024-05-01T10:20:30Z"));
+        assert_eq!(parse_timestamp_number(1_714_558_830_250.0).unwrap(), utc("2024-05-01T10:20:30.250Z"));
+        assert_eq!(parse_timestamp_str("1714558830").unwrap(), utc("2024-05-01T10:20:30Z"));
     }
 
     #[test]
@@ -151,13 +126,7 @@ mod tests {
 
     #[test]
     fn output_uses_z_and_only_needed_fraction_digits() {
-        assert_eq!(
-            format_timestamp(&utc("2024-05-01T10:20:30Z")),
-            "2024-05-01T10:20:30Z"
-        );
-        assert_eq!(
-            format_timestamp(&utc("2024-05-01T10:20:30.123456Z")),
-            "2024-05-01T10:20:30.123456Z"
-        );
+        assert_eq!(format_timestamp(&utc("2024-05-01T10:20:30Z")), "2024-05-01T10:20:30Z");
+        assert_eq!(format_timestamp(&utc("2024-05-01T10:20:30.123456Z")), "2024-05-01T10:20:30.123456Z");
     }
 }

@@ -68,9 +68,7 @@ async fn accept(
     check_content_type(headers)?;
     let body = body.map_err(|why| {
         if why.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: state.max_body_bytes,
-            }
+            ApiError::PayloadTooLarge { limit: state.max_body_bytes }
         } else {
             ApiError::BadRequest(format!("cannot read request body: {}", why.body_text()))
         }
@@ -93,12 +91,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         return Ok(());
     };
     let text = value.to_str().unwrap_or_default();
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     let accepted = essence.is_empty()
         || essence == "application/json"
         || essence == "application/x-www-form-urlencoded"
@@ -132,16 +125,9 @@ mod tests {
 
     #[test]
     fn other_content_types_are_refused() {
-        for refused in [
-            "text/plain",
-            "application/x-protobuf",
-            "multipart/form-data; boundary=x",
-        ] {
+        for refused in ["text/plain", "application/x-protobuf", "multipart/form-data; boundary=x"] {
             assert!(
-                matches!(
-                    check_content_type(&with_type(refused)),
-                    Err(ApiError::UnsupportedMediaType(_))
-                ),
+                matches!(check_content_type(&with_type(refused)), Err(ApiError::UnsupportedMediaType(_))),
                 "{refused}"
             );
         }

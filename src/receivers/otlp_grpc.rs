@@ -40,11 +40,8 @@ pub struct OtlpGrpc {
     pub max_message_bytes: usize,
 }
 
-const ENCODINGS: [CompressionEncoding; 3] = [
-    CompressionEncoding::Gzip,
-    CompressionEncoding::Zstd,
-    CompressionEncoding::Deflate,
-];
+const ENCODINGS: [CompressionEncoding; 3] =
+    [CompressionEncoding::Gzip, CompressionEncoding::Zstd, CompressionEncoding::Deflate];
 
 impl OtlpGrpc {
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight calls finish.
@@ -73,18 +70,15 @@ impl OtlpGrpc {
     }
 
     async fn store(&self, mapped: Mapped) -> Result<Accepted, Status> {
-        self.ingest
-            .submit_mapped("otlp_grpc", mapped)
-            .await
-            .map_err(|error| {
-                let reject = Reject::from(&error);
-                tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/grpc export failed");
-                let message = match reject {
-                    Reject::RetryLater => "storage temporarily unavailable, retry later",
-                    _ => "internal error",
-                };
-                Status::new(reject.grpc_code(), message)
-            })
+        self.ingest.submit_mapped("otlp_grpc", mapped).await.map_err(|error| {
+            let reject = Reject::from(&error);
+            tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/grpc export failed");
+            let message = match reject {
+                Reject::RetryLater => "storage temporarily unavailable, retry later",
+                _ => "internal error",
+            };
+            Status::new(reject.grpc_code(), message)
+        })
     }
 }
 
@@ -94,15 +88,11 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let accepted = self
-            .store(spans_to_signals(request.get_ref(), Utc::now()))
-            .await?;
-        let partial_success = accepted
-            .rejection_message
-            .map(|error_message| ExportTracePartialSuccess {
-                rejected_spans: accepted.rejected as i64,
-                error_message,
-            });
+        let accepted = self.store(spans_to_signals(request.get_ref(), Utc::now())).await?;
+        let partial_success = accepted.rejection_message.map(|error_message| ExportTracePartialSuccess {
+            rejected_spans: accepted.rejected as i64,
+            error_message,
+        });
         Ok(Response::new(ExportTraceServiceResponse { partial_success }))
     }
 }
@@ -113,15 +103,11 @@ impl LogsService for OtlpGrpc {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let accepted = self
-            .store(logs_to_signals(request.get_ref(), Utc::now(), &self.options))
-            .await?;
-        let partial_success = accepted
-            .rejection_message
-            .map(|error_message| ExportLogsPartialSuccess {
-                rejected_log_records: accepted.rejected as i64,
-                error_message,
-            });
+        let accepted = self.store(logs_to_signals(request.get_ref(), Utc::now(), &self.options)).await?;
+        let partial_success = accepted.rejection_message.map(|error_message| ExportLogsPartialSuccess {
+            rejected_log_records: accepted.rejected as i64,
+            error_message,
+        });
         Ok(Response::new(ExportLogsServiceResponse { partial_success }))
     }
 }
@@ -132,15 +118,11 @@ impl MetricsService for OtlpGrpc {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let accepted = self
-            .store(metrics_to_signals(request.get_ref(), Utc::now(), &self.options))
-            .await?;
-        let partial_success = accepted
-            .rejection_message
-            .map(|error_message| ExportMetricsPartialSuccess {
-                rejected_data_points: accepted.rejected as i64,
-                error_message,
-            });
+        let accepted = self.store(metrics_to_signals(request.get_ref(), Utc::now(), &self.options)).await?;
+        let partial_success = accepted.rejection_message.map(|error_message| ExportMetricsPartialSuccess {
+            rejected_data_points: accepted.rejected as i64,
+            error_message,
+        });
         Ok(Response::new(ExportMetricsServiceResponse { partial_success }))
     }
 }
@@ -193,10 +175,7 @@ fn fix_status(headers: &mut http::HeaderMap) {
     let Some(code) = headers.get(Status::GRPC_STATUS) else {
         return;
     };
-    let message = headers
-        .get("grpc-message")
-        .map(|m| m.as_bytes().to_vec())
-        .unwrap_or_default();
+    let message = headers.get("grpc-message").map(|m| m.as_bytes().to_vec()).unwrap_or_default();
     let message = String::from_utf8_lossy(&message).replace("%20", " ");
     let replacement = match code.as_bytes() {
         b"11" if message.contains("message length too large") => tonic::Code::ResourceExhausted,
@@ -219,10 +198,8 @@ mod tests {
 
     #[test]
     fn oversized_message_becomes_resource_exhausted() {
-        let mut h = headers(
-            "11",
-            "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes",
-        );
+        let mut h =
+            headers("11", "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes");
         fix_status(&mut h);
         assert_eq!(h[Status::GRPC_STATUS], "8");
     }

@@ -58,10 +58,7 @@ pub async fn wait_for_server(config: &DatabaseConfig) -> anyhow::Result<Client> 
 /// the loser sees "already exists" and carries on.
 pub async fn ensure_database(server: &Client, config: &DatabaseConfig) -> anyhow::Result<()> {
     let name = config.dbname();
-    let exists = server
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await?
-        .is_some();
+    let exists = server.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
     if exists {
         return Ok(());
     }

@@ -12,6 +12,8 @@ use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus};
 pub struct IncidentFilter {
     pub status: Option<IncidentStatus>,
     pub severity: Option<IncidentSeverity>,
+    /// Incidents whose `affected_services` include this one.
+    pub service: Option<String>,
 }
 
 const INCIDENT_COLUMNS: &str = "id, trace_id, status::text, severity::text, detected_at, resolved_at, \
@@ -34,21 +36,20 @@ impl Store {
         if let Some(severity) = &severity {
             conditions.push("severity = $::text::incidentseverity", severity);
         }
+        if let Some(service) = &filter.service {
+            conditions.push("affected_services @> ARRAY[$::varchar]", service);
+        }
         let client = self.client().await?;
         let order = "detected_at DESC NULLS LAST, id DESC";
-        let (rows, total) = conditions
-            .fetch_page(&client, "incidents", INCIDENT_COLUMNS, order, limit, offset)
-            .await?;
+        let (rows, total) =
+            conditions.fetch_page(&client, "incidents", INCIDENT_COLUMNS, order, limit, offset).await?;
         Ok((rows.iter().map(incident_from_row).collect(), total))
     }
 
     pub async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>, StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
-                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"),
-                &[&id],
-            )
+            .query_opt(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"), &[&id])
             .await?;
         Ok(row.as_ref().map(incident_from_row))
     }

@@ -19,11 +19,7 @@ pub struct Migration {
 
 macro_rules! migration {
     ($version:literal, $name:literal) => {
-        Migration {
-            version: $version,
-            name: $name,
-            sql: include_str!(concat!("../../migrations/", $name)),
-        }
+        Migration { version: $version, name: $name, sql: include_str!(concat!("../../migrations/", $name)) }
     };
 }
 
@@ -31,6 +27,7 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_signals.sql"),
     migration!(2, "0002_incidents.sql"),
+    migration!(3, "0003_triage.sql"),
 ];
 
 /// Arbitrary but fixed: the key of the advisory lock that serialises migration runs.
@@ -40,11 +37,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x7072_6f64_7365_6e74; // "prodsent"
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error("migration {name} was edited after it was applied (recorded checksum {recorded}, file now {current}); add a new migration instead")]
-    Edited {
-        name: String,
-        recorded: String,
-        current: String,
-    },
+    Edited { name: String, recorded: String, current: String },
     #[error("migration {name} failed")]
     Failed {
         name: String,
@@ -64,23 +57,15 @@ pub struct MigrationReport {
 
 /// Hex SHA-256 of a migration's text.
 pub fn checksum(sql: &str) -> String {
-    Sha256::digest(sql.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(sql.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Applies every migration of `migrations` not yet applied, holding the advisory lock.
 pub async fn run(client: &mut Client, migrations: &[Migration]) -> Result<MigrationReport, MigrateError> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
-        .await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
     let result = apply_pending(client, migrations).await;
     // Release even on failure; if this fails too, closing the connection releases the lock.
-    if let Err(why) = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
-        .await
-    {
+    if let Err(why) = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await {
         warn!(error = %why, "could not release the migration lock");
     }
     result
@@ -101,10 +86,7 @@ async fn apply_pending(
         )
         .await?;
     let applied: Vec<(i32, String, String)> = client
-        .query(
-            "SELECT version, name, checksum FROM schema_migrations ORDER BY version",
-            &[],
-        )
+        .query("SELECT version, name, checksum FROM schema_migrations ORDER BY version", &[])
         .await?
         .into_iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
@@ -124,10 +106,7 @@ async fn apply_pending(
             report.already_applied += 1;
             continue;
         }
-        let failed = |source| MigrateError::Failed {
-            name: migration.name.to_owned(),
-            source,
-        };
+        let failed = |source| MigrateError::Failed { name: migration.name.to_owned(), source };
         let transaction = client.transaction().await?;
         transaction.batch_execute(migration.sql).await.map_err(failed)?;
         transaction

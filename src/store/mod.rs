@@ -5,7 +5,9 @@ mod bootstrap;
 mod filter;
 mod incidents;
 pub mod migrate;
+mod outbox;
 mod signals;
+mod tracking;
 
 use std::time::Duration;
 
@@ -17,7 +19,9 @@ use crate::config::DatabaseConfig;
 
 pub use bootstrap::{ensure_database, wait_for_server};
 pub use incidents::IncidentFilter;
-pub use signals::{InsertOutcome, SignalFilter};
+pub use outbox::OutboxRow;
+pub use signals::SignalFilter;
+pub use tracking::BatchOutcome;
 
 /// A failed database operation, classified by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +54,10 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 /// shutdown or start-up, resource exhaustion, serialization failures and deadlocks.
 fn is_transient(error: &tokio_postgres::Error) -> bool {
     let Some(code) = error.code() else {
-        // No SQLSTATE: an I/O error or a closed connection.
-        return true;
+        // No SQLSTATE: a closed connection or an I/O error is transient; anything else
+        // (a parameter that does not convert, a protocol error) is our bug.
+        let io = std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>());
+        return error.is_closed() || io;
     };
     let class = &code.code()[..2];
     matches!(class, "08" | "53" | "57" | "58")
@@ -71,9 +77,7 @@ impl Store {
         let manager = Manager::from_config(
             config.pg.clone(),
             NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)

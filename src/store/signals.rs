@@ -1,5 +1,7 @@
 //! Writing and reading `raw_signals`.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -8,13 +10,6 @@ use uuid::Uuid;
 use super::filter::Conditions;
 use super::{Store, StoreError};
 use crate::model::{Signal, SignalType, StoredSignal};
-
-/// What an insert did: new rows, and rows skipped because their `signal_id` was already stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct InsertOutcome {
-    pub inserted: u64,
-    pub duplicates: u64,
-}
 
 /// Filters of `GET /query/signals`; `None` means "any".
 #[derive(Debug, Clone, Default)]
@@ -26,40 +21,34 @@ pub struct SignalFilter {
     pub end_time: Option<DateTime<Utc>>,
 }
 
+/// Inserts `signals` within `tx`, skipping ids already stored; returns the ids inserted.
+pub(super) async fn insert_signals(
+    tx: &tokio_postgres::Transaction<'_>,
+    signals: &[Signal],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let ids: Vec<Uuid> = signals.iter().map(|s| s.signal_id).collect();
+    let types: Vec<&str> = signals.iter().map(|s| s.signal_type.as_str()).collect();
+    let trace_ids: Vec<&str> = signals.iter().map(|s| s.trace_id.as_str()).collect();
+    let services: Vec<&str> = signals.iter().map(|s| s.service_name.as_str()).collect();
+    let timestamps: Vec<DateTime<Utc>> = signals.iter().map(|s| s.timestamp).collect();
+    let payloads: Vec<Value> = signals.iter().map(|s| Value::Object(s.payload.clone())).collect();
+    let rows = tx
+        .query(
+            r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload)
+               SELECT id, signal_type::signaltypeenum, trace_id, service_name, ts, payload
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
+                    AS t(id, signal_type, trace_id, service_name, ts, payload)
+               ON CONFLICT (id) DO NOTHING
+               RETURNING id"#,
+            &[&ids, &types, &trace_ids, &services, &timestamps, &payloads],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 const SIGNAL_COLUMNS: &str = r#"id, signal_type::text, trace_id, service_name, "timestamp", payload"#;
 
 impl Store {
-    /// Stores `signals` in one transaction with one statement; a `signal_id` already stored
-    /// (or repeated within `signals`) is skipped, never an error. Returns after the commit.
-    pub async fn insert_signals(&self, signals: &[Signal]) -> Result<InsertOutcome, StoreError> {
-        if signals.is_empty() {
-            return Ok(InsertOutcome::default());
-        }
-        let ids: Vec<Uuid> = signals.iter().map(|s| s.signal_id).collect();
-        let types: Vec<&str> = signals.iter().map(|s| s.signal_type.as_str()).collect();
-        let trace_ids: Vec<&str> = signals.iter().map(|s| s.trace_id.as_str()).collect();
-        let services: Vec<&str> = signals.iter().map(|s| s.service_name.as_str()).collect();
-        let timestamps: Vec<DateTime<Utc>> = signals.iter().map(|s| s.timestamp).collect();
-        let payloads: Vec<Value> = signals.iter().map(|s| Value::Object(s.payload.clone())).collect();
-
-        let client = self.client().await?;
-        // A single autocommitted statement is its own transaction: all rows or none.
-        let inserted = client
-            .execute(
-                r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload)
-                   SELECT id, signal_type::signaltypeenum, trace_id, service_name, ts, payload
-                   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
-                        AS t(id, signal_type, trace_id, service_name, ts, payload)
-                   ON CONFLICT (id) DO NOTHING"#,
-                &[&ids, &types, &trace_ids, &services, &timestamps, &payloads],
-            )
-            .await?;
-        Ok(InsertOutcome {
-            inserted,
-            duplicates: signals.len() as u64 - inserted,
-        })
-    }
-
     /// One page of signals, newest first, and the number matching the filter.
     pub async fn list_signals(
         &self,
@@ -86,9 +75,8 @@ impl Store {
         }
         let client = self.client().await?;
         let order = r#""timestamp" DESC, id DESC"#;
-        let (rows, total) = conditions
-            .fetch_page(&client, "raw_signals", SIGNAL_COLUMNS, order, limit, offset)
-            .await?;
+        let (rows, total) =
+            conditions.fetch_page(&client, "raw_signals", SIGNAL_COLUMNS, order, limit, offset).await?;
         Ok((rows.iter().map(signal_from_row).collect(), total))
     }
 

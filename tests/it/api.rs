@@ -18,12 +18,7 @@ async fn post_log(app: &TestApp, trace_id: &str, service: &str, level: &str, tim
 }
 
 fn ids(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
+    page["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -36,41 +31,21 @@ async fn signals_are_listed_newest_first_with_filters_and_paging() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ids(&page), vec![c.clone(), b.clone(), a.clone()]);
     assert_eq!(
-        (
-            page["total"].clone(),
-            page["limit"].clone(),
-            page["offset"].clone()
-        ),
+        (page["total"].clone(), page["limit"].clone(), page["offset"].clone()),
         (json!(3), json!(100), json!(0))
     );
     let item = &page["items"][0];
     let mut keys: Vec<&str> = item.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(
-        keys,
-        vec![
-            "id",
-            "payload",
-            "service_name",
-            "signal_type",
-            "timestamp",
-            "trace_id"
-        ]
-    );
+    assert_eq!(keys, vec!["id", "payload", "service_name", "signal_type", "timestamp", "trace_id"]);
     assert_eq!(item["timestamp"], "2024-05-01T12:00:00Z");
 
-    assert_eq!(
-        ids(&app.get_json("/query/signals?trace_id=t1").await.1),
-        vec![b.clone(), a.clone()]
-    );
+    assert_eq!(ids(&app.get_json("/query/signals?trace_id=t1").await.1), vec![b.clone(), a.clone()]);
     assert_eq!(
         ids(&app.get_json("/query/signals?service_name=checkout").await.1),
         vec![c.clone(), a.clone()]
     );
-    assert_eq!(
-        ids(&app.get_json("/query/signals?signal_type=trace").await.1),
-        Vec::<String>::new()
-    );
+    assert_eq!(ids(&app.get_json("/query/signals?signal_type=trace").await.1), Vec::<String>::new());
     let window = "/query/signals?start_time=2024-05-01T10:30:00Z&end_time=2024-05-01T11:30:00%2B00:00";
     assert_eq!(ids(&app.get_json(window).await.1), vec![b.clone()]);
     let (_, paged) = app.get_json("/query/signals?limit=1&offset=1").await;
@@ -85,17 +60,11 @@ async fn bad_query_parameters_are_422_naming_each() {
     let cases = [
         ("/query/signals?limit=0", vec!["query.limit"]),
         ("/query/signals?limit=1001", vec!["query.limit"]),
-        (
-            "/query/signals?limit=ten&offset=-1",
-            vec!["query.limit", "query.offset"],
-        ),
+        ("/query/signals?limit=ten&offset=-1", vec!["query.limit", "query.offset"]),
         ("/query/signals?signal_type=span", vec!["query.signal_type"]),
         ("/query/signals?start_time=yesterday", vec!["query.start_time"]),
         ("/query/incidents?limit=201", vec!["query.limit"]),
-        (
-            "/query/incidents?status=broken&severity=meh",
-            vec!["query.status", "query.severity"],
-        ),
+        ("/query/incidents?status=broken&severity=meh", vec!["query.status", "query.severity"]),
         ("/query/incidents/not-a-uuid", vec!["path.incident_id"]),
         ("/query/incidents/not-a-uuid/analysis", vec!["path.incident_id"]),
     ];
@@ -116,31 +85,16 @@ async fn trace_is_returned_oldest_first_and_unknown_trace_is_empty() {
     post_log(&app, "other", "b", "INFO", "2024-05-01T10:00:00Z").await;
     let (status, trace) = app.get_json("/query/traces/tr").await;
     assert_eq!(status, StatusCode::OK);
-    let got: Vec<&str> = trace
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let got: Vec<&str> = trace.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(got, vec![early.as_str(), late.as_str()]);
-    assert_eq!(
-        app.get_json("/query/traces/nope").await,
-        (StatusCode::OK, json!([]))
-    );
+    assert_eq!(app.get_json("/query/traces/nope").await, (StatusCode::OK, json!([])));
 }
 
 #[tokio::test]
 async fn trace_query_is_capped_by_its_setting() {
     let app = spawn_app_with(&["--trace-query-max-signals", "2"]).await;
     for second in 0..3 {
-        post_log(
-            &app,
-            "capped",
-            "a",
-            "INFO",
-            &format!("2024-05-01T10:00:0{second}Z"),
-        )
-        .await;
+        post_log(&app, "capped", "a", "INFO", &format!("2024-05-01T10:00:0{second}Z")).await;
     }
     let (_, trace) = app.get_json("/query/traces/capped").await;
     assert_eq!(trace.as_array().unwrap().len(), 2);
@@ -177,11 +131,7 @@ async fn incidents_are_listed_newest_first_in_lower_case_with_filters() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ids(&page), vec![new.to_string(), old.to_string()]);
     assert_eq!(
-        (
-            page["total"].clone(),
-            page["limit"].clone(),
-            page["offset"].clone()
-        ),
+        (page["total"].clone(), page["limit"].clone(), page["offset"].clone()),
         (json!(2), json!(50), json!(0))
     );
     assert_eq!(
@@ -192,18 +142,9 @@ async fn incidents_are_listed_newest_first_in_lower_case_with_filters() {
             "affected_services": ["checkout", "payments"], "error_count": 3.0
         })
     );
-    assert_eq!(
-        ids(&app.get_json("/query/incidents?status=resolved").await.1),
-        vec![old.to_string()]
-    );
-    assert_eq!(
-        ids(&app.get_json("/query/incidents?severity=high").await.1),
-        vec![new.to_string()]
-    );
-    assert_eq!(
-        app.get_json("/query/incidents?severity=critical").await.1["total"],
-        0
-    );
+    assert_eq!(ids(&app.get_json("/query/incidents?status=resolved").await.1), vec![old.to_string()]);
+    assert_eq!(ids(&app.get_json("/query/incidents?severity=high").await.1), vec![new.to_string()]);
+    assert_eq!(app.get_json("/query/incidents?severity=critical").await.1["total"], 0);
 }
 
 #[tokio::test]
@@ -214,23 +155,17 @@ async fn one_incident_and_its_latest_analysis_or_404() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(incident["status"], "investigating");
     assert_eq!(incident["severity"], "critical");
-    let (status, body) = app
-        .get_json(&format!("/query/incidents/{}", Uuid::new_v4()))
-        .await;
-    assert_eq!(
-        (status, body),
-        (StatusCode::NOT_FOUND, json!({"detail": "Incident not found"}))
-    );
+    let (status, body) = app.get_json(&format!("/query/incidents/{}", Uuid::new_v4())).await;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, json!({"detail": "Incident not found"})));
 
     let (status, _) = app.get_json(&format!("/query/incidents/{id}/analysis")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let evidence = Uuid::new_v4();
     let db = app.db().await;
-    for (root_cause, at) in [
-        ("first guess", "2024-05-01T10:01:00Z"),
-        ("database pool exhausted", "2024-05-01T10:02:00Z"),
-    ] {
+    for (root_cause, at) in
+        [("first guess", "2024-05-01T10:01:00Z"), ("database pool exhausted", "2024-05-01T10:02:00Z")]
+    {
         db.execute(
             "INSERT INTO analysis_results (id, incident_id, root_cause, confidence_score, evidence_signals, ai_explanation, generated_at)
              VALUES (gen_random_uuid(), $1, $2, 0.87, ARRAY[$3::uuid], '{\"summary\": \"pool\"}'::json, $4::text::timestamptz)",
@@ -275,10 +210,7 @@ async fn cors_list_allows_only_listed_origins() {
             .send()
     };
     let allowed = preflight("https://dash.example.com").await.unwrap();
-    assert_eq!(
-        allowed.headers()["access-control-allow-origin"],
-        "https://dash.example.com"
-    );
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://dash.example.com");
     let other = preflight("https://evil.example.com").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
@@ -286,14 +218,8 @@ async fn cors_list_allows_only_listed_origins() {
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_json_404_and_405() {
     let app = spawn_app().await;
-    assert_eq!(
-        app.get_json("/nope").await,
-        (StatusCode::NOT_FOUND, json!({"detail": "Not Found"}))
-    );
+    assert_eq!(app.get_json("/nope").await, (StatusCode::NOT_FOUND, json!({"detail": "Not Found"})));
     let response = app.get("/ingest/logs").await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"detail": "Method Not Allowed"})
-    );
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"detail": "Method Not Allowed"}));
 }

@@ -26,6 +26,13 @@ const SETTINGS: &[&str] = &[
     "INGEST_TIMEOUT_MS",
     "CORS_ALLOWED_ORIGINS",
     "CORRELATION_WINDOW_SECONDS",
+    "RULES_FILE",
+    "INCIDENT_MIN_SEVERITY",
+    "ANALYSIS_DEBOUNCE_SECONDS",
+    "ANALYSIS_LOCK_TTL_SECONDS",
+    "CELERY_QUEUE",
+    "DISPATCH_INTERVAL_MS",
+    "DISPATCH_MAX_BACKOFF_MS",
     "SHUTDOWN_TIMEOUT_SECONDS",
     "TRACE_QUERY_MAX_SIGNALS",
 ];
@@ -51,10 +58,7 @@ async fn run_to_end(mut command: Command) -> (Option<i32>, String) {
         .await
         .expect("exits within 30 s")
         .expect("runs");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 #[tokio::test]
@@ -71,10 +75,7 @@ async fn help_lists_every_setting() {
     // .env.example documents the same settings.
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
     for setting in SETTINGS {
-        assert!(
-            example.contains(&format!("{setting}=")),
-            ".env.example should list {setting}"
-        );
+        assert!(example.contains(&format!("{setting}=")), ".env.example should list {setting}");
     }
 }
 
@@ -86,25 +87,16 @@ async fn invalid_setting_exits_2_with_one_line_naming_it() {
     let (code, stderr) = run_to_end(command).await;
     assert_eq!(code, Some(2));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("API_ADDR") && stderr.contains("not-an-address"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("API_ADDR") && stderr.contains("not-an-address"), "{stderr}");
 }
 
 #[tokio::test]
 async fn flags_override_environment_which_overrides_dotenv() {
     let dir = temp_dir();
-    std::fs::write(
-        dir.join(".env"),
-        "MAX_BODY_BYTES=bad-from-dotenv\nCORS_ALLOWED_ORIGINS=not-an-origin\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join(".env"), "MAX_BODY_BYTES=bad-from-dotenv\nCORS_ALLOWED_ORIGINS=not-an-origin\n")
+        .unwrap();
     let mut command = prodsentinel(&dir);
-    command
-        .env("API_ADDR", "bad-from-env")
-        .args(["--api-addr", "127.0.0.1:0"])
-        .env("MAX_BODY_BYTES", "1MiB");
+    command.env("API_ADDR", "bad-from-env").args(["--api-addr", "127.0.0.1:0"]).env("MAX_BODY_BYTES", "1MiB");
     let (code, stderr) = run_to_end(command).await;
     // API_ADDR came from the flag, MAX_BODY_BYTES from the environment: the first bad value
     // left is the one only `.env` set.
@@ -147,10 +139,7 @@ async fn start(db: &TestDb) -> (Child, String) {
 
 fn sigterm(child: &Child) {
     let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
 }
 
@@ -174,10 +163,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     sigterm(&child);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are refused once shutdown has begun.
-    assert!(
-        TcpStream::connect(&addr).await.is_err(),
-        "listener should be closed"
-    );
+    assert!(TcpStream::connect(&addr).await.is_err(), "listener should be closed");
 
     stream.write_all(rest).await.unwrap();
     let mut answer = String::new();
@@ -187,18 +173,10 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
 
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits")
-        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("exits").unwrap();
     assert_eq!(status.code(), Some(0));
-    let stored: i64 = db
-        .connect()
-        .await
-        .query_one("SELECT count(*) FROM raw_signals", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let stored: i64 =
+        db.connect().await.query_one("SELECT count(*) FROM raw_signals", &[]).await.unwrap().get(0);
     assert_eq!(stored, 1, "the in-flight request's signal was committed");
 }
 
@@ -209,13 +187,20 @@ async fn sigint_on_an_idle_server_exits_0() {
     let health = reqwest::get(format!("http://{addr}/health/ready")).await.unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);
     let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits")
-        .unwrap();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("exits").unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_malformed_rules_file_stops_start_up_naming_its_line() {
+    let dir = temp_dir();
+    std::fs::write(dir.join("rules.toml"), "[signals]\nspan_error = \"severe\"\n").unwrap();
+    let mut command = prodsentinel(&dir);
+    command.env("RULES_FILE", "rules.toml");
+    let (code, stderr) = run_to_end(command).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("RULES_FILE") && stderr.contains("rules.toml line 2"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

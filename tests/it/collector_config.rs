@@ -5,9 +5,7 @@ use crate::helpers::python_with_requirements;
 
 #[tokio::test]
 async fn collector_config_exports_to_prodsentinel_with_gzip_queue_and_retries() {
-    let python = tokio::task::spawn_blocking(python_with_requirements)
-        .await
-        .unwrap();
+    let python = tokio::task::spawn_blocking(python_with_requirements).await.unwrap();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/otel-collector-config.yaml");
     let check = r#"
 import sys, yaml
@@ -30,14 +28,7 @@ for name, p in pipelines.items():
     assert all(x in c["processors"] for x in p["processors"]), name
 print("ok")
 "#;
-    let output = std::process::Command::new(python)
-        .args(["-c", check, config])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = std::process::Command::new(python).args(["-c", check, config]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
 }

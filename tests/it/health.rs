@@ -13,14 +13,8 @@ async fn healthy_app_reports_connected_live_and_ready() {
     let app = spawn_app().await;
     let (status, body) = app.get_json("/ingest/health").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        (body["status"].clone(), body["database"].clone()),
-        (json!("healthy"), json!("connected"))
-    );
-    assert_eq!(
-        app.get_json("/health/live").await,
-        (StatusCode::OK, json!({"status": "alive"}))
-    );
+    assert_eq!((body["status"].clone(), body["database"].clone()), (json!("healthy"), json!("connected")));
+    assert_eq!(app.get_json("/health/live").await, (StatusCode::OK, json!({"status": "alive"})));
     let (status, body) = app.get_json("/health/ready").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["migrations"], "applied");
@@ -50,38 +44,19 @@ async fn database_outage_gives_503s_with_retry_after_and_recovers_by_itself() {
         (body["status"].clone(), body["database"].clone()),
         (json!("unhealthy"), json!("disconnected"))
     );
-    assert_eq!(
-        app.get("/health/ready").await.status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(app.get("/health/ready").await.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.get("/health/live").await.status(), StatusCode::OK);
 
-    let response = app
-        .http
-        .post(app.url("/ingest/logs"))
-        .json(&log_body("outage", "ERROR", "x"))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.http.post(app.url("/ingest/logs")).json(&log_body("outage", "ERROR", "x")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "1");
-    assert_eq!(
-        app.get("/query/signals").await.status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(app.get("/query/signals").await.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     block_connections(&app, true).await;
-    assert_eq!(
-        eventually(&app, "/ingest/health", StatusCode::OK).await,
-        StatusCode::OK
-    );
-    assert_eq!(
-        eventually(&app, "/health/ready", StatusCode::OK).await,
-        StatusCode::OK
-    );
-    let (status, _) = app
-        .post_json("/ingest/logs", &log_body("outage", "ERROR", "after"))
-        .await;
+    assert_eq!(eventually(&app, "/ingest/health", StatusCode::OK).await, StatusCode::OK);
+    assert_eq!(eventually(&app, "/health/ready", StatusCode::OK).await, StatusCode::OK);
+    let (status, _) = app.post_json("/ingest/logs", &log_body("outage", "ERROR", "after")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
 
@@ -97,11 +72,7 @@ async fn start_up_gives_up_on_an_unreachable_database_after_the_wait() {
         Err(error) => format!("{error:#}"),
     };
     assert!(error.contains("DATABASE_WAIT_SECONDS"), "{error}");
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "gave up in {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(8), "gave up in {:?}", started.elapsed());
 }
 
 #[tokio::test]

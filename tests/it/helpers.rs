@@ -22,9 +22,7 @@ pub struct TestDb {
 impl TestDb {
     /// A unique name; the database itself is created by the app under test (or by `create`).
     pub fn new() -> TestDb {
-        TestDb {
-            name: format!("prodsentinel_test_{}", uuid::Uuid::new_v4().simple()),
-        }
+        TestDb { name: format!("prodsentinel_test_{}", uuid::Uuid::new_v4().simple()) }
     }
 
     pub fn url(&self) -> String {
@@ -42,10 +40,7 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs inside the test's runtime: use a thread with a runtime of its own.
         let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let admin = connect(&format!("{}/postgres", server_url())).await;
                 admin
@@ -66,6 +61,60 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
+/// A Redis logical database (1 to 15) that only this test uses, emptied when taken and when
+/// dropped. A lock file per database keeps concurrent tests, threads or processes, apart.
+pub struct RedisDb {
+    pub index: u8,
+    lock: std::fs::File,
+}
+
+/// The Redis server tests use, without a database number.
+pub fn redis_server() -> String {
+    std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+impl RedisDb {
+    pub async fn acquire() -> RedisDb {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(dir).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            for index in 1..=15u8 {
+                let lock = std::fs::File::create(dir.join(format!("redis-db-{index}.lock"))).unwrap();
+                if lock.try_lock().is_ok() {
+                    let db = RedisDb { index, lock };
+                    db.flush();
+                    return db;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no free Redis database for 120 s");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", redis_server(), self.index)
+    }
+
+    /// A plain connection to this database, for assertions.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .unwrap_or_else(|why| panic!("Redis must be running for the tests ({}): {why}", self.url()))
+    }
+
+    fn flush(&self) {
+        let _: () = redis::cmd("FLUSHDB").query(&mut self.connection()).expect("FLUSHDB");
+    }
+}
+
+impl Drop for RedisDb {
+    fn drop(&mut self) {
+        self.flush();
+        let _ = self.lock.unlock();
+    }
+}
+
 /// A running app on an ephemeral port with its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -74,8 +123,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    // Last: the database is dropped after the app's handles.
+    // Last: the database and Redis are cleaned after the app's handles are dropped.
     pub db: TestDb,
+    pub redis: RedisDb,
 }
 
 /// Settings every test app gets; `extra` flags come after and win.
@@ -109,8 +159,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    // TEST_LOG=debug (any LOG_LEVEL value) shows the app's logs while debugging a test.
+    if let Ok(level) = std::env::var("TEST_LOG") {
+        prodsentinel::telemetry::init(&level, prodsentinel::config::LogFormat::Text);
+    }
     let db = TestDb::new();
-    let app = App::build(test_config(&db, extra)).await.expect("app starts");
+    let redis = RedisDb::acquire().await;
+    let redis_url = redis.url();
+    let args: Vec<&str> =
+        ["--redis-url", redis_url.as_str()].into_iter().chain(extra.iter().copied()).collect();
+    let app = App::build(test_config(&db, &args)).await.expect("app starts");
     let (addr, grpc_addr, http_addr) = (app.api_addr(), app.grpc_addr(), app.http_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -124,10 +182,61 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
         stop: Some(stop),
         server: Some(server),
         db,
+        redis,
     }
 }
 
+/// Another instance of the service on `app`'s database and Redis database, as a second
+/// replica would run; stopped when dropped.
+pub struct Instance {
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
 impl TestApp {
+    pub async fn second_instance(&self, extra: &[&str]) -> Instance {
+        let redis_url = self.redis.url();
+        let args: Vec<&str> =
+            ["--redis-url", redis_url.as_str()].into_iter().chain(extra.iter().copied()).collect();
+        let app = App::build(test_config(&self.db, &args)).await.expect("second instance starts");
+        let addr = app.api_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Instance { addr, _stop: stop }
+    }
+
+    /// `(status, count)` of the analysis outbox, sorted by status.
+    pub async fn outbox(&self) -> Vec<(String, i64)> {
+        self.db()
+            .await
+            .query("SELECT status, count(*) FROM analysis_outbox GROUP BY status ORDER BY status", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    /// The trace ids of the task messages waiting in the Celery queue list `queue`.
+    pub fn queued_trace_ids(&self, queue: &str) -> Vec<String> {
+        use base64::Engine;
+        let messages: Vec<String> =
+            redis::cmd("LRANGE").arg(queue).arg(0).arg(-1).query(&mut self.redis.connection()).unwrap();
+        messages
+            .iter()
+            .map(|message| {
+                let envelope: Value = serde_json::from_str(message).unwrap();
+                let body = base64::engine::general_purpose::STANDARD
+                    .decode(envelope["body"].as_str().unwrap())
+                    .unwrap();
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                body[0][0].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -144,13 +253,7 @@ impl TestApp {
 
     /// POSTs `body` as `application/json`.
     pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent");
+        let response = self.http.post(self.url(path)).json(body).send().await.expect("request sent");
         let status = response.status();
         (status, response.json().await.expect("JSON body"))
     }
@@ -169,12 +272,7 @@ impl TestApp {
     }
 
     pub async fn count_signals(&self) -> i64 {
-        self.db()
-            .await
-            .query_one("SELECT count(*) FROM raw_signals", &[])
-            .await
-            .unwrap()
-            .get(0)
+        self.db().await.query_one("SELECT count(*) FROM raw_signals", &[]).await.unwrap().get(0)
     }
 
     /// Stops the server the way SIGTERM does and waits for it to finish.
@@ -269,10 +367,7 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
-        let mut request = self
-            .http
-            .post(format!("http://{}{path}", self.http_addr))
-            .body(body);
+        let mut request = self.http.post(format!("http://{}{path}", self.http_addr)).body(body);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -294,10 +389,7 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 pub async fn block_connections(app: &TestApp, allow: bool) {
     let admin = connect(&format!("{}/postgres", server_url())).await;
     admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}",
-            app.db.name
-        ))
+        .batch_execute(&format!("ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}", app.db.name))
         .await
         .unwrap();
     if !allow {
@@ -340,24 +432,31 @@ pub fn python_with_requirements() -> std::path::PathBuf {
                 String::from_utf8_lossy(&output.stderr)
             );
         };
-        run(
-            std::path::Path::new("python3"),
-            &["-m", "venv", dir.to_str().unwrap()],
-        );
+        run(std::path::Path::new("python3"), &["-m", "venv", dir.to_str().unwrap()]);
         run(
             &python,
-            &[
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-                &requirements,
-            ],
+            &["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", &requirements],
         );
         std::fs::write(&stamp, &wanted).unwrap();
     }
     lock.unlock().unwrap();
     python
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test after `timeout`, naming `what`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A TCP port nothing listens on (just released by the OS).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -90,16 +90,10 @@ async fn both_metric_shapes_are_stored_and_a_readme_resend_is_stored_once() {
     assert_eq!(app.count_signals().await, 2);
     let (_, page) = app.get_json("/query/signals?signal_type=metric").await;
     let items = page["items"].as_array().unwrap();
-    let readme = items
-        .iter()
-        .find(|s| s["payload"]["metric_name"] == "cpu_usage")
-        .unwrap();
+    let readme = items.iter().find(|s| s["payload"]["metric_name"] == "cpu_usage").unwrap();
     assert_eq!(readme["trace_id"], "svc:api:2024-05-01T10:20:00Z");
     assert_eq!(readme["payload"]["value"], 0.93);
-    let code = items
-        .iter()
-        .find(|s| s["payload"]["metric_name"] == "http_latency_ms")
-        .unwrap();
+    let code = items.iter().find(|s| s["payload"]["metric_name"] == "http_latency_ms").unwrap();
     assert_eq!(code["payload"]["unit"], "ms");
     assert_eq!(code["trace_id"], "t-metric");
 }
@@ -111,9 +105,7 @@ async fn log_without_trace_id_is_stored_under_the_correlation_key() {
     body.as_object_mut().unwrap().remove("trace_id");
     let (status, _) = app.post_json("/ingest/logs", &body).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (_, trace) = app
-        .get_json("/query/traces/svc:checkout:2024-05-01T10:20:00Z")
-        .await;
+    let (_, trace) = app.get_json("/query/traces/svc:checkout:2024-05-01T10:20:00Z").await;
     assert_eq!(trace.as_array().unwrap().len(), 1);
 }
 
@@ -138,9 +130,7 @@ async fn validation_errors_are_422_in_fastapi_shape_naming_each_field() {
 #[tokio::test]
 async fn bulk_array_is_stored_whole_or_refused_naming_the_bad_index() {
     let app = spawn_app().await;
-    let good: Vec<Value> = (0..3)
-        .map(|i| log_body("bulk", "INFO", &format!("m{i}")))
-        .collect();
+    let good: Vec<Value> = (0..3).map(|i| log_body("bulk", "INFO", &format!("m{i}"))).collect();
     let (status, _) = app.post_json("/ingest/logs", &Value::Array(good.clone())).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(app.count_signals().await, 3);
@@ -151,32 +141,20 @@ async fn bulk_array_is_stored_whole_or_refused_naming_the_bad_index() {
     let (status, answer) = app.post_json("/ingest/logs", &mixed).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_locs(&answer), vec!["body.1.signal_id"]);
-    assert_eq!(
-        app.count_signals().await,
-        3,
-        "nothing of the refused bulk is stored"
-    );
+    assert_eq!(app.count_signals().await, 3, "nothing of the refused bulk is stored");
 }
 
 #[tokio::test]
 async fn body_over_max_body_bytes_is_413() {
     let app = spawn_app_with(&["--max-body-bytes", "2KiB"]).await;
     let body = log_body("big", "INFO", &"x".repeat(4096));
-    let response = app
-        .post_raw(
-            "/ingest/logs",
-            Some("application/json"),
-            body.to_string().into_bytes(),
-        )
-        .await;
+    let response =
+        app.post_raw("/ingest/logs", Some("application/json"), body.to_string().into_bytes()).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let answer: Value = response.json().await.unwrap();
     assert!(answer["detail"].as_str().unwrap().contains("MAX_BODY_BYTES"));
     let small = log_body("big", "INFO", "fits");
-    assert_eq!(
-        app.post_json("/ingest/logs", &small).await.0,
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(app.post_json("/ingest/logs", &small).await.0, StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
@@ -191,20 +169,10 @@ async fn json_body_is_read_under_form_or_missing_content_type_and_others_get_415
         )
         .await;
     assert_eq!(form.status(), StatusCode::ACCEPTED);
-    let none = app
-        .post_raw(
-            "/ingest/logs",
-            None,
-            log_body("ct", "INFO", "b").to_string().into(),
-        )
-        .await;
+    let none = app.post_raw("/ingest/logs", None, log_body("ct", "INFO", "b").to_string().into()).await;
     assert_eq!(none.status(), StatusCode::ACCEPTED);
     let text = app
-        .post_raw(
-            "/ingest/logs",
-            Some("text/plain"),
-            log_body("ct", "INFO", "c").to_string().into(),
-        )
+        .post_raw("/ingest/logs", Some("text/plain"), log_body("ct", "INFO", "c").to_string().into())
         .await;
     assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let answer: Value = text.json().await.unwrap();
@@ -216,17 +184,13 @@ async fn json_body_is_read_under_form_or_missing_content_type_and_others_get_415
 async fn malformed_json_is_422_not_500() {
     let app = spawn_app().await;
     for raw in [&b"{not json"[..], b"", b"\xff\xfe", b"[1, 2"] {
-        let response = app
-            .post_raw("/ingest/traces", Some("application/json"), raw.to_vec())
-            .await;
+        let response = app.post_raw("/ingest/traces", Some("application/json"), raw.to_vec()).await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let answer: Value = response.json().await.unwrap();
         assert_eq!(answer["detail"][0]["type"], "json_invalid");
     }
     let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-    let response = app
-        .post_raw("/ingest/logs", Some("application/json"), deep.into_bytes())
-        .await;
+    let response = app.post_raw("/ingest/logs", Some("application/json"), deep.into_bytes()).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -278,16 +242,9 @@ async fn replay_of_the_simulated_services_is_accepted_in_full() {
         assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     }
     let (_, trace) = app.get_json(&format!("/query/traces/{trace_id}")).await;
-    let messages: Vec<&str> = trace
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["payload"]["message"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        messages,
-        vec!["received checkout", "card declined", "checkout failed"]
-    );
+    let messages: Vec<&str> =
+        trace.as_array().unwrap().iter().map(|s| s["payload"]["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, vec!["received checkout", "card declined", "checkout failed"]);
 }
 
 /// `examples/replay_legacy.py` (standard-library Python, as the simulated services) against a
@@ -307,22 +264,14 @@ async fn python_replay_of_the_simulated_services_is_stored_once_each() {
     .expect("replay finishes within 120 s")
     .expect("python3 is installed");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let counts: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     assert_eq!(counts["accepted"], counts["sent"]);
     let unique = counts["unique_signals"].as_i64().unwrap();
     assert_eq!(unique, 8 * 4);
     assert_eq!(app.count_signals().await, unique);
     let (_, errors) = app.get_json("/query/signals?limit=1000").await;
-    let error_logs = errors["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["payload"]["level"] == "ERROR")
-        .count();
+    let error_logs =
+        errors["items"].as_array().unwrap().iter().filter(|s| s["payload"]["level"] == "ERROR").count();
     assert_eq!(error_logs, 2, "25% of 8 checkouts fail");
 }

@@ -2,6 +2,7 @@
 
 mod api;
 mod binary;
+mod celery_worker;
 mod collector_config;
 mod health;
 mod helpers;
@@ -10,3 +11,4 @@ mod otlp_grpc;
 mod otlp_http;
 mod real_clients;
 mod store;
+mod triage;

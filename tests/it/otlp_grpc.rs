@@ -17,11 +17,7 @@ fn json_fixture(path: &str) -> Value {
 }
 
 async fn channel(app: &TestApp) -> Channel {
-    Channel::from_shared(format!("http://{}", app.grpc_addr))
-        .unwrap()
-        .connect()
-        .await
-        .expect("gRPC connects")
+    Channel::from_shared(format!("http://{}", app.grpc_addr)).unwrap().connect().await.expect("gRPC connects")
 }
 
 #[tokio::test]
@@ -37,27 +33,17 @@ async fn all_three_services_store_what_they_receive_compressed_or_not() {
         .export(traces)
         .await
         .expect("gzip accepted");
-    assert_eq!(
-        response.into_inner().partial_success,
-        None,
-        "full success leaves partial_success unset"
-    );
+    assert_eq!(response.into_inner().partial_success, None, "full success leaves partial_success unset");
     LogsServiceClient::new(channel.clone())
         .send_compressed(CompressionEncoding::Zstd)
         .export(logs)
         .await
         .expect("zstd accepted");
-    MetricsServiceClient::new(channel)
-        .export(metrics)
-        .await
-        .expect("uncompressed accepted");
+    MetricsServiceClient::new(channel).export(metrics).await.expect("uncompressed accepted");
 
     let rows = app.rows().await;
     assert_eq!(rows.len(), 2 + 3 + 7);
-    let root = rows
-        .iter()
-        .find(|r| r.payload["span_id"] == "b7ad6b7169203331")
-        .unwrap();
+    let root = rows.iter().find(|r| r.payload["span_id"] == "b7ad6b7169203331").unwrap();
     assert_eq!(root.trace_id, "0af7651916cd43dd8448eb211c80319c");
     assert_eq!(root.payload["status"], "ERROR");
     let error_log = rows.iter().find(|r| r.payload["level"] == "ERROR").unwrap();
@@ -72,27 +58,18 @@ async fn invalid_spans_come_back_as_partial_success() {
         {"traceId": "", "spanId": "b7ad6b7169203332", "name": "no trace id"}
     ]}]}]}))
     .unwrap();
-    let response = TraceServiceClient::new(channel(&app).await)
-        .export(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let response = TraceServiceClient::new(channel(&app).await).export(request).await.unwrap().into_inner();
     let partial = response.partial_success.expect("partial success");
     assert_eq!(partial.rejected_spans, 1);
-    assert!(
-        partial.error_message.contains("trace_id must be 16 bytes, got 0"),
-        "{}",
-        partial.error_message
-    );
+    assert!(partial.error_message.contains("trace_id must be 16 bytes, got 0"), "{}", partial.error_message);
     assert_eq!(app.rows().await.len(), 1);
 }
 
 #[tokio::test]
 async fn an_empty_export_is_ok() {
     let app = spawn_app().await;
-    let response = TraceServiceClient::new(channel(&app).await)
-        .export(ExportTraceServiceRequest::default())
-        .await;
+    let response =
+        TraceServiceClient::new(channel(&app).await).export(ExportTraceServiceRequest::default()).await;
     assert_eq!(response.unwrap().into_inner().partial_success, None);
 }
 
@@ -112,16 +89,9 @@ fn big_logs_request(
 async fn an_oversized_message_is_resource_exhausted_not_retryable_out_of_range() {
     let app = spawn_app_with(&["--otlp-max-message-bytes", "1MiB"]).await;
     let client = LogsServiceClient::new(channel(&app).await);
-    let status = client
-        .clone()
-        .export(big_logs_request(2 << 20))
-        .await
-        .expect_err("over the limit");
+    let status = client.clone().export(big_logs_request(2 << 20)).await.expect_err("over the limit");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert!(
-        status.metadata().get("grpc-status-details-bin").is_none(),
-        "no RetryInfo: not retried"
-    );
+    assert!(status.metadata().get("grpc-status-details-bin").is_none(), "no RetryInfo: not retried");
 
     // Compressed under the limit, over it once inflated.
     let status = client
@@ -132,11 +102,7 @@ async fn an_oversized_message_is_resource_exhausted_not_retryable_out_of_range()
         .expect_err("over the limit once decompressed");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 
-    client
-        .clone()
-        .export(big_logs_request(512 << 10))
-        .await
-        .expect("under the limit is fine");
+    client.clone().export(big_logs_request(512 << 10)).await.expect("under the limit is fine");
     assert_eq!(app.rows().await.len(), 1);
 }
 
@@ -147,11 +113,7 @@ async fn database_outage_is_unavailable_then_recovers() {
     let mut client = TraceServiceClient::new(channel(&app).await);
     block_connections(&app, false).await;
     let status = client.export(request.clone()).await.expect_err("database down");
-    assert_eq!(
-        status.code(),
-        Code::Unavailable,
-        "retryable, never UNKNOWN or INTERNAL: {status:?}"
-    );
+    assert_eq!(status.code(), Code::Unavailable, "retryable, never UNKNOWN or INTERNAL: {status:?}");
 
     block_connections(&app, true).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

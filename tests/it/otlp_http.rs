@@ -29,17 +29,12 @@ fn protobuf_fixture(path: &str) -> Vec<u8> {
 
 async fn post_json(app: &TestApp, path: &str, body: &Value) -> (StatusCode, Value) {
     let (status, headers, bytes) = app.post_otlp(path, &[JSON], body.to_string().into_bytes()).await;
-    assert_eq!(
-        headers["content-type"], "application/json",
-        "answer in the request's encoding"
-    );
+    assert_eq!(headers["content-type"], "application/json", "answer in the request's encoding");
     (status, serde_json::from_slice(&bytes).expect("JSON answer"))
 }
 
 fn by_span<'a>(rows: &'a [Row], span_id: &str) -> &'a Row {
-    rows.iter()
-        .find(|r| r.payload["span_id"] == span_id)
-        .unwrap_or_else(|| panic!("span {span_id} stored"))
+    rows.iter().find(|r| r.payload["span_id"] == span_id).unwrap_or_else(|| panic!("span {span_id} stored"))
 }
 
 #[tokio::test]
@@ -56,10 +51,7 @@ async fn upstream_fixtures_are_stored_without_loss() {
     }
     let rows = app.rows().await;
     let span = rows.iter().find(|r| r.signal_type == "trace").unwrap();
-    assert_eq!(
-        span.trace_id, "5b8efff798038103d269b633813fc60c",
-        "hex ids stored lower-case"
-    );
+    assert_eq!(span.trace_id, "5b8efff798038103d269b633813fc60c", "hex ids stored lower-case");
     assert_eq!(span.service_name, "my.service");
     assert_eq!(span.payload["span_id"], "eee19b7ec3c1b174");
     assert_eq!(span.payload["parent_span_id"], "eee19b7ec3c1b173");
@@ -70,10 +62,8 @@ async fn upstream_fixtures_are_stored_without_loss() {
 
     let logs: Vec<&Row> = rows.iter().filter(|r| r.signal_type == "log").collect();
     assert_eq!(logs.len(), 2);
-    let event = logs
-        .iter()
-        .find(|r| r.payload["event_name"] == "browser.page_view")
-        .expect("the event is stored");
+    let event =
+        logs.iter().find(|r| r.payload["event_name"] == "browser.page_view").expect("the event is stored");
     assert_eq!(event.signal_type, "log");
     let log = logs.iter().find(|r| r.payload["event_name"] == "").unwrap();
     assert_eq!(log.payload["message"], "Example log record");
@@ -81,10 +71,8 @@ async fn upstream_fixtures_are_stored_without_loss() {
     assert_eq!(log.trace_id, "5b8efff798038103d269b633813fc60c");
 
     let metrics: Vec<&Row> = rows.iter().filter(|r| r.signal_type == "metric").collect();
-    let kinds: std::collections::BTreeSet<&str> = metrics
-        .iter()
-        .map(|r| r.payload["kind"].as_str().unwrap())
-        .collect();
+    let kinds: std::collections::BTreeSet<&str> =
+        metrics.iter().map(|r| r.payload["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
         vec!["exponential_histogram", "gauge", "histogram", "sum"]
@@ -120,32 +108,17 @@ async fn traces_of_every_form_are_stored_field_by_field() {
     );
     assert_eq!(p["events"][0]["name"], "exception");
     assert_eq!(p["events"][0]["attributes"]["exception.type"], "PaymentDeclined");
-    assert!(p["events"][0]["attributes"]["exception.stacktrace"]
-        .as_str()
-        .unwrap()
-        .starts_with("Traceback"));
-    assert_eq!(
-        p["resource"],
-        json!({"service.name": "checkout", "service.version": "2.3.1"})
-    );
-    assert_eq!(
-        p["scope"],
-        json!({"name": "checkout.http", "version": "", "attributes": {}})
-    );
+    assert!(p["events"][0]["attributes"]["exception.stacktrace"].as_str().unwrap().starts_with("Traceback"));
+    assert_eq!(p["resource"], json!({"service.name": "checkout", "service.version": "2.3.1"}));
+    assert_eq!(p["scope"], json!({"name": "checkout.http", "version": "", "attributes": {}}));
 
     let child = by_span(&rows, "00f067aa0ba902b7");
-    assert_eq!(
-        child.trace_id, root.trace_id,
-        "snake_case keys and lower-case hex read the same"
-    );
+    assert_eq!(child.trace_id, root.trace_id, "snake_case keys and lower-case hex read the same");
     assert_eq!(child.payload["parent_span_id"], "b7ad6b7169203331");
     assert_eq!(child.payload["kind"], "CLIENT");
     assert_eq!(child.payload["status"], "OK");
     assert_eq!(child.payload["duration_ms"], 180.0, "int64 as JSON numbers");
-    assert_eq!(
-        child.payload["links"][0]["trace_id"],
-        "5b8efff798038103d269b633813fc60c"
-    );
+    assert_eq!(child.payload["links"][0]["trace_id"], "5b8efff798038103d269b633813fc60c");
     assert_eq!(child.payload["dropped"]["events"], 2);
 }
 
@@ -167,14 +140,8 @@ async fn logs_of_every_form_are_stored_with_the_workers_keys() {
     assert_eq!(error.payload["span_id"], "00f067aa0ba902b7");
     assert_eq!(error.payload["severity_number"], 17);
 
-    assert_eq!(
-        warning.payload["level"], "WARNING",
-        "severityNumber given by name"
-    );
-    assert_eq!(
-        warning.timestamp, "2024-05-01T10:20:30.300000Z",
-        "observed time when time is 0"
-    );
+    assert_eq!(warning.payload["level"], "WARNING", "severityNumber given by name");
+    assert_eq!(warning.timestamp, "2024-05-01T10:20:30.300000Z", "observed time when time is 0");
     assert_eq!(
         warning.trace_id, "svc:payments:2024-05-01T10:20:00Z",
         "trace-less logs get the correlation key"
@@ -182,10 +149,7 @@ async fn logs_of_every_form_are_stored_with_the_workers_keys() {
     assert_eq!(warning.payload["message"], r#"{"retries":3}"#);
     assert_eq!(warning.payload["body"], json!({"retries": 3}));
 
-    assert_eq!(
-        fatal.payload["level"], "CRITICAL",
-        "severity text when the number is unset"
-    );
+    assert_eq!(fatal.payload["level"], "CRITICAL", "severity text when the number is unset");
     assert_eq!(fatal.payload["event_name"], "app.crash");
     assert_eq!(
         fatal.payload["attributes"],
@@ -208,11 +172,7 @@ async fn metrics_of_every_type_are_stored_one_row_per_point() {
     assert_eq!(gauge[0].payload["value"], 12.5);
     assert_eq!(gauge[0].payload["attributes"], json!({"queue": "orders"}));
     assert_eq!(gauge[1].payload["value"], 42, "asInt as a string");
-    assert_eq!(
-        gauge[2].payload["value"],
-        Value::Null,
-        "NO_RECORDED_VALUE is null, not 0"
-    );
+    assert_eq!(gauge[2].payload["value"], Value::Null, "NO_RECORDED_VALUE is null, not 0");
     assert_eq!(gauge[2].payload["no_recorded_value"], true);
     assert_eq!(gauge[0].trace_id, "svc:api:2024-05-01T10:20:00Z");
     assert_eq!(gauge[0].service_name, "api");
@@ -220,15 +180,9 @@ async fn metrics_of_every_type_are_stored_one_row_per_point() {
     let sum = named("http.server.requests")[0];
     assert_eq!(sum.payload["kind"], "sum");
     assert_eq!(sum.payload["value"], 1234);
-    assert_eq!(
-        sum.payload["temporality"], "CUMULATIVE",
-        "temporality given by name"
-    );
+    assert_eq!(sum.payload["temporality"], "CUMULATIVE", "temporality given by name");
     assert_eq!(sum.payload["monotonic"], true);
-    assert_eq!(
-        sum.trace_id, "0af7651916cd43dd8448eb211c80319c",
-        "the exemplar's trace id"
-    );
+    assert_eq!(sum.trace_id, "0af7651916cd43dd8448eb211c80319c", "the exemplar's trace id");
     assert_eq!(sum.payload["exemplars"][0]["span_id"], "b7ad6b7169203331");
 
     let histogram = named("http.server.duration")[0];
@@ -245,10 +199,7 @@ async fn metrics_of_every_type_are_stored_one_row_per_point() {
     let exponential = named("payload.size")[0];
     assert_eq!(exponential.payload["kind"], "exponential_histogram");
     assert_eq!(exponential.payload["value"], 4096.0);
-    assert_eq!(
-        exponential.payload["positive"],
-        json!({"offset": 10, "bucket_counts": [2, 1]})
-    );
+    assert_eq!(exponential.payload["positive"], json!({"offset": 10, "bucket_counts": [2, 1]}));
     assert_eq!(exponential.payload["zero_count"], 1);
 
     let summary = named("rpc.latency")[0];
@@ -269,13 +220,8 @@ async fn protobuf_and_json_of_the_same_data_store_the_same_rows() {
         ("/v1/logs", "otlp/logs_all_forms.json"),
         ("/v1/metrics", "otlp/metrics_all_forms.json"),
     ] {
-        assert_eq!(
-            post_json(&json_app, path, &json_fixture(file)).await.0,
-            StatusCode::OK
-        );
-        let (status, headers, body) = protobuf_app
-            .post_otlp(path, &[PROTOBUF], protobuf_fixture(file))
-            .await;
+        assert_eq!(post_json(&json_app, path, &json_fixture(file)).await.0, StatusCode::OK);
+        let (status, headers, body) = protobuf_app.post_otlp(path, &[PROTOBUF], protobuf_fixture(file)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers["content-type"], "application/x-protobuf");
         assert!(body.is_empty(), "full success is an empty protobuf message");
@@ -306,25 +252,11 @@ async fn compressed_bodies_are_accepted_in_every_supported_encoding() {
         (JSON, "deflate", zlib.finish().unwrap()),
     ];
     for (content_type, encoding, body) in cases {
-        let (status, _, answer) = app
-            .post_otlp(
-                "/v1/traces",
-                &[content_type, ("content-encoding", encoding)],
-                body,
-            )
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "{encoding}: {}",
-            String::from_utf8_lossy(&answer)
-        );
+        let (status, _, answer) =
+            app.post_otlp("/v1/traces", &[content_type, ("content-encoding", encoding)], body).await;
+        assert_eq!(status, StatusCode::OK, "{encoding}: {}", String::from_utf8_lossy(&answer));
     }
-    assert_eq!(
-        app.rows().await.len(),
-        2,
-        "four deliveries of the same two spans store two rows"
-    );
+    assert_eq!(app.rows().await.len(), 2, "four deliveries of the same two spans store two rows");
 }
 
 #[tokio::test]
@@ -347,19 +279,13 @@ async fn media_types_match_case_insensitively_and_others_get_415() {
     let app = spawn_app().await;
     let body = json_fixture("otlp/upstream/trace.json").to_string().into_bytes();
     for content_type in ["application/json; charset=utf-8", "APPLICATION/JSON"] {
-        let (status, _, _) = app
-            .post_otlp("/v1/traces", &[("content-type", content_type)], body.clone())
-            .await;
+        let (status, _, _) =
+            app.post_otlp("/v1/traces", &[("content-type", content_type)], body.clone()).await;
         assert_eq!(status, StatusCode::OK, "{content_type}");
     }
     let protobuf = protobuf_fixture("otlp/upstream/trace.json");
-    let (status, _, _) = app
-        .post_otlp(
-            "/v1/traces",
-            &[("content-type", "application/x-protobuf; proto=x")],
-            protobuf,
-        )
-        .await;
+    let (status, _, _) =
+        app.post_otlp("/v1/traces", &[("content-type", "application/x-protobuf; proto=x")], protobuf).await;
     assert_eq!(status, StatusCode::OK);
 
     for headers in [vec![("content-type", "text/plain")], vec![]] {
@@ -374,9 +300,7 @@ async fn media_types_match_case_insensitively_and_others_get_415() {
 #[tokio::test]
 async fn undecodable_bodies_are_400_with_a_status_in_the_requests_encoding() {
     let app = spawn_app().await;
-    let (status, headers, body) = app
-        .post_otlp("/v1/traces", &[PROTOBUF], vec![0xff, 0xff, 0xff])
-        .await;
+    let (status, headers, body) = app.post_otlp("/v1/traces", &[PROTOBUF], vec![0xff, 0xff, 0xff]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(headers["content-type"], "application/x-protobuf");
     let rpc = RpcStatus::decode(&body[..]).unwrap();
@@ -388,35 +312,22 @@ async fn undecodable_bodies_are_400_with_a_status_in_the_requests_encoding() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["code"], 3);
     assert!(
-        answer["message"]
-            .as_str()
-            .unwrap()
-            .contains("$.resourceSpans[0].scopeSpans[0].spans[0].traceId"),
+        answer["message"].as_str().unwrap().contains("$.resourceSpans[0].scopeSpans[0].spans[0].traceId"),
         "{answer}"
     );
 
     let bad_value = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "m", "gauge": {"dataPoints": [{"asInt": "abc"}]}}]}]}]});
     let (status, answer) = post_json(&app, "/v1/metrics", &bad_value).await;
-    assert_eq!(
-        status,
-        StatusCode::BAD_REQUEST,
-        "never a silently empty point: {answer}"
-    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "never a silently empty point: {answer}");
 
-    let (status, headers, body) = app
-        .post_otlp("/v1/logs", &[JSON, ("content-encoding", "gzip")], b"{}".to_vec())
-        .await;
+    let (status, headers, body) =
+        app.post_otlp("/v1/logs", &[JSON, ("content-encoding", "gzip")], b"{}".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(headers["content-type"], "application/json");
     let answer: Value = serde_json::from_slice(&body).unwrap();
-    assert!(
-        answer["message"].as_str().unwrap().starts_with("gzip"),
-        "{answer}"
-    );
+    assert!(answer["message"].as_str().unwrap().starts_with("gzip"), "{answer}");
 
-    let (status, _, _) = app
-        .post_otlp("/v1/logs", &[JSON, ("content-encoding", "br")], b"{}".to_vec())
-        .await;
+    let (status, _, _) = app.post_otlp("/v1/logs", &[JSON, ("content-encoding", "br")], b"{}".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(app.rows().await.len(), 0);
 }
@@ -425,9 +336,8 @@ async fn undecodable_bodies_are_400_with_a_status_in_the_requests_encoding() {
 async fn a_gzip_bomb_is_413_and_a_normal_8_mib_batch_is_accepted() {
     let app = spawn_app_with(&["--otlp-max-message-bytes", "16MiB"]).await;
     let bomb = gzip(&vec![b' '; 64 << 20]);
-    let (status, headers, body) = app
-        .post_otlp("/v1/logs", &[JSON, ("content-encoding", "gzip")], bomb)
-        .await;
+    let (status, headers, body) =
+        app.post_otlp("/v1/logs", &[JSON, ("content-encoding", "gzip")], bomb).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(headers["content-type"], "application/json");
     let answer: Value = serde_json::from_slice(&body).unwrap();
@@ -442,9 +352,9 @@ async fn a_gzip_bomb_is_413_and_a_normal_8_mib_batch_is_accepted() {
         let mut record = template.clone();
         record.time_unix_nano = 1_714_558_830_000_000_000 + i;
         record.body = Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-            value: Some(
-                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue("x".repeat(2048)),
-            ),
+            value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                "x".repeat(2048),
+            )),
         });
         records.push(record);
     }
@@ -482,11 +392,7 @@ async fn invalid_records_are_partial_success_with_counts_and_a_message() {
         {"name": "no.value", "gauge": {"dataPoints": [{"timeUnixNano": "1"}, {"asDouble": 1.0, "timeUnixNano": "2"}]}}
     ]}]}]});
     let (status, headers, bytes) = app
-        .post_otlp(
-            "/v1/metrics",
-            &[PROTOBUF],
-            otlp_json::metrics_request(&metrics).unwrap().encode_to_vec(),
-        )
+        .post_otlp("/v1/metrics", &[PROTOBUF], otlp_json::metrics_request(&metrics).unwrap().encode_to_vec())
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/x-protobuf");
@@ -496,9 +402,7 @@ async fn invalid_records_are_partial_success_with_counts_and_a_message() {
     let partial = response.partial_success.expect("partial success");
     assert_eq!(partial.rejected_data_points, 4, "{}", partial.error_message);
     assert!(partial.error_message.contains("has no data"));
-    assert!(partial
-        .error_message
-        .contains("aggregation temporality is unspecified"));
+    assert!(partial.error_message.contains("aggregation temporality is unspecified"));
     assert!(partial.error_message.contains("no value"));
     assert_eq!(app.rows().await.len(), 4);
 }
@@ -506,15 +410,8 @@ async fn invalid_records_are_partial_success_with_counts_and_a_message() {
 #[tokio::test]
 async fn empty_requests_are_success() {
     let app = spawn_app().await;
-    for body in [
-        json!({}),
-        json!({"resourceSpans": []}),
-        json!({"resourceSpans": [{"scopeSpans": []}]}),
-    ] {
-        assert_eq!(
-            post_json(&app, "/v1/traces", &body).await,
-            (StatusCode::OK, json!({}))
-        );
+    for body in [json!({}), json!({"resourceSpans": []}), json!({"resourceSpans": [{"scopeSpans": []}]})] {
+        assert_eq!(post_json(&app, "/v1/traces", &body).await, (StatusCode::OK, json!({})));
     }
     let (status, _, answer) = app.post_otlp("/v1/metrics", &[PROTOBUF], Vec::new()).await;
     assert_eq!((status, answer.len()), (StatusCode::OK, 0));
@@ -523,19 +420,12 @@ async fn empty_requests_are_success() {
 #[tokio::test]
 async fn wrong_method_is_405_with_allow_and_unknown_path_is_404() {
     let app = spawn_app().await;
-    let response = app
-        .http
-        .get(format!("http://{}/v1/traces", app.http_addr))
-        .send()
-        .await
-        .unwrap();
+    let response = app.http.get(format!("http://{}/v1/traces", app.http_addr)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()["allow"], "POST");
     let rpc = RpcStatus::decode(&response.bytes().await.unwrap()[..]).unwrap();
     assert!(rpc.message.contains("POST"));
-    let (status, _, body) = app
-        .post_otlp("/v1development/profiles", &[PROTOBUF], Vec::new())
-        .await;
+    let (status, _, body) = app.post_otlp("/v1development/profiles", &[PROTOBUF], Vec::new()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(RpcStatus::decode(&body[..]).is_ok());
 }
@@ -545,29 +435,18 @@ async fn cors_is_off_by_default_and_configurable() {
     let off = spawn_app().await;
     let preflight = |app: &TestApp| {
         app.http
-            .request(
-                reqwest::Method::OPTIONS,
-                format!("http://{}/v1/traces", app.http_addr),
-            )
+            .request(reqwest::Method::OPTIONS, format!("http://{}/v1/traces", app.http_addr))
             .header("origin", "https://shop.example.com")
             .header("access-control-request-method", "POST")
             .header("access-control-request-headers", "content-type")
             .send()
     };
-    assert!(preflight(&off)
-        .await
-        .unwrap()
-        .headers()
-        .get("access-control-allow-origin")
-        .is_none());
+    assert!(preflight(&off).await.unwrap().headers().get("access-control-allow-origin").is_none());
 
     let on = spawn_app_with(&["--otlp-http-cors-allowed-origins", "https://shop.example.com"]).await;
     let response = preflight(&on).await.unwrap();
     assert!(response.status().is_success());
-    assert_eq!(
-        response.headers()["access-control-allow-origin"],
-        "https://shop.example.com"
-    );
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://shop.example.com");
     let post = on
         .http
         .post(format!("http://{}/v1/traces", on.http_addr))
@@ -606,10 +485,6 @@ async fn database_outage_is_503_with_retry_after_then_recovers() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "the client's retry succeeds once the database is back"
-    );
+    assert_eq!(status, StatusCode::OK, "the client's retry succeeds once the database is back");
     assert_eq!(app.rows().await.len(), 2);
 }

@@ -11,23 +11,9 @@ async fn app_creates_its_database_when_missing() {
     let db = TestDb::new();
     let admin = connect(&format!("{}/postgres", server_url())).await;
     let exists = "SELECT count(*) FROM pg_database WHERE datname = $1";
-    assert_eq!(
-        admin
-            .query_one(exists, &[&db.name])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        0
-    );
+    assert_eq!(admin.query_one(exists, &[&db.name]).await.unwrap().get::<_, i64>(0), 0);
     let app = App::build(test_config(&db, &[])).await.expect("app starts");
-    assert_eq!(
-        admin
-            .query_one(exists, &[&db.name])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        1
-    );
+    assert_eq!(admin.query_one(exists, &[&db.name]).await.unwrap().get::<_, i64>(0), 1);
     drop(app);
 }
 
@@ -51,14 +37,8 @@ async fn schema_has_the_contract_tables_types_and_labels() {
         }
     };
     assert_eq!(labels("signaltypeenum").await, ["log", "trace", "metric"]);
-    assert_eq!(
-        labels("incidentstatus").await,
-        ["OPEN", "INVESTIGATING", "RESOLVED", "CLOSED"]
-    );
-    assert_eq!(
-        labels("incidentseverity").await,
-        ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
-    );
+    assert_eq!(labels("incidentstatus").await, ["OPEN", "INVESTIGATING", "RESOLVED", "CLOSED"]);
+    assert_eq!(labels("incidentseverity").await, ["LOW", "MEDIUM", "HIGH", "CRITICAL"]);
 
     let columns = db
         .query(
@@ -117,15 +97,8 @@ async fn assert_every_change_is_refused(db: &tokio_postgres::Client) {
         ("TRUNCATE raw_signals", "TRUNCATE"),
     ] {
         let error = db.batch_execute(statement).await.expect_err(statement);
-        let message = error
-            .as_db_error()
-            .expect("a database error")
-            .message()
-            .to_owned();
-        assert_eq!(
-            message,
-            format!("raw_signals is append-only: {operation} is not allowed")
-        );
+        let message = error.as_db_error().expect("a database error").message().to_owned();
+        assert_eq!(message, format!("raw_signals is append-only: {operation} is not allowed"));
     }
 }
 
@@ -134,9 +107,7 @@ async fn raw_signals_reject_update_delete_and_truncate_even_when_empty() {
     let app = spawn_app().await;
     let db = app.db().await;
     assert_every_change_is_refused(&db).await;
-    let (status, _) = app
-        .post_json("/ingest/logs", &log_body("t", "INFO", "immutable"))
-        .await;
+    let (status, _) = app.post_json("/ingest/logs", &log_body("t", "INFO", "immutable")).await;
     assert_eq!(status, reqwest::StatusCode::ACCEPTED);
     assert_every_change_is_refused(&db).await;
     assert_eq!(app.count_signals().await, 1);
@@ -149,17 +120,10 @@ async fn restart_applies_nothing_new_and_keeps_one_record_per_migration() {
     let report = migrate_database(&config.database, MIGRATIONS).await.unwrap();
     assert!(report.applied.is_empty());
     assert_eq!(report.already_applied, MIGRATIONS.len());
-    let second = App::build(config)
-        .await
-        .expect("a second start on a migrated database works");
+    let second = App::build(config).await.expect("a second start on a migrated database works");
     drop(second);
-    let count: i64 = app
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM schema_migrations", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count: i64 =
+        app.db().await.query_one("SELECT count(*) FROM schema_migrations", &[]).await.unwrap().get(0);
     assert_eq!(count, MIGRATIONS.len() as i64);
 }
 
@@ -169,14 +133,9 @@ async fn an_edited_migration_is_refused_naming_the_file() {
     let config = test_config(&app.db, &[]);
     let mut edited: Vec<Migration> = MIGRATIONS.to_vec();
     edited[0].sql = "CREATE TABLE sneaky (id int);";
-    let error = migrate_database(&config.database, &edited)
-        .await
-        .expect_err("edited migration refused");
+    let error = migrate_database(&config.database, &edited).await.expect_err("edited migration refused");
     let text = format!("{error:#}");
-    assert!(
-        text.contains("0001_signals.sql") && text.contains("edited"),
-        "{text}"
-    );
+    assert!(text.contains("0001_signals.sql") && text.contains("edited"), "{text}");
     let sneaky: i64 = app
         .db()
         .await
@@ -190,20 +149,11 @@ async fn an_edited_migration_is_refused_naming_the_file() {
 #[tokio::test]
 async fn concurrent_starts_apply_each_migration_once() {
     let db = TestDb::new();
-    let (a, b) = tokio::join!(
-        App::build(test_config(&db, &[])),
-        App::build(test_config(&db, &[]))
-    );
-    let (a, b) = (
-        a.expect("first instance starts"),
-        b.expect("second instance starts"),
-    );
+    let (a, b) = tokio::join!(App::build(test_config(&db, &[])), App::build(test_config(&db, &[])));
+    let (a, b) = (a.expect("first instance starts"), b.expect("second instance starts"));
     drop((a, b));
     let client = db.connect().await;
-    let rows = client
-        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
-        .await
-        .unwrap();
+    let rows = client.query("SELECT version FROM schema_migrations ORDER BY version", &[]).await.unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     let expected: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
     assert_eq!(versions, expected);
@@ -219,16 +169,11 @@ async fn a_failing_migration_is_rolled_back_and_named() {
         name: "9999_broken.sql",
         sql: "CREATE TABLE half (id int); SELECT * FROM missing_table;",
     });
-    let error = migrate_database(&config.database, &broken)
-        .await
-        .expect_err("broken migration fails");
+    let error = migrate_database(&config.database, &broken).await.expect_err("broken migration fails");
     assert!(format!("{error:#}").contains("9999_broken.sql"));
     let db = app.db().await;
-    let half: i64 = db
-        .query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'half'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let half: i64 =
+        db.query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'half'", &[]).await.unwrap().get(0);
     assert_eq!(half, 0, "the failed migration's transaction is rolled back");
     let recorded: i64 = db
         .query_one("SELECT count(*) FROM schema_migrations WHERE version = 9999", &[])

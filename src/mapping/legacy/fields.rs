@@ -23,11 +23,7 @@ impl<'a> Fields<'a> {
     /// Starts reading `value`, which must be a JSON object.
     pub fn new(value: &'a Value, loc: Vec<LocPart>) -> Result<Self, Vec<FieldError>> {
         match value {
-            Value::Object(object) => Ok(Fields {
-                object,
-                loc,
-                errors: Vec::new(),
-            }),
+            Value::Object(object) => Ok(Fields { object, loc, errors: Vec::new() }),
             other => Err(vec![FieldError::new(
                 "model_attributes_type",
                 loc,
@@ -85,8 +81,7 @@ impl<'a> Fields<'a> {
 
     /// A non-empty identifier without NUL characters, at most [`MAX_IDENTIFIER_CHARS`] long.
     pub fn required_identifier(&mut self, name: &str) -> Option<String> {
-        self.required(name)
-            .and_then(|value| self.as_identifier(name, value))
+        self.required(name).and_then(|value| self.as_identifier(name, value))
     }
 
     /// Like [`Self::required_identifier`], but absent, `null` and `""` all mean "none".
@@ -196,24 +191,14 @@ impl<'a> Fields<'a> {
             return None;
         };
         if s.is_empty() {
-            self.push(
-                name,
-                "string_too_short",
-                "String should have at least 1 character",
-                value,
-            );
+            self.push(name, "string_too_short", "String should have at least 1 character", value);
             None
         } else if s.chars().count() > MAX_IDENTIFIER_CHARS {
             let msg = format!("String should have at most {MAX_IDENTIFIER_CHARS} characters");
             self.push(name, "string_too_long", msg, value);
             None
         } else if s.contains('\0') {
-            self.push(
-                name,
-                "value_error",
-                "Value error, must not contain NUL characters",
-                value,
-            );
+            self.push(name, "value_error", "Value error, must not contain NUL characters", value);
             None
         } else {
             Some(s.clone())
@@ -240,8 +225,7 @@ impl<'a> Fields<'a> {
 
     fn push(&mut self, name: &str, kind: &'static str, msg: impl Into<String>, input: &Value) {
         let loc = self.loc_of(name);
-        self.errors
-            .push(FieldError::new(kind, loc, msg).with_input(input));
+        self.errors.push(FieldError::new(kind, loc, msg).with_input(input));
     }
 
     fn loc_of(&self, name: &str) -> Vec<LocPart> {

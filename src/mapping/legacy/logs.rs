@@ -7,16 +7,8 @@ use crate::mapping::{trace_or_correlation_key, MappingOptions};
 use crate::model::{Signal, SignalType};
 use crate::validation::{FieldError, LocPart};
 
-const LOG_FIELDS: &[&str] = &[
-    "signal_id",
-    "trace_id",
-    "service_name",
-    "timestamp",
-    "level",
-    "message",
-    "attributes",
-    "stack_trace",
-];
+const LOG_FIELDS: &[&str] =
+    &["signal_id", "trace_id", "service_name", "timestamp", "level", "message", "attributes", "stack_trace"];
 
 pub(super) fn log_signal(
     value: &Value,
@@ -34,14 +26,9 @@ pub(super) fn log_signal(
     let attributes = fields.optional_object("attributes");
     let stack_trace = fields.optional_str("stack_trace");
 
-    let (true, Some(signal_id), Some(service_name), Some(timestamp), Some(level), Some(message)) = (
-        fields.is_clean(),
-        signal_id,
-        service_name,
-        timestamp,
-        level,
-        message,
-    ) else {
+    let (true, Some(signal_id), Some(service_name), Some(timestamp), Some(level), Some(message)) =
+        (fields.is_clean(), signal_id, service_name, timestamp, level, message)
+    else {
         return Err(fields.into_errors());
     };
 

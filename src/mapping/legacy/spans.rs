@@ -49,15 +49,10 @@ pub(super) fn span_signal(
     let status_message = fields.optional_str("status_message");
     let attributes = fields.optional_object("attributes");
     let (timing, status) = if fields.has("start_time") {
-        let status = fields
-            .optional_str("status")
-            .unwrap_or_else(|| "UNSET".to_owned());
+        let status = fields.optional_str("status").unwrap_or_else(|| "UNSET".to_owned());
         (readme_timing(&mut fields), status)
     } else {
-        (
-            code_timing(&mut fields),
-            fields.required_str("status").unwrap_or_default(),
-        )
+        (code_timing(&mut fields), fields.required_str("status").unwrap_or_default())
     };
 
     let (true, Some(signal_id), Some(span_id), Some(service_name), Some(timing)) =
@@ -94,28 +89,16 @@ fn code_timing(fields: &mut Fields) -> Option<Timing> {
     let duration_ms = fields.required_number("duration_ms");
     let (start, duration_ms) = (start?, duration_ms?);
     if duration_ms < 0.0 {
-        fields.error(
-            "duration_ms",
-            "greater_than_equal",
-            "Input should be greater than or equal to 0",
-        );
+        fields.error("duration_ms", "greater_than_equal", "Input should be greater than or equal to 0");
         return None;
     }
     // `as` saturates, so an absurd duration overflows the addition and is refused below.
     let end = start.checked_add_signed(ChronoDuration::microseconds((duration_ms * 1000.0).round() as i64));
     let Some(end) = end else {
-        fields.error(
-            "duration_ms",
-            "value_error",
-            "Value error, span ends out of range",
-        );
+        fields.error("duration_ms", "value_error", "Value error, span ends out of range");
         return None;
     };
-    Some(Timing {
-        start,
-        end,
-        duration_ms,
-    })
+    Some(Timing { start, end, duration_ms })
 }
 
 /// README shape: `start_time` and `end_time`; the duration is derived from them.
@@ -124,11 +107,7 @@ fn readme_timing(fields: &mut Fields) -> Option<Timing> {
     let end = fields.required_timestamp("end_time");
     let (start, end) = (start?, end?);
     if end < start {
-        fields.error(
-            "end_time",
-            "value_error",
-            "Value error, end_time is before start_time",
-        );
+        fields.error("end_time", "value_error", "Value error, end_time is before start_time");
         return None;
     }
     let duration_ms = (end - start).num_microseconds().map(|us| us as f64 / 1000.0);
@@ -136,11 +115,7 @@ fn readme_timing(fields: &mut Fields) -> Option<Timing> {
         fields.error("end_time", "value_error", "Value error, span is too long");
         return None;
     };
-    Some(Timing {
-        start,
-        end,
-        duration_ms,
-    })
+    Some(Timing { start, end, duration_ms })
 }
 
 /// `ok`, `error` and `unset` in any case become the OTLP names the worker compares against;

@@ -6,9 +6,7 @@ use super::*;
 use crate::mapping::MappingOptions;
 use crate::model::SignalType;
 
-const OPTIONS: MappingOptions = MappingOptions {
-    correlation_window: Duration::from_secs(300),
-};
+const OPTIONS: MappingOptions = MappingOptions { correlation_window: Duration::from_secs(300) };
 
 fn map(kind: LegacyKind, body: Value) -> Result<Vec<Signal>, Vec<FieldError>> {
     signals_from_json(kind, &body, &OPTIONS)
@@ -21,11 +19,7 @@ fn one(kind: LegacyKind, body: Value) -> Signal {
 }
 
 fn error_paths(result: Result<Vec<Signal>, Vec<FieldError>>) -> Vec<(String, &'static str)> {
-    result
-        .expect_err("invalid body")
-        .into_iter()
-        .map(|e| (e.path(), e.kind))
-        .collect()
+    result.expect_err("invalid body").into_iter().map(|e| (e.path(), e.kind)).collect()
 }
 
 fn log_body() -> Value {
@@ -89,15 +83,9 @@ fn log_with_every_field_wrong_reports_each_with_its_location() {
 fn log_without_trace_id_gets_the_services_correlation_key() {
     let mut body = log_body();
     body.as_object_mut().unwrap().remove("trace_id");
-    assert_eq!(
-        one(LegacyKind::Logs, body.clone()).trace_id,
-        "svc:checkout:2024-05-01T10:20:00Z"
-    );
+    assert_eq!(one(LegacyKind::Logs, body.clone()).trace_id, "svc:checkout:2024-05-01T10:20:00Z");
     body["trace_id"] = json!("");
-    assert_eq!(
-        one(LegacyKind::Logs, body).trace_id,
-        "svc:checkout:2024-05-01T10:20:00Z"
-    );
+    assert_eq!(one(LegacyKind::Logs, body).trace_id, "svc:checkout:2024-05-01T10:20:00Z");
 }
 
 #[test]
@@ -107,10 +95,7 @@ fn nul_in_free_text_is_replaced_and_in_identifiers_refused() {
     body["attributes"] = json!({"k\u{0}": "v\u{0}"});
     let signal = one(LegacyKind::Logs, body.clone());
     assert_eq!(signal.payload["message"], "bad\u{FFFD}byte");
-    assert_eq!(
-        Value::Object(signal.payload)["attributes"],
-        json!({"k\u{FFFD}": "v\u{FFFD}"})
-    );
+    assert_eq!(Value::Object(signal.payload)["attributes"], json!({"k\u{FFFD}": "v\u{FFFD}"}));
 
     body["service_name"] = json!("svc\u{0}");
     assert_eq!(
@@ -132,12 +117,7 @@ fn bulk_array_is_all_or_nothing_and_names_the_bad_index() {
     let good = log_body();
     let mut bad = log_body();
     bad.as_object_mut().unwrap().remove("message");
-    assert_eq!(
-        map(LegacyKind::Logs, json!([good.clone(), good.clone()]))
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(map(LegacyKind::Logs, json!([good.clone(), good.clone()])).unwrap().len(), 2);
     assert_eq!(
         error_paths(map(LegacyKind::Logs, json!([good, bad]))),
         vec![("body.1.message".to_owned(), "missing")]
@@ -242,10 +222,7 @@ fn code_shape_metric_keeps_its_ids() {
             "metric_name": "http_latency_ms", "value": 2100, "unit": "ms"
         }),
     );
-    assert_eq!(
-        signal.signal_id.to_string(),
-        "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
-    );
+    assert_eq!(signal.signal_id.to_string(), "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f");
     assert_eq!(signal.trace_id, "t1");
     assert_eq!(
         Value::Object(signal.payload),
@@ -276,9 +253,6 @@ fn metric_value_must_be_a_number_and_name_unambiguous() {
     paths.sort();
     assert_eq!(
         paths,
-        vec![
-            ("body.name".to_owned(), "value_error"),
-            ("body.value".to_owned(), "float_parsing")
-        ]
+        vec![("body.name".to_owned(), "value_error"), ("body.value".to_owned(), "float_parsing")]
     );
 }

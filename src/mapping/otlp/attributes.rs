@@ -46,12 +46,7 @@ pub fn f64_json(value: f64) -> Value {
 pub fn attributes_json(attributes: &[KeyValue]) -> Map<String, Value> {
     attributes
         .iter()
-        .map(|kv| {
-            (
-                kv.key.clone(),
-                kv.value.as_ref().map_or(Value::Null, any_value_json),
-            )
-        })
+        .map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(Value::Null, any_value_json)))
         .collect()
 }
 
@@ -75,11 +70,7 @@ pub fn service_name(resource: Option<&Resource>) -> String {
 
 /// The resource's attributes for the payload.
 pub fn resource_json(resource: Option<&Resource>) -> Value {
-    Value::Object(
-        resource
-            .map(|r| attributes_json(&r.attributes))
-            .unwrap_or_default(),
-    )
+    Value::Object(resource.map(|r| attributes_json(&r.attributes)).unwrap_or_default())
 }
 
 /// `{name, version, attributes}` of the instrumentation scope for the payload.
@@ -98,11 +89,7 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
 
     fn kv(key: &str, value: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: key.to_owned(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
+        KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
     }
 
     #[test]
@@ -112,9 +99,7 @@ mod tests {
                 "inner",
                 any_value::Value::ArrayValue(ArrayValue {
                     values: vec![
-                        AnyValue {
-                            value: Some(any_value::Value::IntValue(7)),
-                        },
+                        AnyValue { value: Some(any_value::Value::IntValue(7)) },
                         AnyValue { value: None },
                     ],
                 }),
@@ -144,10 +129,7 @@ mod tests {
         };
         assert_eq!(service_name(Some(&empty)), "unknown_service");
         let named = Resource {
-            attributes: vec![kv(
-                "service.name",
-                any_value::Value::StringValue("checkout".into()),
-            )],
+            attributes: vec![kv("service.name", any_value::Value::StringValue("checkout".into()))],
             ..Default::default()
         };
         assert_eq!(service_name(Some(&named)), "checkout");

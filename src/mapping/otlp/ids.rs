@@ -64,34 +64,17 @@ mod tests {
         assert!(valid_id(&[1; 16], 16));
         assert!(!valid_id(&[0; 16], 16));
         assert!(!valid_id(&[1; 4], 16));
-        assert_eq!(
-            id_problem("trace_id", &[1; 4], 16).unwrap(),
-            "trace_id must be 16 bytes, got 4"
-        );
+        assert_eq!(id_problem("trace_id", &[1; 4], 16).unwrap(), "trace_id must be 16 bytes, got 4");
     }
 
     #[test]
     fn signal_ids_are_deterministic_and_content_sensitive() {
-        assert_eq!(
-            span_signal_id(&[1; 16], &[2; 8]),
-            span_signal_id(&[1; 16], &[2; 8])
-        );
-        assert_ne!(
-            span_signal_id(&[1; 16], &[2; 8]),
-            span_signal_id(&[1; 16], &[3; 8])
-        );
+        assert_eq!(span_signal_id(&[1; 16], &[2; 8]), span_signal_id(&[1; 16], &[2; 8]));
+        assert_ne!(span_signal_id(&[1; 16], &[2; 8]), span_signal_id(&[1; 16], &[3; 8]));
         let (a, b): (&[u8], &[u8]) = (b"a", b"bc");
         assert_eq!(log_signal_id(&[a, b]), log_signal_id(&[b"a", b"bc"]));
         assert_ne!(log_signal_id(&[a, b]), log_signal_id(&[b, a]));
-        assert_ne!(
-            log_signal_id(&[b"ab", b"c"]),
-            log_signal_id(&[a, b]),
-            "parts are framed"
-        );
-        assert_ne!(
-            log_signal_id(&[a]),
-            point_signal_id(&[a]),
-            "kinds have their own namespaces"
-        );
+        assert_ne!(log_signal_id(&[b"ab", b"c"]), log_signal_id(&[a, b]), "parts are framed");
+        assert_ne!(log_signal_id(&[a]), point_signal_id(&[a]), "kinds have their own namespaces");
     }
 }

@@ -24,12 +24,7 @@ pub fn logs_to_signals(
     received_at: DateTime<Utc>,
     options: &MappingOptions,
 ) -> Mapped {
-    let count = request
-        .resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .map(|s| s.log_records.len())
-        .sum();
+    let count = request.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum();
     let mut mapped = Mapped::with_capacity(count);
     for resource_logs in &request.resource_logs {
         let resource = resource_logs.resource.as_ref();
@@ -37,21 +32,12 @@ pub fn logs_to_signals(
         let resource_bytes = resource.map(Message::encode_to_vec).unwrap_or_default();
         let resource = resource_json(resource);
         for scope_logs in &resource_logs.scope_logs {
-            let scope_bytes = scope_logs
-                .scope
-                .as_ref()
-                .map(Message::encode_to_vec)
-                .unwrap_or_default();
+            let scope_bytes = scope_logs.scope.as_ref().map(Message::encode_to_vec).unwrap_or_default();
             let scope = scope_json(scope_logs.scope.as_ref());
             for record in &scope_logs.log_records {
                 let signal_id = log_signal_id(&[&resource_bytes, &scope_bytes, &record.encode_to_vec()]);
-                let context = Context {
-                    service: &service,
-                    resource: &resource,
-                    scope: &scope,
-                    received_at,
-                    options,
-                };
+                let context =
+                    Context { service: &service, resource: &resource, scope: &scope, received_at, options };
                 mapped.signals.push(log_signal(record, signal_id, &context));
             }
         }
@@ -81,10 +67,8 @@ fn log_signal(record: &LogRecord, signal_id: uuid::Uuid, context: &Context) -> S
     if let Some(stack_trace) = attribute_text(&record.attributes, "exception.stacktrace") {
         payload.insert("stack_trace".into(), json!(stack_trace));
     }
-    if let Some(body) = record
-        .body
-        .as_ref()
-        .filter(|b| !matches!(b.value, Some(any_value::Value::StringValue(_))))
+    if let Some(body) =
+        record.body.as_ref().filter(|b| !matches!(b.value, Some(any_value::Value::StringValue(_))))
     {
         // A structured body is kept as structure too; `message` has its JSON text.
         payload.insert("body".into(), any_value_json(body));
@@ -93,17 +77,11 @@ fn log_signal(record: &LogRecord, signal_id: uuid::Uuid, context: &Context) -> S
     payload.insert("severity_text".into(), json!(record.severity_text));
     payload.insert("span_id".into(), json!(span_id));
     payload.insert("event_name".into(), json!(record.event_name));
-    payload.insert(
-        "attributes".into(),
-        Value::Object(attributes_json(&record.attributes)),
-    );
+    payload.insert("attributes".into(), Value::Object(attributes_json(&record.attributes)));
     payload.insert("time_unix_nano".into(), nanos_json(record.time_unix_nano));
     payload.insert("observed_time".into(), time_json(record.observed_time_unix_nano));
     payload.insert("flags".into(), json!(record.flags));
-    payload.insert(
-        "dropped_attributes_count".into(),
-        json!(record.dropped_attributes_count),
-    );
+    payload.insert("dropped_attributes_count".into(), json!(record.dropped_attributes_count));
     payload.insert("resource".into(), context.resource.clone());
     payload.insert("scope".into(), context.scope.clone());
     Signal {
@@ -160,7 +138,5 @@ fn level_from_text(text: &str) -> Option<&'static str> {
 }
 
 fn has_exception(attributes: &[KeyValue]) -> bool {
-    attributes
-        .iter()
-        .any(|kv| kv.key == "exception.type" || kv.key == "exception.message")
+    attributes.iter().any(|kv| kv.key == "exception.type" || kv.key == "exception.message")
 }

@@ -37,18 +37,10 @@ pub fn metrics_to_signals(
         let resource_bytes = resource.map(Message::encode_to_vec).unwrap_or_default();
         let resource = resource_json(resource);
         for scope_metrics in &resource_metrics.scope_metrics {
-            let scope_bytes = scope_metrics
-                .scope
-                .as_ref()
-                .map(Message::encode_to_vec)
-                .unwrap_or_default();
+            let scope_bytes = scope_metrics.scope.as_ref().map(Message::encode_to_vec).unwrap_or_default();
             let scope = scope_json(scope_metrics.scope.as_ref());
             for metric in &scope_metrics.metrics {
-                let descriptor = Metric {
-                    data: None,
-                    ..metric.clone()
-                }
-                .encode_to_vec();
+                let descriptor = Metric { data: None, ..metric.clone() }.encode_to_vec();
                 let context = Context {
                     service: &service,
                     resource: &resource,
@@ -66,11 +58,7 @@ pub fn metrics_to_signals(
 }
 
 fn point_count(request: &ExportMetricsServiceRequest) -> usize {
-    let metrics = request
-        .resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics);
+    let metrics = request.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics);
     metrics
         .map(|m| match &m.data {
             Some(metric::Data::Gauge(g)) => g.data_points.len(),
@@ -119,11 +107,7 @@ fn map_metric(context: &Context, mapped: &mut Mapped) {
     match data {
         metric::Data::Gauge(gauge) => {
             for point in &gauge.data_points {
-                push(
-                    mapped,
-                    number_point("gauge", point, Map::new()).map(|p| context.signal(p)),
-                    name,
-                );
+                push(mapped, number_point("gauge", point, Map::new()).map(|p| context.signal(p)), name);
             }
         }
         metric::Data::Sum(sum) => {
@@ -282,17 +266,9 @@ impl Context<'_> {
     fn signal(&self, point: Point) -> Signal {
         let timestamp = time_from_nanos(point.time_unix_nano).unwrap_or(self.received_at);
         // An exemplar links the point to a trace: the first valid one gives its trace id.
-        let trace_id = point
-            .exemplars
-            .iter()
-            .find(|e| valid_id(&e.trace_id, 16))
-            .map(|e| hex(&e.trace_id));
+        let trace_id = point.exemplars.iter().find(|e| valid_id(&e.trace_id, 16)).map(|e| hex(&e.trace_id));
         let no_recorded_value = point.flags & NO_RECORDED_VALUE != 0;
-        let value = if no_recorded_value {
-            Value::Null
-        } else {
-            point.value
-        };
+        let value = if no_recorded_value { Value::Null } else { point.value };
 
         let mut payload = Map::new();
         payload.insert("metric_name".into(), json!(self.metric.name));
@@ -301,18 +277,12 @@ impl Context<'_> {
         payload.insert("description".into(), json!(self.metric.description));
         payload.insert("kind".into(), json!(point.kind));
         payload.extend(point.extra);
-        payload.insert(
-            "attributes".into(),
-            Value::Object(attributes_json(point.attributes)),
-        );
+        payload.insert("attributes".into(), Value::Object(attributes_json(point.attributes)));
         payload.insert("start_time".into(), time_json(point.start_time_unix_nano));
         payload.insert("time_unix_nano".into(), nanos_json(point.time_unix_nano));
         payload.insert("flags".into(), json!(point.flags));
         payload.insert("no_recorded_value".into(), json!(no_recorded_value));
-        payload.insert(
-            "exemplars".into(),
-            point.exemplars.iter().map(exemplar_json).collect(),
-        );
+        payload.insert("exemplars".into(), point.exemplars.iter().map(exemplar_json).collect());
         payload.insert("resource".into(), self.resource.clone());
         payload.insert("scope".into(), self.scope.clone());
         let [resource, scope, descriptor] = self.identity;

@@ -34,10 +34,7 @@ pub struct Mapped {
 
 impl Mapped {
     fn with_capacity(capacity: usize) -> Mapped {
-        Mapped {
-            signals: Vec::with_capacity(capacity),
-            ..Default::default()
-        }
+        Mapped { signals: Vec::with_capacity(capacity), ..Default::default() }
     }
 
     fn reject(&mut self, why: String) {
@@ -67,8 +64,7 @@ fn time_from_nanos(nanos: u64) -> Option<DateTime<Utc>> {
         return None;
     }
     // u64 nanoseconds reach the year 2554, well inside chrono's range.
-    Utc.timestamp_opt((nanos / 1_000_000_000) as i64, (nanos % 1_000_000_000) as u32)
-        .single()
+    Utc.timestamp_opt((nanos / 1_000_000_000) as i64, (nanos % 1_000_000_000) as u32).single()
 }
 
 /// RFC 3339 text of an OTLP time, `null` when unknown.

@@ -17,12 +17,7 @@ use crate::model::{Signal, SignalType};
 /// One `trace` signal per span. A span whose trace id is not 16 bytes, or whose span id is not
 /// 8 bytes, or either all zeros, is rejected (the ids are required, trace.proto).
 pub fn spans_to_signals(request: &ExportTraceServiceRequest, received_at: DateTime<Utc>) -> Mapped {
-    let count = request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum();
+    let count = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
     let mut mapped = Mapped::with_capacity(count);
     for resource_spans in &request.resource_spans {
         let resource = resource_spans.resource.as_ref();
@@ -72,18 +67,12 @@ fn span_signal(
     payload.insert("kind".into(), json!(kind_name(span.kind)));
     payload.insert("start_time".into(), json!(format_timestamp(&start)));
     payload.insert("end_time".into(), time_json(span.end_time_unix_nano));
-    payload.insert(
-        "start_time_unix_nano".into(),
-        nanos_json(span.start_time_unix_nano),
-    );
+    payload.insert("start_time_unix_nano".into(), nanos_json(span.start_time_unix_nano));
     payload.insert("end_time_unix_nano".into(), nanos_json(span.end_time_unix_nano));
     payload.insert("duration_ms".into(), duration_ms);
     payload.insert("status".into(), json!(status));
     payload.insert("status_message".into(), json!(status_message));
-    payload.insert(
-        "attributes".into(),
-        Value::Object(attributes_json(&span.attributes)),
-    );
+    payload.insert("attributes".into(), Value::Object(attributes_json(&span.attributes)));
     payload.insert(
         "events".into(),
         span.events

@@ -10,34 +10,23 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use super::*;
 use crate::mapping::MappingOptions;
 
-const OPTIONS: MappingOptions = MappingOptions {
-    correlation_window: Duration::from_secs(300),
-};
+const OPTIONS: MappingOptions = MappingOptions { correlation_window: Duration::from_secs(300) };
 
 fn received_at() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2024-05-01T10:20:30Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2024-05-01T10:20:30Z").unwrap().with_timezone(&Utc)
 }
 
 fn record(severity_number: i32, severity_text: &str, exception: bool) -> LogRecord {
     let attributes = if exception {
         vec![KeyValue {
             key: "exception.type".into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue("Boom".into())),
-            }),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue("Boom".into())) }),
             ..Default::default()
         }]
     } else {
         vec![]
     };
-    LogRecord {
-        severity_number,
-        severity_text: severity_text.into(),
-        attributes,
-        ..Default::default()
-    }
+    LogRecord { severity_number, severity_text: severity_text.into(), attributes, ..Default::default() }
 }
 
 #[test]
@@ -57,11 +46,7 @@ fn severity_numbers_map_onto_the_workers_five_levels() {
         (24, "CRITICAL"),
     ];
     for (number, level) in expected {
-        assert_eq!(
-            logs::level(&record(number, "", false)),
-            level,
-            "severity_number {number}"
-        );
+        assert_eq!(logs::level(&record(number, "", false)), level, "severity_number {number}");
     }
 }
 
@@ -89,10 +74,7 @@ fn no_severity_is_info_unless_the_record_carries_an_exception() {
 fn one_log(record: LogRecord) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![record],
-                ..Default::default()
-            }],
+            scope_logs: vec![ScopeLogs { log_records: vec![record], ..Default::default() }],
             ..Default::default()
         }],
     }
@@ -105,14 +87,8 @@ fn a_log_without_time_uses_receipt_time_and_keeps_a_stable_id() {
     let later = logs_to_signals(&request, received_at() + chrono::Duration::seconds(5), &OPTIONS);
     assert_eq!(first.signals[0].timestamp, received_at());
     assert_eq!(first.signals[0].service_name, UNKNOWN_SERVICE);
-    assert_eq!(
-        first.signals[0].trace_id,
-        "svc:unknown_service:2024-05-01T10:20:00Z"
-    );
-    assert_eq!(
-        first.signals[0].signal_id, later.signals[0].signal_id,
-        "a retry maps to the same id"
-    );
+    assert_eq!(first.signals[0].trace_id, "svc:unknown_service:2024-05-01T10:20:00Z");
+    assert_eq!(first.signals[0].signal_id, later.signals[0].signal_id, "a retry maps to the same id");
 }
 
 #[test]

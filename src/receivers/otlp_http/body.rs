@@ -116,22 +116,14 @@ mod tests {
     #[tokio::test]
     async fn a_bomb_is_refused_after_inflating_only_the_limit() {
         let bomb = gzip(&vec![0u8; 64 << 20]);
-        assert!(
-            bomb.len() < 1 << 20,
-            "64 MiB of zeros compress to {} bytes",
-            bomb.len()
-        );
-        let failure = read(&headers("gzip"), Body::from(bomb), 1 << 20)
-            .await
-            .unwrap_err();
+        assert!(bomb.len() < 1 << 20, "64 MiB of zeros compress to {} bytes", bomb.len());
+        let failure = read(&headers("gzip"), Body::from(bomb), 1 << 20).await.unwrap_err();
         assert_eq!(failure.status, axum::http::StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[tokio::test]
     async fn broken_or_unknown_encodings_are_400() {
-        let failure = read(&headers("gzip"), Body::from("{}"), 1 << 20)
-            .await
-            .unwrap_err();
+        let failure = read(&headers("gzip"), Body::from("{}"), 1 << 20).await.unwrap_err();
         assert_eq!(failure.status, axum::http::StatusCode::BAD_REQUEST);
         assert!(failure.message.starts_with("gzip:"), "{}", failure.message);
         let failure = read(&headers("br"), Body::from("{}"), 1 << 20).await.unwrap_err();
@@ -141,9 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn compressed_body_over_the_limit_is_413_before_decompression() {
-        let failure = read(&HeaderMap::new(), Body::from(vec![1u8; 2048]), 1024)
-            .await
-            .unwrap_err();
+        let failure = read(&HeaderMap::new(), Body::from(vec![1u8; 2048]), 1024).await.unwrap_err();
         assert_eq!(failure.status, axum::http::StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

@@ -112,19 +112,15 @@ async fn decode_and_store(
             &state.options,
         ),
     };
-    state
-        .ingest
-        .submit_mapped("otlp_http", mapped)
-        .await
-        .map_err(|error| {
-            let reject = Reject::from(&error);
-            let message = match reject {
-                Reject::RetryLater => "storage temporarily unavailable, retry later",
-                _ => "internal error",
-            };
-            tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/http export failed");
-            Failure::from_reject(reject, message)
-        })
+    state.ingest.submit_mapped("otlp_http", mapped).await.map_err(|error| {
+        let reject = Reject::from(&error);
+        let message = match reject {
+            Reject::RetryLater => "storage temporarily unavailable, retry later",
+            _ => "internal error",
+        };
+        tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/http export failed");
+        Failure::from_reject(reject, message)
+    })
 }
 
 /// Protobuf via prost; JSON via our own walker (see `otlp_json`). An empty body is an empty,
@@ -204,8 +200,6 @@ async fn method_not_allowed(headers: HeaderMap) -> Response {
         "method not allowed, supported: [POST]",
     )
     .into_response(encoding_of(&headers));
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
     response.into_response()
 }

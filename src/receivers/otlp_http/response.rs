@@ -29,12 +29,7 @@ impl Encoding {
     /// From `Content-Type`: media type compared case-insensitively, parameters ignored.
     pub fn from_content_type(value: Option<&HeaderValue>) -> Option<Encoding> {
         let text = value?.to_str().ok()?;
-        let essence = text
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
             "application/json" => Some(Encoding::Json),
@@ -60,11 +55,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn from_reject(reject: Reject, message: impl Into<String>) -> Failure {
-        Failure {
-            status: reject.http_status(),
-            code: reject.grpc_code(),
-            message: message.into(),
-        }
+        Failure { status: reject.http_status(), code: reject.grpc_code(), message: message.into() }
     }
 
     pub fn malformed(message: impl Into<String>) -> Failure {
@@ -79,35 +70,22 @@ impl Failure {
     }
 
     pub fn with_status(status: StatusCode, code: tonic::Code, message: impl Into<String>) -> Failure {
-        Failure {
-            status,
-            code,
-            message: message.into(),
-        }
+        Failure { status, code, message: message.into() }
     }
 
     /// The `google.rpc.Status` answer; 503s carry `Retry-After`.
     pub fn into_response(self, encoding: Encoding) -> Response {
-        let status = RpcStatus {
-            code: self.code as i32,
-            message: self.message,
-        };
+        let status = RpcStatus { code: self.code as i32, message: self.message };
         let body = match encoding {
             Encoding::Protobuf => status.encode_to_vec(),
-            Encoding::Json => json!({"code": status.code, "message": status.message})
-                .to_string()
-                .into_bytes(),
+            Encoding::Json => {
+                json!({"code": status.code, "message": status.message}).to_string().into_bytes()
+            }
         };
-        let mut response = (
-            self.status,
-            [(header::CONTENT_TYPE, encoding.content_type())],
-            body,
-        )
-            .into_response();
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
         response
     }
@@ -134,12 +112,7 @@ pub fn success(
             }
         },
     };
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, encoding.content_type())],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
 }
 
 /// Partial-success messages are capped well under the 4 MiB response limit.
@@ -164,10 +137,7 @@ mod tests {
         let encoding = |text: &str| Encoding::from_content_type(Some(&HeaderValue::from_str(text).unwrap()));
         assert_eq!(encoding("application/json; charset=utf-8"), Some(Encoding::Json));
         assert_eq!(encoding("APPLICATION/JSON"), Some(Encoding::Json));
-        assert_eq!(
-            encoding("application/x-protobuf; proto=x"),
-            Some(Encoding::Protobuf)
-        );
+        assert_eq!(encoding("application/x-protobuf; proto=x"), Some(Encoding::Protobuf));
         assert_eq!(encoding("text/plain"), None);
         assert_eq!(Encoding::from_content_type(None), None);
     }

@@ -21,16 +21,11 @@ pub fn any_value(value: &Value, path: String) -> JsonResult<AnyValue> {
     } else if o.has("bytesValue") {
         Some(any_value::Value::BytesValue(o.base64("bytesValue")?))
     } else if let Some(array) = o.object("arrayValue")? {
-        let values = array
-            .array("values")?
-            .into_iter()
-            .map(|(v, p)| any_value(v, p))
-            .collect::<JsonResult<_>>()?;
+        let values =
+            array.array("values")?.into_iter().map(|(v, p)| any_value(v, p)).collect::<JsonResult<_>>()?;
         Some(any_value::Value::ArrayValue(ArrayValue { values }))
     } else if let Some(list) = o.object("kvlistValue")? {
-        Some(any_value::Value::KvlistValue(KeyValueList {
-            values: key_values(&list, "values")?,
-        }))
+        Some(any_value::Value::KvlistValue(KeyValueList { values: key_values(&list, "values")? }))
     } else {
         // `{}` is a valid, empty AnyValue.
         None
@@ -47,11 +42,7 @@ pub fn key_values(o: &Obj, key: &str) -> JsonResult<Vec<KeyValue>> {
                 Some(value) => Some(any_value(value, format!("{}.value", kv.path))?),
                 None => None,
             };
-            Ok(KeyValue {
-                key: kv.string("key")?,
-                value,
-                ..Default::default()
-            })
+            Ok(KeyValue { key: kv.string("key")?, value, ..Default::default() })
         })
         .collect()
 }

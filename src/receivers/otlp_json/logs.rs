@@ -17,11 +17,7 @@ pub fn logs_request(body: &Value) -> JsonResult<ExportLogsServiceRequest> {
             ..Default::default()
         };
         for sl in rl.objects("scopeLogs")? {
-            let log_records = sl
-                .objects("logRecords")?
-                .iter()
-                .map(log_record)
-                .collect::<JsonResult<_>>()?;
+            let log_records = sl.objects("logRecords")?.iter().map(log_record).collect::<JsonResult<_>>()?;
             resource_logs.scope_logs.push(ScopeLogs {
                 scope: scope(&sl)?,
                 log_records,
@@ -41,9 +37,8 @@ fn log_record(o: &Obj) -> JsonResult<LogRecord> {
     Ok(LogRecord {
         time_unix_nano: o.u64("timeUnixNano")?,
         observed_time_unix_nano: o.u64("observedTimeUnixNano")?,
-        severity_number: o.enumeration("severityNumber", |n| {
-            SeverityNumber::from_str_name(n).map(|s| s as i32)
-        })?,
+        severity_number: o
+            .enumeration("severityNumber", |n| SeverityNumber::from_str_name(n).map(|s| s as i32))?,
         severity_text: o.string("severityText")?,
         body,
         attributes: key_values(o, "attributes")?,

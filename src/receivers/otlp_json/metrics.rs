@@ -24,11 +24,7 @@ pub fn metrics_request(body: &Value) -> JsonResult<ExportMetricsServiceRequest> 
             ..Default::default()
         };
         for sm in rm.objects("scopeMetrics")? {
-            let metrics = sm
-                .objects("metrics")?
-                .iter()
-                .map(metric)
-                .collect::<JsonResult<_>>()?;
+            let metrics = sm.objects("metrics")?.iter().map(metric).collect::<JsonResult<_>>()?;
             resource_metrics.scope_metrics.push(ScopeMetrics {
                 scope: scope(&sm)?,
                 metrics,
@@ -41,16 +37,12 @@ pub fn metrics_request(body: &Value) -> JsonResult<ExportMetricsServiceRequest> 
 }
 
 fn temporality(o: &Obj) -> JsonResult<i32> {
-    o.enumeration("aggregationTemporality", |n| {
-        AggregationTemporality::from_str_name(n).map(|t| t as i32)
-    })
+    o.enumeration("aggregationTemporality", |n| AggregationTemporality::from_str_name(n).map(|t| t as i32))
 }
 
 fn metric(o: &Obj) -> JsonResult<Metric> {
     let data = if let Some(g) = o.object("gauge")? {
-        Some(metric::Data::Gauge(Gauge {
-            data_points: points(&g, number_point)?,
-        }))
+        Some(metric::Data::Gauge(Gauge { data_points: points(&g, number_point)? }))
     } else if let Some(s) = o.object("sum")? {
         Some(metric::Data::Sum(Sum {
             data_points: points(&s, number_point)?,
@@ -68,9 +60,7 @@ fn metric(o: &Obj) -> JsonResult<Metric> {
             aggregation_temporality: temporality(&e)?,
         }))
     } else if let Some(s) = o.object("summary")? {
-        Some(metric::Data::Summary(Summary {
-            data_points: points(&s, summary_point)?,
-        }))
+        Some(metric::Data::Summary(Summary { data_points: points(&s, summary_point)? }))
     } else {
         // Left empty: the mapping counts the metric as rejected and says why.
         None
@@ -125,10 +115,9 @@ fn histogram_point(o: &Obj) -> JsonResult<HistogramDataPoint> {
 fn exponential_point(o: &Obj) -> JsonResult<ExponentialHistogramDataPoint> {
     let buckets = |key: &str| -> JsonResult<Option<Buckets>> {
         match o.object(key)? {
-            Some(b) => Ok(Some(Buckets {
-                offset: b.i32("offset")?,
-                bucket_counts: b.u64_list("bucketCounts")?,
-            })),
+            Some(b) => {
+                Ok(Some(Buckets { offset: b.i32("offset")?, bucket_counts: b.u64_list("bucketCounts")? }))
+            }
             None => Ok(None),
         }
     };
@@ -154,12 +143,7 @@ fn summary_point(o: &Obj) -> JsonResult<SummaryDataPoint> {
     let quantile_values = o
         .objects("quantileValues")?
         .iter()
-        .map(|q| {
-            Ok(ValueAtQuantile {
-                quantile: q.f64("quantile")?,
-                value: q.f64("value")?,
-            })
-        })
+        .map(|q| Ok(ValueAtQuantile { quantile: q.f64("quantile")?, value: q.f64("value")? }))
         .collect::<JsonResult<_>>()?;
     Ok(SummaryDataPoint {
         attributes: key_values(o, "attributes")?,

@@ -28,18 +28,12 @@ impl<'a> Obj<'a> {
         match value {
             Value::Object(map) => Ok(Obj { map: Some(map), path }),
             Value::Null => Ok(Obj { map: None, path }),
-            _ => Err(JsonError {
-                path,
-                reason: "expected an object".to_owned(),
-            }),
+            _ => Err(JsonError { path, reason: "expected an object".to_owned() }),
         }
     }
 
     pub fn error<T>(&self, key: &str, reason: impl Into<String>) -> JsonResult<T> {
-        Err(JsonError {
-            path: self.child(key),
-            reason: reason.into(),
-        })
+        Err(JsonError { path: self.child(key), reason: reason.into() })
     }
 
     fn child(&self, key: &str) -> String {
@@ -73,11 +67,7 @@ impl<'a> Obj<'a> {
             None => Ok(Vec::new()),
             Some(Value::Array(items)) => {
                 let path = self.child(key);
-                Ok(items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (v, format!("{path}[{i}]")))
-                    .collect())
+                Ok(items.iter().enumerate().map(|(i, v)| (v, format!("{path}[{i}]"))).collect())
             }
             Some(_) => self.error(key, "expected an array"),
         }
@@ -85,10 +75,7 @@ impl<'a> Obj<'a> {
 
     /// The objects of an array field.
     pub fn objects(&self, key: &str) -> JsonResult<Vec<Obj<'a>>> {
-        self.array(key)?
-            .into_iter()
-            .map(|(value, path)| Obj::new(value, path))
-            .collect()
+        self.array(key)?.into_iter().map(|(value, path)| Obj::new(value, path)).collect()
     }
 
     pub fn string(&self, key: &str) -> JsonResult<String> {
@@ -112,12 +99,7 @@ impl<'a> Obj<'a> {
         match self.get(key) {
             None => Ok(0),
             Some(value) => integer(value).and_then(|n| u64::try_from(n).ok()).map_or_else(
-                || {
-                    self.error(
-                        key,
-                        "expected an unsigned 64-bit integer (number or decimal string)",
-                    )
-                },
+                || self.error(key, "expected an unsigned 64-bit integer (number or decimal string)"),
                 Ok,
             ),
         }
@@ -160,10 +142,9 @@ impl<'a> Obj<'a> {
     pub fn opt_f64(&self, key: &str) -> JsonResult<Option<f64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(value) => double(value).map(Some).map_or_else(
-                || self.error(key, "expected a number (or \"NaN\", \"Infinity\")"),
-                Ok,
-            ),
+            Some(value) => double(value)
+                .map(Some)
+                .map_or_else(|| self.error(key, "expected a number (or \"NaN\", \"Infinity\")"), Ok),
         }
     }
 
@@ -173,10 +154,7 @@ impl<'a> Obj<'a> {
             .map(|(value, path)| {
                 integer(value)
                     .and_then(|n| u64::try_from(n).ok())
-                    .ok_or_else(|| JsonError {
-                        path,
-                        reason: "expected an unsigned 64-bit integer".into(),
-                    })
+                    .ok_or_else(|| JsonError { path, reason: "expected an unsigned 64-bit integer".into() })
             })
             .collect()
     }
@@ -185,10 +163,7 @@ impl<'a> Obj<'a> {
         self.array(key)?
             .into_iter()
             .map(|(value, path)| {
-                double(value).ok_or_else(|| JsonError {
-                    path,
-                    reason: "expected a number".into(),
-                })
+                double(value).ok_or_else(|| JsonError { path, reason: "expected a number".into() })
             })
             .collect()
     }
@@ -211,12 +186,7 @@ impl<'a> Obj<'a> {
         match self.get(key) {
             None => Ok(Vec::new()),
             Some(Value::String(text)) => decode_hex(text).map_or_else(
-                || {
-                    self.error(
-                        key,
-                        format!("id {text:?} is not hex (OTLP/JSON ids are hex, not base64)"),
-                    )
-                },
+                || self.error(key, format!("id {text:?} is not hex (OTLP/JSON ids are hex, not base64)")),
                 Ok,
             ),
             Some(_) => self.error(key, "expected a hex string"),
@@ -242,11 +212,7 @@ fn integer(value: &Value) -> Option<i128> {
             .as_i64()
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from))
-            .or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
-                    .map(|f| f as i128)
-            }),
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i128)),
         Value::String(s) => s.trim().parse::<i128>().ok(),
         _ => None,
     }
@@ -270,10 +236,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect()
+    text.as_bytes().chunks(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
 }
 
 fn decode_base64(text: &str) -> Option<Vec<u8>> {

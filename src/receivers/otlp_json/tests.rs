@@ -49,17 +49,11 @@ fn aliases_names_and_nulls_decode_like_the_canonical_form() {
 fn a_metric_value_that_does_not_parse_is_an_error_not_an_empty_point() {
     let body = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "m", "sum": {"aggregationTemporality": 2, "dataPoints": [{"asDouble": "fast"}]}}]}]}]});
     let error = metrics_request(&body).unwrap_err();
-    assert_eq!(
-        error.path,
-        "$.resourceMetrics[0].scopeMetrics[0].metrics[0].sum.dataPoints[0].asDouble"
-    );
+    assert_eq!(error.path, "$.resourceMetrics[0].scopeMetrics[0].metrics[0].sum.dataPoints[0].asDouble");
 }
 
 #[test]
 fn empty_documents_are_empty_requests() {
     assert_eq!(logs_request(&json!({})).unwrap().resource_logs.len(), 0);
-    assert!(
-        traces_request(&json!([])).is_err(),
-        "a top-level array is not a request"
-    );
+    assert!(traces_request(&json!([])).is_err(), "a top-level array is not a request");
 }

@@ -51,11 +51,7 @@ fn span(o: &Obj) -> JsonResult<Span> {
         end_time_unix_nano: o.u64("endTimeUnixNano")?,
         attributes: key_values(o, "attributes")?,
         dropped_attributes_count: o.u32("droppedAttributesCount")?,
-        events: o
-            .objects("events")?
-            .iter()
-            .map(event)
-            .collect::<JsonResult<_>>()?,
+        events: o.objects("events")?.iter().map(event).collect::<JsonResult<_>>()?,
         dropped_events_count: o.u32("droppedEventsCount")?,
         links: o.objects("links")?.iter().map(link).collect::<JsonResult<_>>()?,
         dropped_links_count: o.u32("droppedLinksCount")?,

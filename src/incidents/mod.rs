@@ -1,0 +1,8 @@
+//! Incident rules and triage: pure decisions about what a signal means for its incident and
+//! whether an analysis is due. No SQL and no Redis here.
+
+pub mod rules;
+pub mod triage;
+
+pub use rules::{MetricRule, Rules, RulesError};
+pub use triage::{aggregate, TraceActivity, Triage};

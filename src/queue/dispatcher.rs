@@ -1,0 +1,145 @@
+//! The background task that moves analysis requests from the outbox to Redis.
+//!
+//! Each step claims due rows (`FOR UPDATE SKIP LOCKED`, leased by pushing `due_at` ahead, so
+//! several instances share the work and a crash only delays a row), then for each takes the
+//! per-trace lock and pushes the Celery message, and marks the row `sent`, or `deduplicated`
+//! when the lock was already held. While Redis is unreachable, rows are put back with
+//! exponential backoff; nothing is dropped. A push that landed before a crash is not sent
+//! again: the retry finds the lock held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::celery::{analyze_trace_envelope, TaskMessage};
+use super::redis_queue::{AnalysisQueue, Delivery};
+use crate::store::{OutboxRow, Store, StoreError};
+
+/// How the dispatcher paces itself.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// The task's `eta` is the request's creation time plus this (`ANALYSIS_DEBOUNCE_SECONDS`).
+    pub debounce: Duration,
+    /// Pause between polls when nothing is due (`DISPATCH_INTERVAL_MS`); new requests wake it.
+    pub interval: Duration,
+    /// Longest wait before retrying a row Redis refused (`DISPATCH_MAX_BACKOFF_MS`).
+    pub max_backoff: Duration,
+    /// Rows claimed per step.
+    pub batch: i64,
+    /// `headers.origin` of the messages.
+    pub origin: String,
+}
+
+/// What one step did; tests step the dispatcher by hand and look at this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    Dispatched { sent: usize, deduplicated: usize },
+    NothingDue,
+    QueueUnavailable { postponed: usize },
+}
+
+/// A claimed row not handed to Redis is leased for this long, in case we crash.
+const LEASE: Duration = Duration::from_secs(30);
+
+pub struct Dispatcher {
+    store: Store,
+    queue: AnalysisQueue,
+    settings: DispatchSettings,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        queue: AnalysisQueue,
+        settings: DispatchSettings,
+        wake: Arc<Notify>,
+    ) -> Dispatcher {
+        Dispatcher { store, queue, settings, wake }
+    }
+
+    /// Claims and delivers one batch of due requests.
+    pub async fn step(&self) -> Result<StepOutcome, StoreError> {
+        let rows = self.store.claim_analyses(self.settings.batch, LEASE).await?;
+        if rows.is_empty() {
+            return Ok(StepOutcome::NothingDue);
+        }
+        let (mut sent, mut deduplicated) = (0, 0);
+        for (index, row) in rows.iter().enumerate() {
+            let task_id = Uuid::new_v4();
+            let eta = row.created_at + self.settings.debounce;
+            let envelope = analyze_trace_envelope(&TaskMessage {
+                trace_id: &row.trace_id,
+                task_id,
+                delivery_tag: Uuid::new_v4(),
+                eta: Some(eta),
+                queue: self.queue.queue(),
+                origin: &self.settings.origin,
+            });
+            match self.queue.deliver(&row.trace_id, &envelope).await {
+                Ok(Delivery::Sent) => {
+                    self.store.mark_analysis_sent(row.id, task_id).await?;
+                    sent += 1;
+                }
+                Ok(Delivery::LockBusy) => {
+                    self.store.mark_analysis_deduplicated(row.id).await?;
+                    deduplicated += 1;
+                }
+                Err(why) => {
+                    let reason = crate::api::error::error_chain(&why);
+                    for pending in &rows[index..] {
+                        self.store.retry_analysis_later(pending.id, self.backoff(pending), &reason).await?;
+                    }
+                    return Ok(StepOutcome::QueueUnavailable { postponed: rows.len() - index });
+                }
+            }
+        }
+        Ok(StepOutcome::Dispatched { sent, deduplicated })
+    }
+
+    /// 0.5 s doubling per attempt, capped at `max_backoff`.
+    fn backoff(&self, row: &OutboxRow) -> Duration {
+        let doublings = row.attempts.clamp(1, 16) as u32 - 1;
+        (Duration::from_millis(500) * 2u32.pow(doublings)).min(self.settings.max_backoff)
+    }
+
+    /// Steps until `stop` is cancelled; a step in progress is finished first.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut queue_down = false;
+        loop {
+            let pause = match self.step().await {
+                Ok(StepOutcome::Dispatched { .. }) => {
+                    if queue_down {
+                        info!("analysis queue reachable again");
+                        queue_down = false;
+                    }
+                    Duration::ZERO
+                }
+                Ok(StepOutcome::NothingDue) => self.settings.interval,
+                Ok(StepOutcome::QueueUnavailable { postponed }) => {
+                    if !queue_down {
+                        warn!(postponed, "analysis queue (Redis) unreachable, requests kept in the outbox");
+                        queue_down = true;
+                    }
+                    self.settings.interval
+                }
+                Err(why) => {
+                    warn!(error = %crate::api::error::error_chain(&why), "outbox unavailable");
+                    self.settings.interval
+                }
+            };
+            if stop.is_cancelled() {
+                break;
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

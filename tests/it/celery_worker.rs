@@ -1,0 +1,105 @@
+//! A real Celery 5.4 worker (redis-py 5.2, kombu 5.6.2, pinned in tests/python) consumes the
+//! `analyze_trace` tasks the service queues.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::helpers::{log_body, python_with_requirements, spawn_app_with, wait_for};
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+fn time(value: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(value.as_str().unwrap()).unwrap().with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn a_real_celery_worker_runs_one_analysis_per_trace_no_earlier_than_its_eta() {
+    let app = spawn_app_with(&["--analysis-debounce-seconds", "3"]).await;
+    let python = tokio::task::spawn_blocking(python_with_requirements).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("celery-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (jsonl, log) = (dir.join("runs.jsonl"), dir.join("worker.log"));
+    let mut worker = tokio::process::Command::new(python)
+        .args([
+            "-m",
+            "celery",
+            "-A",
+            "celery_worker",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "-Q",
+            "celery",
+        ])
+        .args(["--without-gossip", "--without-mingle", "--without-heartbeat"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
+        .env("REDIS_URL", app.redis.url())
+        .env("PROBE_JSONL", &jsonl)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.join("worker.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let sent_at = Utc::now();
+    for i in 0..3 {
+        let (status, _) =
+            app.post_json("/ingest/logs", &log_body("t-celery", "ERROR", &format!("boom {i}"))).await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    }
+    let (status, _) = app.post_json("/ingest/logs", &log_body("t-celery-2", "CRITICAL", "down")).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+
+    wait_for("the worker to run both analyses", Duration::from_secs(90), || async {
+        lines(&jsonl).len() >= 2
+    })
+    .await;
+    // Anything queued twice would run right behind the first ones.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let runs = lines(&jsonl);
+    let worker_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(runs.len(), 2, "exactly one run per trace: {runs:?}\n{worker_log}");
+    let mut traces: Vec<&str> = runs.iter().map(|r| r["trace_id"].as_str().unwrap()).collect();
+    traces.sort();
+    assert_eq!(traces, ["t-celery", "t-celery-2"]);
+    for run in &runs {
+        let (eta, started) = (time(&run["eta"]), time(&run["received_at"]));
+        assert!(started >= eta, "ran at {started}, before its eta {eta}");
+        let delay = (eta - sent_at).num_milliseconds();
+        assert!((2_500..=10_000).contains(&delay), "eta is the 3 s debounce after ingestion: {delay} ms");
+        assert_eq!(run["routing_key"], "celery");
+    }
+    for bad in ["CRITICAL", "Unrecoverable", "unregistered task", "invalid task message", "unknown message"] {
+        assert!(!worker_log.contains(bad), "worker log has {bad:?}:\n{worker_log}");
+    }
+    let ids: Vec<String> = app
+        .db()
+        .await
+        .query("SELECT task_id::text FROM analysis_outbox WHERE status = 'sent' ORDER BY trace_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut run_ids: Vec<String> = runs.iter().map(|r| r["task_id"].as_str().unwrap().to_owned()).collect();
+    run_ids.sort();
+    let mut sent_ids = ids.clone();
+    sent_ids.sort();
+    assert_eq!(run_ids, sent_ids, "the outbox records the task ids the worker ran");
+
+    let pid = worker.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(15), worker.wait()).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
