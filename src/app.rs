@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::{info, warn};
@@ -28,6 +29,7 @@ use crate::config::{Config, CorsOrigins};
 use crate::incidents::Triage;
 use crate::ingest::Ingest;
 use crate::mapping::MappingOptions;
+use crate::pipeline::Pipeline;
 use crate::queue::{AnalysisQueue, DispatchSettings, Dispatcher};
 use crate::receivers::legacy::{self, LegacyState};
 use crate::receivers::otlp_grpc::OtlpGrpc;
@@ -40,8 +42,10 @@ pub struct App {
     store: Store,
     listeners: Listeners,
     ready: Arc<AtomicBool>,
-    triage: Arc<Triage>,
     queue: AnalysisQueue,
+    pipeline: Pipeline,
+    /// The pipeline's writer tasks; they end once every `Pipeline` handle is dropped.
+    writers: JoinSet<()>,
     /// Wakes the dispatcher when ingestion wrote analysis requests.
     dispatch_wake: Arc<Notify>,
 }
@@ -84,7 +88,16 @@ impl App {
         let queue =
             AnalysisQueue::new(config.redis_url.as_str(), &config.celery_queue, config.analysis_lock_ttl)
                 .context("invalid REDIS_URL")?;
-        Ok(App { config, store, listeners, triage, queue, dispatch_wake: Arc::new(Notify::new()), ready })
+        let dispatch_wake = Arc::new(Notify::new());
+        let mut writers = JoinSet::new();
+        let pipeline = Pipeline::start(
+            store.clone(),
+            triage,
+            config.pipeline.clone(),
+            dispatch_wake.clone(),
+            &mut writers,
+        );
+        Ok(App { config, store, listeners, queue, pipeline, writers, dispatch_wake, ready })
     }
 
     /// The address the API actually listens on (useful with port 0).
@@ -120,12 +133,7 @@ impl App {
     }
 
     fn ingest(&self) -> Ingest {
-        Ingest::new(
-            self.store.clone(),
-            self.triage.clone(),
-            self.config.ingest_timeout,
-            self.dispatch_wake.clone(),
-        )
+        Ingest::new(self.pipeline.clone(), self.config.ingest_timeout)
     }
 
     fn mapping_options(&self) -> MappingOptions {
@@ -180,11 +188,12 @@ impl App {
             max_message_bytes: self.config.otlp_max_message_bytes,
         };
         let Listeners { api, otlp_grpc, otlp_http } = self.listeners;
+        drop(self.pipeline);
         let api = axum::serve(api, api_router).with_graceful_shutdown(stop.clone().cancelled_owned());
         let otlp_http =
             axum::serve(otlp_http, otlp_http_router).with_graceful_shutdown(stop.clone().cancelled_owned());
         let otlp_grpc = grpc.serve(otlp_grpc, stop.clone().cancelled_owned());
-        let mut servers = tokio::task::JoinSet::new();
+        let mut servers = JoinSet::new();
         servers.spawn(async move { api.await.context("API server") });
         servers.spawn(async move { otlp_http.await.context("OTLP/HTTP server") });
         servers.spawn(async move { otlp_grpc.await.context("OTLP/gRPC server") });
@@ -204,7 +213,8 @@ impl App {
         }
         self.ready.store(false, Ordering::Release);
         stop.cancel();
-        let drained = tokio::time::timeout(self.config.shutdown_timeout, async {
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_timeout;
+        let drained = tokio::time::timeout_at(deadline, async {
             while let Some(ended) = servers.join_next().await {
                 match ended {
                     Ok(Ok(())) => {}
@@ -220,6 +230,15 @@ impl App {
                 servers.abort_all();
                 warn!(timeout = ?self.config.shutdown_timeout, "shutdown deadline reached, in-flight requests dropped");
             }
+        }
+        // The servers held the last pipeline handles: the writers now flush what is queued.
+        drop(servers);
+        let mut writers = self.writers;
+        let flushed =
+            tokio::time::timeout_at(deadline, async { while writers.join_next().await.is_some() {} }).await;
+        if flushed.is_err() {
+            writers.abort_all();
+            warn!("shutdown deadline reached before the last batch was written");
         }
         self.store.close();
         info!("stopped");

@@ -44,8 +44,9 @@ impl Reject {
 impl From<&IngestError> for Reject {
     fn from(error: &IngestError) -> Self {
         match error {
-            IngestError::Unavailable(_) | IngestError::TimedOut(_) => Reject::RetryLater,
-            IngestError::Failed(_) => Reject::Internal,
+            IngestError::Refused(_) | IngestError::TimedOut(_) => Reject::RetryLater,
+            IngestError::Batch(failed) if failed.transient => Reject::RetryLater,
+            IngestError::Batch(_) => Reject::Internal,
         }
     }
 }
@@ -53,6 +54,7 @@ impl From<&IngestError> for Reject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::{BatchFailed, Refused};
 
     #[test]
     fn each_class_has_its_http_status_and_grpc_code() {
@@ -69,9 +71,12 @@ mod tests {
 
     #[test]
     fn unavailable_or_slow_storage_is_retryable() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let error = IngestError::Unavailable(crate::store::StoreError::Unavailable(Box::new(io)));
-        assert_eq!(Reject::from(&error), Reject::RetryLater);
+        let down = IngestError::Batch(BatchFailed { transient: true, message: "refused".into() });
+        assert_eq!(Reject::from(&down), Reject::RetryLater);
+        let full = IngestError::Refused(Refused::Saturated);
+        assert_eq!(Reject::from(&full), Reject::RetryLater);
+        let bug = IngestError::Batch(BatchFailed { transient: false, message: "bad parameter".into() });
+        assert_eq!(Reject::from(&bug), Reject::Internal);
         let slow = IngestError::TimedOut(std::time::Duration::from_secs(3));
         assert_eq!(Reject::from(&slow), Reject::RetryLater);
     }

@@ -6,6 +6,7 @@
 //! - [`receivers`]: transports only; today the legacy JSON endpoints `POST /ingest/*`.
 //! - [`mapping`]: wire formats -> [`model::Signal`], pure.
 //! - [`ingest`]: the one door receivers call to store signals.
+//! - [`pipeline`]: group commit: the bounded queue and the writers (one transaction per batch).
 //! - [`incidents`]: severity rules and per-batch triage, pure.
 //! - [`store`]: all SQL: bootstrap, migrations, batch writes (signals, incidents, outbox), queries.
 //! - [`queue`]: the outbox dispatcher, the Redis lock and the Celery task message.
@@ -23,6 +24,7 @@ pub mod incidents;
 pub mod ingest;
 pub mod mapping;
 pub mod model;
+pub mod pipeline;
 pub mod queue;
 pub mod receivers;
 pub mod shutdown;

@@ -66,6 +66,26 @@ pub struct Cli {
     #[arg(long, env = "INGEST_TIMEOUT_MS", default_value = "3000")]
     pub ingest_timeout_ms: String,
 
+    /// Writer tasks, each committing one batch at a time.
+    #[arg(long, env = "INGEST_WRITERS", default_value = "4")]
+    pub ingest_writers: String,
+
+    /// A batch is written once it holds this many signals…
+    #[arg(long, env = "INGEST_BATCH_MAX_SIGNALS", default_value = "2000")]
+    pub ingest_batch_max_signals: String,
+
+    /// …or this long (ms) after its first request arrived, whichever comes first.
+    #[arg(long, env = "INGEST_BATCH_LINGER_MS", default_value = "2")]
+    pub ingest_batch_linger_ms: String,
+
+    /// Signals that may wait for a writer; beyond that, requests are refused (503/UNAVAILABLE).
+    #[arg(long, env = "INGEST_QUEUE_SIGNALS", default_value = "100000")]
+    pub ingest_queue_signals: String,
+
+    /// How long a request waits for room in a full queue before it is refused, in ms.
+    #[arg(long, env = "INGEST_ENQUEUE_WAIT_MS", default_value = "100")]
+    pub ingest_enqueue_wait_ms: String,
+
     /// Largest accepted request body on the API port (suffixes KiB, MiB, GiB accepted). Larger: 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value = "4MiB")]
     pub max_body_bytes: String,

@@ -13,6 +13,7 @@ use clap::Parser;
 
 use crate::incidents::Rules;
 use crate::model::IncidentSeverity;
+use crate::pipeline::PipelineSettings;
 
 pub use cli::Cli;
 pub use database::DatabaseConfig;
@@ -82,6 +83,7 @@ pub struct Config {
     pub otlp_max_message_bytes: usize,
     pub otlp_http_cors_allowed_origins: CorsOrigins,
     pub ingest_timeout: Duration,
+    pub pipeline: PipelineSettings,
     pub cors_allowed_origins: CorsOrigins,
     pub correlation_window: Duration,
     pub rules: Rules,
@@ -146,6 +148,21 @@ impl Config {
             ingest_timeout: values::bounded_integer(&cli.ingest_timeout_ms, 10, 600_000)
                 .map(Duration::from_millis)
                 .map_err(invalid("INGEST_TIMEOUT_MS"))?,
+            pipeline: PipelineSettings {
+                writers: values::bounded_integer(&cli.ingest_writers, 1, 64)
+                    .map_err(invalid("INGEST_WRITERS"))? as usize,
+                batch_max_signals: values::bounded_integer(&cli.ingest_batch_max_signals, 1, 100_000)
+                    .map_err(invalid("INGEST_BATCH_MAX_SIGNALS"))?
+                    as usize,
+                linger: values::bounded_integer(&cli.ingest_batch_linger_ms, 0, 10_000)
+                    .map(Duration::from_millis)
+                    .map_err(invalid("INGEST_BATCH_LINGER_MS"))?,
+                queue_signals: values::bounded_integer(&cli.ingest_queue_signals, 1, 10_000_000)
+                    .map_err(invalid("INGEST_QUEUE_SIGNALS"))? as u32,
+                enqueue_wait: values::bounded_integer(&cli.ingest_enqueue_wait_ms, 0, 60_000)
+                    .map(Duration::from_millis)
+                    .map_err(invalid("INGEST_ENQUEUE_WAIT_MS"))?,
+            },
             cors_allowed_origins: parse_cors(&cli.cors_allowed_origins)
                 .map_err(invalid("CORS_ALLOWED_ORIGINS"))?,
             correlation_window: values::seconds(&cli.correlation_window_seconds, 1, 86_400)
@@ -278,6 +295,11 @@ mod tests {
             (&["--analysis-lock-ttl-seconds", "0"], "ANALYSIS_LOCK_TTL_SECONDS"),
             (&["--celery-queue", " "], "CELERY_QUEUE"),
             (&["--dispatch-interval-ms", "1"], "DISPATCH_INTERVAL_MS"),
+            (&["--ingest-writers", "0"], "INGEST_WRITERS"),
+            (&["--ingest-batch-max-signals", "0"], "INGEST_BATCH_MAX_SIGNALS"),
+            (&["--ingest-batch-linger-ms", "x"], "INGEST_BATCH_LINGER_MS"),
+            (&["--ingest-queue-signals", "0"], "INGEST_QUEUE_SIGNALS"),
+            (&["--ingest-enqueue-wait-ms", "y"], "INGEST_ENQUEUE_WAIT_MS"),
             (&["--dispatch-max-backoff-ms", "x"], "DISPATCH_MAX_BACKOFF_MS"),
             (&["--correlation-window-seconds", "0"], "CORRELATION_WINDOW_SECONDS"),
         ];

@@ -13,10 +13,12 @@ use crate::incidents::{aggregate, TraceActivity, Triage};
 use crate::model::{IncidentSeverity, Signal};
 
 /// What one batch write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchOutcome {
     /// Signals newly stored.
     pub inserted: u64,
+    /// Their ids.
+    pub inserted_ids: HashSet<Uuid>,
     /// Signals already stored (retries): acknowledged, not stored or counted again.
     pub duplicates: u64,
     pub incidents_opened: u64,
@@ -47,6 +49,7 @@ impl Store {
             duplicates: (signals.len() - inserted.len()) as u64,
             ..BatchOutcome::default()
         };
+        outcome.inserted_ids = inserted;
         if !activities.is_empty() {
             track_incidents(&tx, &activities, triage, &mut outcome).await?;
         }

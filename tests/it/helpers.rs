@@ -62,7 +62,8 @@ pub async fn connect(url: &str) -> Client {
 }
 
 /// A Redis logical database (1 to 15) that only this test uses, emptied when taken and when
-/// dropped. A lock file per database keeps concurrent tests, threads or processes, apart.
+/// dropped. A lock file per database, in the machine's temp directory, keeps concurrent tests
+/// apart: threads, processes, and test runs of other checkouts on the same Redis.
 pub struct RedisDb {
     pub index: u8,
     lock: std::fs::File,
@@ -75,8 +76,8 @@ pub fn redis_server() -> String {
 
 impl RedisDb {
     pub async fn acquire() -> RedisDb {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-        std::fs::create_dir_all(dir).unwrap();
+        let dir = std::env::temp_dir().join("prodsentinel-test-redis-locks");
+        std::fs::create_dir_all(&dir).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             for index in 1..=15u8 {
@@ -459,4 +460,33 @@ where
 /// A TCP port nothing listens on (just released by the OS).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Exports `records` log records over OTLP/gRPC to `app`.
+pub async fn grpc_logs_export(
+    app: &TestApp,
+    records: usize,
+) -> Result<
+    tonic::Response<opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse>,
+    tonic::Status,
+> {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let log_records = (0..records)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_714_558_830_000_000_000 + i as u64,
+            severity_number: 9,
+            ..Default::default()
+        })
+        .collect();
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs { log_records, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let mut client =
+        LogsServiceClient::connect(format!("http://{}", app.grpc_addr)).await.expect("gRPC connects");
+    client.export(request).await
 }

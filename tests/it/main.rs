@@ -9,6 +9,7 @@ mod helpers;
 mod legacy;
 mod otlp_grpc;
 mod otlp_http;
+mod pipeline;
 mod real_clients;
 mod store;
 mod triage;

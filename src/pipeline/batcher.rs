@@ -1,0 +1,96 @@
+//! The queue between requests and writers. Bounded in signals, not requests: a request waits
+//! at most `enqueue_wait` for room and is otherwise refused (retryable), so memory stays
+//! bounded under overload instead of growing with the backlog.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Mutex, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use super::writer::{run_writer, BatchFailed, Job, JobOutcome, JobResult};
+use crate::incidents::Triage;
+use crate::model::Signal;
+use crate::store::Store;
+
+/// Sizes and timings of the pipeline (all settings, see `Config`).
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Writer tasks, each writing one batch at a time (`INGEST_WRITERS`).
+    pub writers: usize,
+    /// A batch closes at this many signals (`INGEST_BATCH_MAX_SIGNALS`).
+    pub batch_max_signals: usize,
+    /// …or this long after its first request arrived (`INGEST_BATCH_LINGER_MS`).
+    pub linger: Duration,
+    /// Signals that may wait in the queue (`INGEST_QUEUE_SIGNALS`).
+    pub queue_signals: u32,
+    /// How long a request waits for room before it is refused (`INGEST_ENQUEUE_WAIT_MS`).
+    pub enqueue_wait: Duration,
+}
+
+/// Why the pipeline did not take a request; both are retryable for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("ingest queue full")]
+    Saturated,
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// The request side of the pipeline; cheap to clone. When every clone is dropped, the writers
+/// write what is queued and stop.
+#[derive(Clone)]
+pub struct Pipeline {
+    jobs: mpsc::UnboundedSender<Job>,
+    room: Arc<Semaphore>,
+    settings: Arc<PipelineSettings>,
+}
+
+impl Pipeline {
+    /// Starts the writers on `tasks`.
+    pub fn start(
+        store: Store,
+        triage: Arc<Triage>,
+        settings: PipelineSettings,
+        dispatcher: Arc<Notify>,
+        tasks: &mut JoinSet<()>,
+    ) -> Pipeline {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let queue = Arc::new(Mutex::new(queue));
+        let settings = Arc::new(settings);
+        for _ in 0..settings.writers.max(1) {
+            tasks.spawn(run_writer(
+                queue.clone(),
+                store.clone(),
+                triage.clone(),
+                settings.clone(),
+                dispatcher.clone(),
+            ));
+        }
+        let room = Arc::new(Semaphore::new(settings.queue_signals as usize));
+        Pipeline { jobs, room, settings }
+    }
+
+    /// Queues `signals` and waits for the commit of the batch that carries them.
+    /// `Err(Ok(refused))` when there was no room; `Err(Err(failed))` when the batch failed.
+    pub async fn submit(&self, signals: Vec<Signal>) -> Result<JobOutcome, Result<Refused, BatchFailed>> {
+        // A request larger than the whole queue takes all of it, so it still gets through alone.
+        let wanted = (signals.len() as u32).clamp(1, self.settings.queue_signals);
+        let permit = match tokio::time::timeout(
+            self.settings.enqueue_wait,
+            self.room.clone().acquire_many_owned(wanted),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => return Err(Ok(Refused::ShuttingDown)),
+            Err(_elapsed) => return Err(Ok(Refused::Saturated)),
+        };
+        let (reply, answer) = oneshot::channel::<JobResult>();
+        self.jobs.send(Job { signals, reply, _room: permit }).map_err(|_| Ok(Refused::ShuttingDown))?;
+        match answer.await {
+            Ok(result) => result.map_err(Err),
+            Err(_writer_gone) => Err(Ok(Refused::ShuttingDown)),
+        }
+    }
+}

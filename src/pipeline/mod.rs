@@ -1,0 +1,9 @@
+//! Group commit: requests hand their signals to a bounded queue; a few writer tasks take
+//! everything waiting (up to a size or a short linger time), write it in one transaction and
+//! answer every request of the batch after the commit.
+
+mod batcher;
+mod writer;
+
+pub use batcher::{Pipeline, PipelineSettings, Refused};
+pub use writer::{BatchFailed, JobOutcome};

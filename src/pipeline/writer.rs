@@ -1,0 +1,145 @@
+//! A writer: takes a batch from the queue, writes it in one transaction, answers each request.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit};
+use tracing::warn;
+use uuid::Uuid;
+
+use super::batcher::PipelineSettings;
+use crate::incidents::Triage;
+use crate::model::Signal;
+use crate::store::{BatchOutcome, Store, StoreError};
+
+/// What one request's signals became, once committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobOutcome {
+    pub stored: u64,
+    /// Already stored, by an earlier request or earlier in the same batch.
+    pub duplicates: u64,
+}
+
+/// A batch that was not committed: nothing of it is stored.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct BatchFailed {
+    /// The client may retry (database unreachable, overloaded, serialization conflict).
+    pub transient: bool,
+    pub message: String,
+}
+
+impl From<&StoreError> for BatchFailed {
+    fn from(error: &StoreError) -> Self {
+        BatchFailed {
+            transient: matches!(error, StoreError::Unavailable(_)),
+            message: crate::api::error::error_chain(error),
+        }
+    }
+}
+
+pub(super) type JobResult = Result<JobOutcome, BatchFailed>;
+
+/// One request waiting for its batch.
+pub(super) struct Job {
+    pub signals: Vec<Signal>,
+    pub reply: oneshot::Sender<JobResult>,
+    /// Room in the queue, given back when the job is answered (dropped).
+    pub _room: OwnedSemaphorePermit,
+}
+
+pub(super) async fn run_writer(
+    queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    store: Store,
+    triage: Arc<Triage>,
+    settings: Arc<PipelineSettings>,
+    dispatcher: Arc<Notify>,
+) {
+    loop {
+        let Some(jobs) = next_batch(&queue, &settings).await else { return };
+        write(&store, &triage, &dispatcher, jobs).await;
+    }
+}
+
+/// Waits for a first job, then gathers more until the batch is full or the linger time is up.
+/// Holding the queue lock while gathering lets the other writers write meanwhile.
+async fn next_batch(
+    queue: &Mutex<mpsc::UnboundedReceiver<Job>>,
+    settings: &PipelineSettings,
+) -> Option<Vec<Job>> {
+    let mut queue = queue.lock().await;
+    let first = queue.recv().await?;
+    let mut size = first.signals.len();
+    let mut jobs = vec![first];
+    let deadline = tokio::time::Instant::now() + settings.linger;
+    while size < settings.batch_max_signals {
+        let next = match queue.try_recv() {
+            Ok(job) => job,
+            Err(_) => match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) | Err(_) => break,
+            },
+        };
+        size += next.signals.len();
+        jobs.push(next);
+    }
+    Some(jobs)
+}
+
+async fn write(store: &Store, triage: &Triage, dispatcher: &Notify, mut jobs: Vec<Job>) {
+    let lengths: Vec<usize> = jobs.iter().map(|j| j.signals.len()).collect();
+    let signals: Vec<Signal> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.signals)).collect();
+    match store.write_batch(&signals, triage).await {
+        Ok(outcome) => answer(jobs, &signals, &lengths, &outcome, dispatcher),
+        Err(StoreError::Query(error)) if jobs.len() > 1 => {
+            // A permanent failure: one request's data is to blame. Write each alone, so the others
+            // are not refused with it forever.
+            warn!(error = %crate::api::error::error_chain(&error), requests = jobs.len(), "batch failed, writing its requests one by one");
+            let mut offset = 0;
+            for (job, length) in jobs.into_iter().zip(lengths) {
+                let own = &signals[offset..offset + length];
+                offset += length;
+                let result = match store.write_batch(own, triage).await {
+                    Ok(outcome) => {
+                        wake_if_needed(&outcome, dispatcher);
+                        Ok(JobOutcome { stored: outcome.inserted, duplicates: outcome.duplicates })
+                    }
+                    Err(error) => Err(BatchFailed::from(&error)),
+                };
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(error) => {
+            // Nothing of the batch was committed: every request gets the same failure.
+            let failure = BatchFailed::from(&error);
+            for job in jobs {
+                let _ = job.reply.send(Err(failure.clone()));
+            }
+        }
+    }
+}
+
+fn answer(
+    jobs: Vec<Job>,
+    signals: &[Signal],
+    lengths: &[usize],
+    outcome: &BatchOutcome,
+    dispatcher: &Notify,
+) {
+    wake_if_needed(outcome, dispatcher);
+    // The first occurrence of a new id in the batch is the one stored.
+    let mut new_ids: HashSet<Uuid> = outcome.inserted_ids.iter().copied().collect();
+    let mut offset = 0;
+    for (job, length) in jobs.into_iter().zip(lengths) {
+        let own = &signals[offset..offset + length];
+        offset += length;
+        let stored = own.iter().filter(|s| new_ids.remove(&s.signal_id)).count() as u64;
+        let _ = job.reply.send(Ok(JobOutcome { stored, duplicates: *length as u64 - stored }));
+    }
+}
+
+fn wake_if_needed(outcome: &BatchOutcome, dispatcher: &Notify) {
+    if outcome.analyses_requested > 0 {
+        dispatcher.notify_one();
+    }
+}
