@@ -5,4 +5,4 @@ pub mod rules;
 pub mod triage;
 
 pub use rules::{MetricRule, Rules, RulesError};
-pub use triage::{aggregate, TraceActivity, Triage};
+pub use triage::{Assessments, Triage};

@@ -20,18 +20,33 @@ pub fn without_nul(text: String) -> String {
 }
 
 /// A JSON value with every NUL in its strings and object keys replaced, at any depth.
-pub fn json_without_nul(value: Value) -> Value {
-    match value {
-        Value::String(s) => Value::String(without_nul(s)),
-        Value::Array(items) => Value::Array(items.into_iter().map(json_without_nul).collect()),
-        Value::Object(map) => Value::Object(map_without_nul(map)),
-        other => other,
-    }
+pub fn json_without_nul(mut value: Value) -> Value {
+    strip_nul(&mut value);
+    value
 }
 
 /// An object with every NUL in its keys and string values replaced, at any depth.
-pub fn map_without_nul(map: Map<String, Value>) -> Map<String, Value> {
-    map.into_iter().map(|(k, v)| (without_nul(k), json_without_nul(v))).collect()
+pub fn map_without_nul(mut map: Map<String, Value>) -> Map<String, Value> {
+    strip_nul_from_map(&mut map);
+    map
+}
+
+/// Replaces NULs in place: nothing is allocated unless a NUL is found, which keeps the common
+/// case (no NUL anywhere) cheap on the ingest path.
+fn strip_nul(value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        Value::Object(map) => strip_nul_from_map(map),
+        _ => {}
+    }
+}
+
+fn strip_nul_from_map(map: &mut Map<String, Value>) {
+    if map.keys().any(|key| key.contains('\0')) {
+        *map = std::mem::take(map).into_iter().map(|(key, value)| (without_nul(key), value)).collect();
+    }
+    map.values_mut().for_each(strip_nul);
 }
 
 #[cfg(test)]

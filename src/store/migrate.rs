@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_signals.sql"),
     migration!(2, "0002_incidents.sql"),
     migration!(3, "0003_triage.sql"),
+    migration!(4, "0004_incident_trace_key.sql"),
 ];
 
 /// Arbitrary but fixed: the key of the advisory lock that serialises migration runs.

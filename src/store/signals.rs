@@ -1,15 +1,11 @@
-//! Writing and reading `raw_signals`.
-
-use std::collections::HashSet;
+//! Reading `raw_signals` (writes are in `tracking.rs`).
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use super::filter::Conditions;
 use super::{Store, StoreError};
-use crate::model::{Signal, SignalType, StoredSignal};
+use crate::model::{SignalType, StoredSignal};
 
 /// Filters of `GET /query/signals`; `None` means "any".
 #[derive(Debug, Clone, Default)]
@@ -19,31 +15,6 @@ pub struct SignalFilter {
     pub signal_type: Option<SignalType>,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
-}
-
-/// Inserts `signals` within `tx`, skipping ids already stored; returns the ids inserted.
-pub(super) async fn insert_signals(
-    tx: &tokio_postgres::Transaction<'_>,
-    signals: &[Signal],
-) -> Result<HashSet<Uuid>, StoreError> {
-    let ids: Vec<Uuid> = signals.iter().map(|s| s.signal_id).collect();
-    let types: Vec<&str> = signals.iter().map(|s| s.signal_type.as_str()).collect();
-    let trace_ids: Vec<&str> = signals.iter().map(|s| s.trace_id.as_str()).collect();
-    let services: Vec<&str> = signals.iter().map(|s| s.service_name.as_str()).collect();
-    let timestamps: Vec<DateTime<Utc>> = signals.iter().map(|s| s.timestamp).collect();
-    let payloads: Vec<Value> = signals.iter().map(|s| Value::Object(s.payload.clone())).collect();
-    let rows = tx
-        .query(
-            r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload)
-               SELECT id, signal_type::signaltypeenum, trace_id, service_name, ts, payload
-               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
-                    AS t(id, signal_type, trace_id, service_name, ts, payload)
-               ON CONFLICT (id) DO NOTHING
-               RETURNING id"#,
-            &[&ids, &types, &trace_ids, &services, &timestamps, &payloads],
-        )
-        .await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 const SIGNAL_COLUMNS: &str = r#"id, signal_type::text, trace_id, service_name, "timestamp", payload"#;

@@ -380,3 +380,26 @@ async fn the_analysis_workers_writes_work_against_our_schema() {
     assert_eq!(incident["error_count"], 3.0);
     assert_eq!(incident["affected_services"], json!(["checkout", "payments", "inventory"]));
 }
+
+#[tokio::test]
+async fn an_incident_the_worker_opened_is_the_one_our_signals_update() {
+    let app = spawn_app().await;
+    let id = Uuid::new_v4();
+    app.db()
+        .await
+        .execute(
+            "INSERT INTO incidents (id, trace_id, status, severity, detected_at, affected_services, error_count)
+             VALUES ($1, 't-worker-first', 'OPEN', 'MEDIUM', now(), ARRAY['pipeline']::varchar[], 1)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    send_log(&app, "t-worker-first", "api", "ERROR", "boom").await;
+    let (_, page) = app.get_json("/query/incidents?limit=200").await;
+    let mine: Vec<&Value> = page["items"].as_array().unwrap().iter().filter(|i| i["trace_id"] == "t-worker-first").collect();
+    assert_eq!(mine.len(), 1, "no second incident for the trace");
+    assert_eq!(mine[0]["id"], id.to_string());
+    assert_eq!(mine[0]["severity"], "high");
+    assert_eq!(mine[0]["error_count"], 2.0);
+    assert_eq!(mine[0]["affected_services"], json!(["pipeline", "api"]));
+}

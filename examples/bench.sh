@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The benchmark of BENCHMARKS.md, from a fresh clone: needs PostgreSQL and Redis running
+# (it uses fresh databases it drops afterwards, and Redis logical database 15).
+#   examples/bench.sh                       # 10 s per scenario, 5 million signals for queries
+#   examples/bench.sh --seconds 5 --query-rows 500000 --out /tmp/bench.json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bin prodsentinel --example bench
+exec target/release/examples/bench --server target/release/prodsentinel "$@"

@@ -1,0 +1,210 @@
+//! The server scenarios: a fixed time each, at fixed concurrency; acknowledged signals are
+//! counted on the client, stored ones in the database, and must match.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message;
+use serde_json::{json, Value};
+use tonic::codec::CompressionEncoding;
+
+use crate::ceiling::{connect, drop_database, fresh_database};
+use crate::server::Server;
+use crate::workload::{legacy_log, logs, spans};
+use crate::{BoxError, Options};
+
+#[derive(Default)]
+struct Tally {
+    acked: u64,
+    errors: u64,
+    latencies_us: Vec<u32>,
+}
+
+/// Runs `concurrency` workers for `duration`; each call of `operation(worker, i)` returns the
+/// number of signals acknowledged, or an error.
+async fn drive<F, Fut>(concurrency: usize, duration: Duration, operation: F) -> (Tally, Duration)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<u64, String>> + Send,
+{
+    let operation = Arc::new(operation);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let operation = operation.clone();
+        workers.spawn(async move {
+            let mut tally = Tally::default();
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match operation(worker, i).await {
+                    Ok(acked) => {
+                        tally.acked += acked;
+                        tally.latencies_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    }
+                    Err(_) => tally.errors += 1,
+                }
+                i += 1;
+            }
+            tally
+        });
+    }
+    let mut total = Tally::default();
+    while let Some(Ok(tally)) = workers.join_next().await {
+        total.acked += tally.acked;
+        total.errors += tally.errors;
+        total.latencies_us.extend(tally.latencies_us);
+    }
+    (total, started.elapsed())
+}
+
+fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index] as f64 / 1000.0
+}
+
+pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxError> {
+    let url = fresh_database(options, "load").await?;
+    flush_redis(options)?;
+    let server = Server::start(options, &url, &[]).await?;
+    let db = connect(&url).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let mut results = Vec::new();
+
+    let scenarios: [(&str, usize); 6] = [
+        ("otlp_grpc_spans", 8),
+        ("otlp_http_logs", 8),
+        ("legacy_info_32", 32),
+        ("legacy_error_32", 32),
+        ("legacy_shared_50_traces", 32),
+        ("otlp_grpc_overload_64", 64),
+    ];
+    for (name, concurrency) in scenarios {
+        let service = format!("bench-{name}");
+        server.take_peak_rss_mib();
+        let cpu_before = server.cpu_seconds();
+        let (tally, elapsed) = match name {
+            "otlp_grpc_spans" | "otlp_grpc_overload_64" => {
+                let addr = server.grpc;
+                let mut clients = Vec::new();
+                for _ in 0..concurrency {
+                    let channel =
+                        tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect().await?;
+                    clients.push(TraceServiceClient::new(channel).send_compressed(CompressionEncoding::Gzip));
+                }
+                let clients = Arc::new(clients);
+                drive(concurrency, options.seconds, move |worker, _| {
+                    let (mut client, service) = (clients[worker].clone(), service.clone());
+                    async move {
+                        let response =
+                            client.export(spans(&service, 512)).await.map_err(|s| s.to_string())?;
+                        let rejected =
+                            response.into_inner().partial_success.map_or(0, |p| p.rejected_spans as u64);
+                        Ok(512 - rejected)
+                    }
+                })
+                .await
+            }
+            "otlp_http_logs" => {
+                let (url, http) = (format!("http://{}/v1/logs", server.http), http.clone());
+                drive(concurrency, options.seconds, move |_, _| {
+                    let (url, http, body) = (url.clone(), http.clone(), logs(&service, 512).encode_to_vec());
+                    async move {
+                        let response = http
+                            .post(url)
+                            .header("content-type", "application/x-protobuf")
+                            .body(body)
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if response.status().is_success() {
+                            Ok(512)
+                        } else {
+                            Err(response.status().to_string())
+                        }
+                    }
+                })
+                .await
+            }
+            _ => {
+                let level = if name == "legacy_info_32" { "INFO" } else { "ERROR" };
+                let shared = name == "legacy_shared_50_traces";
+                let (url, http) = (format!("http://{}/ingest/logs", server.api), http.clone());
+                drive(concurrency, options.seconds, move |worker, i| {
+                    let trace = if shared {
+                        format!("shared-{}", (worker as u64 * 7919 + i) % 50)
+                    } else {
+                        uuid::Uuid::new_v4().simple().to_string()
+                    };
+                    let (url, http, body) = (url.clone(), http.clone(), legacy_log(&service, &trace, level));
+                    async move {
+                        let response = http.post(url).json(&body).send().await.map_err(|e| e.to_string())?;
+                        if response.status() == reqwest::StatusCode::ACCEPTED {
+                            Ok(1)
+                        } else {
+                            Err(response.status().to_string())
+                        }
+                    }
+                })
+                .await
+            }
+        };
+        let cpu = (server.cpu_seconds() - cpu_before) / elapsed.as_secs_f64();
+        let peak_rss_mib = server.take_peak_rss_mib();
+        let service = format!("bench-{name}");
+        let stored: i64 = db
+            .query_one("SELECT count(*) FROM raw_signals WHERE service_name = $1", &[&service])
+            .await?
+            .get(0);
+        let mut latencies = tally.latencies_us;
+        latencies.sort_unstable();
+        let rate = tally.acked as f64 / elapsed.as_secs_f64();
+        let result = json!({
+            "name": name,
+            "concurrency": concurrency,
+            "seconds": elapsed.as_secs_f64(),
+            "requests": latencies.len(),
+            "errors": tally.errors,
+            "acked": tally.acked,
+            "stored": stored,
+            "acked_equals_stored": tally.acked == stored as u64,
+            "signals_per_s": rate,
+            "ratio_to_ceiling": rate / ceiling,
+            "p50_ms": percentile_ms(&latencies, 0.50),
+            "p99_ms": percentile_ms(&latencies, 0.99),
+            "peak_rss_mib": peak_rss_mib,
+            "cpu_cores": cpu,
+        });
+        eprintln!("bench: {result}");
+        results.push(result);
+    }
+    let incidents: i64 = db.query_one("SELECT count(*) FROM incidents", &[]).await?.get(0);
+    let shared: Value = db
+        .query_one(
+            "SELECT count(*), coalesce(sum(error_count), 0)::float8 FROM incidents WHERE trace_id LIKE 'shared-%'",
+            &[],
+        )
+        .await
+        .map(|r| json!({"incidents": r.get::<_, i64>(0), "error_count_sum": r.get::<_, f64>(1)}))?;
+    eprintln!("bench: {incidents} incidents; shared-trace incidents {shared}");
+    if let Some(last) = results.iter_mut().find(|r| r["name"] == "legacy_shared_50_traces") {
+        last["incidents"] = shared;
+    }
+    server.stop().await?;
+    drop(db);
+    drop_database(options, &url).await?;
+    flush_redis(options)?;
+    Ok(results)
+}
+
+pub fn flush_redis(options: &Options) -> Result<(), BoxError> {
+    let mut connection = redis::Client::open(options.redis_url.as_str())?.get_connection()?;
+    redis::cmd("FLUSHDB").query::<()>(&mut connection)?;
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! The throughput and query benchmark (see BENCHMARKS.md; run it with `examples/bench.sh`).
+//!
+//! 1. Ceiling: raw_signals-shaped rows written straight to a fresh database by the fastest
+//!    batched methods (unnest INSERT … ON CONFLICT, text COPY), 8 sessions, no server.
+//! 2. Receive path without storage: protobuf decode + mapping + payload serialisation, one core.
+//! 3. The release server, driven for a fixed time per scenario: OTLP/gRPC spans, OTLP/HTTP
+//!    protobuf logs, legacy single-signal POSTs (INFO, ERROR, 50 shared trace ids).
+//! 4. Query latency over a database loaded with `--query-rows` signals.
+//!
+//! Prints a table and writes JSON (`--out`). Every figure is measured in this run; throughputs
+//! are also given as ratios to this run's ceiling, since the machine is shared and noisy.
+
+mod ceiling;
+mod load;
+mod query;
+mod receive;
+mod server;
+mod workload;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub struct Options {
+    pub seconds: Duration,
+    pub query_rows: u64,
+    pub out: String,
+    pub server_binary: String,
+    pub database_server: String,
+    pub redis_url: String,
+    /// Run only these phases (`ceiling`, `receive`, `load`, `query`); all when empty.
+    pub only: Vec<String>,
+}
+
+impl Options {
+    fn runs(&self, phase: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    }
+}
+
+fn options() -> Result<Options, BoxError> {
+    let mut options = Options {
+        seconds: Duration::from_secs(10),
+        query_rows: 5_000_000,
+        out: "bench-results.json".to_owned(),
+        server_binary: "target/release/prodsentinel".to_owned(),
+        database_server: std::env::var("BENCH_DATABASE_SERVER")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned()),
+        redis_url: std::env::var("BENCH_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/15".to_owned()),
+        only: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--seconds" => options.seconds = Duration::from_secs(value()?.parse()?),
+            "--query-rows" => options.query_rows = value()?.parse()?,
+            "--out" => options.out = value()?,
+            "--server" => options.server_binary = value()?,
+            "--only" => options.only.push(value()?),
+            other => {
+                return Err(format!(
+                    "unknown flag {other}; flags: --seconds --query-rows --out --server --only"
+                )
+                .into())
+            }
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let options = options()?;
+    let started = chrono::Utc::now();
+    let machine = json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "postgres": ceiling::server_version(&options).await?,
+    });
+    let mut ceiling = Value::Null;
+    if options.runs("ceiling") {
+        eprintln!("bench: ceiling ({}s per method)", options.seconds.as_secs());
+        ceiling = ceiling::measure(&options).await?;
+    }
+    let ceiling_rate = ceiling["best_rows_per_s"].as_f64().unwrap_or(f64::NAN);
+    let mut receive = Value::Null;
+    if options.runs("receive") {
+        eprintln!("bench: receive path without storage");
+        receive = receive::measure(options.seconds);
+    }
+    let mut scenarios = Vec::new();
+    if options.runs("load") {
+        eprintln!("bench: server scenarios ({}s each)", options.seconds.as_secs());
+        scenarios = load::run_all(&options, ceiling_rate).await?;
+    }
+    let mut queries = Value::Null;
+    if options.runs("query") {
+        eprintln!("bench: query latency over {} signals", options.query_rows);
+        queries = query::measure(&options).await?;
+    }
+
+    let report = json!({
+        "started_at": started.to_rfc3339(),
+        "machine": machine,
+        "seconds_per_scenario": options.seconds.as_secs(),
+        "ceiling": ceiling,
+        "receive_path": receive,
+        "scenarios": scenarios,
+        "queries": queries,
+    });
+    print_table(&report);
+    std::fs::write(&options.out, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("bench: wrote {}", options.out);
+    Ok(())
+}
+
+fn print_table(report: &Value) {
+    let ceiling = &report["ceiling"];
+    println!("\nCeiling (rows/s, 8 sessions, 1000 rows per transaction):");
+    for method in ceiling["methods"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<28} {:>10.0}",
+            method["method"].as_str().unwrap_or(""),
+            method["rows_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let receive = &report["receive_path"];
+    println!(
+        "\nReceive path without storage: {:.0} spans/s on one core ({:.2} µs/span)",
+        receive["spans_per_s"].as_f64().unwrap_or(0.0),
+        receive["micros_per_span"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "\n{:<24} {:>11} {:>8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>7}",
+        "scenario", "signals/s", "ratio", "acked", "stored", "p50 ms", "p99 ms", "errors", "RSS MiB", "CPU"
+    );
+    for s in report["scenarios"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24} {:>11.0} {:>8.3} {:>10} {:>10} {:>9.2} {:>9.2} {:>8} {:>9.1} {:>7.2}",
+            s["name"].as_str().unwrap_or(""),
+            s["signals_per_s"].as_f64().unwrap_or(0.0),
+            s["ratio_to_ceiling"].as_f64().unwrap_or(0.0),
+            s["acked"],
+            s["stored"],
+            s["p50_ms"].as_f64().unwrap_or(0.0),
+            s["p99_ms"].as_f64().unwrap_or(0.0),
+            s["errors"],
+            s["peak_rss_mib"].as_f64().unwrap_or(0.0),
+            s["cpu_cores"].as_f64().unwrap_or(0.0),
+        );
+    }
+    println!("\nQueries over {} signals:", report["queries"]["rows"]);
+    for q in report["queries"]["latencies"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<48} p50 {:>7.2} ms   p99 {:>7.2} ms",
+            q["query"].as_str().unwrap_or(""),
+            q["p50_ms"].as_f64().unwrap_or(0.0),
+            q["p99_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
