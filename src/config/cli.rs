@@ -67,7 +67,7 @@ pub struct Cli {
     pub ingest_timeout_ms: String,
 
     /// Writer tasks, each committing one batch at a time.
-    #[arg(long, env = "INGEST_WRITERS", default_value = "4")]
+    #[arg(long, env = "INGEST_WRITERS", default_value = "8")]
     pub ingest_writers: String,
 
     /// A batch is written once it holds this many signals…
@@ -75,11 +75,11 @@ pub struct Cli {
     pub ingest_batch_max_signals: String,
 
     /// …or this long (ms) after its first request arrived, whichever comes first.
-    #[arg(long, env = "INGEST_BATCH_LINGER_MS", default_value = "2")]
+    #[arg(long, env = "INGEST_BATCH_LINGER_MS", default_value = "0")]
     pub ingest_batch_linger_ms: String,
 
     /// Signals that may wait for a writer; beyond that, requests are refused (503/UNAVAILABLE).
-    #[arg(long, env = "INGEST_QUEUE_SIGNALS", default_value = "100000")]
+    #[arg(long, env = "INGEST_QUEUE_SIGNALS", default_value = "20000")]
     pub ingest_queue_signals: String,
 
     /// How long a request waits for room in a full queue before it is refused, in ms.

@@ -396,7 +396,8 @@ async fn an_incident_the_worker_opened_is_the_one_our_signals_update() {
         .unwrap();
     send_log(&app, "t-worker-first", "api", "ERROR", "boom").await;
     let (_, page) = app.get_json("/query/incidents?limit=200").await;
-    let mine: Vec<&Value> = page["items"].as_array().unwrap().iter().filter(|i| i["trace_id"] == "t-worker-first").collect();
+    let mine: Vec<&Value> =
+        page["items"].as_array().unwrap().iter().filter(|i| i["trace_id"] == "t-worker-first").collect();
     assert_eq!(mine.len(), 1, "no second incident for the trace");
     assert_eq!(mine[0]["id"], id.to_string());
     assert_eq!(mine[0]["severity"], "high");
