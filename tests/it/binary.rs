@@ -112,34 +112,45 @@ async fn flags_override_environment_which_overrides_dotenv() {
 
 /// Starts the binary on ephemeral ports against `db`, and returns it with its API address.
 async fn start(db: &TestDb) -> (Child, String) {
+    let (child, addr, _logs) = start_with_logs(db, &[]).await;
+    (child, addr)
+}
+
+/// Like [`start`], also returning every log line the binary writes (collected until it exits).
+async fn start_with_logs(
+    db: &TestDb,
+    env: &[(&str, &str)],
+) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     let dir = temp_dir();
+    let addr = format!("127.0.0.1:{}", crate::helpers::free_port());
     let mut command = prodsentinel(&dir);
     command
         .env("DATABASE_URL", db.url())
-        .env("API_ADDR", "127.0.0.1:0")
+        .env("API_ADDR", &addr)
         .env("OTLP_GRPC_ADDR", "127.0.0.1:0")
         .env("OTLP_HTTP_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
         .env("SHUTDOWN_TIMEOUT_SECONDS", "10")
         .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
     let mut child = command.spawn().unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if event["message"] == "ready" {
-                return event["api"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("binary exited before it was ready");
-    })
-    .await
-    .expect("ready within 30 s");
     // Keep draining its logs so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let collected = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            collected.lock().unwrap().push(line);
+        }
+    });
+    crate::helpers::wait_for("the binary to be ready", Duration::from_secs(30), || {
+        let url = format!("http://{addr}/health/ready");
+        async move { reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    (child, addr, logs)
 }
 
 fn sigterm(child: &Child) {
@@ -208,4 +219,36 @@ async fn a_malformed_rules_file_stops_start_up_naming_its_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("RULES_FILE") && stderr.contains("rules.toml line 2"), "{stderr}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn requests_write_no_log_lines_and_log_level_filters() {
+    let db = TestDb::new();
+    let (mut child, addr, logs) = start_with_logs(&db, &[]).await;
+    let http = reqwest::Client::new();
+    for i in 0..30 {
+        let body = crate::helpers::log_body("t-quiet", "INFO", &format!("request {i}"));
+        let status =
+            http.post(format!("http://{addr}/ingest/logs")).json(&body).send().await.unwrap().status();
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+        http.get(format!("http://{addr}/query/signals?limit=1")).send().await.unwrap();
+    }
+    sigterm(&child);
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    let lines = logs.lock().unwrap().clone();
+    for line in &lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("a JSON log line: {line}"));
+        assert!(event["level"].is_string() && event["message"].is_string(), "{line}");
+    }
+    // Start-up (database created, 5 migrations, schema updated, ready) and shutdown lines only:
+    // nothing per request.
+    assert!(lines.len() <= 14, "{} lines for 60 requests:\n{}", lines.len(), lines.join("\n"));
+
+    let quiet_db = TestDb::new();
+    let (mut child, _addr, logs) = start_with_logs(&quiet_db, &[("LOG_LEVEL", "ERROR")]).await;
+    sigterm(&child);
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    let lines = logs.lock().unwrap().clone();
+    assert!(lines.iter().all(|l| l.contains("\"ERROR\"")), "LOG_LEVEL=ERROR shows errors only: {lines:?}");
 }
