@@ -120,10 +120,7 @@ fn map_metric(context: &Context, mapped: &mut Mapped) {
         metric::Data::Histogram(histogram) => {
             for point in &histogram.data_points {
                 let point = temporality_fields(histogram.aggregation_temporality, None).map(|mut extra| {
-                    extra.insert("count".into(), json!(point.count));
-                    extra.insert("sum".into(), point.sum.map_or(Value::Null, f64_json));
-                    extra.insert("min".into(), point.min.map_or(Value::Null, f64_json));
-                    extra.insert("max".into(), point.max.map_or(Value::Null, f64_json));
+                    let value = distribution(&mut extra, point.count, point.sum, point.min, point.max);
                     extra.insert("bucket_counts".into(), json!(point.bucket_counts));
                     extra.insert(
                         "explicit_bounds".into(),
@@ -137,7 +134,7 @@ fn map_metric(context: &Context, mapped: &mut Mapped) {
                         time_unix_nano: point.time_unix_nano,
                         exemplars: &point.exemplars,
                         flags: point.flags,
-                        value: point.sum.map_or(Value::Null, f64_json),
+                        value,
                         extra,
                     }
                 });
@@ -154,10 +151,7 @@ fn map_metric(context: &Context, mapped: &mut Mapped) {
                         }) => json!({"offset": offset, "bucket_counts": bucket_counts}),
                         None => Value::Null,
                     };
-                    extra.insert("count".into(), json!(point.count));
-                    extra.insert("sum".into(), point.sum.map_or(Value::Null, f64_json));
-                    extra.insert("min".into(), point.min.map_or(Value::Null, f64_json));
-                    extra.insert("max".into(), point.max.map_or(Value::Null, f64_json));
+                    let value = distribution(&mut extra, point.count, point.sum, point.min, point.max);
                     extra.insert("scale".into(), json!(point.scale));
                     extra.insert("zero_count".into(), json!(point.zero_count));
                     extra.insert("zero_threshold".into(), f64_json(point.zero_threshold));
@@ -171,7 +165,7 @@ fn map_metric(context: &Context, mapped: &mut Mapped) {
                         time_unix_nano: point.time_unix_nano,
                         exemplars: &point.exemplars,
                         flags: point.flags,
-                        value: point.sum.map_or(Value::Null, f64_json),
+                        value,
                         extra,
                     }
                 });
@@ -208,6 +202,23 @@ fn map_metric(context: &Context, mapped: &mut Mapped) {
             }
         }
     }
+}
+
+/// `count`, `sum`, `min`, `max` of a histogram point (absent ones as `null`); returns the
+/// point's `value`, its sum.
+fn distribution(
+    extra: &mut Map<String, Value>,
+    count: u64,
+    sum: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+) -> Value {
+    let optional = |x: Option<f64>| x.map_or(Value::Null, f64_json);
+    extra.insert("count".into(), json!(count));
+    extra.insert("sum".into(), optional(sum));
+    extra.insert("min".into(), optional(min));
+    extra.insert("max".into(), optional(max));
+    optional(sum)
 }
 
 fn push(mapped: &mut Mapped, point: Result<Signal, String>, metric_name: &str) {
