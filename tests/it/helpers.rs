@@ -144,10 +144,12 @@ pub fn test_config(db: &TestDb, extra: &[&str]) -> Config {
         "127.0.0.1:0",
         "--database-wait-seconds",
         "10",
-        "--database-pool-size",
-        "4",
         "--database-acquire-timeout-ms",
-        "2000",
+        "5000",
+        // A loaded CI machine must not turn a slow commit into a 503: tests of the timeout
+        // itself set their own.
+        "--ingest-timeout-ms",
+        "30000",
         "--shutdown-timeout-seconds",
         "5",
     ];
