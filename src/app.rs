@@ -146,7 +146,9 @@ impl App {
             ingest: self.ingest(),
             options: self.mapping_options(),
             max_message_bytes: self.config.otlp_max_message_bytes,
-        });
+        })
+        // Requests beyond the limit wait with their bodies unread: memory stays bounded.
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(self.config.otlp_max_concurrent_exports));
         match cors_layer(&self.config.otlp_http_cors_allowed_origins) {
             Some(cors) => router.layer(cors),
             None => router,
@@ -186,6 +188,7 @@ impl App {
             ingest: self.ingest(),
             options: self.mapping_options(),
             max_message_bytes: self.config.otlp_max_message_bytes,
+            max_concurrent_exports: self.config.otlp_max_concurrent_exports,
         };
         let Listeners { api, otlp_grpc, otlp_http } = self.listeners;
         drop(self.pipeline);

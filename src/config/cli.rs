@@ -56,6 +56,11 @@ pub struct Cli {
     #[arg(long, env = "OTLP_MAX_MESSAGE_BYTES", default_value = "64MiB")]
     pub otlp_max_message_bytes: String,
 
+    /// OTLP exports decoded at once per transport; more wait (undecoded) until one finishes,
+    /// which bounds memory when clients send faster than the database absorbs.
+    #[arg(long, env = "OTLP_MAX_CONCURRENT_EXPORTS", default_value = "16")]
+    pub otlp_max_concurrent_exports: String,
+
     /// Origins allowed to send OTLP/HTTP from a browser: empty (default) for none, `*` for any,
     /// or a comma-separated list of origins.
     #[arg(long, env = "OTLP_HTTP_CORS_ALLOWED_ORIGINS", default_value = "")]

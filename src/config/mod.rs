@@ -81,6 +81,7 @@ pub struct Config {
     pub otlp_http_addr: SocketAddr,
     pub max_body_bytes: usize,
     pub otlp_max_message_bytes: usize,
+    pub otlp_max_concurrent_exports: usize,
     pub otlp_http_cors_allowed_origins: CorsOrigins,
     pub ingest_timeout: Duration,
     pub pipeline: PipelineSettings,
@@ -143,6 +144,9 @@ impl Config {
             max_body_bytes: values::byte_size(&cli.max_body_bytes).map_err(invalid("MAX_BODY_BYTES"))?,
             otlp_max_message_bytes: values::byte_size(&cli.otlp_max_message_bytes)
                 .map_err(invalid("OTLP_MAX_MESSAGE_BYTES"))?,
+            otlp_max_concurrent_exports: values::bounded_integer(&cli.otlp_max_concurrent_exports, 1, 10_000)
+                .map_err(invalid("OTLP_MAX_CONCURRENT_EXPORTS"))?
+                as usize,
             otlp_http_cors_allowed_origins: parse_cors(&cli.otlp_http_cors_allowed_origins)
                 .map_err(invalid("OTLP_HTTP_CORS_ALLOWED_ORIGINS"))?,
             ingest_timeout: values::bounded_integer(&cli.ingest_timeout_ms, 10, 600_000)
@@ -296,6 +300,7 @@ mod tests {
             (&["--celery-queue", " "], "CELERY_QUEUE"),
             (&["--dispatch-interval-ms", "1"], "DISPATCH_INTERVAL_MS"),
             (&["--ingest-writers", "0"], "INGEST_WRITERS"),
+            (&["--otlp-max-concurrent-exports", "0"], "OTLP_MAX_CONCURRENT_EXPORTS"),
             (&["--ingest-batch-max-signals", "0"], "INGEST_BATCH_MAX_SIGNALS"),
             (&["--ingest-batch-linger-ms", "x"], "INGEST_BATCH_LINGER_MS"),
             (&["--ingest-queue-signals", "0"], "INGEST_QUEUE_SIGNALS"),

@@ -38,6 +38,8 @@ pub struct OtlpGrpc {
     pub ingest: Ingest,
     pub options: MappingOptions,
     pub max_message_bytes: usize,
+    /// Exports decoded at once; more wait before decoding (`OTLP_MAX_CONCURRENT_EXPORTS`).
+    pub max_concurrent_exports: usize,
 }
 
 const ENCODINGS: [CompressionEncoding; 3] =
@@ -50,7 +52,7 @@ impl OtlpGrpc {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
-        let max = self.max_message_bytes;
+        let (max, concurrency) = (self.max_message_bytes, self.max_concurrent_exports);
         let mut traces = TraceServiceServer::new(self.clone()).max_decoding_message_size(max);
         let mut logs = LogsServiceServer::new(self.clone()).max_decoding_message_size(max);
         let mut metrics = MetricsServiceServer::new(self).max_decoding_message_size(max);
@@ -62,6 +64,7 @@ impl OtlpGrpc {
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
             .layer(OtlpStatusLayer)
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
             .add_service(traces)
             .add_service(logs)
             .add_service(metrics)

@@ -160,3 +160,45 @@ async fn a_full_queue_refuses_at_once_with_a_retryable_answer() {
     );
     assert_eq!(app.count_signals().await, 4);
 }
+
+#[tokio::test]
+async fn otlp_exports_beyond_the_concurrency_limit_wait_undecoded() {
+    // A one-signal queue: an export that got past the limit while the first waits for the
+    // blocked writer would be refused with 503 after 50 ms.
+    let app = spawn_app_with(&[
+        "--otlp-max-concurrent-exports",
+        "1",
+        "--ingest-queue-signals",
+        "1",
+        "--ingest-enqueue-wait-ms",
+        "50",
+        "--ingest-timeout-ms",
+        "20000",
+    ])
+    .await;
+    let lock = block_writes(&app).await;
+    let export = |trace: &'static str| {
+        let (http, url) = (app.http.clone(), format!("http://{}/v1/logs", app.http_addr));
+        let body = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+            {"timeUnixNano": "1714558830000000000", "severityNumber": 9, "body": {"stringValue": trace}}
+        ]}]}]});
+        tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let first = export("first");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = export("second");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!first.is_finished() && !second.is_finished(), "the second waits instead of being refused");
+    lock.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    assert_eq!(second.await.unwrap(), StatusCode::OK);
+    assert_eq!(app.count_signals().await, 2);
+}
