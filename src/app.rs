@@ -146,6 +146,7 @@ impl App {
             ingest: self.ingest(),
             options: self.mapping_options(),
             max_message_bytes: self.config.otlp_max_message_bytes,
+            tokens: self.config.ingest_tokens.clone(),
         })
         // Requests beyond the limit wait with their bodies unread: memory stays bounded.
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(self.config.otlp_max_concurrent_exports));
@@ -161,11 +162,13 @@ impl App {
             ingest: self.ingest(),
             options: self.mapping_options(),
             max_body_bytes: self.config.max_body_bytes,
+            tokens: self.config.ingest_tokens.clone(),
         };
         let api_state = ApiState {
             store: self.store.clone(),
             ready: self.ready.clone(),
             trace_query_max_signals: self.config.trace_query_max_signals,
+            query_tokens: self.config.query_tokens.clone(),
         };
         let router = legacy::router(legacy_state)
             .merge(api::router(api_state))
@@ -189,6 +192,7 @@ impl App {
             options: self.mapping_options(),
             max_message_bytes: self.config.otlp_max_message_bytes,
             max_concurrent_exports: self.config.otlp_max_concurrent_exports,
+            tokens: self.config.ingest_tokens.clone(),
         };
         let Listeners { api, otlp_grpc, otlp_http } = self.listeners;
         drop(self.pipeline);

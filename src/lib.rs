@@ -2,6 +2,7 @@
 //!
 //! Crate map (data flows top to bottom; `api` only reads):
 //! - [`config`]: typed settings from flags, environment and `.env`, validated at start-up.
+//! - [`auth`]: optional bearer tokens for ingestion and queries.
 //! - [`app`]: wiring: start-up (database, migrations), listeners, serving until shutdown.
 //! - [`receivers`]: transports only; today the legacy JSON endpoints `POST /ingest/*`.
 //! - [`mapping`]: wire formats -> [`model::Signal`], pure.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod incidents;

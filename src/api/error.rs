@@ -21,6 +21,8 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// 404 with the given detail.
     NotFound(&'static str),
+    /// 401: a bearer token is required and none of the configured ones was presented.
+    Unauthorized,
     /// 413: the body exceeds `MAX_BODY_BYTES`.
     PayloadTooLarge { limit: usize },
     /// 415: a content type we do not read.
@@ -81,6 +83,12 @@ impl IntoResponse for ApiError {
             ApiError::Validation(errors) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "detail": errors }))).into_response()
             }
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({ "detail": "Not authenticated" })),
+            )
+                .into_response(),
             ApiError::NotFound(detail) => {
                 (StatusCode::NOT_FOUND, Json(json!({ "detail": detail }))).into_response()
             }
@@ -118,5 +126,18 @@ impl IntoResponse for ApiError {
                 }
             }
         }
+    }
+}
+
+/// Middleware: refuses the request with 401 unless it carries one of `tokens`.
+pub async fn require_token(
+    axum::extract::State(tokens): axum::extract::State<crate::auth::Tokens>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if tokens.allows_headers(request.headers()) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
     }
 }

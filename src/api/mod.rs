@@ -24,20 +24,26 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// Cap on the signals `GET /query/traces/{trace_id}` returns.
     pub trace_query_max_signals: i64,
+    /// `QUERY_TOKENS`: required on `/query/*` when any is configured.
+    pub query_tokens: crate::auth::Tokens,
 }
 
 /// `GET /query/*` and the health endpoints.
+/// `GET /query/*` (behind `QUERY_TOKENS` when set) and the health endpoints (always open).
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let auth = axum::middleware::from_fn_with_state(state.query_tokens.clone(), error::require_token);
+    let queries = Router::new()
         .route("/query/signals", get(signals::list_signals))
         .route("/query/traces/{trace_id}", get(signals::trace_signals))
         .route("/query/incidents", get(incidents::list_incidents))
         .route("/query/incidents/{incident_id}", get(incidents::get_incident))
         .route("/query/incidents/{incident_id}/analysis", get(incidents::get_analysis))
+        .route_layer(auth);
+    let health = Router::new()
         .route("/ingest/health", get(health::ingest_health))
         .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .with_state(state)
+        .route("/health/ready", get(health::ready));
+    queries.merge(health).with_state(state)
 }
 
 /// A page of a list endpoint: `{"items", "total", "limit", "offset"}`.

@@ -91,6 +91,15 @@ pub struct Cli {
     #[arg(long, env = "INGEST_ENQUEUE_WAIT_MS", default_value = "100")]
     pub ingest_enqueue_wait_ms: String,
 
+    /// Bearer tokens (comma-separated, 16+ characters each) accepted by /ingest/*, OTLP/HTTP and
+    /// OTLP/gRPC (`authorization: Bearer <token>`). Empty: no authentication.
+    #[arg(long, env = "INGEST_TOKENS", default_value = "", hide_env_values = true)]
+    pub ingest_tokens: String,
+
+    /// Bearer tokens accepted by /query/*. Empty: no authentication. Health endpoints stay open.
+    #[arg(long, env = "QUERY_TOKENS", default_value = "", hide_env_values = true)]
+    pub query_tokens: String,
+
     /// Largest accepted request body on the API port (suffixes KiB, MiB, GiB accepted). Larger: 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value = "4MiB")]
     pub max_body_bytes: String,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::Tokens;
 use crate::incidents::Rules;
 use crate::model::IncidentSeverity;
 use crate::pipeline::PipelineSettings;
@@ -86,6 +87,8 @@ pub struct Config {
     pub ingest_timeout: Duration,
     pub pipeline: PipelineSettings,
     pub cors_allowed_origins: CorsOrigins,
+    pub ingest_tokens: Tokens,
+    pub query_tokens: Tokens,
     pub correlation_window: Duration,
     pub rules: Rules,
     pub incident_min_severity: IncidentSeverity,
@@ -169,6 +172,8 @@ impl Config {
             },
             cors_allowed_origins: parse_cors(&cli.cors_allowed_origins)
                 .map_err(invalid("CORS_ALLOWED_ORIGINS"))?,
+            ingest_tokens: Tokens::parse(&cli.ingest_tokens).map_err(invalid("INGEST_TOKENS"))?,
+            query_tokens: Tokens::parse(&cli.query_tokens).map_err(invalid("QUERY_TOKENS"))?,
             correlation_window: values::seconds(&cli.correlation_window_seconds, 1, 86_400)
                 .map_err(invalid("CORRELATION_WINDOW_SECONDS"))?,
             rules: match cli.rules_file.trim() {
@@ -300,6 +305,8 @@ mod tests {
             (&["--celery-queue", " "], "CELERY_QUEUE"),
             (&["--dispatch-interval-ms", "1"], "DISPATCH_INTERVAL_MS"),
             (&["--ingest-writers", "0"], "INGEST_WRITERS"),
+            (&["--ingest-tokens", "short"], "INGEST_TOKENS"),
+            (&["--query-tokens", "short"], "QUERY_TOKENS"),
             (&["--otlp-max-concurrent-exports", "0"], "OTLP_MAX_CONCURRENT_EXPORTS"),
             (&["--ingest-batch-max-signals", "0"], "INGEST_BATCH_MAX_SIGNALS"),
             (&["--ingest-batch-linger-ms", "x"], "INGEST_BATCH_LINGER_MS"),

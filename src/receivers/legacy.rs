@@ -25,13 +25,17 @@ pub struct LegacyState {
     pub options: MappingOptions,
     /// `MAX_BODY_BYTES`, for the 413 message (the limit itself is a router layer).
     pub max_body_bytes: usize,
+    /// `INGEST_TOKENS`: required when any is configured.
+    pub tokens: crate::auth::Tokens,
 }
 
 pub fn router(state: LegacyState) -> Router {
+    let auth = axum::middleware::from_fn_with_state(state.tokens.clone(), crate::api::error::require_token);
     Router::new()
         .route("/ingest/logs", post(ingest_logs))
         .route("/ingest/traces", post(ingest_traces))
         .route("/ingest/metrics", post(ingest_metrics))
+        .route_layer(auth)
         .with_state(state)
 }
 

@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 use tower::{Layer, Service};
 
@@ -40,6 +41,8 @@ pub struct OtlpGrpc {
     pub max_message_bytes: usize,
     /// Exports decoded at once; more wait before decoding (`OTLP_MAX_CONCURRENT_EXPORTS`).
     pub max_concurrent_exports: usize,
+    /// `INGEST_TOKENS`, checked on the `authorization` metadata when any is configured.
+    pub tokens: crate::auth::Tokens,
 }
 
 const ENCODINGS: [CompressionEncoding; 3] =
@@ -52,7 +55,8 @@ impl OtlpGrpc {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
-        let (max, concurrency) = (self.max_message_bytes, self.max_concurrent_exports);
+        let (max, concurrency, tokens) =
+            (self.max_message_bytes, self.max_concurrent_exports, self.tokens.clone());
         let mut traces = TraceServiceServer::new(self.clone()).max_decoding_message_size(max);
         let mut logs = LogsServiceServer::new(self.clone()).max_decoding_message_size(max);
         let mut metrics = MetricsServiceServer::new(self).max_decoding_message_size(max);
@@ -62,12 +66,21 @@ impl OtlpGrpc {
             metrics = metrics.accept_compressed(encoding);
         }
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let check = move |request: Request<()>| {
+            let authorization = request.metadata().get("authorization").map(|v| v.as_bytes());
+            let authorization = authorization.and_then(|bytes| http::HeaderValue::from_bytes(bytes).ok());
+            if tokens.allows(authorization.as_ref()) {
+                Ok(request)
+            } else {
+                Err(Status::unauthenticated("missing or invalid bearer token"))
+            }
+        };
         tonic::transport::Server::builder()
             .layer(OtlpStatusLayer)
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
-            .add_service(traces)
-            .add_service(logs)
-            .add_service(metrics)
+            .add_service(InterceptedService::new(traces, check.clone()))
+            .add_service(InterceptedService::new(logs, check.clone()))
+            .add_service(InterceptedService::new(metrics, check))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     }

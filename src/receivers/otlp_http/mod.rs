@@ -40,13 +40,17 @@ pub struct OtlpHttpState {
     pub options: MappingOptions,
     /// `OTLP_MAX_MESSAGE_BYTES`, applied to the body before and after decompression.
     pub max_message_bytes: usize,
+    /// `INGEST_TOKENS`: required when any is configured.
+    pub tokens: crate::auth::Tokens,
 }
 
 pub fn router(state: OtlpHttpState) -> Router {
+    let auth = axum::middleware::from_fn_with_state(state.tokens.clone(), require_token);
     Router::new()
         .route("/v1/traces", post(export_traces))
         .route("/v1/logs", post(export_logs))
         .route("/v1/metrics", post(export_metrics))
+        .route_layer(auth)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -178,6 +182,25 @@ fn success_response(kind: Kind, encoding: Encoding, accepted: Accepted) -> Respo
         ),
     };
     success(encoding, protobuf, json_field, accepted.rejected, message)
+}
+
+/// 401 with a `google.rpc.Status` (UNAUTHENTICATED) unless the request carries a token.
+async fn require_token(
+    State(tokens): State<crate::auth::Tokens>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if tokens.allows_headers(request.headers()) {
+        return next.run(request).await;
+    }
+    let mut response = Failure::with_status(
+        StatusCode::UNAUTHORIZED,
+        tonic::Code::Unauthenticated,
+        "missing or invalid bearer token",
+    )
+    .into_response(encoding_of(request.headers()));
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 fn encoding_of(headers: &HeaderMap) -> Encoding {
