@@ -5,6 +5,7 @@ mod auth;
 mod binary;
 mod celery_worker;
 mod collector_config;
+mod fuzz;
 mod health;
 mod helpers;
 mod legacy;
