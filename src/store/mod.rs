@@ -106,11 +106,6 @@ impl Store {
         }
     }
 
-    /// Connections open and idle, for readiness reporting.
-    pub fn pool_status(&self) -> deadpool_postgres::Status {
-        self.pool.status()
-    }
-
     /// Closes the pool: idle connections are dropped, later requests fail fast.
     pub fn close(&self) {
         self.pool.close();
