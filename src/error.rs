@@ -41,6 +41,22 @@ impl Reject {
     }
 }
 
+/// What the client is told about an ingestion failure: the class, and which of the retryable
+/// causes it was, so an operator reading a client's log knows whether to look at load, at the
+/// database or at a deploy. Nothing internal is leaked.
+pub fn client_message(error: &IngestError) -> &'static str {
+    use crate::pipeline::Refused;
+    match error {
+        IngestError::Refused(Refused::Saturated) => {
+            "ingest queue full (the database is not keeping up), retry later"
+        }
+        IngestError::Refused(Refused::ShuttingDown) => "shutting down, retry later",
+        IngestError::TimedOut(_) => "storage did not confirm in time (INGEST_TIMEOUT_MS), retry later",
+        IngestError::Batch(failed) if failed.transient => "storage temporarily unavailable, retry later",
+        IngestError::Batch(_) => "internal error",
+    }
+}
+
 impl From<&IngestError> for Reject {
     fn from(error: &IngestError) -> Self {
         match error {

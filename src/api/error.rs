@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::json;
 use tracing::{error, warn};
 
-use crate::error::Reject;
+use crate::error::{client_message, Reject};
 use crate::ingest::IngestError;
 use crate::store::StoreError;
 use crate::validation::FieldError;
@@ -29,8 +29,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 400: the request could not be read at all.
     BadRequest(String),
-    /// A failure classified for the client (503 or 500).
-    Rejected(Reject),
+    /// A failure classified for the client (503 or 500), with the detail it is told.
+    Rejected(Reject, &'static str),
 }
 
 impl ApiError {
@@ -44,11 +44,11 @@ impl From<StoreError> for ApiError {
         match &error {
             StoreError::Unavailable(_) => {
                 warn!(error = %error_chain(&error), "database unavailable, answering 503");
-                ApiError::Rejected(Reject::RetryLater)
+                ApiError::Rejected(Reject::RetryLater, "database temporarily unavailable, retry later")
             }
             StoreError::Query(_) => {
                 error!(error = %error_chain(&error), "database query failed");
-                ApiError::Rejected(Reject::Internal)
+                ApiError::Rejected(Reject::Internal, "internal error")
             }
         }
     }
@@ -61,7 +61,7 @@ impl From<IngestError> for ApiError {
             Reject::RetryLater => warn!(error = %error_chain(&error), "ingest refused, answering 503"),
             _ => error!(error = %error_chain(&error), "ingest failed"),
         }
-        ApiError::Rejected(reject)
+        ApiError::Rejected(reject, client_message(&error))
     }
 }
 
@@ -107,13 +107,13 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(detail) => {
                 (StatusCode::BAD_REQUEST, Json(json!({ "detail": detail }))).into_response()
             }
-            ApiError::Rejected(reject) => {
+            ApiError::Rejected(reject, detail) => {
                 let status = reject.http_status();
                 match reject {
                     Reject::RetryLater => (
                         status,
                         [(header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())],
-                        Json(json!({ "detail": "service temporarily unavailable, retry later" })),
+                        Json(json!({ "detail": detail })),
                     )
                         .into_response(),
                     Reject::Malformed => {
@@ -122,7 +122,7 @@ impl IntoResponse for ApiError {
                     Reject::TooLarge => {
                         (status, Json(json!({ "detail": "request too large" }))).into_response()
                     }
-                    Reject::Internal => (status, Json(json!({ "detail": "internal error" }))).into_response(),
+                    Reject::Internal => (status, Json(json!({ "detail": detail }))).into_response(),
                 }
             }
         }

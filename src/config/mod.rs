@@ -126,6 +126,9 @@ impl Config {
 
     /// Checks every value; the first bad one is reported with its setting's name.
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let ingest_timeout = values::bounded_integer(&cli.ingest_timeout_ms, 10, 600_000)
+            .map(Duration::from_millis)
+            .map_err(invalid("INGEST_TIMEOUT_MS"))?;
         let database = DatabaseConfig {
             pg: database::parse_url(&cli.database_url).map_err(invalid("DATABASE_URL"))?,
             pool_size: values::bounded_integer(&cli.database_pool_size, 1, 1000)
@@ -152,10 +155,11 @@ impl Config {
                 as usize,
             otlp_http_cors_allowed_origins: parse_cors(&cli.otlp_http_cors_allowed_origins)
                 .map_err(invalid("OTLP_HTTP_CORS_ALLOWED_ORIGINS"))?,
-            ingest_timeout: values::bounded_integer(&cli.ingest_timeout_ms, 10, 600_000)
-                .map(Duration::from_millis)
-                .map_err(invalid("INGEST_TIMEOUT_MS"))?,
+            ingest_timeout,
             pipeline: PipelineSettings {
+                // A third of the time budget for waiting, a sixth for the request's own batch
+                // (see `pipeline::rate`), the rest as margin for a database slowing down.
+                max_queue_delay: ingest_timeout / 3,
                 writers: values::bounded_integer(&cli.ingest_writers, 1, 64)
                     .map_err(invalid("INGEST_WRITERS"))? as usize,
                 batch_max_signals: values::bounded_integer(&cli.ingest_batch_max_signals, 1, 100_000)

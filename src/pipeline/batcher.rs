@@ -1,6 +1,8 @@
 //! The queue between requests and writers. Bounded in signals, not requests: a request waits
 //! at most `enqueue_wait` for room and is otherwise refused (retryable), so memory stays
-//! bounded under overload instead of growing with the backlog.
+//! bounded under overload instead of growing with the backlog. Bounded in time too: a request
+//! that would wait longer than `max_queue_delay` at the database's recent rate is refused at
+//! once, rather than accepted and then timed out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +10,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex, Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use super::writer::{run_writer, BatchFailed, Job, JobOutcome, JobResult};
+use super::rate::{too_slow, DrainRate};
+use super::writer::{run_writer, BatchFailed, Job, JobOutcome, JobResult, Writer};
 use crate::incidents::Triage;
 use crate::model::Signal;
 use crate::store::Store;
@@ -26,6 +29,9 @@ pub struct PipelineSettings {
     pub queue_signals: u32,
     /// How long a request waits for room before it is refused (`INGEST_ENQUEUE_WAIT_MS`).
     pub enqueue_wait: Duration,
+    /// A request is refused when the signals ahead of it would take longer than this to write at
+    /// the rate the database has been absorbing (a third of `INGEST_TIMEOUT_MS`).
+    pub max_queue_delay: Duration,
 }
 
 /// Why the pipeline did not take a request; both are retryable for the client.
@@ -44,6 +50,7 @@ pub struct Pipeline {
     jobs: mpsc::UnboundedSender<Job>,
     room: Arc<Semaphore>,
     settings: Arc<PipelineSettings>,
+    rate: Arc<DrainRate>,
 }
 
 impl Pipeline {
@@ -58,22 +65,29 @@ impl Pipeline {
         let (jobs, queue) = mpsc::unbounded_channel();
         let queue = Arc::new(Mutex::new(queue));
         let settings = Arc::new(settings);
+        let rate = Arc::new(DrainRate::default());
         for _ in 0..settings.writers.max(1) {
-            tasks.spawn(run_writer(
-                queue.clone(),
-                store.clone(),
-                triage.clone(),
-                settings.clone(),
-                dispatcher.clone(),
-            ));
+            tasks.spawn(run_writer(Writer {
+                queue: queue.clone(),
+                store: store.clone(),
+                triage: triage.clone(),
+                settings: settings.clone(),
+                dispatcher: dispatcher.clone(),
+                rate: rate.clone(),
+            }));
         }
         let room = Arc::new(Semaphore::new(settings.queue_signals as usize));
-        Pipeline { jobs, room, settings }
+        Pipeline { jobs, room, settings, rate }
     }
 
     /// Queues `signals` and waits for the commit of the batch that carries them.
     /// `Err(Ok(refused))` when there was no room; `Err(Err(failed))` when the batch failed.
     pub async fn submit(&self, signals: Vec<Signal>) -> Result<JobOutcome, Result<Refused, BatchFailed>> {
+        let ahead = self.settings.queue_signals as usize - self.room.available_permits();
+        let writers = self.settings.writers.max(1);
+        if too_slow(&self.rate, writers, ahead, signals.len(), self.settings.max_queue_delay) {
+            return Err(Ok(Refused::Saturated));
+        }
         // A request larger than the whole queue takes all of it, so it still gets through alone.
         let wanted = (signals.len() as u32).clamp(1, self.settings.queue_signals);
         let permit = match tokio::time::timeout(

@@ -3,6 +3,7 @@
 //! answer every request of the batch after the commit.
 
 mod batcher;
+mod rate;
 mod writer;
 
 pub use batcher::{Pipeline, PipelineSettings, Refused};

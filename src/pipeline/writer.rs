@@ -8,6 +8,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::batcher::PipelineSettings;
+use super::rate::{batch_cap, DrainRate};
 use crate::incidents::Triage;
 use crate::model::Signal;
 use crate::store::{BatchOutcome, Store, StoreError};
@@ -48,16 +49,21 @@ pub(super) struct Job {
     pub _room: OwnedSemaphorePermit,
 }
 
-pub(super) async fn run_writer(
-    queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
-    store: Store,
-    triage: Arc<Triage>,
-    settings: Arc<PipelineSettings>,
-    dispatcher: Arc<Notify>,
-) {
+/// What one writer task works with.
+pub(super) struct Writer {
+    pub queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    pub store: Store,
+    pub triage: Arc<Triage>,
+    pub settings: Arc<PipelineSettings>,
+    pub dispatcher: Arc<Notify>,
+    pub rate: Arc<DrainRate>,
+}
+
+pub(super) async fn run_writer(writer: Writer) {
     loop {
-        let Some(jobs) = next_batch(&queue, &settings).await else { return };
-        write(&store, &triage, &dispatcher, jobs).await;
+        let cap = batch_cap(&writer.rate, writer.settings.batch_max_signals, writer.settings.max_queue_delay);
+        let Some(jobs) = next_batch(&writer.queue, cap, writer.settings.linger).await else { return };
+        write(&writer, jobs).await;
     }
 }
 
@@ -65,14 +71,15 @@ pub(super) async fn run_writer(
 /// Holding the queue lock while gathering lets the other writers write meanwhile.
 async fn next_batch(
     queue: &Mutex<mpsc::UnboundedReceiver<Job>>,
-    settings: &PipelineSettings,
+    max_signals: usize,
+    linger: std::time::Duration,
 ) -> Option<Vec<Job>> {
     let mut queue = queue.lock().await;
     let first = queue.recv().await?;
     let mut size = first.signals.len();
     let mut jobs = vec![first];
-    let deadline = tokio::time::Instant::now() + settings.linger;
-    while size < settings.batch_max_signals {
+    let deadline = tokio::time::Instant::now() + linger;
+    while size < max_signals {
         let next = match queue.try_recv() {
             Ok(job) => job,
             Err(_) => match tokio::time::timeout_at(deadline, queue.recv()).await {
@@ -86,11 +93,16 @@ async fn next_batch(
     Some(jobs)
 }
 
-async fn write(store: &Store, triage: &Triage, dispatcher: &Notify, mut jobs: Vec<Job>) {
+async fn write(writer: &Writer, mut jobs: Vec<Job>) {
+    let (store, triage, dispatcher) = (&writer.store, &*writer.triage, &*writer.dispatcher);
     let lengths: Vec<usize> = jobs.iter().map(|j| j.signals.len()).collect();
     let signals: Vec<Signal> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.signals)).collect();
+    let started = std::time::Instant::now();
     match store.write_batch(&signals, triage).await {
-        Ok(outcome) => answer(jobs, &signals, &lengths, &outcome, dispatcher),
+        Ok(outcome) => {
+            writer.rate.record(signals.len(), started.elapsed());
+            answer(jobs, &signals, &lengths, &outcome, dispatcher)
+        }
         Err(StoreError::Query(error)) if jobs.len() > 1 => {
             // A permanent failure: one request's data is to blame. Write each alone, so the others
             // are not refused with it forever.

@@ -28,7 +28,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 use tower::{Layer, Service};
 
-use crate::error::Reject;
+use crate::error::{client_message, Reject};
 use crate::ingest::{Accepted, Ingest};
 use crate::mapping::otlp::{logs_to_signals, metrics_to_signals, spans_to_signals, Mapped};
 use crate::mapping::MappingOptions;
@@ -87,13 +87,8 @@ impl OtlpGrpc {
 
     async fn store(&self, mapped: Mapped) -> Result<Accepted, Status> {
         self.ingest.submit_mapped("otlp_grpc", mapped).await.map_err(|error| {
-            let reject = Reject::from(&error);
             tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/grpc export failed");
-            let message = match reject {
-                Reject::RetryLater => "storage temporarily unavailable, retry later",
-                _ => "internal error",
-            };
-            Status::new(reject.grpc_code(), message)
+            Status::new(Reject::from(&error).grpc_code(), client_message(&error))
         })
     }
 }

@@ -33,6 +33,25 @@ impl TestDb {
     pub async fn connect(&self) -> Client {
         connect(&self.url()).await
     }
+
+    /// A database outage, as the app sees it: with `false`, every open connection is cut and
+    /// new ones are refused; with `true`, connections are allowed again.
+    pub async fn allow_connections(&self, allow: bool) {
+        let admin = connect(&format!("{}/postgres", server_url())).await;
+        admin
+            .batch_execute(&format!("ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}", self.name))
+            .await
+            .unwrap();
+        if !allow {
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    &[&self.name],
+                )
+                .await
+                .unwrap();
+        }
+    }
 }
 
 impl Drop for TestDb {
@@ -390,20 +409,7 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// Cuts the app off its database (`allow = false`: new connections refused, open ones
 /// terminated) or lets it back in.
 pub async fn block_connections(app: &TestApp, allow: bool) {
-    let admin = connect(&format!("{}/postgres", server_url())).await;
-    admin
-        .batch_execute(&format!("ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS {allow}", app.db.name))
-        .await
-        .unwrap();
-    if !allow {
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                &[&app.db.name],
-            )
-            .await
-            .unwrap();
-    }
+    app.db.allow_connections(allow).await;
 }
 
 /// The Python of a virtual environment holding `tests/python/requirements.txt` (the real
@@ -491,4 +497,18 @@ pub async fn grpc_logs_export(
     let mut client =
         LogsServiceClient::connect(format!("http://{}", app.grpc_addr)).await.expect("gRPC connects");
     client.export(request).await
+}
+
+/// Held by a test that loads the whole machine (the fault tests under load): such tests take
+/// turns, across threads and processes, so that each measures its own fault rather than the
+/// others' load. Released when dropped.
+pub async fn machine_load_turn() -> std::fs::File {
+    let path = std::env::temp_dir().join("prodsentinel-test-machine-load.lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(path).unwrap();
+        file.lock().unwrap();
+        file
+    })
+    .await
+    .unwrap()
 }

@@ -12,6 +12,8 @@ mod legacy;
 mod otlp_grpc;
 mod otlp_http;
 mod pipeline;
+mod process;
 mod real_clients;
+mod reliability;
 mod store;
 mod triage;

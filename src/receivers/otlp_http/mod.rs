@@ -25,7 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use super::otlp_json;
-use crate::error::Reject;
+use crate::error::{client_message, Reject};
 use crate::ingest::{Accepted, Ingest};
 use crate::mapping::otlp::{logs_to_signals, metrics_to_signals, spans_to_signals, Mapped};
 use crate::mapping::MappingOptions;
@@ -117,13 +117,8 @@ async fn decode_and_store(
         ),
     };
     state.ingest.submit_mapped("otlp_http", mapped).await.map_err(|error| {
-        let reject = Reject::from(&error);
-        let message = match reject {
-            Reject::RetryLater => "storage temporarily unavailable, retry later",
-            _ => "internal error",
-        };
         tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/http export failed");
-        Failure::from_reject(reject, message)
+        Failure::from_reject(Reject::from(&error), client_message(&error))
     })
 }
 

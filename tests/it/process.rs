@@ -1,0 +1,194 @@
+//! The real `prodsentinel` binary as a child process: started on ports of its own, its log lines
+//! collected, stopped by signal, restarted on the same ports, its peak memory read from `/proc`.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{free_port, wait_for, TestDb};
+
+/// Every setting the binary reads; the tests start it with none of them inherited.
+pub const SETTINGS: &[&str] = &[
+    "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "DATABASE_WAIT_SECONDS",
+    "DATABASE_ACQUIRE_TIMEOUT_MS",
+    "REDIS_URL",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "API_ADDR",
+    "OTLP_GRPC_ADDR",
+    "OTLP_HTTP_ADDR",
+    "MAX_BODY_BYTES",
+    "INGEST_TOKENS",
+    "QUERY_TOKENS",
+    "OTLP_MAX_MESSAGE_BYTES",
+    "OTLP_MAX_CONCURRENT_EXPORTS",
+    "OTLP_HTTP_CORS_ALLOWED_ORIGINS",
+    "INGEST_TIMEOUT_MS",
+    "INGEST_WRITERS",
+    "INGEST_BATCH_MAX_SIGNALS",
+    "INGEST_BATCH_LINGER_MS",
+    "INGEST_QUEUE_SIGNALS",
+    "INGEST_ENQUEUE_WAIT_MS",
+    "CORS_ALLOWED_ORIGINS",
+    "CORRELATION_WINDOW_SECONDS",
+    "RULES_FILE",
+    "INCIDENT_MIN_SEVERITY",
+    "ANALYSIS_DEBOUNCE_SECONDS",
+    "ANALYSIS_LOCK_TTL_SECONDS",
+    "CELERY_QUEUE",
+    "DISPATCH_INTERVAL_MS",
+    "DISPATCH_MAX_BACKOFF_MS",
+    "SHUTDOWN_TIMEOUT_SECONDS",
+    "TRACE_QUERY_MAX_SIGNALS",
+];
+
+/// The binary with none of our settings inherited, run in `dir`.
+pub fn prodsentinel(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_prodsentinel"));
+    for setting in SETTINGS {
+        command.env_remove(setting);
+    }
+    command.current_dir(dir).stdin(Stdio::null()).kill_on_drop(true);
+    command
+}
+
+/// A fresh directory under the temp directory (the binary reads `.env` from its working dir).
+pub fn temp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("prodsentinel-it-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running binary and the addresses of its three listeners (`host:port`).
+pub struct ServerProcess {
+    /// `None` only before the first start.
+    child: Option<Child>,
+    pub api: String,
+    pub grpc: String,
+    pub http: String,
+    /// Every log line it wrote to stderr, over all its (re)starts.
+    pub logs: Arc<Mutex<Vec<String>>>,
+    env: Vec<(String, String)>,
+    database_url: String,
+    dir: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the binary against `db` on three free ports with `env` on top of the test
+    /// defaults, and waits until it is ready.
+    pub async fn start(db: &TestDb, env: &[(&str, &str)]) -> ServerProcess {
+        let loopback = |port: u16| format!("127.0.0.1:{port}");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut server = ServerProcess {
+            child: None,
+            api: loopback(free_port()),
+            grpc: loopback(free_port()),
+            http: loopback(free_port()),
+            logs: Arc::default(),
+            env,
+            database_url: db.url(),
+            dir: temp_dir(),
+        };
+        server.restart().await;
+        server
+    }
+
+    /// Starts it again, same ports and settings (after it exited or was killed).
+    pub async fn restart(&mut self) {
+        let mut command = prodsentinel(&self.dir);
+        command
+            .env("DATABASE_URL", &self.database_url)
+            .env("API_ADDR", &self.api)
+            .env("OTLP_GRPC_ADDR", &self.grpc)
+            .env("OTLP_HTTP_ADDR", &self.http)
+            .env("LOG_FORMAT", "json")
+            .env("SHUTDOWN_TIMEOUT_SECONDS", "10")
+            // No Redis unless a test names one: the outbox waits, ingestion is unaffected.
+            .env("REDIS_URL", "redis://127.0.0.1:1/0")
+            .stderr(Stdio::piped());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        self.child = Some(child);
+        // Keep draining its logs so it never blocks on a full pipe.
+        let collected = self.logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                collected.lock().unwrap().push(line);
+            }
+        });
+        let ready = format!("http://{}/health/ready", self.api);
+        wait_for("the binary to be ready", Duration::from_secs(30), || {
+            let url = ready.clone();
+            async move { reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("started")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).expect("running")
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.pid().to_string();
+        let status = std::process::Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    }
+
+    pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    pub fn sigint(&self) {
+        self.signal("-INT");
+    }
+
+    /// `kill -9`, and waits for the process to be gone.
+    pub async fn kill9(&mut self) {
+        self.signal("-KILL");
+        let status = self.child().wait().await.unwrap();
+        assert_eq!(status.code(), None, "killed by a signal");
+    }
+
+    /// Its exit code, failing the test if it has not exited within `timeout`.
+    pub async fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        tokio::time::timeout(timeout, self.child().wait())
+            .await
+            .unwrap_or_else(|_| panic!("the binary did not exit within {timeout:?}"))
+            .unwrap()
+            .code()
+    }
+
+    /// Peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let pid = self.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/pid/status");
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
