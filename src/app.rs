@@ -6,7 +6,7 @@
 //! every listener stops accepting, in-flight requests finish and the dispatcher finishes its
 //! current step (up to `SHUTDOWN_TIMEOUT_SECONDS`), the pool closes.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +35,7 @@ use crate::receivers::legacy::{self, LegacyState};
 use crate::receivers::otlp_grpc::OtlpGrpc;
 use crate::receivers::otlp_http::{self, OtlpHttpState};
 use crate::store::{self, migrate, Store};
+use crate::tls::{TlsFiles, TlsListener};
 
 /// A started service: database ready, listeners bound, not yet serving.
 pub struct App {
@@ -133,7 +134,7 @@ impl App {
     }
 
     fn ingest(&self) -> Ingest {
-        Ingest::new(self.pipeline.clone(), self.config.ingest_timeout)
+        Ingest::new(self.pipeline.clone(), self.config.ingest_timeout, self.config.value_limits)
     }
 
     fn mapping_options(&self) -> MappingOptions {
@@ -196,10 +197,10 @@ impl App {
         };
         let Listeners { api, otlp_grpc, otlp_http } = self.listeners;
         drop(self.pipeline);
-        let api = axum::serve(api, api_router).with_graceful_shutdown(stop.clone().cancelled_owned());
-        let otlp_http =
-            axum::serve(otlp_http, otlp_http_router).with_graceful_shutdown(stop.clone().cancelled_owned());
-        let otlp_grpc = grpc.serve(otlp_grpc, stop.clone().cancelled_owned());
+        let tls = self.config.tls.as_ref();
+        let api = serve_http(api, api_router, tls, &stop).context("API server")?;
+        let otlp_http = serve_http(otlp_http, otlp_http_router, tls, &stop).context("OTLP/HTTP server")?;
+        let otlp_grpc = grpc.serve(otlp_grpc, stop.clone().cancelled_owned(), tls.map(TlsFiles::grpc_config));
         let mut servers = JoinSet::new();
         servers.spawn(async move { api.await.context("API server") });
         servers.spawn(async move { otlp_http.await.context("OTLP/HTTP server") });
@@ -251,6 +252,25 @@ impl App {
         info!("stopped");
         Ok(())
     }
+}
+
+type Serving = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// Serves `router` on `listener` (over TLS when configured) until `stop` is cancelled.
+fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<&TlsFiles>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Serving> {
+    let stopped = stop.clone().cancelled_owned();
+    Ok(match tls {
+        None => Box::pin(axum::serve(listener, router).with_graceful_shutdown(stopped).into_future()),
+        Some(files) => {
+            let listener = TlsListener::new(listener, files)?;
+            Box::pin(axum::serve(listener, router).with_graceful_shutdown(stopped).into_future())
+        }
+    })
 }
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
+use crate::mapping::limits::{self, ValueLimits};
 use crate::mapping::otlp::Mapped;
 use crate::model::Signal;
 use crate::pipeline::{BatchFailed, Pipeline, Refused};
@@ -44,19 +45,25 @@ pub enum IngestError {
 pub struct Ingest {
     pipeline: Pipeline,
     timeout: Duration,
+    limits: ValueLimits,
 }
 
 impl Ingest {
-    pub fn new(pipeline: Pipeline, timeout: Duration) -> Ingest {
-        Ingest { pipeline, timeout }
+    pub fn new(pipeline: Pipeline, timeout: Duration, limits: ValueLimits) -> Ingest {
+        Ingest { pipeline, timeout, limits }
     }
 
     /// Stores `signals` all-or-nothing, with their incidents and analysis requests, and returns
     /// once they are committed. Signals whose id is already stored count as duplicates and
     /// change nothing. An empty list is a success. Redis is never touched here.
-    pub async fn submit(&self, signals: Vec<Signal>) -> Result<Accepted, IngestError> {
+    /// Every payload is trimmed to `ATTRIBUTE_COUNT_LIMIT` and `VALUE_LENGTH_LIMIT` first, whatever
+    /// door it came through.
+    pub async fn submit(&self, mut signals: Vec<Signal>) -> Result<Accepted, IngestError> {
         if signals.is_empty() {
             return Ok(Accepted::default());
+        }
+        for signal in &mut signals {
+            limits::apply(&mut signal.payload, self.limits);
         }
         let outcome = tokio::time::timeout(self.timeout, self.pipeline.submit(signals))
             .await

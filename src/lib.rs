@@ -4,9 +4,10 @@
 //! - [`config`]: typed settings from flags, environment and `.env`, validated at start-up.
 //! - [`auth`]: optional bearer tokens for ingestion and queries.
 //! - [`app`]: wiring: start-up (database, migrations), listeners, serving until shutdown.
-//! - [`receivers`]: transports only; today the legacy JSON endpoints `POST /ingest/*`.
-//! - [`mapping`]: wire formats -> [`model::Signal`], pure.
-//! - [`ingest`]: the one door receivers call to store signals.
+//! - [`tls`]: optional TLS for the three listeners.
+//! - [`receivers`]: transports only: OTLP/gRPC, OTLP/HTTP and the legacy `POST /ingest/*`.
+//! - [`mapping`]: wire formats -> [`model::Signal`], pure; payload size limits.
+//! - [`ingest`]: the one door receivers call to store signals (limits applied there).
 //! - [`pipeline`]: group commit: the bounded queue and the writers (one transaction per batch).
 //! - [`incidents`]: severity rules and per-batch triage, pure.
 //! - [`store`]: all SQL: bootstrap, migrations, batch writes (signals, incidents, outbox), queries.
@@ -32,6 +33,7 @@ pub mod receivers;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod validation;
 
 pub use app::App;

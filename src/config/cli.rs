@@ -91,6 +91,27 @@ pub struct Cli {
     #[arg(long, env = "INGEST_ENQUEUE_WAIT_MS", default_value = "100")]
     pub ingest_enqueue_wait_ms: String,
 
+    /// Attributes kept per attribute map of a signal (OTLP resource, scope, span, event, link, log
+    /// record and data point attributes; legacy `attributes`). The rest are dropped and counted
+    /// in the payload's `truncated` note.
+    #[arg(long, env = "ATTRIBUTE_COUNT_LIMIT", default_value = "128")]
+    pub attribute_count_limit: String,
+
+    /// Longest string value kept in a signal's payload (bytes, e.g. `64KiB`): longer strings
+    /// (attribute values, log bodies, messages, stack traces) are cut and counted in the
+    /// payload's `truncated` note.
+    #[arg(long, env = "VALUE_LENGTH_LIMIT", default_value = "64KiB")]
+    pub value_length_limit: String,
+
+    /// PEM certificate chain: with TLS_KEY_FILE, all three listeners (API, OTLP/gRPC, OTLP/HTTP)
+    /// serve TLS only. Empty: plain TCP.
+    #[arg(long, env = "TLS_CERT_FILE", default_value = "")]
+    pub tls_cert_file: String,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE", default_value = "")]
+    pub tls_key_file: String,
+
     /// Bearer tokens (comma-separated, 16+ characters each) accepted by /ingest/*, OTLP/HTTP and
     /// OTLP/gRPC (`authorization: Bearer <token>`). Empty: no authentication.
     #[arg(long, env = "INGEST_TOKENS", default_value = "", hide_env_values = true)]

@@ -13,8 +13,10 @@ use clap::Parser;
 
 use crate::auth::Tokens;
 use crate::incidents::Rules;
+use crate::mapping::limits::ValueLimits;
 use crate::model::IncidentSeverity;
 use crate::pipeline::PipelineSettings;
+use crate::tls::TlsFiles;
 
 pub use cli::Cli;
 pub use database::DatabaseConfig;
@@ -85,6 +87,9 @@ pub struct Config {
     pub otlp_max_concurrent_exports: usize,
     pub otlp_http_cors_allowed_origins: CorsOrigins,
     pub ingest_timeout: Duration,
+    pub value_limits: ValueLimits,
+    /// Certificate and key for the three listeners; `None`: plain TCP.
+    pub tls: Option<TlsFiles>,
     pub pipeline: PipelineSettings,
     pub cors_allowed_origins: CorsOrigins,
     pub ingest_tokens: Tokens,
@@ -156,6 +161,17 @@ impl Config {
             otlp_http_cors_allowed_origins: parse_cors(&cli.otlp_http_cors_allowed_origins)
                 .map_err(invalid("OTLP_HTTP_CORS_ALLOWED_ORIGINS"))?,
             ingest_timeout,
+            value_limits: ValueLimits {
+                attribute_count: values::bounded_integer(&cli.attribute_count_limit, 1, 100_000)
+                    .map_err(invalid("ATTRIBUTE_COUNT_LIMIT"))? as usize,
+                value_length: values::byte_size(&cli.value_length_limit)
+                    .and_then(|bytes| match bytes {
+                        16.. => Ok(bytes),
+                        _ => Err("must be at least 16 bytes".to_owned()),
+                    })
+                    .map_err(invalid("VALUE_LENGTH_LIMIT"))?,
+            },
+            tls: TlsFiles::from_settings(&cli.tls_cert_file, &cli.tls_key_file)?,
             pipeline: PipelineSettings {
                 // A third of the time budget for waiting, a sixth for the request's own batch
                 // (see `pipeline::rate`), the rest as margin for a database slowing down.
@@ -278,6 +294,8 @@ mod tests {
         assert_eq!(config.otlp_max_message_bytes, 64 * 1024 * 1024);
         assert_eq!(config.otlp_http_cors_allowed_origins, CorsOrigins::List(vec![]));
         assert_eq!(config.ingest_timeout, Duration::from_secs(3));
+        assert_eq!(config.value_limits, ValueLimits { attribute_count: 128, value_length: 65_536 });
+        assert!(config.tls.is_none());
         assert_eq!(config.rules, Rules::default());
         assert_eq!(config.incident_min_severity, IncidentSeverity::Low);
         assert_eq!(config.analysis_debounce, Duration::from_secs(60));
@@ -297,6 +315,13 @@ mod tests {
             (&["--log-level", "loud"], "LOG_LEVEL"),
             (&["--log-format", "xml"], "LOG_FORMAT"),
             (&["--max-body-bytes", "lots"], "MAX_BODY_BYTES"),
+            (&["--attribute-count-limit", "0"], "ATTRIBUTE_COUNT_LIMIT"),
+            (&["--value-length-limit", "8"], "VALUE_LENGTH_LIMIT"),
+            (&["--tls-cert-file", "cert.pem"], "TLS_KEY_FILE"),
+            (
+                &["--tls-cert-file", "/nonexistent/cert.pem", "--tls-key-file", "/nonexistent/key.pem"],
+                "TLS_CERT_FILE",
+            ),
             (&["--cors-allowed-origins", "dash.example.com"], "CORS_ALLOWED_ORIGINS"),
             (&["--database-pool-size", "0"], "DATABASE_POOL_SIZE"),
             (&["--otlp-max-message-bytes", "huge"], "OTLP_MAX_MESSAGE_BYTES"),

@@ -2,6 +2,7 @@
 //! signal type.
 
 pub mod legacy;
+pub mod limits;
 pub mod otlp;
 pub mod text;
 

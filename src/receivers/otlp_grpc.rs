@@ -49,11 +49,13 @@ const ENCODINGS: [CompressionEncoding; 3] =
     [CompressionEncoding::Gzip, CompressionEncoding::Zstd, CompressionEncoding::Deflate];
 
 impl OtlpGrpc {
-    /// Serves on `listener` until `shutdown` resolves, then lets in-flight calls finish.
+    /// Serves on `listener` (over TLS with `tls`) until `shutdown` resolves, then lets in-flight
+    /// calls finish.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send,
+        tls: Option<tonic::transport::ServerTlsConfig>,
     ) -> Result<(), tonic::transport::Error> {
         let (max, concurrency, tokens) =
             (self.max_message_bytes, self.max_concurrent_exports, self.tokens.clone());
@@ -75,7 +77,11 @@ impl OtlpGrpc {
                 Err(Status::unauthenticated("missing or invalid bearer token"))
             }
         };
-        tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls)?;
+        }
+        server
             .layer(OtlpStatusLayer)
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
             .add_service(InterceptedService::new(traces, check.clone()))

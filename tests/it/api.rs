@@ -213,6 +213,24 @@ async fn cors_list_allows_only_listed_origins() {
     assert_eq!(allowed.headers()["access-control-allow-origin"], "https://dash.example.com");
     let other = preflight("https://evil.example.com").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // The actual responses carry it too, errors included, so a browser lets the page read them.
+    let get = |origin: &'static str| app.http.get(app.url("/query/signals")).header("origin", origin).send();
+    let allowed = get("https://dash.example.com").await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://dash.example.com");
+    let other = get("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let invalid = app
+        .http
+        .post(app.url("/ingest/logs"))
+        .header("origin", "https://dash.example.com")
+        .json(&json!({"level": "INFO"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(invalid.headers()["access-control-allow-origin"], "https://dash.example.com");
 }
 
 #[tokio::test]

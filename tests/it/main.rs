@@ -16,4 +16,5 @@ mod process;
 mod real_clients;
 mod reliability;
 mod store;
+mod tls;
 mod triage;

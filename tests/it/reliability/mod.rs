@@ -2,8 +2,8 @@
 //! overload and SIGTERM, each under a mixed load; and hostile input at every door.
 
 mod crash;
-
-mod load;
+mod hostile;
+pub mod load;
 mod outage;
 mod overload;
 mod shutdown;
