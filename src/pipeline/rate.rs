@@ -43,8 +43,8 @@ impl DrainRate {
 /// Whether a request of `own` signals, behind `ahead` already accepted, would wait longer than
 /// `max_delay` at the current rate of `writers` writers. A request with nothing ahead is always
 /// taken, however large: alone, it is written as fast as the database can. Until the rate is
-/// known, only what the writers' first (learning) batches take is accepted: a fresh server
-/// facing a slow database must not queue more than it can write in time.
+/// known, about one request per writer (or one learning batch each, if larger) is accepted: a
+/// fresh server facing a slow database must not queue more than it can write in time.
 pub(super) fn too_slow(
     rate: &DrainRate,
     writers: usize,
@@ -57,7 +57,7 @@ pub(super) fn too_slow(
     }
     match rate.per_writer() {
         Some(per_writer) => (ahead + own) as f64 / (per_writer * writers as f64) > max_delay.as_secs_f64(),
-        None => ahead + own > writers * LEARNING_BATCH_SIGNALS,
+        None => ahead + own > writers * own.max(LEARNING_BATCH_SIGNALS),
     }
 }
 
@@ -92,10 +92,12 @@ mod tests {
     fn admission_refuses_only_a_backlog_slower_than_the_budget() {
         let rate = DrainRate::default();
         let budget = Duration::from_millis(1500);
-        // Unknown rate: the writers' learning batches (8 x 200) are taken, no more.
+        // Unknown rate: the writers' learning batches (8 x 200), or 8 requests when larger.
         assert!(!too_slow(&rate, 8, 0, 100_000, budget));
-        assert!(!too_slow(&rate, 8, 1_000, 600, budget));
-        assert!(too_slow(&rate, 8, 1_000, 601, budget));
+        assert!(!too_slow(&rate, 8, 1_400, 200, budget));
+        assert!(too_slow(&rate, 8, 1_401, 200, budget));
+        assert!(!too_slow(&rate, 8, 7 * 512, 512, budget), "eight 512-span exports");
+        assert!(too_slow(&rate, 8, 8 * 512, 512, budget));
         rate.record(500, Duration::from_secs(1)); // 500/s per writer, 4,000/s with 8
         assert!(!too_slow(&rate, 8, 0, 1_000_000, budget), "nothing ahead: always taken");
         assert!(!too_slow(&rate, 8, 5_000, 900, budget), "5,900 signals take 1.47 s");
