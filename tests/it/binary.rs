@@ -58,7 +58,6 @@ async fn flags_override_environment_which_overrides_dotenv() {
     // left is the one only `.env` set.
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("CORS_ALLOWED_ORIGINS"), "{stderr}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
@@ -118,7 +117,6 @@ async fn a_malformed_rules_file_stops_start_up_naming_its_line() {
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("RULES_FILE") && stderr.contains("rules.toml line 2"), "{stderr}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]

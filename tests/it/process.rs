@@ -61,11 +61,27 @@ pub fn prodsentinel(dir: &std::path::Path) -> Command {
     command
 }
 
-/// A fresh directory under the temp directory (the binary reads `.env` from its working dir).
-pub fn temp_dir() -> std::path::PathBuf {
+/// A fresh directory under the temp directory (the binary reads `.env` from its working dir),
+/// removed when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+pub fn temp_dir() -> TempDir {
     let dir = std::env::temp_dir().join(format!("prodsentinel-it-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A running binary and the addresses of its three listeners (`host:port`).
@@ -79,7 +95,7 @@ pub struct ServerProcess {
     pub logs: Arc<Mutex<Vec<String>>>,
     env: Vec<(String, String)>,
     database_url: String,
-    dir: std::path::PathBuf,
+    dir: TempDir,
 }
 
 impl ServerProcess {
@@ -193,6 +209,5 @@ impl Drop for ServerProcess {
         if let Some(child) = &mut self.child {
             let _ = child.start_kill();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
