@@ -21,6 +21,8 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// 404 with the given detail.
     NotFound(&'static str),
+    /// 409: the request conflicts with the resource's state (an invalid status transition).
+    Conflict(String),
     /// 401: a bearer token is required and none of the configured ones was presented.
     Unauthorized,
     /// 413: the body exceeds `MAX_BODY_BYTES`.
@@ -89,6 +91,9 @@ impl IntoResponse for ApiError {
                 Json(json!({ "detail": "Not authenticated" })),
             )
                 .into_response(),
+            ApiError::Conflict(detail) => {
+                (StatusCode::CONFLICT, Json(json!({ "detail": detail }))).into_response()
+            }
             ApiError::NotFound(detail) => {
                 (StatusCode::NOT_FOUND, Json(json!({ "detail": detail }))).into_response()
             }

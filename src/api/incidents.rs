@@ -1,18 +1,20 @@
 //! `GET /query/incidents`, `/query/incidents/{id}` and `/query/incidents/{id}/analysis`.
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 
+use super::cursor::Cursor;
 use super::error::ApiError;
 use super::params::{path_uuid, Params};
 use super::{ApiState, Page};
-use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus};
-use crate::store::IncidentFilter;
+use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus, StoredSignal};
+use crate::store::{IncidentFilter, StatusChange};
+use crate::validation::{FieldError, LocPart};
+use serde_json::Value;
 
 /// Incidents newest first, filtered by `status` and `severity` (lower-case values) and by an
-/// affected `service`;
-/// `limit` 1 to 200 (default 50), `offset` from 0.
+/// affected `service`; `limit` 1 to 200 (default 50); `offset` from 0 or `cursor`.
 pub async fn list_incidents(
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -32,10 +34,84 @@ pub async fn list_incidents(
         service: params.text("service"),
     };
     let limit = params.integer("limit", 50, 1, 200);
+    let (start, offset) = params.page_start();
+    params.finish()?;
+    let (items, total) = state.store.list_incidents(&filter, limit, start).await?;
+    Ok(Json(Page::new(items, total, limit, offset, |i| Cursor { at: i.detected_at, id: i.id })))
+}
+
+/// `PATCH /query/incidents/{id}` with `{"status": "investigating"}`: moves the incident along
+/// [`IncidentStatus::next_allowed`]; 409 naming the allowed moves otherwise. Setting the status
+/// it already has changes nothing and answers 200.
+pub async fn patch_incident(
+    State(state): State<ApiState>,
+    Path(incident_id): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Incident>, ApiError> {
+    let id = path_uuid("incident_id", &incident_id)?;
+    let to = requested_status(body)?;
+    let Some(current) = state.store.get_incident(id).await? else {
+        return Err(ApiError::NotFound("Incident not found"));
+    };
+    if current.status == to {
+        return Ok(Json(current));
+    }
+    if !current.status.may_move_to(to) {
+        let allowed: Vec<&str> = current.status.next_allowed().iter().map(|s| s.api_value()).collect();
+        return Err(ApiError::Conflict(format!(
+            "cannot move an incident from {} to {}; allowed: {}",
+            current.status.api_value(),
+            to.api_value(),
+            if allowed.is_empty() { "none (closed is final)".to_owned() } else { allowed.join(", ") }
+        )));
+    }
+    match state.store.change_status(id, StatusChange { from: current.status, to }).await? {
+        Some(changed) => Ok(Json(changed)),
+        None => Err(ApiError::Conflict("the incident changed meanwhile; read it again and retry".to_owned())),
+    }
+}
+
+/// The `status` of a PATCH body, or a 422 in FastAPI's shape.
+fn requested_status(body: Result<Json<Value>, JsonRejection>) -> Result<IncidentStatus, ApiError> {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(why) => {
+            let error = FieldError::new(
+                "json_invalid",
+                vec!["body".into()],
+                format!("JSON decode error: {}", why.body_text()),
+            );
+            return Err(ApiError::field(error));
+        }
+    };
+    let loc = || vec![LocPart::from("body"), LocPart::from("status")];
+    match body.get("status") {
+        None => Err(ApiError::field(FieldError::new("missing", loc(), "Field required"))),
+        Some(value) => value.as_str().and_then(IncidentStatus::from_api_value).ok_or_else(|| {
+            let msg = "Input should be 'open', 'investigating', 'resolved' or 'closed'";
+            ApiError::field(FieldError::new("enum", loc(), msg).with_input(value))
+        }),
+    }
+}
+
+/// `GET /query/incidents/{id}/signals`: the incident's evidence, its trace's signals with the
+/// errors first (then oldest first); `limit` 1 to 1000 (default 100), `offset` from 0.
+pub async fn incident_signals(
+    State(state): State<ApiState>,
+    Path(incident_id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Page<StoredSignal>>, ApiError> {
+    let id = path_uuid("incident_id", &incident_id)?;
+    let mut params = Params::new(query)?;
+    let limit = params.integer("limit", 100, 1, 1000);
     let offset = params.integer("offset", 0, 0, i64::MAX);
     params.finish()?;
-    let (items, total) = state.store.list_incidents(&filter, limit, offset).await?;
-    Ok(Json(Page { items, total, limit, offset }))
+    let Some(incident) = state.store.get_incident(id).await? else {
+        return Err(ApiError::NotFound("Incident not found"));
+    };
+    let (items, total) = state.store.evidence_signals(&incident.trace_id, limit, offset).await?;
+    // Offset pagination only: the order (errors first) has no cursor.
+    Ok(Json(Page { items, total, limit, offset, next_cursor: None }))
 }
 
 pub async fn get_incident(

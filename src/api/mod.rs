@@ -1,11 +1,14 @@
 //! The read-only HTTP API the dashboard polls (CONTRACTS §3) and the health endpoints.
 //! Nothing here writes telemetry.
 
+mod cursor;
 pub mod error;
 mod health;
 mod incidents;
 mod params;
+mod services;
 mod signals;
+mod trace_tree;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -35,8 +38,14 @@ pub fn router(state: ApiState) -> Router {
     let queries = Router::new()
         .route("/query/signals", get(signals::list_signals))
         .route("/query/traces/{trace_id}", get(signals::trace_signals))
+        .route("/query/traces/{trace_id}/tree", get(signals::trace_tree))
+        .route("/query/services", get(services::list_services))
         .route("/query/incidents", get(incidents::list_incidents))
-        .route("/query/incidents/{incident_id}", get(incidents::get_incident))
+        .route(
+            "/query/incidents/{incident_id}",
+            get(incidents::get_incident).patch(incidents::patch_incident),
+        )
+        .route("/query/incidents/{incident_id}/signals", get(incidents::incident_signals))
         .route("/query/incidents/{incident_id}/analysis", get(incidents::get_analysis))
         .route_layer(auth);
     let health = Router::new()
@@ -46,11 +55,31 @@ pub fn router(state: ApiState) -> Router {
     queries.merge(health).with_state(state)
 }
 
-/// A page of a list endpoint: `{"items", "total", "limit", "offset"}`.
+/// A page of a list endpoint: `{"items", "total", "limit", "offset", "next_cursor"}`;
+/// `next_cursor` is `null` on the last page.
 #[derive(Debug, Serialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
     pub limit: i64,
     pub offset: i64,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page whose `next_cursor` is made from its last item by `key`, when it is full (a
+    /// shorter page is the last one).
+    pub fn new(
+        items: Vec<T>,
+        total: i64,
+        limit: i64,
+        offset: i64,
+        key: impl Fn(&T) -> cursor::Cursor,
+    ) -> Page<T> {
+        let next_cursor = match items.last() {
+            Some(last) if items.len() as i64 == limit => Some(key(last).encode()),
+            _ => None,
+        };
+        Page { items, total, limit, offset, next_cursor }
+    }
 }

@@ -4,8 +4,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
 use chrono::{DateTime, Utc};
 
+use super::cursor::Cursor;
 use super::error::ApiError;
 use crate::model::time::parse_timestamp_str;
+use crate::store::PageStart;
 use crate::validation::{FieldError, LocPart};
 
 /// The query string of one request; problems are collected and reported together.
@@ -116,6 +118,28 @@ impl Params {
             self.push(name, "enum", msg, &text);
         }
         parsed
+    }
+
+    /// Where the page starts: `cursor` (a previous page's `next_cursor`) or `offset` (default
+    /// 0), not both. Also returns the offset to echo in the answer.
+    pub fn page_start(&mut self) -> (PageStart, i64) {
+        let offset = self.integer("offset", 0, 0, i64::MAX);
+        let Some(text) = self.get("cursor").map(str::to_owned) else {
+            return (PageStart::Offset(offset), offset);
+        };
+        match Cursor::decode(&text) {
+            Some(_) if offset != 0 => {
+                let msg = "Value error, give either cursor or offset, not both".to_owned();
+                self.push("cursor", "value_error", msg, &text);
+                (PageStart::Offset(offset), offset)
+            }
+            Some(cursor) => (PageStart::After { at: cursor.at, id: cursor.id }, 0),
+            None => {
+                let msg = "Value error, not a cursor: pass the next_cursor of a previous page".to_owned();
+                self.push("cursor", "value_error", msg, &text);
+                (PageStart::Offset(offset), offset)
+            }
+        }
     }
 
     /// `Ok` when every parameter read was valid, else a 422 listing each problem.

@@ -4,14 +4,25 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 
+use super::cursor::Cursor;
 use super::error::ApiError;
 use super::params::Params;
+use super::trace_tree::TraceTree;
 use super::{ApiState, Page};
 use crate::model::{SignalType, StoredSignal};
-use crate::store::SignalFilter;
+use crate::store::{PageStart, SignalFilter};
+use crate::validation::FieldError;
+
+/// The log levels stored (`payload.level`).
+const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+
+fn parse_level(text: &str) -> Option<&'static str> {
+    LEVELS.iter().copied().find(|level| level.eq_ignore_ascii_case(text))
+}
 
 /// Signals newest first, filtered by `trace_id`, `service_name`, `signal_type`, `start_time`,
-/// `end_time`; `limit` 1 to 1000 (default 100), `offset` from 0.
+/// `end_time`, `level` (logs) and `q` (text in log messages, case-insensitive); `limit` 1 to
+/// 1000 (default 100); `offset` from 0 or `cursor`.
 pub async fn list_signals(
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -23,12 +34,22 @@ pub async fn list_signals(
         signal_type: params.choice("signal_type", SignalType::parse, &["log", "trace", "metric"]),
         start_time: params.timestamp("start_time"),
         end_time: params.timestamp("end_time"),
+        level: params.choice("level", parse_level, &LEVELS).map(str::to_owned),
+        text: params.text("q").filter(|q| !q.is_empty()),
     };
     let limit = params.integer("limit", 100, 1, 1000);
-    let offset = params.integer("offset", 0, 0, i64::MAX);
+    let (start, offset) = params.page_start();
     params.finish()?;
-    let (items, total) = state.store.list_signals(&filter, limit, offset).await?;
-    Ok(Json(Page { items, total, limit, offset }))
+    if let PageStart::After { at: None, .. } = start {
+        // An incidents cursor: signals always have a time.
+        return Err(ApiError::field(FieldError::new(
+            "value_error",
+            vec!["query".into(), "cursor".into()],
+            "Value error, not a cursor of /query/signals".to_owned(),
+        )));
+    }
+    let (items, total) = state.store.list_signals(&filter, limit, start).await?;
+    Ok(Json(Page::new(items, total, limit, offset, |s| Cursor { at: Some(s.timestamp), id: s.id })))
 }
 
 /// Every signal of a trace, oldest first (`[]` when the trace is unknown), capped at
@@ -39,4 +60,18 @@ pub async fn trace_signals(
 ) -> Result<Json<Vec<StoredSignal>>, ApiError> {
     let signals = state.store.trace_signals(&trace_id, state.trace_query_max_signals).await?;
     Ok(Json(signals))
+}
+
+/// `GET /query/traces/{trace_id}/tree`: the trace's spans as a tree with their logs attached
+/// (see [`super::trace_tree`]); 404 when the trace has no signal. At most
+/// `TRACE_QUERY_MAX_SIGNALS` signals are read.
+pub async fn trace_tree(
+    State(state): State<ApiState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<TraceTree>, ApiError> {
+    let signals = state.store.trace_signals(&trace_id, state.trace_query_max_signals).await?;
+    if signals.is_empty() {
+        return Err(ApiError::NotFound("Trace not found"));
+    }
+    Ok(Json(super::trace_tree::build(&trace_id, signals)))
 }

@@ -62,6 +62,25 @@ labelled_enum!(IncidentStatus {
     Closed => "CLOSED", "closed",
 });
 
+impl IncidentStatus {
+    /// Where an incident may move from here: forward along open → investigating → resolved →
+    /// closed (straight from open to resolved too), and a resolved incident may be reopened.
+    /// Closed is final: a new fault in the same trace is the same incident, already closed.
+    pub fn next_allowed(self) -> &'static [IncidentStatus] {
+        use IncidentStatus::*;
+        match self {
+            Open => &[Investigating, Resolved],
+            Investigating => &[Resolved],
+            Resolved => &[Closed, Open],
+            Closed => &[],
+        }
+    }
+
+    pub fn may_move_to(self, next: IncidentStatus) -> bool {
+        self.next_allowed().contains(&next)
+    }
+}
+
 labelled_enum!(IncidentSeverity {
     Low => "LOW", "low",
     Medium => "MEDIUM", "medium",
@@ -100,6 +119,23 @@ pub struct AnalysisResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_moves_forward_and_only_resolved_reopens() {
+        use IncidentStatus::*;
+        let allowed = [
+            (Open, Investigating),
+            (Open, Resolved),
+            (Investigating, Resolved),
+            (Resolved, Closed),
+            (Resolved, Open),
+        ];
+        for from in IncidentStatus::ALL {
+            for to in IncidentStatus::ALL {
+                assert_eq!(from.may_move_to(*to), allowed.contains(&(*from, *to)), "{from:?} -> {to:?}");
+            }
+        }
+    }
 
     #[test]
     fn database_labels_are_upper_case_and_api_values_lower_case() {

@@ -3,28 +3,56 @@
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
-/// Conditions and their parameters, numbered as they are added.
+/// Conditions and their parameters, numbered as they are added. Filter conditions apply to the
+/// page and to its total; a keyset condition (where the previous page ended) to the page only.
 #[derive(Default)]
 pub(super) struct Conditions<'a> {
     clauses: Vec<String>,
     params: Vec<&'a (dyn ToSql + Sync)>,
+    /// Added last, so their parameters come after every filter's.
+    page_only: Vec<String>,
+    /// How many of `params` belong to filters (the first ones).
+    filter_params: usize,
 }
 
 impl<'a> Conditions<'a> {
-    /// Adds `condition`, whose one `$` stands for `value`.
+    /// Adds a filter `condition`, whose one `$` stands for `value`.
     pub fn push(&mut self, condition: &str, value: &'a (dyn ToSql + Sync)) {
-        self.params.push(value);
-        let placeholder = format!("${}", self.params.len());
-        self.clauses.push(condition.replacen('$', &placeholder, 1));
+        debug_assert!(self.page_only.is_empty(), "filters before the keyset condition");
+        let numbered = self.number(condition, &[value]);
+        self.clauses.push(numbered);
+        self.filter_params = self.params.len();
+    }
+
+    /// Adds the keyset condition: each `$` in `condition` stands for the next of `values`. It
+    /// narrows the page, not the total.
+    pub fn push_page_only(&mut self, condition: &str, values: &[&'a (dyn ToSql + Sync)]) {
+        let numbered = self.number(condition, values);
+        self.page_only.push(numbered);
+    }
+
+    /// `condition` with its `$`s numbered, in order, as `values` are added to the parameters.
+    fn number(&mut self, condition: &str, values: &[&'a (dyn ToSql + Sync)]) -> String {
+        let mut numbered = String::with_capacity(condition.len() + 4 * values.len());
+        let mut rest = condition;
+        for value in values {
+            let Some(at) = rest.find('$') else { break };
+            self.params.push(*value);
+            numbered.push_str(&rest[..at]);
+            numbered.push_str(&format!("${}", self.params.len()));
+            rest = &rest[at + 1..];
+        }
+        numbered.push_str(rest);
+        numbered
     }
 
     /// `WHERE a = $1 AND …`, or nothing when no filter was given.
     pub fn where_clause(&self) -> String {
-        if self.clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.clauses.join(" AND "))
-        }
+        where_of(&self.clauses)
+    }
+
+    fn filter_params(&self) -> &[&'a (dyn ToSql + Sync)] {
+        &self.params[..self.filter_params]
     }
 
     /// One page of `SELECT {columns} FROM {table}` under these conditions, in `order`, and the
@@ -38,19 +66,28 @@ impl<'a> Conditions<'a> {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Row>, i64), tokio_postgres::Error> {
-        let where_clause = self.where_clause();
-        let count_sql = format!("SELECT count(*) FROM {table} {where_clause}");
-        let total: i64 = client.query_one(&count_sql, &self.params).await?.get(0);
+        let count_sql = format!("SELECT count(*) FROM {table} {}", self.where_clause());
+        let total: i64 = client.query_one(&count_sql, self.filter_params()).await?.get(0);
         let n = self.params.len();
         let mut params = self.params.clone();
         params.push(&limit);
         params.push(&offset);
+        let all: Vec<String> = self.clauses.iter().chain(&self.page_only).cloned().collect();
         let page_sql = format!(
-            "SELECT {columns} FROM {table} {where_clause} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            "SELECT {columns} FROM {table} {} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            where_of(&all),
             n + 1,
             n + 2
         );
         Ok((client.query(&page_sql, &params).await?, total))
+    }
+}
+
+fn where_of(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
     }
 }
 
@@ -66,5 +103,8 @@ mod tests {
         conditions.push("a = $", &a);
         conditions.push("b >= $::text", &b);
         assert_eq!(conditions.where_clause(), "WHERE a = $1 AND b >= $2::text");
+        conditions.push_page_only("(t, id) < ($, $)", &[&a, &b]);
+        assert_eq!(conditions.page_only, ["(t, id) < ($3, $4)"]);
+        assert_eq!(conditions.filter_params().len(), 2, "the total ignores the keyset");
     }
 }

@@ -4,6 +4,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::filter::Conditions;
+use super::signals::PageStart;
 use super::{Store, StoreError};
 use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus};
 
@@ -16,6 +17,13 @@ pub struct IncidentFilter {
     pub service: Option<String>,
 }
 
+/// A status move already checked against the allowed transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusChange {
+    pub from: IncidentStatus,
+    pub to: IncidentStatus,
+}
+
 const INCIDENT_COLUMNS: &str = "id, trace_id, status::text, severity::text, detected_at, resolved_at, \
      affected_services, error_count";
 
@@ -25,7 +33,7 @@ impl Store {
         &self,
         filter: &IncidentFilter,
         limit: i64,
-        offset: i64,
+        start: PageStart,
     ) -> Result<(Vec<Incident>, i64), StoreError> {
         let status = filter.status.map(IncidentStatus::db_label);
         let severity = filter.severity.map(IncidentSeverity::db_label);
@@ -39,11 +47,53 @@ impl Store {
         if let Some(service) = &filter.service {
             conditions.push("affected_services @> ARRAY[$::varchar]", service);
         }
+        let (offset, after) = match start {
+            PageStart::Offset(offset) => (offset, None),
+            PageStart::After { at, id } => (0, Some((at, id))),
+        };
+        // The order below with NULLS LAST: after a dated row come earlier dates, the same date
+        // with a smaller id, then every undated row; after an undated row, smaller ids.
+        match &after {
+            Some((Some(at), id)) => conditions.push_page_only(
+                "(detected_at < $ OR (detected_at = $ AND id < $) OR detected_at IS NULL)",
+                &[at, at, id],
+            ),
+            Some((None, id)) => conditions.push_page_only("(detected_at IS NULL AND id < $)", &[id]),
+            None => {}
+        }
         let client = self.client().await?;
         let order = "detected_at DESC NULLS LAST, id DESC";
         let (rows, total) =
             conditions.fetch_page(&client, "incidents", INCIDENT_COLUMNS, order, limit, offset).await?;
         Ok((rows.iter().map(incident_from_row).collect(), total))
+    }
+
+    /// Moves an incident to `change.to` if it is still in `change.from` (a concurrent change
+    /// wins, and the caller re-reads): resolving sets `resolved_at`, reopening clears it,
+    /// closing keeps it (or sets it when the incident was never resolved). `None` when the
+    /// incident is gone or no longer in `change.from`.
+    pub async fn change_status(
+        &self,
+        id: Uuid,
+        change: StatusChange,
+    ) -> Result<Option<Incident>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE incidents SET status = $2::text::incidentstatus,
+                         resolved_at = CASE
+                             WHEN $2 = 'RESOLVED' THEN now()
+                             WHEN $2 = 'CLOSED' THEN coalesce(resolved_at, now())
+                             WHEN $2 IN ('OPEN', 'INVESTIGATING') THEN NULL
+                         END
+                     WHERE id = $1 AND status = $3::text::incidentstatus
+                     RETURNING {INCIDENT_COLUMNS}"
+                ),
+                &[&id, &change.to.db_label(), &change.from.db_label()],
+            )
+            .await?;
+        Ok(row.as_ref().map(incident_from_row))
     }
 
     pub async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>, StoreError> {

@@ -18,9 +18,9 @@ use tokio_postgres::NoTls;
 use crate::config::DatabaseConfig;
 
 pub use bootstrap::{ensure_database, wait_for_server};
-pub use incidents::IncidentFilter;
+pub use incidents::{IncidentFilter, StatusChange};
 pub use outbox::OutboxRow;
-pub use signals::SignalFilter;
+pub use signals::{PageStart, ServiceSummary, SignalFilter};
 pub use tracking::BatchOutcome;
 
 /// A failed database operation, classified by what the caller can do about it.

@@ -15,7 +15,35 @@ pub struct SignalFilter {
     pub signal_type: Option<SignalType>,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
+    /// Log level (upper-case, as stored in `payload.level`).
+    pub level: Option<String>,
+    /// Text contained in `payload.message`, case-insensitive.
+    pub text: Option<String>,
 }
+
+/// One service's activity over a time range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSummary {
+    pub service_name: String,
+    pub logs: i64,
+    pub traces: i64,
+    pub metrics: i64,
+    /// ERROR/CRITICAL logs and spans with status ERROR.
+    pub errors: i64,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Where a page starts: after `offset` rows, or after the row with this sort key.
+#[derive(Debug, Clone, Copy)]
+pub enum PageStart {
+    Offset(i64),
+    After { at: Option<DateTime<Utc>>, id: uuid::Uuid },
+}
+
+/// Whether a stored signal is an error: an ERROR or CRITICAL log, a span with status ERROR.
+/// Never null (a null would sort before `true` in a descending order).
+pub(super) const IS_ERROR: &str =
+    "coalesce(payload->>'level' IN ('ERROR', 'CRITICAL') OR payload->>'status' = 'ERROR', false)";
 
 const SIGNAL_COLUMNS: &str = r#"id, signal_type::text, trace_id, service_name, "timestamp", payload"#;
 
@@ -25,7 +53,7 @@ impl Store {
         &self,
         filter: &SignalFilter,
         limit: i64,
-        offset: i64,
+        start: PageStart,
     ) -> Result<(Vec<StoredSignal>, i64), StoreError> {
         let signal_type = filter.signal_type.map(SignalType::as_str);
         let mut conditions = Conditions::default();
@@ -44,11 +72,76 @@ impl Store {
         if let Some(end_time) = &filter.end_time {
             conditions.push(r#""timestamp" <= $"#, end_time);
         }
+        if let Some(level) = &filter.level {
+            conditions.push("payload->>'level' = $", level);
+        }
+        let pattern = filter.text.as_deref().map(like_pattern);
+        if let Some(pattern) = &pattern {
+            conditions.push(r"payload->>'message' ILIKE $ ESCAPE '\'", pattern);
+        }
+        let (offset, after) = match start {
+            PageStart::Offset(offset) => (offset, None),
+            PageStart::After { at, id } => (0, Some((at, id))),
+        };
+        if let Some((Some(at), id)) = &after {
+            conditions.push_page_only(r#"("timestamp", id) < ($, $)"#, &[at, id]);
+        }
         let client = self.client().await?;
         let order = r#""timestamp" DESC, id DESC"#;
         let (rows, total) =
             conditions.fetch_page(&client, "raw_signals", SIGNAL_COLUMNS, order, limit, offset).await?;
         Ok((rows.iter().map(signal_from_row).collect(), total))
+    }
+
+    /// The signals of one trace, errors first, then oldest first: an incident's evidence.
+    pub async fn evidence_signals(
+        &self,
+        trace_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<StoredSignal>, i64), StoreError> {
+        let mut conditions = Conditions::default();
+        conditions.push("trace_id = $", &trace_id);
+        let client = self.client().await?;
+        let order = format!(r#"{IS_ERROR} DESC, "timestamp", id"#);
+        let (rows, total) =
+            conditions.fetch_page(&client, "raw_signals", SIGNAL_COLUMNS, &order, limit, offset).await?;
+        Ok((rows.iter().map(signal_from_row).collect(), total))
+    }
+
+    /// Every service that sent signals in `[start, end)`, by name, with its counts.
+    pub async fn service_summaries(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<ServiceSummary>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    r#"SELECT service_name,
+                              count(*) FILTER (WHERE signal_type = 'log'),
+                              count(*) FILTER (WHERE signal_type = 'trace'),
+                              count(*) FILTER (WHERE signal_type = 'metric'),
+                              count(*) FILTER (WHERE {IS_ERROR}),
+                              max("timestamp")
+                       FROM raw_signals WHERE "timestamp" >= $1 AND "timestamp" < $2
+                       GROUP BY service_name ORDER BY service_name"#
+                ),
+                &[&start, &end],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| ServiceSummary {
+                service_name: row.get(0),
+                logs: row.get(1),
+                traces: row.get(2),
+                metrics: row.get(3),
+                errors: row.get(4),
+                last_seen: row.get(5),
+            })
+            .collect())
     }
 
     /// The signals of one trace, oldest first, at most `limit`.
@@ -65,6 +158,12 @@ impl Store {
             .await?;
         Ok(rows.iter().map(signal_from_row).collect())
     }
+}
+
+/// `%text%` for ILIKE, with the pattern characters of `text` matched literally.
+fn like_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 fn signal_from_row(row: &Row) -> StoredSignal {

@@ -13,6 +13,7 @@ mod otlp_grpc;
 mod otlp_http;
 mod pipeline;
 mod process;
+mod queries;
 mod real_clients;
 mod reliability;
 mod store;

@@ -1,0 +1,80 @@
+//! `GET /query/services`: which services are sending, how much, and how many errors.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::params::Params;
+use super::ApiState;
+use crate::store::ServiceSummary;
+use crate::validation::FieldError;
+
+/// The range when none is given: the last day.
+const DEFAULT_RANGE_HOURS: i64 = 24;
+
+#[derive(Debug, Serialize)]
+pub struct Services {
+    #[serde(serialize_with = "crate::model::time::serialize")]
+    pub start_time: DateTime<Utc>,
+    #[serde(serialize_with = "crate::model::time::serialize")]
+    pub end_time: DateTime<Utc>,
+    pub items: Vec<ServiceItem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceItem {
+    pub service_name: String,
+    pub signals: SignalCounts,
+    /// ERROR/CRITICAL logs and spans with status ERROR.
+    pub error_count: i64,
+    #[serde(serialize_with = "crate::model::time::serialize")]
+    pub last_seen: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignalCounts {
+    pub log: i64,
+    pub trace: i64,
+    pub metric: i64,
+    pub total: i64,
+}
+
+impl From<ServiceSummary> for ServiceItem {
+    fn from(s: ServiceSummary) -> Self {
+        ServiceItem {
+            service_name: s.service_name,
+            signals: SignalCounts {
+                log: s.logs,
+                trace: s.traces,
+                metric: s.metrics,
+                total: s.logs + s.traces + s.metrics,
+            },
+            error_count: s.errors,
+            last_seen: s.last_seen,
+        }
+    }
+}
+
+/// Services with signals in `[start_time, end_time)` (default: the last 24 hours), by name.
+pub async fn list_services(
+    State(state): State<ApiState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Services>, ApiError> {
+    let mut params = Params::new(query)?;
+    let end_time = params.timestamp("end_time").unwrap_or_else(Utc::now);
+    let start_time =
+        params.timestamp("start_time").unwrap_or(end_time - Duration::hours(DEFAULT_RANGE_HOURS));
+    params.finish()?;
+    if start_time >= end_time {
+        return Err(ApiError::field(FieldError::new(
+            "value_error",
+            vec!["query".into(), "start_time".into()],
+            "Value error, start_time must be before end_time",
+        )));
+    }
+    let summaries = state.store.service_summaries(start_time, end_time).await?;
+    Ok(Json(Services { start_time, end_time, items: summaries.into_iter().map(ServiceItem::from).collect() }))
+}
