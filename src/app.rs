@@ -35,6 +35,7 @@ use crate::receivers::legacy::{self, LegacyState};
 use crate::receivers::otlp_grpc::OtlpGrpc;
 use crate::receivers::otlp_http::{self, OtlpHttpState};
 use crate::store::{self, migrate, Store};
+use crate::telemetry::metrics::Metrics;
 use crate::tls::{TlsFiles, TlsListener};
 
 /// A started service: database ready, listeners bound, not yet serving.
@@ -49,6 +50,7 @@ pub struct App {
     writers: JoinSet<()>,
     /// Wakes the dispatcher when ingestion wrote analysis requests.
     dispatch_wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 struct Listeners {
@@ -90,15 +92,17 @@ impl App {
             AnalysisQueue::new(config.redis_url.as_str(), &config.celery_queue, config.analysis_lock_ttl)
                 .context("invalid REDIS_URL")?;
         let dispatch_wake = Arc::new(Notify::new());
+        let metrics = Arc::new(Metrics::new());
         let mut writers = JoinSet::new();
         let pipeline = Pipeline::start(
             store.clone(),
             triage,
             config.pipeline.clone(),
             dispatch_wake.clone(),
+            metrics.clone(),
             &mut writers,
         );
-        Ok(App { config, store, listeners, queue, pipeline, writers, dispatch_wake, ready })
+        Ok(App { config, store, listeners, queue, pipeline, writers, dispatch_wake, ready, metrics })
     }
 
     /// The address the API actually listens on (useful with port 0).
@@ -125,7 +129,13 @@ impl App {
             batch: 100,
             origin: format!("prodsentinel-{}@{}", std::process::id(), hostname()),
         };
-        Dispatcher::new(self.store.clone(), self.queue.clone(), settings, self.dispatch_wake.clone())
+        Dispatcher::new(
+            self.store.clone(),
+            self.queue.clone(),
+            settings,
+            self.dispatch_wake.clone(),
+            self.metrics.clone(),
+        )
     }
 
     /// The store, for tests that inspect what was written.
@@ -134,7 +144,12 @@ impl App {
     }
 
     fn ingest(&self) -> Ingest {
-        Ingest::new(self.pipeline.clone(), self.config.ingest_timeout, self.config.value_limits)
+        Ingest::new(
+            self.pipeline.clone(),
+            self.config.ingest_timeout,
+            self.config.value_limits,
+            self.metrics.clone(),
+        )
     }
 
     fn mapping_options(&self) -> MappingOptions {
@@ -150,7 +165,8 @@ impl App {
             tokens: self.config.ingest_tokens.clone(),
         })
         // Requests beyond the limit wait with their bodies unread: memory stays bounded.
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(self.config.otlp_max_concurrent_exports));
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(self.config.otlp_max_concurrent_exports))
+        .route_layer(axum::middleware::from_fn_with_state(self.metrics.clone(), api::observe::track_latency));
         match cors_layer(&self.config.otlp_http_cors_allowed_origins) {
             Some(cors) => router.layer(cors),
             None => router,
@@ -170,9 +186,15 @@ impl App {
             ready: self.ready.clone(),
             trace_query_max_signals: self.config.trace_query_max_signals,
             query_tokens: self.config.query_tokens.clone(),
+            metrics: self.metrics.clone(),
+            queue_depth: self.pipeline.depth(),
         };
         let router = legacy::router(legacy_state)
             .merge(api::router(api_state))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.metrics.clone(),
+                api::observe::track_latency,
+            ))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes));
@@ -194,6 +216,7 @@ impl App {
             max_message_bytes: self.config.otlp_max_message_bytes,
             max_concurrent_exports: self.config.otlp_max_concurrent_exports,
             tokens: self.config.ingest_tokens.clone(),
+            metrics: self.metrics.clone(),
         };
         let Listeners { api, otlp_grpc, otlp_http } = self.listeners;
         drop(self.pipeline);

@@ -3,14 +3,16 @@
 //! survives a crash; and it answers within `INGEST_TIMEOUT_MS`, so clients get a retryable
 //! answer rather than their own timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::warn;
 
 use crate::mapping::limits::{self, ValueLimits};
 use crate::mapping::otlp::Mapped;
-use crate::model::Signal;
+use crate::model::{Signal, SignalType};
 use crate::pipeline::{BatchFailed, Pipeline, Refused};
+use crate::telemetry::metrics::{Metrics, RequestCount, Transport};
 
 /// What happened to an accepted request's signals.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -46,11 +48,12 @@ pub struct Ingest {
     pipeline: Pipeline,
     timeout: Duration,
     limits: ValueLimits,
+    metrics: Arc<Metrics>,
 }
 
 impl Ingest {
-    pub fn new(pipeline: Pipeline, timeout: Duration, limits: ValueLimits) -> Ingest {
-        Ingest { pipeline, timeout, limits }
+    pub fn new(pipeline: Pipeline, timeout: Duration, limits: ValueLimits, metrics: Arc<Metrics>) -> Ingest {
+        Ingest { pipeline, timeout, limits, metrics }
     }
 
     /// Stores `signals` all-or-nothing, with their incidents and analysis requests, and returns
@@ -58,7 +61,31 @@ impl Ingest {
     /// change nothing. An empty list is a success. Redis is never touched here.
     /// Every payload is trimmed to `ATTRIBUTE_COUNT_LIMIT` and `VALUE_LENGTH_LIMIT` first, whatever
     /// door it came through.
-    pub async fn submit(&self, mut signals: Vec<Signal>) -> Result<Accepted, IngestError> {
+    pub async fn submit(
+        &self,
+        transport: Transport,
+        signal_type: SignalType,
+        signals: Vec<Signal>,
+    ) -> Result<Accepted, IngestError> {
+        let received = signals.len() as u64;
+        let result = self.store(signals).await;
+        let count = match &result {
+            Ok(accepted) => RequestCount {
+                received,
+                stored: accepted.stored,
+                duplicates: accepted.duplicates,
+                ..Default::default()
+            },
+            Err(IngestError::Batch(failed)) if !failed.transient => {
+                RequestCount { received, failed: received, ..Default::default() }
+            }
+            Err(_) => RequestCount { received, retryable: received, ..Default::default() },
+        };
+        self.metrics.count_request(signal_type, transport, count);
+        result
+    }
+
+    async fn store(&self, mut signals: Vec<Signal>) -> Result<Accepted, IngestError> {
         if signals.is_empty() {
             return Ok(Accepted::default());
         }
@@ -78,16 +105,20 @@ impl Ingest {
     /// Stores what an OTLP request mapped to, and carries its rejections into the answer.
     pub async fn submit_mapped(
         &self,
-        transport: &'static str,
+        transport: Transport,
+        signal_type: SignalType,
         mapped: Mapped,
     ) -> Result<Accepted, IngestError> {
         let rejection_message = mapped.error_message();
         if let Some(message) = &rejection_message {
             // The client will not retry a partial success: this line is the only trace of it.
-            warn!(transport, rejected = mapped.rejected, reason = %message, "records rejected");
+            warn!(transport = ?transport, rejected = mapped.rejected, reason = %message, "records rejected");
+            let invalid =
+                RequestCount { received: mapped.rejected, invalid: mapped.rejected, ..Default::default() };
+            self.metrics.count_request(signal_type, transport, invalid);
         }
         let rejected = mapped.rejected;
-        let accepted = self.submit(mapped.signals).await?;
+        let accepted = self.submit(transport, signal_type, mapped.signals).await?;
         Ok(Accepted { rejected, rejection_message, ..accepted })
     }
 }

@@ -5,6 +5,7 @@ mod cursor;
 pub mod error;
 mod health;
 mod incidents;
+pub mod observe;
 mod params;
 mod services;
 mod signals;
@@ -29,10 +30,11 @@ pub struct ApiState {
     pub trace_query_max_signals: i64,
     /// `QUERY_TOKENS`: required on `/query/*` when any is configured.
     pub query_tokens: crate::auth::Tokens,
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
+    pub queue_depth: crate::pipeline::QueueDepth,
 }
 
-/// `GET /query/*` and the health endpoints.
-/// `GET /query/*` (behind `QUERY_TOKENS` when set) and the health endpoints (always open).
+/// `GET /query/*` (behind `QUERY_TOKENS` when set) and the health and metrics endpoints (always open, for probes and scrapers).
 pub fn router(state: ApiState) -> Router {
     let auth = axum::middleware::from_fn_with_state(state.query_tokens.clone(), error::require_token);
     let queries = Router::new()
@@ -51,7 +53,8 @@ pub fn router(state: ApiState) -> Router {
     let health = Router::new()
         .route("/ingest/health", get(health::ingest_health))
         .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready));
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(observe::metrics));
     queries.merge(health).with_state(state)
 }
 

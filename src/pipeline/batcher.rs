@@ -15,6 +15,7 @@ use super::writer::{run_writer, BatchFailed, Job, JobOutcome, JobResult, Writer}
 use crate::incidents::Triage;
 use crate::model::Signal;
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 
 /// Sizes and timings of the pipeline (all settings, see `Config`).
 #[derive(Debug, Clone)]
@@ -60,6 +61,7 @@ impl Pipeline {
         triage: Arc<Triage>,
         settings: PipelineSettings,
         dispatcher: Arc<Notify>,
+        metrics: Arc<Metrics>,
         tasks: &mut JoinSet<()>,
     ) -> Pipeline {
         let (jobs, queue) = mpsc::unbounded_channel();
@@ -74,10 +76,16 @@ impl Pipeline {
                 settings: settings.clone(),
                 dispatcher: dispatcher.clone(),
                 rate: rate.clone(),
+                metrics: metrics.clone(),
             }));
         }
         let room = Arc::new(Semaphore::new(settings.queue_signals as usize));
         Pipeline { jobs, room, settings, rate }
+    }
+
+    /// A gauge of the signals accepted and not yet answered; it does not keep the writers alive.
+    pub fn depth(&self) -> QueueDepth {
+        QueueDepth { room: self.room.clone(), capacity: self.settings.queue_signals as usize }
     }
 
     /// Queues `signals` and waits for the commit of the batch that carries them.
@@ -106,5 +114,19 @@ impl Pipeline {
             Ok(result) => result.map_err(Err),
             Err(_writer_gone) => Err(Ok(Refused::ShuttingDown)),
         }
+    }
+}
+
+/// Reads how full the queue is (for `/metrics`).
+#[derive(Clone)]
+pub struct QueueDepth {
+    room: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl QueueDepth {
+    /// Signals accepted and not yet answered (queued or being written).
+    pub fn signals(&self) -> usize {
+        self.capacity.saturating_sub(self.room.available_permits())
     }
 }

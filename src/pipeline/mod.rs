@@ -6,5 +6,5 @@ mod batcher;
 mod rate;
 mod writer;
 
-pub use batcher::{Pipeline, PipelineSettings, Refused};
+pub use batcher::{Pipeline, PipelineSettings, QueueDepth, Refused};
 pub use writer::{BatchFailed, JobOutcome};

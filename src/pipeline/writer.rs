@@ -12,6 +12,7 @@ use super::rate::{batch_cap, DrainRate};
 use crate::incidents::Triage;
 use crate::model::Signal;
 use crate::store::{BatchOutcome, Store, StoreError};
+use crate::telemetry::metrics::{AnalysisOutcome, Metrics, SeverityLabels};
 
 /// What one request's signals became, once committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +58,7 @@ pub(super) struct Writer {
     pub settings: Arc<PipelineSettings>,
     pub dispatcher: Arc<Notify>,
     pub rate: Arc<DrainRate>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub(super) async fn run_writer(writer: Writer) {
@@ -101,6 +103,7 @@ async fn write(writer: &Writer, mut jobs: Vec<Job>) {
     match store.write_batch(&signals, triage).await {
         Ok(outcome) => {
             writer.rate.record(signals.len(), started.elapsed());
+            record(&writer.metrics, signals.len(), started.elapsed(), &outcome);
             answer(jobs, &signals, &lengths, &outcome, dispatcher)
         }
         Err(StoreError::Query(error)) if jobs.len() > 1 => {
@@ -111,8 +114,10 @@ async fn write(writer: &Writer, mut jobs: Vec<Job>) {
             for (job, length) in jobs.into_iter().zip(lengths) {
                 let own = &signals[offset..offset + length];
                 offset += length;
+                let started = std::time::Instant::now();
                 let result = match store.write_batch(own, triage).await {
                     Ok(outcome) => {
+                        record(&writer.metrics, own.len(), started.elapsed(), &outcome);
                         wake_if_needed(&outcome, dispatcher);
                         Ok(JobOutcome { stored: outcome.inserted, duplicates: outcome.duplicates })
                     }
@@ -148,6 +153,19 @@ fn answer(
         let stored = own.iter().filter(|s| new_ids.remove(&s.signal_id)).count() as u64;
         let _ = job.reply.send(Ok(JobOutcome { stored, duplicates: *length as u64 - stored }));
     }
+}
+
+/// Batch size and write time, incidents opened and escalated, analyses queued.
+fn record(metrics: &Metrics, signals: usize, took: std::time::Duration, outcome: &BatchOutcome) {
+    metrics.batch_signals.observe(signals as f64);
+    metrics.batch_write_duration.observe(took.as_secs_f64());
+    for severity in &outcome.opened_severities {
+        metrics.incidents_opened.get_or_create(&SeverityLabels { severity: (*severity).into() }).inc();
+    }
+    for severity in &outcome.escalated_severities {
+        metrics.incidents_escalated.get_or_create(&SeverityLabels { severity: (*severity).into() }).inc();
+    }
+    metrics.count_analysis(AnalysisOutcome::queued, outcome.analyses_requested);
 }
 
 fn wake_if_needed(outcome: &BatchOutcome, dispatcher: &Notify) {

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::celery::{analyze_trace_envelope, TaskMessage};
 use super::redis_queue::{AnalysisQueue, Delivery};
 use crate::store::{OutboxRow, Store, StoreError};
+use crate::telemetry::metrics::{AnalysisOutcome, Metrics};
 
 /// How the dispatcher paces itself.
 #[derive(Debug, Clone)]
@@ -50,6 +51,7 @@ pub struct Dispatcher {
     queue: AnalysisQueue,
     settings: DispatchSettings,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
@@ -58,8 +60,9 @@ impl Dispatcher {
         queue: AnalysisQueue,
         settings: DispatchSettings,
         wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Dispatcher {
-        Dispatcher { store, queue, settings, wake }
+        Dispatcher { store, queue, settings, wake, metrics }
     }
 
     /// Claims and delivers one batch of due requests.
@@ -83,10 +86,12 @@ impl Dispatcher {
             match self.queue.deliver(&row.trace_id, &envelope).await {
                 Ok(Delivery::Sent) => {
                     self.store.mark_analysis_sent(row.id, task_id).await?;
+                    self.metrics.count_analysis(AnalysisOutcome::dispatched, 1);
                     sent += 1;
                 }
                 Ok(Delivery::LockBusy) => {
                     self.store.mark_analysis_deduplicated(row.id).await?;
+                    self.metrics.count_analysis(AnalysisOutcome::deduplicated, 1);
                     deduplicated += 1;
                 }
                 Err(why) => {
@@ -94,6 +99,7 @@ impl Dispatcher {
                     for pending in &rows[index..] {
                         self.store.retry_analysis_later(pending.id, self.backoff(pending), &reason).await?;
                     }
+                    self.metrics.count_analysis(AnalysisOutcome::retried, (rows.len() - index) as u64);
                     return Ok(StepOutcome::QueueUnavailable { postponed: rows.len() - index });
                 }
             }

@@ -16,6 +16,7 @@ use crate::api::error::ApiError;
 use crate::ingest::Ingest;
 use crate::mapping::legacy::{signals_from_json, LegacyKind};
 use crate::mapping::MappingOptions;
+use crate::telemetry::metrics::Transport;
 use crate::validation::{FieldError, LocPart};
 
 /// What the legacy handlers share.
@@ -85,7 +86,7 @@ async fn accept(
         ))
     })?;
     let signals = signals_from_json(kind, &value, &state.options).map_err(ApiError::Validation)?;
-    state.ingest.submit(signals).await?;
+    state.ingest.submit(Transport::legacy, kind.signal_type(), signals).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))))
 }
 

@@ -32,6 +32,8 @@ use crate::error::{client_message, Reject};
 use crate::ingest::{Accepted, Ingest};
 use crate::mapping::otlp::{logs_to_signals, metrics_to_signals, spans_to_signals, Mapped};
 use crate::mapping::MappingOptions;
+use crate::model::SignalType;
+use crate::telemetry::metrics::Transport;
 
 /// The three OTLP services, sharing one ingest path.
 #[derive(Clone)]
@@ -43,6 +45,7 @@ pub struct OtlpGrpc {
     pub max_concurrent_exports: usize,
     /// `INGEST_TOKENS`, checked on the `authorization` metadata when any is configured.
     pub tokens: crate::auth::Tokens,
+    pub metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>,
 }
 
 const ENCODINGS: [CompressionEncoding; 3] =
@@ -59,6 +62,7 @@ impl OtlpGrpc {
     ) -> Result<(), tonic::transport::Error> {
         let (max, concurrency, tokens) =
             (self.max_message_bytes, self.max_concurrent_exports, self.tokens.clone());
+        let recorder = self.metrics.clone();
         let mut traces = TraceServiceServer::new(self.clone()).max_decoding_message_size(max);
         let mut logs = LogsServiceServer::new(self.clone()).max_decoding_message_size(max);
         let mut metrics = MetricsServiceServer::new(self).max_decoding_message_size(max);
@@ -82,7 +86,7 @@ impl OtlpGrpc {
             server = server.tls_config(tls)?;
         }
         server
-            .layer(OtlpStatusLayer)
+            .layer(OtlpStatusLayer { metrics: recorder })
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
             .add_service(InterceptedService::new(traces, check.clone()))
             .add_service(InterceptedService::new(logs, check.clone()))
@@ -91,8 +95,8 @@ impl OtlpGrpc {
             .await
     }
 
-    async fn store(&self, mapped: Mapped) -> Result<Accepted, Status> {
-        self.ingest.submit_mapped("otlp_grpc", mapped).await.map_err(|error| {
+    async fn store(&self, signal_type: SignalType, mapped: Mapped) -> Result<Accepted, Status> {
+        self.ingest.submit_mapped(Transport::otlp_grpc, signal_type, mapped).await.map_err(|error| {
             tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/grpc export failed");
             Status::new(Reject::from(&error).grpc_code(), client_message(&error))
         })
@@ -105,7 +109,7 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let accepted = self.store(spans_to_signals(request.get_ref(), Utc::now())).await?;
+        let accepted = self.store(SignalType::Trace, spans_to_signals(request.get_ref(), Utc::now())).await?;
         let partial_success = accepted.rejection_message.map(|error_message| ExportTracePartialSuccess {
             rejected_spans: accepted.rejected as i64,
             error_message,
@@ -120,7 +124,9 @@ impl LogsService for OtlpGrpc {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let accepted = self.store(logs_to_signals(request.get_ref(), Utc::now(), &self.options)).await?;
+        let accepted = self
+            .store(SignalType::Log, logs_to_signals(request.get_ref(), Utc::now(), &self.options))
+            .await?;
         let partial_success = accepted.rejection_message.map(|error_message| ExportLogsPartialSuccess {
             rejected_log_records: accepted.rejected as i64,
             error_message,
@@ -135,7 +141,9 @@ impl MetricsService for OtlpGrpc {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let accepted = self.store(metrics_to_signals(request.get_ref(), Utc::now(), &self.options)).await?;
+        let accepted = self
+            .store(SignalType::Metric, metrics_to_signals(request.get_ref(), Utc::now(), &self.options))
+            .await?;
         let partial_success = accepted.rejection_message.map(|error_message| ExportMetricsPartialSuccess {
             rejected_data_points: accepted.rejected as i64,
             error_message,
@@ -149,25 +157,29 @@ impl MetricsService for OtlpGrpc {
 /// RESOURCE_EXHAUSTED (without RetryInfo: not retried); an undecodable message is INTERNAL in
 /// tonic-prost, which becomes INVALID_ARGUMENT. Both arrive as trailers-only responses, so the
 /// status is in the response headers.
-#[derive(Clone, Copy)]
-struct OtlpStatusLayer;
+/// It also records each call's latency, by method and final code.
+#[derive(Clone)]
+struct OtlpStatusLayer {
+    metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>,
+}
 
 impl<S> Layer<S> for OtlpStatusLayer {
     type Service = OtlpStatus<S>;
 
     fn layer(&self, inner: S) -> OtlpStatus<S> {
-        OtlpStatus { inner }
+        OtlpStatus { inner, metrics: self.metrics.clone() }
     }
 }
 
 #[derive(Clone)]
 struct OtlpStatus<S> {
     inner: S,
+    metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>,
 }
 
-impl<S, Req, ResBody> Service<Req> for OtlpStatus<S>
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for OtlpStatus<S>
 where
-    S: Service<Req, Response = http::Response<ResBody>>,
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -178,11 +190,21 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let started = std::time::Instant::now();
+        let method = request.uri().path().to_owned();
+        let recorder = self.metrics.clone();
         let future = self.inner.call(request);
         Box::pin(async move {
             let mut response = future.await?;
             fix_status(response.headers_mut());
+            // Unary calls: the handler has finished once the headers are out. A success carries
+            // its code in the trailers, an error (trailers-only) in the headers.
+            let code = response
+                .headers()
+                .get(Status::GRPC_STATUS)
+                .map_or(tonic::Code::Ok, |code| tonic::Code::from_bytes(code.as_bytes()));
+            recorder.observe_request(&method, "POST", &format!("{code:?}"), started.elapsed().as_secs_f64());
             Ok(response)
         })
     }

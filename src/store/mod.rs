@@ -106,6 +106,12 @@ impl Store {
         }
     }
 
+    /// Connections of the pool: `(in use, idle, maximum)`.
+    pub fn pool_status(&self) -> (usize, usize, usize) {
+        let status = self.pool.status();
+        (status.size.saturating_sub(status.available), status.available, status.max_size)
+    }
+
     /// Closes the pool: idle connections are dropped, later requests fail fast.
     pub fn close(&self) {
         self.pool.close();

@@ -79,3 +79,19 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Analysis requests waiting in the outbox, and the age in seconds of the oldest (0 when
+    /// none): the backlog an operator watches when Redis or the worker is away.
+    pub async fn outbox_backlog(&self) -> Result<(i64, f64), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+                 FROM analysis_outbox WHERE status = 'pending'",
+                &[],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+}

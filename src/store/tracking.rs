@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreError};
 use crate::incidents::Triage;
-use crate::model::Signal;
+use crate::model::{IncidentSeverity, Signal};
 
 /// What one batch write did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,6 +30,10 @@ pub struct BatchOutcome {
     pub incidents_updated: u64,
     /// Outbox rows written.
     pub analyses_requested: u64,
+    /// The severity of each incident opened.
+    pub opened_severities: Vec<IncidentSeverity>,
+    /// The new severity of each existing incident whose severity this batch raised.
+    pub escalated_severities: Vec<IncidentSeverity>,
 }
 
 const WRITE_BATCH: &str = r#"
@@ -58,6 +62,10 @@ activity AS (
            array_agg(DISTINCT service_name::varchar) AS services
     FROM fresh GROUP BY trace_id
 ),
+prior AS (
+    -- The statement's snapshot: severities before this batch, to tell escalations.
+    SELECT trace_key, severity FROM incidents WHERE trace_key IN (SELECT trace_id FROM activity)
+),
 upserted AS (
     INSERT INTO incidents AS i (id, trace_id, trace_key, status, severity, detected_at, affected_services,
                                 error_count, high_signal_count, last_signal_at, analysis_requested_at)
@@ -78,7 +86,8 @@ upserted AS (
             WHEN excluded.analysis_requested_at IS NOT NULL AND (i.analysis_requested_at IS NULL
                  OR i.analysis_requested_at <= now() - make_interval(secs => $11::float8))
             THEN now() ELSE i.analysis_requested_at END
-    RETURNING i.id, i.trace_id, i.analysis_requested_at = now() AS requested, i.xmax = 0 AS opened
+    RETURNING i.id, i.trace_id, i.trace_key, i.severity,
+              i.analysis_requested_at = now() AS requested, i.xmax = 0 AS opened
 ),
 outbox AS (
     INSERT INTO analysis_outbox (trace_id, incident_id)
@@ -88,7 +97,10 @@ outbox AS (
 SELECT ARRAY(SELECT id FROM inserted),
        (SELECT count(*) FROM upserted WHERE opened),
        (SELECT count(*) FROM upserted),
-       (SELECT count(*) FROM outbox)
+       (SELECT count(*) FROM outbox),
+       ARRAY(SELECT severity::text FROM upserted WHERE opened),
+       ARRAY(SELECT u.severity::text FROM upserted u JOIN prior p ON p.trace_key = u.trace_key
+             WHERE NOT u.opened AND u.severity > p.severity)
 "#;
 
 impl Store {
@@ -130,6 +142,10 @@ impl Store {
             .await?;
         let inserted_ids: HashSet<Uuid> = row.get::<_, Vec<Uuid>>(0).into_iter().collect();
         let (opened, upserted, requested): (i64, i64, i64) = (row.get(1), row.get(2), row.get(3));
+        let severities = |column: usize| -> Vec<IncidentSeverity> {
+            let labels: Vec<String> = row.get(column);
+            labels.iter().filter_map(|label| IncidentSeverity::from_db_label(label)).collect()
+        };
         Ok(BatchOutcome {
             inserted: inserted_ids.len() as u64,
             duplicates: (signals.len() - inserted_ids.len()) as u64,
@@ -137,6 +153,8 @@ impl Store {
             incidents_opened: opened as u64,
             incidents_updated: (upserted - opened) as u64,
             analyses_requested: requested as u64,
+            opened_severities: severities(4),
+            escalated_severities: severities(5),
         })
     }
 }

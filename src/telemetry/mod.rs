@@ -1,4 +1,6 @@
-//! Our own logs: `tracing` to standard error, as text or JSON lines.
+//! Our own logs (`tracing` to standard error, as text or JSON lines) and metrics.
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

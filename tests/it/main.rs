@@ -9,6 +9,7 @@ mod fuzz;
 mod health;
 mod helpers;
 mod legacy;
+mod metrics;
 mod otlp_grpc;
 mod otlp_http;
 mod pipeline;

@@ -25,6 +25,17 @@ pub enum LegacyKind {
     Metrics,
 }
 
+impl LegacyKind {
+    /// The type of the signals this endpoint stores.
+    pub fn signal_type(self) -> crate::model::SignalType {
+        match self {
+            LegacyKind::Logs => crate::model::SignalType::Log,
+            LegacyKind::Traces => crate::model::SignalType::Trace,
+            LegacyKind::Metrics => crate::model::SignalType::Metric,
+        }
+    }
+}
+
 /// At most this many field errors are reported for one body; the rest are summarised.
 const MAX_REPORTED_ERRORS: usize = 100;
 

@@ -29,6 +29,8 @@ use crate::error::{client_message, Reject};
 use crate::ingest::{Accepted, Ingest};
 use crate::mapping::otlp::{logs_to_signals, metrics_to_signals, spans_to_signals, Mapped};
 use crate::mapping::MappingOptions;
+use crate::model::SignalType;
+use crate::telemetry::metrics::Transport;
 use response::{capped_message, success, Encoding, Failure};
 
 pub use response::RpcStatus;
@@ -116,7 +118,12 @@ async fn decode_and_store(
             &state.options,
         ),
     };
-    state.ingest.submit_mapped("otlp_http", mapped).await.map_err(|error| {
+    let signal_type = match kind {
+        Kind::Traces => SignalType::Trace,
+        Kind::Logs => SignalType::Log,
+        Kind::Metrics => SignalType::Metric,
+    };
+    state.ingest.submit_mapped(Transport::otlp_http, signal_type, mapped).await.map_err(|error| {
         tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/http export failed");
         Failure::from_reject(Reject::from(&error), client_message(&error))
     })

@@ -32,7 +32,11 @@ async fn slow_down(db: &TestDb) {
 async fn a_flood_is_refused_retryably_with_memory_bounded_and_everything_accepted_stored() {
     let _turn = crate::helpers::machine_load_turn().await;
     let db = TestDb::new();
-    let mut server = ServerProcess::start(&db, &[]).await;
+    // A 10 s ingest timeout (default 3 s): the rest of the suite runs beside this test on two
+    // cores, and a starved process must not turn scheduling delays into timeouts. Without
+    // admission control the 20,000-signal queue would still hold 25 s of work at 800/s, so
+    // accepted requests would time out all the same: the assertion below keeps its teeth.
+    let mut server = ServerProcess::start(&db, &[("INGEST_TIMEOUT_MS", "10000")]).await;
     slow_down(&db).await;
     let idle_rss = server.peak_rss_bytes();
 
