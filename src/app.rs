@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::{info, warn};
 
+use crate::api::openapi::{self, ApiDoc};
 use crate::api::{self, ApiState};
 use crate::config::{Config, CorsOrigins};
 use crate::incidents::Triage;
@@ -37,6 +38,9 @@ use crate::receivers::otlp_http::{self, OtlpHttpState};
 use crate::store::{self, migrate, Store};
 use crate::telemetry::metrics::Metrics;
 use crate::tls::{TlsFiles, TlsListener};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
 /// A started service: database ready, listeners bound, not yet serving.
 pub struct App {
@@ -189,8 +193,14 @@ impl App {
             metrics: self.metrics.clone(),
             queue_depth: self.pipeline.depth(),
         };
-        let router = legacy::router(legacy_state)
+        let (router, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+            .merge(legacy::router(legacy_state))
             .merge(api::router(api_state))
+            .split_for_parts();
+        let router = router
+            .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+            .route("/redoc", axum::routing::get(openapi::redoc_page))
+            .route("/redoc/redoc.standalone.js", axum::routing::get(openapi::redoc_script))
             .route_layer(axum::middleware::from_fn_with_state(
                 self.metrics.clone(),
                 api::observe::track_latency,

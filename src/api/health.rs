@@ -9,6 +9,7 @@ use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
 
+use super::openapi::{IngestHealth, Readiness};
 use super::ApiState;
 use crate::model::time::format_timestamp;
 
@@ -16,6 +17,8 @@ use crate::model::time::format_timestamp;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// 200 when the database answers, 503 otherwise (the original's shape).
+#[utoipa::path(get, path = "/ingest/health", tag = "health",
+    responses((status = 200, body = IngestHealth), (status = 503, description = "Database unreachable", body = IngestHealth)))]
 pub async fn ingest_health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
     let connected = state.store.ping(PROBE_TIMEOUT).await.is_ok();
     let (status, word, database) = if connected {
@@ -33,12 +36,16 @@ pub async fn ingest_health(State(state): State<ApiState>) -> (StatusCode, Json<V
 }
 
 /// 200 while the process serves requests at all.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "`{\"status\": \"alive\"}` while the process serves requests")))]
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
 /// 200 once migrations are applied and the pool reaches the database; 503 before, during a
 /// database outage, and once shutdown has begun.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, body = Readiness), (status = 503, description = "Not ready: migrations pending, database unreachable, or shutting down", body = Readiness)))]
 pub async fn ready(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
     let migrated = state.ready.load(Ordering::Acquire);
     let connected = migrated && state.store.ping(PROBE_TIMEOUT).await.is_ok();

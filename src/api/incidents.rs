@@ -6,6 +6,7 @@ use axum::Json;
 
 use super::cursor::Cursor;
 use super::error::ApiError;
+use super::openapi::{Detail, EvidenceQuery, IncidentQuery, PageStartQuery, StatusUpdate, ValidationErrors};
 use super::params::{path_uuid, Params};
 use super::{ApiState, Page};
 use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus, StoredSignal};
@@ -15,6 +16,8 @@ use serde_json::Value;
 
 /// Incidents newest first, filtered by `status` and `severity` (lower-case values) and by an
 /// affected `service`; `limit` 1 to 200 (default 50); `offset` from 0 or `cursor`.
+#[utoipa::path(get, path = "/query/incidents", tag = "query", params(IncidentQuery, PageStartQuery),
+    responses((status = 200, description = "A page of incidents, newest first", body = Page<Incident>), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn list_incidents(
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -40,9 +43,14 @@ pub async fn list_incidents(
     Ok(Json(Page::new(items, total, limit, offset, |i| Cursor { at: i.detected_at, id: i.id })))
 }
 
-/// `PATCH /query/incidents/{id}` with `{"status": "investigating"}`: moves the incident along
-/// [`IncidentStatus::next_allowed`]; 409 naming the allowed moves otherwise. Setting the status
-/// it already has changes nothing and answers 200.
+/// Moves the incident's status: open → investigating → resolved → closed, open → resolved, and
+/// resolved → open (reopen); closed is final. Resolving sets `resolved_at`, reopening clears
+/// it. Any other move is 409, naming the allowed ones; the status it already has is a 200 that
+/// changes nothing.
+#[utoipa::path(patch, path = "/query/incidents/{incident_id}", tag = "query", params(("incident_id" = Uuid, Path)),
+    request_body = StatusUpdate,
+    responses((status = 200, description = "The incident, moved", body = Incident), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 404, body = Detail),
+        (status = 409, description = "Not an allowed move; the detail names the allowed ones", body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn patch_incident(
     State(state): State<ApiState>,
     Path(incident_id): Path<String>,
@@ -94,8 +102,11 @@ fn requested_status(body: Result<Json<Value>, JsonRejection>) -> Result<Incident
     }
 }
 
-/// `GET /query/incidents/{id}/signals`: the incident's evidence, its trace's signals with the
-/// errors first (then oldest first); `limit` 1 to 1000 (default 100), `offset` from 0.
+/// The incident's evidence: its trace's signals, errors first (ERROR/CRITICAL logs, spans with
+/// status ERROR), then oldest first; `limit` 1 to 1000 (default 100), `offset` from 0.
+#[utoipa::path(get, path = "/query/incidents/{incident_id}/signals", tag = "query",
+    params(("incident_id" = Uuid, Path), EvidenceQuery),
+    responses((status = 200, description = "The incident's signals, errors first", body = Page<StoredSignal>), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 404, body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn incident_signals(
     State(state): State<ApiState>,
     Path(incident_id): Path<String>,
@@ -114,6 +125,8 @@ pub async fn incident_signals(
     Ok(Json(Page { items, total, limit, offset, next_cursor: None }))
 }
 
+#[utoipa::path(get, path = "/query/incidents/{incident_id}", tag = "query", params(("incident_id" = Uuid, Path)),
+    responses((status = 200, body = Incident), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 404, body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn get_incident(
     State(state): State<ApiState>,
     Path(incident_id): Path<String>,
@@ -126,6 +139,9 @@ pub async fn get_incident(
 }
 
 /// The newest analysis of the incident; 404 until the worker has written one.
+#[utoipa::path(get, path = "/query/incidents/{incident_id}/analysis", tag = "query", params(("incident_id" = Uuid, Path)),
+    responses((status = 200, description = "The newest analysis", body = AnalysisResult), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail),
+        (status = 404, description = "No analysis yet", body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn get_analysis(
     State(state): State<ApiState>,
     Path(incident_id): Path<String>,

@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod incidents;
 pub mod observe;
+pub mod openapi;
 mod params;
 mod services;
 mod signals;
@@ -14,9 +15,9 @@ mod trace_tree;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use axum::routing::get;
-use axum::Router;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::store::Store;
 
@@ -35,32 +36,29 @@ pub struct ApiState {
 }
 
 /// `GET /query/*` (behind `QUERY_TOKENS` when set) and the health and metrics endpoints (always open, for probes and scrapers).
-pub fn router(state: ApiState) -> Router {
+pub fn router(state: ApiState) -> OpenApiRouter {
     let auth = axum::middleware::from_fn_with_state(state.query_tokens.clone(), error::require_token);
-    let queries = Router::new()
-        .route("/query/signals", get(signals::list_signals))
-        .route("/query/traces/{trace_id}", get(signals::trace_signals))
-        .route("/query/traces/{trace_id}/tree", get(signals::trace_tree))
-        .route("/query/services", get(services::list_services))
-        .route("/query/incidents", get(incidents::list_incidents))
-        .route(
-            "/query/incidents/{incident_id}",
-            get(incidents::get_incident).patch(incidents::patch_incident),
-        )
-        .route("/query/incidents/{incident_id}/signals", get(incidents::incident_signals))
-        .route("/query/incidents/{incident_id}/analysis", get(incidents::get_analysis))
+    let queries = OpenApiRouter::new()
+        .routes(routes!(signals::list_signals))
+        .routes(routes!(signals::trace_signals))
+        .routes(routes!(signals::trace_tree))
+        .routes(routes!(services::list_services))
+        .routes(routes!(incidents::list_incidents))
+        .routes(routes!(incidents::get_incident, incidents::patch_incident))
+        .routes(routes!(incidents::incident_signals))
+        .routes(routes!(incidents::get_analysis))
         .route_layer(auth);
-    let health = Router::new()
-        .route("/ingest/health", get(health::ingest_health))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(observe::metrics));
+    let health = OpenApiRouter::new()
+        .routes(routes!(health::ingest_health))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(observe::metrics));
     queries.merge(health).with_state(state)
 }
 
 /// A page of a list endpoint: `{"items", "total", "limit", "offset", "next_cursor"}`;
 /// `next_cursor` is `null` on the last page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,

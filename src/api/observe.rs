@@ -13,6 +13,8 @@ use crate::telemetry::metrics::{Metrics, PoolLabels};
 
 /// The OpenMetrics text exposition; gauges are read at scrape time. A database that cannot be
 /// reached leaves the outbox gauges at their last values rather than failing the scrape.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     let metrics = &state.metrics;
     metrics.queue_signals.set(state.queue_depth.signals() as i64);

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::error::ApiError;
+use super::openapi::{Detail, ServicesQuery, ValidationErrors};
 use super::params::Params;
 use super::ApiState;
 use crate::store::ServiceSummary;
@@ -15,7 +16,7 @@ use crate::validation::FieldError;
 /// The range when none is given: the last day.
 const DEFAULT_RANGE_HOURS: i64 = 24;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Services {
     #[serde(serialize_with = "crate::model::time::serialize")]
     pub start_time: DateTime<Utc>,
@@ -24,7 +25,7 @@ pub struct Services {
     pub items: Vec<ServiceItem>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceItem {
     pub service_name: String,
     pub signals: SignalCounts,
@@ -34,7 +35,7 @@ pub struct ServiceItem {
     pub last_seen: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SignalCounts {
     pub log: i64,
     pub trace: i64,
@@ -59,6 +60,8 @@ impl From<ServiceSummary> for ServiceItem {
 }
 
 /// Services with signals in `[start_time, end_time)` (default: the last 24 hours), by name.
+#[utoipa::path(get, path = "/query/services", tag = "query", params(ServicesQuery),
+    responses((status = 200, description = "Services with signals in the range, by name", body = Services), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn list_services(
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,

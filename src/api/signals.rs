@@ -6,6 +6,7 @@ use axum::Json;
 
 use super::cursor::Cursor;
 use super::error::ApiError;
+use super::openapi::{Detail, PageStartQuery, SignalQuery, ValidationErrors};
 use super::params::Params;
 use super::trace_tree::TraceTree;
 use super::{ApiState, Page};
@@ -23,6 +24,8 @@ fn parse_level(text: &str) -> Option<&'static str> {
 /// Signals newest first, filtered by `trace_id`, `service_name`, `signal_type`, `start_time`,
 /// `end_time`, `level` (logs) and `q` (text in log messages, case-insensitive); `limit` 1 to
 /// 1000 (default 100); `offset` from 0 or `cursor`.
+#[utoipa::path(get, path = "/query/signals", tag = "query", params(SignalQuery, PageStartQuery),
+    responses((status = 200, description = "A page of signals, newest first", body = Page<StoredSignal>), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn list_signals(
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -54,6 +57,8 @@ pub async fn list_signals(
 
 /// Every signal of a trace, oldest first (`[]` when the trace is unknown), capped at
 /// `TRACE_QUERY_MAX_SIGNALS`.
+#[utoipa::path(get, path = "/query/traces/{trace_id}", tag = "query", params(("trace_id" = String, Path)),
+    responses((status = 200, description = "The trace's signals, oldest first; [] when unknown", body = Vec<StoredSignal>), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn trace_signals(
     State(state): State<ApiState>,
     Path(trace_id): Path<String>,
@@ -62,9 +67,11 @@ pub async fn trace_signals(
     Ok(Json(signals))
 }
 
-/// `GET /query/traces/{trace_id}/tree`: the trace's spans as a tree with their logs attached
-/// (see [`super::trace_tree`]); 404 when the trace has no signal. At most
-/// `TRACE_QUERY_MAX_SIGNALS` signals are read.
+/// The trace for a waterfall view: its spans depth-first with depth, children, start offset and
+/// duration, logs attached to their spans, services, total duration, error spans marked; 404
+/// when the trace has no signal. At most `TRACE_QUERY_MAX_SIGNALS` signals are read.
+#[utoipa::path(get, path = "/query/traces/{trace_id}/tree", tag = "query", params(("trace_id" = String, Path)),
+    responses((status = 200, description = "The trace as a waterfall", body = TraceTree), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 404, body = Detail), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn trace_tree(
     State(state): State<ApiState>,
     Path(trace_id): Path<String>,

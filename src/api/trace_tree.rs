@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::model::{SignalType, StoredSignal};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TraceTree {
     pub trace_id: String,
     #[serde(serialize_with = "crate::model::time::serialize_option")]
@@ -34,15 +34,18 @@ pub struct TraceTree {
     pub metrics: Vec<StoredSignal>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TreeSpan {
     pub signal_id: Uuid,
     pub span_id: String,
     pub parent_span_id: Option<String>,
     pub name: String,
     pub service_name: String,
+    #[schema(value_type = Option<String>)]
     pub kind: Value,
+    #[schema(value_type = Option<String>)]
     pub status: Value,
+    #[schema(value_type = Option<String>)]
     pub status_message: Value,
     /// Status ERROR, or an `exception` event.
     pub error: bool,
@@ -53,7 +56,9 @@ pub struct TreeSpan {
     pub start_offset_ms: f64,
     pub duration_ms: f64,
     pub children: Vec<String>,
+    #[schema(value_type = Object)]
     pub attributes: Value,
+    #[schema(value_type = Vec<Object>)]
     pub events: Value,
     /// The logs emitted inside this span, oldest first.
     pub logs: Vec<StoredSignal>,

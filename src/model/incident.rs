@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 /// Lifecycle of an incident. The database stores upper-case labels (`incidentstatus`,
 /// SQLAlchemy stores enum member names); the API shows lower-case values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentStatus {
     Open,
@@ -18,7 +18,7 @@ pub enum IncidentStatus {
 
 /// How bad an incident is; ordered, so `max` raises severity. Database labels are upper-case
 /// (`incidentseverity`), API values lower-case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentSeverity {
     Low,
@@ -89,7 +89,7 @@ labelled_enum!(IncidentSeverity {
 });
 
 /// One incident row, in the dashboard's shape (CONTRACTS §3).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Incident {
     pub id: Uuid,
     pub trace_id: String,
@@ -104,13 +104,14 @@ pub struct Incident {
 }
 
 /// One analysis written by the pipeline (CONTRACTS §1 `analysis_results`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AnalysisResult {
     pub id: Uuid,
     pub incident_id: Uuid,
     pub root_cause: String,
     pub confidence_score: f64,
     pub evidence_signals: Vec<Uuid>,
+    #[schema(value_type = Object)]
     pub ai_explanation: Value,
     #[serde(serialize_with = "crate::model::time::serialize_option")]
     pub generated_at: Option<DateTime<Utc>>,

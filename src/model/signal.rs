@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 /// The three kinds of telemetry. Database labels (`signaltypeenum`) and API values are the
 /// same lower-case words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SignalType {
     Log,
@@ -46,7 +46,7 @@ pub struct Signal {
 }
 
 /// A signal as read back from the store, shaped as the query API returns it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredSignal {
     pub id: Uuid,
     pub signal_type: SignalType,
@@ -54,6 +54,8 @@ pub struct StoredSignal {
     pub service_name: String,
     #[serde(serialize_with = "crate::model::time::serialize")]
     pub timestamp: DateTime<Utc>,
+    /// The canonical payload (keys per signal type: see the README's mapping).
+    #[schema(value_type = Object)]
     pub payload: Value,
 }
 

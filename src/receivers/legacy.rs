@@ -8,11 +8,13 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::error::ApiError;
+use crate::api::openapi::{LegacyAnswers, LegacyLog, LegacyMetric, LegacySpan, OneOrMany};
 use crate::ingest::Ingest;
 use crate::mapping::legacy::{signals_from_json, LegacyKind};
 use crate::mapping::MappingOptions;
@@ -30,16 +32,18 @@ pub struct LegacyState {
     pub tokens: crate::auth::Tokens,
 }
 
-pub fn router(state: LegacyState) -> Router {
+pub fn router(state: LegacyState) -> OpenApiRouter {
     let auth = axum::middleware::from_fn_with_state(state.tokens.clone(), crate::api::error::require_token);
-    Router::new()
-        .route("/ingest/logs", post(ingest_logs))
-        .route("/ingest/traces", post(ingest_traces))
-        .route("/ingest/metrics", post(ingest_metrics))
+    OpenApiRouter::new()
+        .routes(routes!(ingest_logs))
+        .routes(routes!(ingest_traces))
+        .routes(routes!(ingest_metrics))
         .route_layer(auth)
         .with_state(state)
 }
 
+#[utoipa::path(post, path = "/ingest/logs", tag = "ingest", request_body = OneOrMany<LegacyLog>,
+    responses(LegacyAnswers))]
 async fn ingest_logs(
     State(state): State<LegacyState>,
     headers: HeaderMap,
@@ -48,6 +52,8 @@ async fn ingest_logs(
     accept(&state, LegacyKind::Logs, &headers, body).await
 }
 
+#[utoipa::path(post, path = "/ingest/traces", tag = "ingest", request_body = OneOrMany<LegacySpan>,
+    responses(LegacyAnswers))]
 async fn ingest_traces(
     State(state): State<LegacyState>,
     headers: HeaderMap,
@@ -56,6 +62,8 @@ async fn ingest_traces(
     accept(&state, LegacyKind::Traces, &headers, body).await
 }
 
+#[utoipa::path(post, path = "/ingest/metrics", tag = "ingest", request_body = OneOrMany<LegacyMetric>,
+    responses(LegacyAnswers))]
 async fn ingest_metrics(
     State(state): State<LegacyState>,
     headers: HeaderMap,

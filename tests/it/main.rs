@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod legacy;
 mod metrics;
+mod openapi;
 mod otlp_grpc;
 mod otlp_http;
 mod pipeline;

@@ -1,0 +1,273 @@
+//! The OpenAPI 3.1 description of the API port, generated from the handlers' annotations by
+//! utoipa (routes and documentation are registered together, see `app.rs`), served at
+//! `/openapi.json`, with Swagger UI at `/docs` and ReDoc at `/redoc`. Both viewers' assets are
+//! in the binary (no CDN): the dashboard's developers may be offline or behind a proxy.
+//!
+//! The types here exist for the documentation only: the shapes legacy clients send (read by
+//! `mapping::legacy` from JSON, field by field), the error bodies, the query parameters.
+
+#![allow(dead_code)] // documentation-only fields are read by the derive macros, not by us
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::model::{IncidentSeverity, IncidentStatus, SignalType};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ProdSentinel API",
+        description = "Ingestion (legacy JSON), queries for the dashboard, health, metrics. \
+            OTLP is served on its own ports (4317 gRPC, 4318 HTTP) by the OpenTelemetry \
+            protocol's own definitions. Errors: 401 (bearer token required), 404/409 \
+            `{\"detail\": text}`, 422 FastAPI-style field errors, 503 with Retry-After (retry).",
+    ),
+    paths(openapi_json),
+    tags(
+        (name = "ingest", description = "The original's JSON endpoints (INGEST_TOKENS)"),
+        (name = "query", description = "What the dashboard polls (QUERY_TOKENS)"),
+        (name = "health", description = "Probes and metrics, always open"),
+    ),
+    components(schemas(Accepted, Detail, ValidationErrors, FieldErrorBody))
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3.1 description of this port", content_type = "application/json")))]
+fn openapi_json() {}
+
+/// `{"detail": "..."}`: 401, 404, 409, 413, 415, 500, 503.
+#[derive(Serialize, ToSchema)]
+pub struct Detail {
+    pub detail: String,
+}
+
+/// 422: every field that failed validation, in FastAPI's shape.
+#[derive(Serialize, ToSchema)]
+pub struct ValidationErrors {
+    pub detail: Vec<FieldErrorBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FieldErrorBody {
+    /// Where: `["body", "timestamp"]`, `["query", "limit"]`, `["body", 3, "level"]` for a bulk.
+    #[schema(value_type = Vec<Object>)]
+    pub loc: Vec<serde_json::Value>,
+    pub msg: String,
+    /// `missing`, `enum`, `int_parsing`, `datetime_parsing`, `json_invalid`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The offending value, when there is one.
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
+}
+
+/// `202 {"status": "accepted"}`, answered once the signals are committed.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    #[schema(example = "accepted")]
+    pub status: String,
+}
+
+/// What every legacy ingest endpoint answers.
+#[derive(IntoResponses)]
+pub enum LegacyAnswers {
+    #[response(status = 202, description = "Stored (committed)")]
+    Accepted(Accepted),
+    #[response(status = 401, description = "A bearer token is required (INGEST_TOKENS)")]
+    Unauthorized(Detail),
+    #[response(status = 413, description = "Body over MAX_BODY_BYTES")]
+    TooLarge(Detail),
+    #[response(status = 415, description = "Not JSON")]
+    UnsupportedMediaType(Detail),
+    #[response(status = 422, description = "Invalid fields, each named")]
+    Invalid(ValidationErrors),
+    #[response(
+        status = 503,
+        description = "Not stored (queue full, database slow or down): retry after Retry-After"
+    )]
+    RetryLater(Detail),
+}
+
+/// `PATCH /query/incidents/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct StatusUpdate {
+    pub status: IncidentStatus,
+}
+
+/// A legacy log (`POST /ingest/logs`); a JSON array of them is stored all or nothing.
+#[derive(Serialize, ToSchema)]
+pub struct LegacyLog {
+    pub signal_id: Uuid,
+    pub trace_id: Option<String>,
+    pub service_name: String,
+    /// RFC 3339 / ISO 8601 (naive is UTC), a date, or Unix seconds (milliseconds above 2e10).
+    pub timestamp: DateTime<Utc>,
+    /// DEBUG, INFO, WARNING (WARN), ERROR, CRITICAL (FATAL), any case.
+    pub level: String,
+    pub message: String,
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Value>,
+}
+
+/// A legacy span, in either shape clients send: the original code's (`timestamp`,
+/// `duration_ms`, `status`) or its README's (`name`, `start_time`, `end_time`).
+#[derive(Serialize, ToSchema)]
+pub struct LegacySpan {
+    pub signal_id: Uuid,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub service_name: String,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub duration_ms: Option<f64>,
+    pub status: Option<String>,
+    pub name: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Value>,
+}
+
+/// A legacy metric, in either shape: the code's (`signal_id`, `trace_id`, `metric_name`,
+/// `unit`) or the README's (`name`, `value`, `service_name`, `timestamp` only; its id is
+/// derived from the content and its trace key is the service's correlation key).
+#[derive(Serialize, ToSchema)]
+pub struct LegacyMetric {
+    pub signal_id: Option<Uuid>,
+    pub trace_id: Option<String>,
+    pub service_name: String,
+    pub timestamp: DateTime<Utc>,
+    pub metric_name: Option<String>,
+    pub name: Option<String>,
+    pub value: f64,
+    pub unit: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Value>,
+}
+
+/// One signal or a JSON array of them.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+/// `GET /query/signals`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SignalQuery {
+    pub trace_id: Option<String>,
+    pub service_name: Option<String>,
+    pub signal_type: Option<SignalType>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    /// Logs of this level (DEBUG, INFO, WARNING, ERROR, CRITICAL; any case).
+    pub level: Option<String>,
+    /// Text contained in log messages, case-insensitive.
+    pub q: Option<String>,
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// Where a page of signals or incidents starts.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageStartQuery {
+    /// Rows to skip (default 0); not with `cursor`.
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
+    /// The `next_cursor` of the previous page (instead of `offset`): no gaps or repeats while
+    /// data arrives, and no slowdown deep into the list.
+    pub cursor: Option<String>,
+}
+
+/// `GET /query/incidents`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IncidentQuery {
+    pub status: Option<IncidentStatus>,
+    pub severity: Option<IncidentSeverity>,
+    /// Incidents whose `affected_services` include this service.
+    pub service: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
+/// `GET /query/incidents/{id}/signals`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EvidenceQuery {
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
+}
+
+/// `GET /query/services`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ServicesQuery {
+    /// Default: 24 hours before `end_time`.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Default: now.
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+/// `/health/ready`.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// `applied` or `pending`.
+    pub migrations: String,
+    /// `connected`, `disconnected` or `unknown`.
+    pub database: String,
+}
+
+/// `/ingest/health` (the original's shape).
+#[derive(Serialize, ToSchema)]
+pub struct IngestHealth {
+    /// `healthy` or `unhealthy`.
+    pub status: String,
+    pub database: String,
+    pub service: String,
+    pub timestamp: DateTime<Utc>,
+}
+
+const REDOC_JS: &[u8] = include_bytes!("assets/redoc.standalone.js");
+
+/// ReDoc's page, reading `/openapi.json` with the bundled script.
+pub async fn redoc_page() -> Html<&'static str> {
+    Html(
+        r#"<!DOCTYPE html>
+<html>
+  <head>
+    <title>ProdSentinel API (ReDoc)</title>
+    <meta charset="utf-8"/>
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+  </head>
+  <body>
+    <redoc spec-url="/openapi.json"></redoc>
+    <script src="/redoc/redoc.standalone.js"></script>
+  </body>
+</html>"#,
+    )
+}
+
+/// ReDoc 2.5.4's standalone bundle (MIT, `assets/redoc.LICENSE`), from npm.
+pub async fn redoc_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/javascript"), (header::CACHE_CONTROL, "public, max-age=86400")],
+        REDOC_JS,
+    )
+}
