@@ -90,6 +90,7 @@ impl App {
             rules: config.rules.clone(),
             min_severity: config.incident_min_severity,
             analysis_window: config.analysis_lock_ttl,
+            problem_window: config.problem_window,
         });
         // Lazy: Redis being down must not stop start-up or ingestion; the outbox waits for it.
         let queue =

@@ -32,6 +32,8 @@ pub struct Options {
     pub redis_url: String,
     /// Run only these phases (`ceiling`, `receive`, `load`, `query`); all when empty.
     pub only: Vec<String>,
+    /// Extra settings for the server under test (`--server-env PROBLEM_GROUPING=false`).
+    pub server_env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -51,6 +53,7 @@ fn options() -> Result<Options, BoxError> {
         redis_url: std::env::var("BENCH_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379/15".to_owned()),
         only: Vec::new(),
+        server_env: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -61,9 +64,14 @@ fn options() -> Result<Options, BoxError> {
             "--out" => options.out = value()?,
             "--server" => options.server_binary = value()?,
             "--only" => options.only.push(value()?),
+            "--server-env" => {
+                let pair = value()?;
+                let (key, value) = pair.split_once('=').ok_or("--server-env takes KEY=VALUE")?;
+                options.server_env.push((key.to_owned(), value.to_owned()));
+            }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; flags: --seconds --query-rows --out --server --only"
+                    "unknown flag {other}; flags: --seconds --query-rows --out --server --only --server-env"
                 )
                 .into())
             }

@@ -42,6 +42,9 @@ impl Server {
         for (key, value) in env {
             command.env(key, value);
         }
+        for (key, value) in &options.server_env {
+            command.env(key, value);
+        }
         let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", options.server_binary))?;
         let pid = child.id().ok_or("server exited at once")?;
         let http_client = reqwest::Client::new();

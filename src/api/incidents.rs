@@ -35,6 +35,7 @@ pub async fn list_incidents(
             &["low", "medium", "high", "critical"],
         ),
         service: params.text("service"),
+        problem: params.text("problem").and_then(|text| params.uuid("problem", &text)),
     };
     let limit = params.integer("limit", 50, 1, 200);
     let (start, offset) = params.page_start();

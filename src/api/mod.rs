@@ -8,6 +8,7 @@ mod incidents;
 pub mod observe;
 pub mod openapi;
 mod params;
+mod problems;
 mod services;
 mod signals;
 mod trace_tree;
@@ -47,6 +48,8 @@ pub fn router(state: ApiState) -> OpenApiRouter {
         .routes(routes!(incidents::get_incident, incidents::patch_incident))
         .routes(routes!(incidents::incident_signals))
         .routes(routes!(incidents::get_analysis))
+        .routes(routes!(problems::list_problems))
+        .routes(routes!(problems::get_problem))
         .route_layer(auth);
     let health = OpenApiRouter::new()
         .routes(routes!(health::ingest_health))

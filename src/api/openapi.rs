@@ -197,9 +197,29 @@ pub struct IncidentQuery {
     pub severity: Option<IncidentSeverity>,
     /// Incidents whose `affected_services` include this service.
     pub service: Option<String>,
+    /// Incidents grouped under this problem.
+    pub problem: Option<Uuid>,
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+}
+
+/// `GET /query/problems`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProblemQuery {
+    /// Problems seen in this service.
+    pub service: Option<String>,
+    pub severity: Option<IncidentSeverity>,
+    /// Seen at or after (by `last_seen`).
+    pub start_time: Option<DateTime<Utc>>,
+    /// First seen at or before.
+    pub end_time: Option<DateTime<Utc>>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
 }
 
 /// `GET /query/incidents/{id}/signals`.

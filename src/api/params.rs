@@ -72,6 +72,17 @@ impl Params {
         }
     }
 
+    /// `text` as a UUID; a 422 naming `name` otherwise.
+    pub fn uuid(&mut self, name: &str, text: &str) -> Option<uuid::Uuid> {
+        match uuid::Uuid::parse_str(text) {
+            Ok(id) => Some(id),
+            Err(why) => {
+                self.push(name, "uuid_parsing", format!("Input should be a valid UUID, {why}"), text);
+                None
+            }
+        }
+    }
+
     /// A string, `None` when absent.
     pub fn text(&mut self, name: &str) -> Option<String> {
         let value = self.get(name)?.to_owned();

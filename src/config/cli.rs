@@ -149,6 +149,16 @@ pub struct Cli {
     #[arg(long, env = "ANALYSIS_LOCK_TTL_SECONDS", default_value = "300")]
     pub analysis_lock_ttl_seconds: String,
 
+    /// Group error signals into problems by fingerprint and request one analysis per problem
+    /// per PROBLEM_ANALYSIS_WINDOW_SECONDS (`true`), or one per trace as before (`false`).
+    #[arg(long, env = "PROBLEM_GROUPING", default_value = "true")]
+    pub problem_grouping: String,
+
+    /// A problem's analysis is requested at most once per this window, in seconds; the other
+    /// incidents of the problem link to its representative trace's analysis.
+    #[arg(long, env = "PROBLEM_ANALYSIS_WINDOW_SECONDS", default_value = "600")]
+    pub problem_analysis_window_seconds: String,
+
     /// The Celery queue (Redis list) the analysis worker consumes.
     #[arg(long, env = "CELERY_QUEUE", default_value = "celery")]
     pub celery_queue: String,

@@ -99,6 +99,8 @@ pub struct Config {
     pub incident_min_severity: IncidentSeverity,
     pub analysis_debounce: Duration,
     pub analysis_lock_ttl: Duration,
+    /// `None`: per-trace analyses (`PROBLEM_GROUPING=false`); else the problem window.
+    pub problem_window: Option<Duration>,
     pub celery_queue: String,
     pub dispatch_interval: Duration,
     pub dispatch_max_backoff: Duration,
@@ -210,6 +212,11 @@ impl Config {
                 .map_err(invalid("ANALYSIS_DEBOUNCE_SECONDS"))?,
             analysis_lock_ttl: values::seconds(&cli.analysis_lock_ttl_seconds, 1, 86_400)
                 .map_err(invalid("ANALYSIS_LOCK_TTL_SECONDS"))?,
+            problem_window: {
+                let window = values::seconds(&cli.problem_analysis_window_seconds, 0, 7 * 86_400)
+                    .map_err(invalid("PROBLEM_ANALYSIS_WINDOW_SECONDS"))?;
+                values::boolean(&cli.problem_grouping).map_err(invalid("PROBLEM_GROUPING"))?.then_some(window)
+            },
             celery_queue: match cli.celery_queue.trim() {
                 "" => {
                     return Err(ConfigError {
@@ -300,6 +307,8 @@ mod tests {
         assert_eq!(config.incident_min_severity, IncidentSeverity::Low);
         assert_eq!(config.analysis_debounce, Duration::from_secs(60));
         assert_eq!(config.analysis_lock_ttl, Duration::from_secs(300));
+        assert_eq!(config.problem_window, Some(Duration::from_secs(600)));
+        assert_eq!(with(&["--problem-grouping", "false"]).unwrap().problem_window, None);
         assert_eq!(config.celery_queue, "celery");
         assert_eq!(config.correlation_window, Duration::from_secs(300));
     }
@@ -331,6 +340,8 @@ mod tests {
             (&["--incident-min-severity", "severe"], "INCIDENT_MIN_SEVERITY"),
             (&["--analysis-debounce-seconds", "soon"], "ANALYSIS_DEBOUNCE_SECONDS"),
             (&["--analysis-lock-ttl-seconds", "0"], "ANALYSIS_LOCK_TTL_SECONDS"),
+            (&["--problem-grouping", "maybe"], "PROBLEM_GROUPING"),
+            (&["--problem-analysis-window-seconds", "lots"], "PROBLEM_ANALYSIS_WINDOW_SECONDS"),
             (&["--celery-queue", " "], "CELERY_QUEUE"),
             (&["--dispatch-interval-ms", "1"], "DISPATCH_INTERVAL_MS"),
             (&["--ingest-writers", "0"], "INGEST_WRITERS"),

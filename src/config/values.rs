@@ -24,6 +24,15 @@ pub fn bounded_integer(text: &str, min: u64, max: u64) -> Result<u64, String> {
     Ok(value)
 }
 
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, any case).
+pub fn boolean(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
+}
+
 pub fn seconds(text: &str, min: u64, max: u64) -> Result<Duration, String> {
     bounded_integer(text, min, max).map(Duration::from_secs)
 }

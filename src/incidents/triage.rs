@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::fingerprint::fingerprint;
 use super::rules::Rules;
 use crate::model::{IncidentSeverity, Signal};
 
@@ -15,6 +16,10 @@ pub struct Triage {
     pub min_severity: IncidentSeverity,
     /// An incident asks for analysis at most once per this window (the Redis lock's TTL).
     pub analysis_window: Duration,
+    /// Group errors into problems by fingerprint and request one analysis per problem per this
+    /// window (`PROBLEM_ANALYSIS_WINDOW_SECONDS`); `None` (`PROBLEM_GROUPING=false`): no
+    /// fingerprints and no problems, one analysis per trace, as before problems existed.
+    pub problem_window: Option<Duration>,
 }
 
 /// Per-signal triage columns, parallel to the batch's signals.
@@ -26,6 +31,9 @@ pub struct Assessments {
     pub tracked: Vec<bool>,
     /// Whether the signal asks for an analysis.
     pub requests_analysis: Vec<bool>,
+    /// Each error signal's fingerprint key and title (see [`super::fingerprint`]).
+    pub fingerprints: Vec<Option<String>>,
+    pub titles: Vec<Option<String>>,
 }
 
 impl Triage {
@@ -34,12 +42,20 @@ impl Triage {
             severities: Vec::with_capacity(signals.len()),
             tracked: Vec::with_capacity(signals.len()),
             requests_analysis: Vec::with_capacity(signals.len()),
+            fingerprints: Vec::with_capacity(signals.len()),
+            titles: Vec::with_capacity(signals.len()),
         };
         for signal in signals {
             let assessment = self.rules.assess(signal);
             assessments.severities.push(assessment.severity.db_label());
             assessments.tracked.push(assessment.severity >= self.min_severity);
             assessments.requests_analysis.push(assessment.requests_analysis);
+            // With grouping off there are no problems: no fingerprint, no cost.
+            let print = self
+                .problem_window
+                .and_then(|_| fingerprint(signal, assessment.severity >= IncidentSeverity::High));
+            assessments.titles.push(print.as_ref().map(|p| p.title.clone()));
+            assessments.fingerprints.push(print.map(|p| p.key));
         }
         assessments
     }
@@ -67,7 +83,12 @@ mod tests {
     }
 
     fn triage(min_severity: IncidentSeverity) -> Triage {
-        Triage { rules: Rules::default(), min_severity, analysis_window: Duration::from_secs(300) }
+        Triage {
+            rules: Rules::default(),
+            min_severity,
+            analysis_window: Duration::from_secs(300),
+            problem_window: Some(Duration::from_secs(600)),
+        }
     }
 
     #[test]

@@ -101,6 +101,30 @@ pub struct Incident {
     pub resolved_at: Option<DateTime<Utc>>,
     pub affected_services: Vec<String>,
     pub error_count: Option<f64>,
+    /// The problem (error fingerprint) this incident was first grouped under, if any.
+    pub problem_id: Option<Uuid>,
+}
+
+/// A fault seen across traces: the incidents whose errors share one fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    pub id: Uuid,
+    pub fingerprint: String,
+    /// `service: ExceptionType`, `service: span NAME failed`, or the normalised message.
+    pub title: String,
+    #[serde(serialize_with = "crate::model::time::serialize")]
+    pub first_seen: DateTime<Utc>,
+    #[serde(serialize_with = "crate::model::time::serialize")]
+    pub last_seen: DateTime<Utc>,
+    /// Incidents (traces) it was seen in.
+    pub trace_count: i64,
+    pub signal_count: i64,
+    pub services: Vec<String>,
+    pub severity: IncidentSeverity,
+    /// The trace whose `analyze_trace` stands for the problem's analysis.
+    pub representative_trace_id: Option<String>,
+    #[serde(serialize_with = "crate::model::time::serialize_option")]
+    pub analysis_requested_at: Option<DateTime<Utc>>,
 }
 
 /// One analysis written by the pipeline (CONTRACTS §1 `analysis_results`).

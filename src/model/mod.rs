@@ -6,5 +6,5 @@ pub mod incident;
 pub mod signal;
 pub mod time;
 
-pub use incident::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus};
+pub use incident::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus, Problem};
 pub use signal::{Signal, SignalType, StoredSignal};

@@ -15,6 +15,8 @@ pub struct IncidentFilter {
     pub severity: Option<IncidentSeverity>,
     /// Incidents whose `affected_services` include this one.
     pub service: Option<String>,
+    /// Incidents linked to this problem.
+    pub problem: Option<Uuid>,
 }
 
 /// A status move already checked against the allowed transitions.
@@ -24,8 +26,10 @@ pub struct StatusChange {
     pub to: IncidentStatus,
 }
 
-const INCIDENT_COLUMNS: &str = "id, trace_id, status::text, severity::text, detected_at, resolved_at, \
-     affected_services, error_count";
+pub(super) const INCIDENT_COLUMNS: &str =
+    "id, trace_id, status::text, severity::text, detected_at, resolved_at, \
+     affected_services, error_count, (SELECT ip.problem_id FROM incident_problems ip \
+     WHERE ip.incident_id = incidents.id ORDER BY ip.linked_at, ip.problem_id LIMIT 1)";
 
 impl Store {
     /// One page of incidents, newest `detected_at` first, and the number matching the filter.
@@ -46,6 +50,10 @@ impl Store {
         }
         if let Some(service) = &filter.service {
             conditions.push("affected_services @> ARRAY[$::varchar]", service);
+        }
+        if let Some(problem) = &filter.problem {
+            conditions
+                .push("id IN (SELECT incident_id FROM incident_problems WHERE problem_id = $)", problem);
         }
         let (offset, after) = match start {
             PageStart::Offset(offset) => (offset, None),
@@ -128,7 +136,7 @@ impl Store {
     }
 }
 
-fn incident_from_row(row: &Row) -> Incident {
+pub(super) fn incident_from_row(row: &Row) -> Incident {
     let status: String = row.get(2);
     let severity: String = row.get(3);
     Incident {
@@ -141,5 +149,6 @@ fn incident_from_row(row: &Row) -> Incident {
         resolved_at: row.get(5),
         affected_services: row.get(6),
         error_count: row.get(7),
+        problem_id: row.get(8),
     }
 }

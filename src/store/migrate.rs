@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_triage.sql"),
     migration!(4, "0004_incident_trace_key.sql"),
     migration!(5, "0005_incident_list_indexes.sql"),
+    migration!(6, "0006_problems.sql"),
 ];
 
 /// Arbitrary but fixed: the key of the advisory lock that serialises migration runs.

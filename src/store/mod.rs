@@ -6,6 +6,7 @@ mod filter;
 mod incidents;
 pub mod migrate;
 mod outbox;
+mod problems;
 mod signals;
 mod tracking;
 
@@ -20,6 +21,7 @@ use crate::config::DatabaseConfig;
 pub use bootstrap::{ensure_database, wait_for_server};
 pub use incidents::{IncidentFilter, StatusChange};
 pub use outbox::OutboxRow;
+pub use problems::ProblemFilter;
 pub use signals::{PageStart, ServiceSummary, SignalFilter};
 pub use tracking::BatchOutcome;
 

@@ -34,13 +34,16 @@ pub struct BatchOutcome {
     pub opened_severities: Vec<IncidentSeverity>,
     /// The new severity of each existing incident whose severity this batch raised.
     pub escalated_severities: Vec<IncidentSeverity>,
+    /// Incidents newly linked to a problem.
+    pub problem_links: u64,
 }
 
 const WRITE_BATCH: &str = r#"
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
-                         $7::text[], $8::bool[], $9::bool[])
-        AS t(id, signal_type, trace_id, service_name, ts, payload, severity, tracked, requests)
+                         $7::text[], $8::bool[], $9::bool[], $12::text[], $13::text[])
+        AS t(id, signal_type, trace_id, service_name, ts, payload, severity, tracked, requests,
+             fingerprint, title)
 ),
 inserted AS (
     -- In id order, so that two batches retrying the same signals wait for each other in one order.
@@ -52,7 +55,7 @@ inserted AS (
 fresh AS (
     -- Only newly stored signals count, each once even if repeated within the batch.
     SELECT DISTINCT ON (input.id) input.trace_id, input.service_name,
-           input.severity::incidentseverity AS severity, input.requests
+           input.severity::incidentseverity AS severity, input.requests, input.fingerprint, input.title
     FROM input JOIN inserted ON inserted.id = input.id
     WHERE input.tracked
 ),
@@ -89,9 +92,58 @@ upserted AS (
     RETURNING i.id, i.trace_id, i.trace_key, i.severity,
               i.analysis_requested_at = now() AS requested, i.xmax = 0 AS opened
 ),
+faults AS (
+    -- This batch's errors per fingerprint, and a trace of each that wants an analysis now.
+    SELECT f.fingerprint, min(f.title) AS title, count(*) AS signals, max(f.severity) AS severity,
+           array_agg(DISTINCT f.service_name::varchar) AS services,
+           min(u.trace_key) FILTER (WHERE u.requested) AS wanting_trace, min(u.trace_key) AS any_trace
+    FROM fresh f JOIN upserted u ON u.trace_key = f.trace_id
+    WHERE f.fingerprint IS NOT NULL
+    GROUP BY f.fingerprint
+),
+problems_upserted AS (
+    -- In fingerprint order, like incidents in trace order: concurrent batches cannot deadlock.
+    -- A problem claims the analysis (one per window) for its wanting trace when grouping is on
+    -- ($14) and its last request is older than the window ($15 s).
+    INSERT INTO problems AS p (fingerprint, title, signal_count, services, severity,
+                               representative_trace_id, analysis_requested_at)
+    SELECT fingerprint, title, signals, services, severity, coalesce(wanting_trace, any_trace),
+           CASE WHEN $14::bool AND wanting_trace IS NOT NULL THEN now() END
+    FROM faults ORDER BY fingerprint
+    ON CONFLICT (fingerprint) DO UPDATE SET
+        last_seen = now(),
+        signal_count = p.signal_count + excluded.signal_count,
+        services = p.services || ARRAY(
+            SELECT s FROM unnest(excluded.services) AS s WHERE s <> ALL(p.services)),
+        severity = greatest(p.severity, excluded.severity),
+        representative_trace_id = CASE
+            WHEN excluded.analysis_requested_at IS NOT NULL AND (p.analysis_requested_at IS NULL
+                 OR p.analysis_requested_at <= now() - make_interval(secs => $15::float8))
+            THEN excluded.representative_trace_id
+            ELSE coalesce(p.representative_trace_id, excluded.representative_trace_id) END,
+        analysis_requested_at = CASE
+            WHEN excluded.analysis_requested_at IS NOT NULL AND (p.analysis_requested_at IS NULL
+                 OR p.analysis_requested_at <= now() - make_interval(secs => $15::float8))
+            THEN now() ELSE p.analysis_requested_at END
+    RETURNING p.id, p.fingerprint, p.representative_trace_id,
+              p.analysis_requested_at = now() AND $14::bool AS claimed
+),
+links AS (
+    INSERT INTO incident_problems (incident_id, problem_id)
+    SELECT DISTINCT u.id, pu.id
+    FROM fresh f JOIN upserted u ON u.trace_key = f.trace_id JOIN problems_upserted pu ON pu.fingerprint = f.fingerprint
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+),
 outbox AS (
+    -- Per trace, unless grouping is on and the trace's errors belong to a problem: then only the
+    -- trace that claimed its problem's analysis for this window.
     INSERT INTO analysis_outbox (trace_id, incident_id)
-    SELECT trace_id, id FROM upserted WHERE requested
+    SELECT u.trace_id, u.id FROM upserted u
+    WHERE u.requested AND (
+        NOT $14::bool
+        OR NOT EXISTS (SELECT 1 FROM fresh f WHERE f.trace_id = u.trace_key AND f.fingerprint IS NOT NULL)
+        OR EXISTS (SELECT 1 FROM problems_upserted pu WHERE pu.claimed AND pu.representative_trace_id = u.trace_key))
     RETURNING 1
 )
 SELECT ARRAY(SELECT id FROM inserted),
@@ -100,7 +152,8 @@ SELECT ARRAY(SELECT id FROM inserted),
        (SELECT count(*) FROM outbox),
        ARRAY(SELECT severity::text FROM upserted WHERE opened),
        ARRAY(SELECT u.severity::text FROM upserted u JOIN prior p ON p.trace_key = u.trace_key
-             WHERE NOT u.opened AND u.severity > p.severity)
+             WHERE NOT u.opened AND u.severity > p.severity),
+       (SELECT count(*) FROM links)
 "#;
 
 impl Store {
@@ -119,6 +172,8 @@ impl Store {
         let assessed = triage.assess_all(signals);
         let threshold = triage.rules.high_signals_to_critical as i64;
         let window = triage.analysis_window.as_secs_f64();
+        let grouping = triage.problem_window.is_some();
+        let problem_window = triage.problem_window.unwrap_or_default().as_secs_f64();
 
         let client = self.client().await?;
         let statement = client.prepare_cached(WRITE_BATCH).await?;
@@ -137,6 +192,10 @@ impl Store {
                     &assessed.requests_analysis,
                     &threshold,
                     &window,
+                    &assessed.fingerprints,
+                    &assessed.titles,
+                    &grouping,
+                    &problem_window,
                 ],
             )
             .await?;
@@ -155,6 +214,7 @@ impl Store {
             analyses_requested: requested as u64,
             opened_severities: severities(4),
             escalated_severities: severities(5),
+            problem_links: row.get::<_, i64>(6) as u64,
         })
     }
 }

@@ -136,10 +136,12 @@ async fn incidents_are_listed_newest_first_in_lower_case_with_filters() {
     );
     assert_eq!(
         page["items"][0],
+        // The dashboard's fields exactly (CONTRACTS §3), plus `problem_id` (issue 8: added, and
+        // null here: this incident was written directly, not from fingerprinted signals).
         json!({
             "id": new.to_string(), "trace_id": "t-new", "status": "open", "severity": "high",
             "detected_at": "2024-05-01T10:00:00Z", "resolved_at": null,
-            "affected_services": ["checkout", "payments"], "error_count": 3.0
+            "affected_services": ["checkout", "payments"], "error_count": 3.0, "problem_id": null
         })
     );
     assert_eq!(ids(&app.get_json("/query/incidents?status=resolved").await.1), vec![old.to_string()]);

@@ -23,34 +23,7 @@ fn time(value: &Value) -> DateTime<Utc> {
 #[tokio::test]
 async fn a_real_celery_worker_runs_one_analysis_per_trace_no_earlier_than_its_eta() {
     let app = spawn_app_with(&["--analysis-debounce-seconds", "3"]).await;
-    let python = tokio::task::spawn_blocking(python_with_requirements).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("celery-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (jsonl, log) = (dir.join("runs.jsonl"), dir.join("worker.log"));
-    let mut worker = tokio::process::Command::new(python)
-        .args([
-            "-m",
-            "celery",
-            "-A",
-            "celery_worker",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "-Q",
-            "celery",
-        ])
-        .args(["--without-gossip", "--without-mingle", "--without-heartbeat"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
-        .env("REDIS_URL", app.redis.url())
-        .env("PROBE_JSONL", &jsonl)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(dir.join("worker.out")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let worker = Worker::start(&app.redis.url()).await;
 
     let sent_at = Utc::now();
     for i in 0..3 {
@@ -62,13 +35,13 @@ async fn a_real_celery_worker_runs_one_analysis_per_trace_no_earlier_than_its_et
     assert_eq!(status, reqwest::StatusCode::ACCEPTED);
 
     wait_for("the worker to run both analyses", Duration::from_secs(90), || async {
-        lines(&jsonl).len() >= 2
+        worker.runs().len() >= 2
     })
     .await;
     // Anything queued twice would run right behind the first ones.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let runs = lines(&jsonl);
-    let worker_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let runs = worker.runs();
+    let worker_log = worker.log();
     assert_eq!(runs.len(), 2, "exactly one run per trace: {runs:?}\n{worker_log}");
     let mut traces: Vec<&str> = runs.iter().map(|r| r["trace_id"].as_str().unwrap()).collect();
     traces.sort();
@@ -80,9 +53,7 @@ async fn a_real_celery_worker_runs_one_analysis_per_trace_no_earlier_than_its_et
         assert!((2_500..=10_000).contains(&delay), "eta is the 3 s debounce after ingestion: {delay} ms");
         assert_eq!(run["routing_key"], "celery");
     }
-    for bad in ["CRITICAL", "Unrecoverable", "unregistered task", "invalid task message", "unknown message"] {
-        assert!(!worker_log.contains(bad), "worker log has {bad:?}:\n{worker_log}");
-    }
+    worker.assert_healthy();
     let ids: Vec<String> = app
         .db()
         .await
@@ -98,8 +69,65 @@ async fn a_real_celery_worker_runs_one_analysis_per_trace_no_earlier_than_its_et
     sent_ids.sort();
     assert_eq!(run_ids, sent_ids, "the outbox records the task ids the worker ran");
 
-    let pid = worker.id().unwrap().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(15), worker.wait()).await;
-    let _ = std::fs::remove_dir_all(dir);
+    worker.stop().await;
+}
+
+/// A real Celery worker on a Redis database, writing one JSON line per task it runs.
+pub struct Worker {
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Worker {
+    pub async fn start(redis_url: &str) -> Worker {
+        let python = tokio::task::spawn_blocking(python_with_requirements).await.unwrap();
+        let dir = std::env::temp_dir().join(format!("celery-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = tokio::process::Command::new(python)
+            .args(["-m", "celery", "-A", "celery_worker", "worker", "--pool", "solo", "--loglevel", "INFO"])
+            .args(["-Q", "celery", "--without-gossip", "--without-mingle", "--without-heartbeat"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"))
+            .env("REDIS_URL", redis_url)
+            .env("PROBE_JSONL", dir.join("runs.jsonl"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.join("worker.out")).unwrap())
+            .stderr(std::fs::File::create(dir.join("worker.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Worker { child, dir }
+    }
+
+    /// The tasks run so far, one JSON object each.
+    pub fn runs(&self) -> Vec<Value> {
+        lines(&self.dir.join("runs.jsonl"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("worker.log")).unwrap_or_default()
+    }
+
+    /// Fails if the worker met a message it could not handle.
+    pub fn assert_healthy(&self) {
+        let log = self.log();
+        for bad in
+            ["CRITICAL", "Unrecoverable", "unregistered task", "invalid task message", "unknown message"]
+        {
+            assert!(!log.contains(bad), "worker log has {bad:?}:\n{log}");
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -14,6 +14,7 @@ mod openapi;
 mod otlp_grpc;
 mod otlp_http;
 mod pipeline;
+mod problems;
 mod process;
 mod queries;
 mod real_clients;

@@ -27,6 +27,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/query/incidents/{incident_id}"),
     ("get", "/query/incidents/{incident_id}/signals"),
     ("get", "/query/incidents/{incident_id}/analysis"),
+    ("get", "/query/problems"),
+    ("get", "/query/problems/{problem_id}"),
 ];
 
 #[tokio::test]

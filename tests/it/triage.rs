@@ -6,7 +6,20 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{free_port, log_body, spawn_app, spawn_app_with, wait_for, TestApp};
+use crate::helpers::{free_port, log_body, wait_for, TestApp};
+
+/// These tests pin the per-trace behaviour of issue 5, which `PROBLEM_GROUPING=false` keeps
+/// unchanged (problems group analyses across traces; see `problems.rs`).
+const PER_TRACE: [&str; 2] = ["--problem-grouping", "false"];
+
+async fn spawn_app() -> TestApp {
+    crate::helpers::spawn_app_with(&PER_TRACE).await
+}
+
+async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    let args: Vec<&str> = PER_TRACE.iter().chain(extra).copied().collect();
+    crate::helpers::spawn_app_with(&args).await
+}
 
 /// One incident per trace id: `(severity, error_count, affected_services)`.
 async fn incident(app: &TestApp, trace_id: &str) -> Option<(String, f64, Vec<String>)> {
@@ -278,7 +291,7 @@ async fn with_redis_unreachable_errors_are_accepted_and_each_delivered_once_when
 #[tokio::test]
 async fn two_instances_on_one_database_and_redis_deliver_one_task_per_trace() {
     let app = spawn_app().await;
-    let second = app.second_instance(&[]).await;
+    let second = app.second_instance(&PER_TRACE).await;
     let targets = [app.addr, second.addr];
     let requests = (0..40).map(|i: usize| {
         let url = format!("http://{}/ingest/logs", targets[i % 2]);

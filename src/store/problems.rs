@@ -1,0 +1,98 @@
+//! Reading `problems` (written with the signals, in `tracking.rs`).
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::filter::Conditions;
+use super::incidents::{incident_from_row, INCIDENT_COLUMNS};
+use super::{Store, StoreError};
+use crate::model::{Incident, IncidentSeverity, Problem};
+
+/// Filters of `GET /query/problems`; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct ProblemFilter {
+    /// Problems seen in this service.
+    pub service: Option<String>,
+    pub severity: Option<IncidentSeverity>,
+    /// Seen at or after (`last_seen`).
+    pub start_time: Option<DateTime<Utc>>,
+    /// First seen at or before (`first_seen`).
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+const PROBLEM_COLUMNS: &str = "id, fingerprint, title, first_seen, last_seen, \
+     (SELECT count(*) FROM incident_problems ip WHERE ip.problem_id = problems.id), signal_count, services, \
+     severity::text, representative_trace_id, analysis_requested_at";
+
+impl Store {
+    /// One page of problems, most recently seen first, and the number matching the filter.
+    pub async fn list_problems(
+        &self,
+        filter: &ProblemFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Problem>, i64), StoreError> {
+        let severity = filter.severity.map(IncidentSeverity::db_label);
+        let mut conditions = Conditions::default();
+        if let Some(service) = &filter.service {
+            conditions.push("services @> ARRAY[$::varchar]", service);
+        }
+        if let Some(severity) = &severity {
+            conditions.push("severity = $::text::incidentseverity", severity);
+        }
+        if let Some(start) = &filter.start_time {
+            conditions.push("last_seen >= $", start);
+        }
+        if let Some(end) = &filter.end_time {
+            conditions.push("first_seen <= $", end);
+        }
+        let client = self.client().await?;
+        let (rows, total) = conditions
+            .fetch_page(&client, "problems", PROBLEM_COLUMNS, "last_seen DESC, id DESC", limit, offset)
+            .await?;
+        Ok((rows.iter().map(problem_from_row).collect(), total))
+    }
+
+    pub async fn get_problem(&self, id: Uuid) -> Result<Option<Problem>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&format!("SELECT {PROBLEM_COLUMNS} FROM problems WHERE id = $1"), &[&id])
+            .await?;
+        Ok(row.as_ref().map(problem_from_row))
+    }
+
+    /// The problem's incidents, newest first, at most `limit`.
+    pub async fn problem_incidents(&self, id: Uuid, limit: i64) -> Result<Vec<Incident>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents
+                     WHERE id IN (SELECT incident_id FROM incident_problems WHERE problem_id = $1)
+                     ORDER BY detected_at DESC NULLS LAST, id DESC LIMIT $2"
+                ),
+                &[&id, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(incident_from_row).collect())
+    }
+}
+
+fn problem_from_row(row: &Row) -> Problem {
+    let severity: String = row.get(8);
+    Problem {
+        id: row.get(0),
+        fingerprint: row.get(1),
+        title: row.get(2),
+        first_seen: row.get(3),
+        last_seen: row.get(4),
+        trace_count: row.get(5),
+        signal_count: row.get(6),
+        services: row.get(7),
+        // The column's enum type only holds these labels.
+        severity: IncidentSeverity::from_db_label(&severity).unwrap_or(IncidentSeverity::Low),
+        representative_trace_id: row.get(9),
+        analysis_requested_at: row.get(10),
+    }
+}
