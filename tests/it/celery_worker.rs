@@ -8,12 +8,12 @@ use serde_json::Value;
 
 use crate::helpers::{log_body, python_with_requirements, spawn_app_with, wait_for};
 
+/// The complete lines of a file another process is appending to: a last line without its
+/// newline is still being written and is left for the next read.
 fn lines(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    complete.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
 }
 
 fn time(value: &Value) -> DateTime<Utc> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 use crate::helpers::{free_port, wait_for, TestDb};
 
@@ -95,6 +96,9 @@ pub struct ServerProcess {
     pub http: String,
     /// Every log line it wrote to stderr, over all its (re)starts.
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The task copying the current run's stderr into `logs`; it ends at end of file, which
+    /// comes only after the process has exited and its last line has been read.
+    drain: Option<JoinHandle<()>>,
     env: Vec<(String, String)>,
     database_url: String,
     dir: TempDir,
@@ -112,6 +116,7 @@ impl ServerProcess {
             grpc: loopback(free_port()),
             http: loopback(free_port()),
             logs: Arc::default(),
+            drain: None,
             env,
             database_url: db.url(),
             dir: temp_dir(),
@@ -122,6 +127,8 @@ impl ServerProcess {
 
     /// Starts it again, same ports and settings (after it exited or was killed).
     pub async fn restart(&mut self) {
+        // The previous run's last lines first, so that `logs` stays in order.
+        self.finish_drain().await;
         let mut command = prodsentinel(&self.dir);
         command
             .env("DATABASE_URL", &self.database_url)
@@ -141,11 +148,11 @@ impl ServerProcess {
         self.child = Some(child);
         // Keep draining its logs so it never blocks on a full pipe.
         let collected = self.logs.clone();
-        tokio::spawn(async move {
+        self.drain = Some(tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 collected.lock().unwrap().push(line);
             }
-        });
+        }));
         let ready = format!("http://{}/health/ready", self.api);
         wait_for("the binary to be ready", Duration::from_secs(30), || {
             let url = ready.clone();
@@ -176,20 +183,35 @@ impl ServerProcess {
         self.signal("-INT");
     }
 
-    /// `kill -9`, and waits for the process to be gone.
+    /// `kill -9`, and waits for the process to be gone and its output read to the end.
     pub async fn kill9(&mut self) {
         self.signal("-KILL");
         let status = self.child().wait().await.unwrap();
         assert_eq!(status.code(), None, "killed by a signal");
+        self.finish_drain().await;
     }
 
-    /// Its exit code, failing the test if it has not exited within `timeout`.
+    /// Its exit code, failing the test if it has not exited within `timeout`. Once this
+    /// returns, `log_lines` holds every line the process wrote.
     pub async fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
-        tokio::time::timeout(timeout, self.child().wait())
+        let code = tokio::time::timeout(timeout, self.child().wait())
             .await
             .unwrap_or_else(|_| panic!("the binary did not exit within {timeout:?}"))
             .unwrap()
-            .code()
+            .code();
+        self.finish_drain().await;
+        code
+    }
+
+    /// Waits for the drain task to reach end of file. The process has exited, so the pipe's
+    /// write end is closed once the kernel has handed over the last bytes: this is bounded.
+    async fn finish_drain(&mut self) {
+        if let Some(drain) = self.drain.take() {
+            tokio::time::timeout(Duration::from_secs(30), drain)
+                .await
+                .expect("the exited binary's stderr reaches end of file")
+                .expect("the log drain task");
+        }
     }
 
     /// Peak resident memory so far (`VmHWM`), in bytes.
@@ -201,6 +223,8 @@ impl ServerProcess {
         kib * 1024
     }
 
+    /// The lines collected so far: all of them after `exit_code` or `kill9`, the ones read
+    /// until now while it runs.
     pub fn log_lines(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
