@@ -29,13 +29,14 @@ use crate::api::{self, ApiState};
 use crate::config::{Config, CorsOrigins};
 use crate::incidents::Triage;
 use crate::ingest::Ingest;
+use crate::maintenance::{Maintenance, MaintenanceSettings};
 use crate::mapping::MappingOptions;
 use crate::pipeline::Pipeline;
 use crate::queue::{AnalysisQueue, DispatchSettings, Dispatcher};
 use crate::receivers::legacy::{self, LegacyState};
 use crate::receivers::otlp_grpc::OtlpGrpc;
 use crate::receivers::otlp_http::{self, OtlpHttpState};
-use crate::store::{self, migrate, Store};
+use crate::store::{self, migrate, StorageSettings, Store};
 use crate::telemetry::metrics::Metrics;
 use crate::tls::{TlsFiles, TlsListener};
 use utoipa::OpenApi;
@@ -79,7 +80,14 @@ impl App {
         if !report.applied.is_empty() {
             info!(applied = ?report.applied, "database schema updated");
         }
-        let store = Store::new(&config.database)?;
+        let store = Store::new(
+            &config.database,
+            StorageSettings {
+                retention: config.retention,
+                partition_interval: config.partition_interval,
+                exact_total_limit: config.query_exact_total_limit,
+            },
+        )?;
         let listeners = Listeners {
             api: bind("API_ADDR", config.api_addr).await?,
             otlp_grpc: bind("OTLP_GRPC_ADDR", config.otlp_grpc_addr).await?,
@@ -107,7 +115,10 @@ impl App {
             metrics.clone(),
             &mut writers,
         );
-        Ok(App { config, store, listeners, queue, pipeline, writers, dispatch_wake, ready, metrics })
+        let app = App { config, store, listeners, queue, pipeline, writers, dispatch_wake, ready, metrics };
+        // Before serving: the first signals must find partitions of their own.
+        app.maintenance().prepare().await.context("cannot create the partitions of raw_signals")?;
+        Ok(app)
     }
 
     /// The address the API actually listens on (useful with port 0).
@@ -153,8 +164,21 @@ impl App {
             self.pipeline.clone(),
             self.config.ingest_timeout,
             self.config.value_limits,
+            self.config.retention,
             self.metrics.clone(),
         )
+    }
+
+    /// The maintenance job this app runs (tests run passes by hand, at any time).
+    pub fn maintenance(&self) -> Maintenance {
+        let settings = MaintenanceSettings {
+            partition_interval: self.config.partition_interval,
+            retention: self.config.retention,
+            every: self.config.retention_check,
+            incident_retention: self.config.incident_retention,
+            outbox_retention: self.config.outbox_retention,
+        };
+        Maintenance::new(self.store.clone(), settings, self.metrics.clone())
     }
 
     fn mapping_options(&self) -> MappingOptions {
@@ -221,6 +245,7 @@ impl App {
         let stop = CancellationToken::new();
         let (api_router, otlp_http_router) = (self.router(), self.otlp_http_router());
         let dispatcher = self.dispatcher();
+        let maintenance = self.maintenance();
         let grpc = OtlpGrpc {
             ingest: self.ingest(),
             options: self.mapping_options(),
@@ -242,6 +267,11 @@ impl App {
         let dispatcher_stop = stop.clone();
         servers.spawn(async move {
             dispatcher.run(dispatcher_stop).await;
+            Ok(())
+        });
+        let maintenance_stop = stop.clone();
+        servers.spawn(async move {
+            maintenance.run(maintenance_stop).await;
             Ok(())
         });
 

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use tracing::warn;
 
 use crate::mapping::limits::{self, ValueLimits};
 use crate::mapping::otlp::Mapped;
-use crate::model::{Signal, SignalType};
+use crate::model::time::at_stored_precision;
+use crate::model::{Retention, Signal, SignalType};
 use crate::pipeline::{BatchFailed, Pipeline, Refused};
 use crate::telemetry::metrics::{Metrics, RequestCount, Transport};
 
@@ -21,6 +23,9 @@ pub struct Accepted {
     pub stored: u64,
     /// Already stored earlier (a retry): acknowledged, not stored twice.
     pub duplicates: u64,
+    /// Older than their type's retention on arrival: acknowledged, not stored (the next
+    /// maintenance pass would drop them anyway).
+    pub expired: u64,
     /// Records of the request that could not be mapped (OTLP partial success).
     pub rejected: u64,
     /// Why they were rejected, in English, for the client.
@@ -48,12 +53,19 @@ pub struct Ingest {
     pipeline: Pipeline,
     timeout: Duration,
     limits: ValueLimits,
+    retention: Retention,
     metrics: Arc<Metrics>,
 }
 
 impl Ingest {
-    pub fn new(pipeline: Pipeline, timeout: Duration, limits: ValueLimits, metrics: Arc<Metrics>) -> Ingest {
-        Ingest { pipeline, timeout, limits, metrics }
+    pub fn new(
+        pipeline: Pipeline,
+        timeout: Duration,
+        limits: ValueLimits,
+        retention: Retention,
+        metrics: Arc<Metrics>,
+    ) -> Ingest {
+        Ingest { pipeline, timeout, limits, retention, metrics }
     }
 
     /// Stores `signals` all-or-nothing, with their incidents and analysis requests, and returns
@@ -74,6 +86,7 @@ impl Ingest {
                 received,
                 stored: accepted.stored,
                 duplicates: accepted.duplicates,
+                expired: accepted.expired,
                 ..Default::default()
             },
             Err(IngestError::Batch(failed)) if !failed.transient => {
@@ -86,11 +99,16 @@ impl Ingest {
     }
 
     async fn store(&self, mut signals: Vec<Signal>) -> Result<Accepted, IngestError> {
+        let now = Utc::now();
+        let before = signals.len();
+        signals.retain(|s| !self.retention.expired(s.signal_type, s.timestamp, now));
+        let expired = (before - signals.len()) as u64;
         if signals.is_empty() {
-            return Ok(Accepted::default());
+            return Ok(Accepted { expired, ..Accepted::default() });
         }
         for signal in &mut signals {
             limits::apply(&mut signal.payload, self.limits);
+            signal.timestamp = at_stored_precision(signal.timestamp);
         }
         let outcome = tokio::time::timeout(self.timeout, self.pipeline.submit(signals))
             .await
@@ -99,7 +117,12 @@ impl Ingest {
                 Ok(refused) => IngestError::Refused(refused),
                 Err(failed) => IngestError::Batch(failed),
             })?;
-        Ok(Accepted { stored: outcome.stored, duplicates: outcome.duplicates, ..Accepted::default() })
+        Ok(Accepted {
+            stored: outcome.stored,
+            duplicates: outcome.duplicates,
+            expired,
+            ..Accepted::default()
+        })
     }
 
     /// Stores what an OTLP request mapped to, and carries its rejections into the answer.

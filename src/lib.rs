@@ -12,6 +12,7 @@
 //! - [`incidents`]: severity rules and per-batch triage, pure.
 //! - [`store`]: all SQL: bootstrap, migrations, batch writes (signals, incidents, outbox), queries.
 //! - [`queue`]: the outbox dispatcher, the Redis lock and the Celery task message.
+//! - [`maintenance`]: partitions created ahead, expiry of partitions and of incidents.
 //! - [`api`]: the read-only query API and health endpoints.
 //! - [`model`]: our plain data types; imports nothing of ours.
 //! - [`validation`]: field errors in the FastAPI shape legacy clients parse.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod incidents;
 pub mod ingest;
+pub mod maintenance;
 pub mod mapping;
 pub mod model;
 pub mod pipeline;

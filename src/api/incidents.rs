@@ -123,7 +123,7 @@ pub async fn incident_signals(
     };
     let (items, total) = state.store.evidence_signals(&incident.trace_id, limit, offset).await?;
     // Offset pagination only: the order (errors first) has no cursor.
-    Ok(Json(Page { items, total, limit, offset, next_cursor: None }))
+    Ok(Json(Page::offset_only(items, total, limit, offset)))
 }
 
 #[utoipa::path(get, path = "/query/incidents/{incident_id}", tag = "query", params(("incident_id" = Uuid, Path)),

@@ -20,7 +20,7 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::store::Store;
+use crate::store::{Store, Total};
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -59,23 +59,32 @@ pub fn router(state: ApiState) -> OpenApiRouter {
     queries.merge(health).with_state(state)
 }
 
-/// A page of a list endpoint: `{"items", "total", "limit", "offset", "next_cursor"}`;
-/// `next_cursor` is `null` on the last page.
+/// A page of a list endpoint: `{"items", "total", "total_exact", "limit", "offset",
+/// "next_cursor"}`; `next_cursor` is `null` on the last page.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Rows matching the filters: exact up to `QUERY_EXACT_TOTAL_LIMIT` (default 10,000), the
+    /// database's estimate beyond it.
     pub total: i64,
+    /// `false` when `total` is an estimate.
+    pub total_exact: bool,
     pub limit: i64,
     pub offset: i64,
     pub next_cursor: Option<String>,
 }
 
 impl<T> Page<T> {
+    /// A page without a cursor (lists whose order has no keyset).
+    pub fn offset_only(items: Vec<T>, total: Total, limit: i64, offset: i64) -> Page<T> {
+        Page { items, total: total.count, total_exact: total.exact, limit, offset, next_cursor: None }
+    }
+
     /// A page whose `next_cursor` is made from its last item by `key`, when it is full (a
     /// shorter page is the last one).
     pub fn new(
         items: Vec<T>,
-        total: i64,
+        total: Total,
         limit: i64,
         offset: i64,
         key: impl Fn(&T) -> cursor::Cursor,
@@ -84,6 +93,6 @@ impl<T> Page<T> {
             Some(last) if items.len() as i64 == limit => Some(key(last).encode()),
             _ => None,
         };
-        Page { items, total, limit, offset, next_cursor }
+        Page { items, total: total.count, total_exact: total.exact, limit, offset, next_cursor }
     }
 }

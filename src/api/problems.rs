@@ -42,7 +42,7 @@ pub async fn list_problems(
     let offset = params.integer("offset", 0, 0, i64::MAX);
     params.finish()?;
     let (items, total) = state.store.list_problems(&filter, limit, offset).await?;
-    Ok(Json(Page { items, total, limit, offset, next_cursor: None }))
+    Ok(Json(Page::offset_only(items, total, limit, offset)))
 }
 
 /// One problem with its incidents and a sample of its representative trace's signals.

@@ -176,6 +176,43 @@ pub struct Cli {
     #[arg(long, env = "CORRELATION_WINDOW_SECONDS", default_value = "300")]
     pub correlation_window_seconds: String,
 
+    /// Length of one time partition of `raw_signals`: whole hours dividing a day (`1h`, `6h`,
+    /// `12h`) or whole days (`1d`, `7d`). Changing it affects partitions created from then on.
+    #[arg(long, env = "PARTITION_INTERVAL", default_value = "1d")]
+    pub partition_interval: String,
+
+    /// How long trace signals (spans) are kept: a duration (`7d`, `36h`), or `0` to keep them
+    /// forever. Expiry drops whole partitions.
+    #[arg(long, env = "RETENTION_TRACES", default_value = "7d")]
+    pub retention_traces: String,
+
+    /// How long log signals are kept (`0`: forever).
+    #[arg(long, env = "RETENTION_LOGS", default_value = "7d")]
+    pub retention_logs: String,
+
+    /// How long metric signals (data points) are kept (`0`: forever).
+    #[arg(long, env = "RETENTION_METRICS", default_value = "30d")]
+    pub retention_metrics: String,
+
+    /// How often the maintenance job creates partitions ahead and expires old data, in seconds.
+    #[arg(long, env = "RETENTION_CHECK_SECONDS", default_value = "300")]
+    pub retention_check_seconds: String,
+
+    /// How long incidents whose analysis was requested (and their analyses and problems) are
+    /// kept after their last signal (`0`: forever). Incidents never analysed go with their
+    /// signals.
+    #[arg(long, env = "INCIDENT_RETENTION", default_value = "90d")]
+    pub incident_retention: String,
+
+    /// How long delivered analysis-outbox rows are kept as an audit trail (`0`: forever).
+    #[arg(long, env = "OUTBOX_RETENTION", default_value = "7d")]
+    pub outbox_retention: String,
+
+    /// List totals (`total` of /query/signals, /query/incidents, …) are counted exactly up to
+    /// this many rows; beyond, `total` is the planner's estimate and `total_exact` is false.
+    #[arg(long, env = "QUERY_EXACT_TOTAL_LIMIT", default_value = "10000")]
+    pub query_exact_total_limit: String,
+
     /// How long shutdown waits for in-flight requests after SIGINT/SIGTERM, in seconds.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value = "30")]
     pub shutdown_timeout_seconds: String,

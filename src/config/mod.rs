@@ -14,7 +14,7 @@ use clap::Parser;
 use crate::auth::Tokens;
 use crate::incidents::Rules;
 use crate::mapping::limits::ValueLimits;
-use crate::model::IncidentSeverity;
+use crate::model::{IncidentSeverity, PartitionInterval, Retention};
 use crate::pipeline::PipelineSettings;
 use crate::tls::TlsFiles;
 
@@ -106,6 +106,18 @@ pub struct Config {
     pub dispatch_max_backoff: Duration,
     pub shutdown_timeout: Duration,
     pub trace_query_max_signals: i64,
+    /// The time grid of `raw_signals`' partitions (`PARTITION_INTERVAL`).
+    pub partition_interval: PartitionInterval,
+    /// Per signal type (`RETENTION_TRACES`, `RETENTION_LOGS`, `RETENTION_METRICS`).
+    pub retention: Retention,
+    /// How often the maintenance job runs (`RETENTION_CHECK_SECONDS`).
+    pub retention_check: Duration,
+    /// `None`: analysed incidents are kept forever.
+    pub incident_retention: Option<Duration>,
+    /// `None`: delivered outbox rows are kept forever.
+    pub outbox_retention: Option<Duration>,
+    /// Totals are exact up to this many rows (`QUERY_EXACT_TOTAL_LIMIT`).
+    pub query_exact_total_limit: i64,
 }
 
 impl Config {
@@ -236,6 +248,22 @@ impl Config {
                 .map_err(invalid("SHUTDOWN_TIMEOUT_SECONDS"))?,
             trace_query_max_signals: values::bounded_integer(&cli.trace_query_max_signals, 1, 1_000_000)
                 .map_err(invalid("TRACE_QUERY_MAX_SIGNALS"))? as i64,
+            partition_interval: parse_partition_interval(&cli.partition_interval)
+                .map_err(invalid("PARTITION_INTERVAL"))?,
+            retention: Retention {
+                traces: values::duration(&cli.retention_traces, true).map_err(invalid("RETENTION_TRACES"))?,
+                logs: values::duration(&cli.retention_logs, true).map_err(invalid("RETENTION_LOGS"))?,
+                metrics: values::duration(&cli.retention_metrics, true)
+                    .map_err(invalid("RETENTION_METRICS"))?,
+            },
+            retention_check: values::seconds(&cli.retention_check_seconds, 1, 86_400)
+                .map_err(invalid("RETENTION_CHECK_SECONDS"))?,
+            incident_retention: values::duration(&cli.incident_retention, true)
+                .map_err(invalid("INCIDENT_RETENTION"))?,
+            outbox_retention: values::duration(&cli.outbox_retention, true)
+                .map_err(invalid("OUTBOX_RETENTION"))?,
+            query_exact_total_limit: values::bounded_integer(&cli.query_exact_total_limit, 0, 10_000_000)
+                .map_err(invalid("QUERY_EXACT_TOTAL_LIMIT"))? as i64,
         })
     }
 }
@@ -248,6 +276,13 @@ fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
     } else {
         Err("expected a URL such as redis://127.0.0.1:6379/0".to_owned())
     }
+}
+
+fn parse_partition_interval(text: &str) -> Result<PartitionInterval, String> {
+    let length = values::duration(text, false)?.unwrap_or_default();
+    PartitionInterval::new(length).ok_or_else(|| {
+        format!("{text:?} is neither whole hours dividing a day (1h, 2h, 3h, 4h, 6h, 8h, 12h) nor whole days (1d, 7d)")
+    })
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -311,6 +346,17 @@ mod tests {
         assert_eq!(with(&["--problem-grouping", "false"]).unwrap().problem_window, None);
         assert_eq!(config.celery_queue, "celery");
         assert_eq!(config.correlation_window, Duration::from_secs(300));
+        assert_eq!(config.partition_interval, PartitionInterval::ONE_DAY);
+        let days = |n: u64| Some(Duration::from_secs(n * 86_400));
+        assert_eq!(config.retention, Retention { traces: days(7), logs: days(7), metrics: days(30) });
+        assert_eq!(config.retention_check, Duration::from_secs(300));
+        assert_eq!(config.incident_retention, days(90));
+        assert_eq!(config.outbox_retention, days(7));
+        assert_eq!(config.query_exact_total_limit, 10_000);
+        let forever = with(&["--retention-logs", "0", "--incident-retention", "0"]).unwrap();
+        assert_eq!((forever.retention.logs, forever.incident_retention), (None, None));
+        let hourly = with(&["--partition-interval", "6h"]).unwrap();
+        assert_eq!(hourly.partition_interval.length(), Duration::from_secs(6 * 3600));
     }
 
     #[test]
@@ -354,6 +400,15 @@ mod tests {
             (&["--ingest-enqueue-wait-ms", "y"], "INGEST_ENQUEUE_WAIT_MS"),
             (&["--dispatch-max-backoff-ms", "x"], "DISPATCH_MAX_BACKOFF_MS"),
             (&["--correlation-window-seconds", "0"], "CORRELATION_WINDOW_SECONDS"),
+            (&["--partition-interval", "5h"], "PARTITION_INTERVAL"),
+            (&["--partition-interval", "0"], "PARTITION_INTERVAL"),
+            (&["--retention-traces", "7"], "RETENTION_TRACES"),
+            (&["--retention-logs", "a week"], "RETENTION_LOGS"),
+            (&["--retention-metrics", "1x"], "RETENTION_METRICS"),
+            (&["--retention-check-seconds", "0"], "RETENTION_CHECK_SECONDS"),
+            (&["--incident-retention", "90"], "INCIDENT_RETENTION"),
+            (&["--outbox-retention", "x"], "OUTBOX_RETENTION"),
+            (&["--query-exact-total-limit", "lots"], "QUERY_EXACT_TOTAL_LIMIT"),
         ];
         for (args, setting) in cases {
             let error = with(args).expect_err(setting);

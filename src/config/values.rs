@@ -37,6 +37,48 @@ pub fn seconds(text: &str, min: u64, max: u64) -> Result<Duration, String> {
     bounded_integer(text, min, max).map(Duration::from_secs)
 }
 
+/// A duration such as `7d`, `36h`, `90m`, `30s`, `2w`, or parts of them together (`1d12h`).
+/// With `zero_is_forever`, a bare `0` means "no limit" and gives `None`.
+pub fn duration(text: &str, zero_is_forever: bool) -> Result<Option<Duration>, String> {
+    let trimmed = text.trim();
+    let example = "a duration like 7d, 36h, 90m or 1d12h";
+    if trimmed == "0" && zero_is_forever {
+        return Ok(None);
+    }
+    let mut total: u64 = 0;
+    let mut rest = trimmed;
+    while !rest.is_empty() {
+        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let (digits, after) = rest.split_at(digits_end);
+        let unit_end = after.find(|c: char| c.is_ascii_digit()).unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let seconds_per: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            "" => return Err(format!("{text:?} needs a unit: {example} (0 keeps forever)")),
+            _ => return Err(format!("{text:?} is not {example}")),
+        };
+        let count: u64 = digits.parse().map_err(|_| format!("{text:?} is not {example}"))?;
+        total = count
+            .checked_mul(seconds_per)
+            .and_then(|part| total.checked_add(part))
+            .filter(|t| *t <= 100 * 365 * 86_400)
+            .ok_or_else(|| format!("{text:?} is longer than 100 years"))?;
+        rest = next;
+    }
+    if total == 0 {
+        return Err(if zero_is_forever {
+            format!("{text:?} is empty; use {example}, or 0 to keep forever")
+        } else {
+            format!("{text:?} must be longer than zero")
+        });
+    }
+    Ok(Some(Duration::from_secs(total)))
+}
+
 /// A byte count: `4194304`, `4MiB`, `512KiB`, `1GiB` (binary units; `K`/`M`/`G` mean the same).
 pub fn byte_size(text: &str) -> Result<usize, String> {
     let trimmed = text.trim();
@@ -113,6 +155,22 @@ mod tests {
         assert_eq!(log_filter("critical").unwrap(), "error");
         assert_eq!(log_filter("info,prodsentinel=debug").unwrap(), "info,prodsentinel=debug");
         assert!(log_filter("loud").is_err());
+    }
+
+    #[test]
+    fn durations_take_units_and_zero_means_forever() {
+        assert_eq!(duration("7d", true), Ok(Some(Duration::from_secs(7 * 86_400))));
+        assert_eq!(duration("36h", true), Ok(Some(Duration::from_secs(36 * 3_600))));
+        assert_eq!(duration("1d12h", false), Ok(Some(Duration::from_secs(36 * 3_600))));
+        assert_eq!(duration(" 90m ", false), Ok(Some(Duration::from_secs(5_400))));
+        assert_eq!(duration("2w", true), Ok(Some(Duration::from_secs(14 * 86_400))));
+        assert_eq!(duration("0", true), Ok(None));
+        assert!(duration("0", false).is_err(), "zero is not a length");
+        assert!(duration("7", true).unwrap_err().contains("needs a unit"));
+        assert!(duration("7 days", true).is_err());
+        assert!(duration("0d", true).is_err());
+        assert!(duration("999999w", true).unwrap_err().contains("100 years"));
+        assert!(duration("", true).is_err());
     }
 
     #[test]

@@ -219,6 +219,7 @@ mod tests {
             service_name: service.to_owned(),
             timestamp: chrono::Utc::now(),
             payload: payload.as_object().cloned().unwrap(),
+            time_unknown: false,
         }
     }
 

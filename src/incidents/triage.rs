@@ -37,7 +37,7 @@ pub struct Assessments {
 }
 
 impl Triage {
-    pub fn assess_all(&self, signals: &[Signal]) -> Assessments {
+    pub fn assess_all(&self, signals: &[&Signal]) -> Assessments {
         let mut assessments = Assessments {
             severities: Vec::with_capacity(signals.len()),
             tracked: Vec::with_capacity(signals.len()),
@@ -45,7 +45,7 @@ impl Triage {
             fingerprints: Vec::with_capacity(signals.len()),
             titles: Vec::with_capacity(signals.len()),
         };
-        for signal in signals {
+        for &signal in signals {
             let assessment = self.rules.assess(signal);
             assessments.severities.push(assessment.severity.db_label());
             assessments.tracked.push(assessment.severity >= self.min_severity);
@@ -79,6 +79,7 @@ mod tests {
             service_name: "s".to_owned(),
             timestamp: chrono::Utc::now(),
             payload,
+            time_unknown: false,
         }
     }
 
@@ -94,7 +95,7 @@ mod tests {
     #[test]
     fn each_signal_gets_its_columns() {
         let signals = [log("INFO"), log("ERROR"), log("CRITICAL")];
-        let a = triage(IncidentSeverity::Low).assess_all(&signals);
+        let a = triage(IncidentSeverity::Low).assess_all(&signals.iter().collect::<Vec<_>>());
         assert_eq!(a.severities, ["LOW", "HIGH", "CRITICAL"]);
         assert_eq!(a.tracked, [true, true, true]);
         assert_eq!(a.requests_analysis, [false, true, true]);
@@ -102,7 +103,7 @@ mod tests {
 
     #[test]
     fn signals_below_the_minimum_severity_are_not_tracked() {
-        let a = triage(IncidentSeverity::High).assess_all(&[log("INFO"), log("ERROR")]);
+        let a = triage(IncidentSeverity::High).assess_all(&[&log("INFO"), &log("ERROR")]);
         assert_eq!(a.tracked, [false, true]);
     }
 }

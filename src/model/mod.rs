@@ -3,8 +3,10 @@
 
 pub mod correlation;
 pub mod incident;
+pub mod retention;
 pub mod signal;
 pub mod time;
 
 pub use incident::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus, Problem};
-pub use signal::{Signal, SignalType, StoredSignal};
+pub use retention::{PartitionInterval, Retention};
+pub use signal::{Signal, SignalKey, SignalType, StoredSignal};

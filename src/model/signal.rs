@@ -43,6 +43,19 @@ pub struct Signal {
     pub service_name: String,
     pub timestamp: DateTime<Utc>,
     pub payload: Map<String, Value>,
+    /// The record carried no time at all (an OTLP record whose every time field is 0): the
+    /// timestamp is when we received it, so a retry cannot be recognised by its time.
+    pub time_unknown: bool,
+}
+
+/// What identifies a stored signal: a retry with the same key is a duplicate. The time is part
+/// of it because the table is partitioned by time (migrations/0007).
+pub type SignalKey = (Uuid, DateTime<Utc>, SignalType);
+
+impl Signal {
+    pub fn key(&self) -> SignalKey {
+        (self.signal_id, self.timestamp, self.signal_type)
+    }
 }
 
 /// A signal as read back from the store, shaped as the query API returns it.

@@ -65,6 +65,14 @@ fn in_supported_range(dt: DateTime<Utc>) -> Result<DateTime<Utc>, InvalidTimesta
     }
 }
 
+/// `dt` cut to the microsecond, the precision PostgreSQL stores: a signal's time then compares
+/// equal to the one read back (OTLP times come in nanoseconds).
+pub fn at_stored_precision(dt: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    let nanos = dt.nanosecond();
+    dt.with_nanosecond(nanos - nanos % 1_000).unwrap_or(dt)
+}
+
 /// The API's one timestamp format: RFC 3339 in UTC with a `Z`, fractional seconds only when present.
 pub fn format_timestamp(dt: &DateTime<Utc>) -> String {
     dt.to_rfc3339_opts(SecondsFormat::AutoSi, true)
@@ -122,6 +130,15 @@ mod tests {
         assert!(parse_timestamp_number(f64::INFINITY).is_err());
         assert!(parse_timestamp_number(1e300).is_err());
         assert!(parse_timestamp_str("0000-01-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn stored_precision_is_the_microsecond_floor_before_and_after_the_epoch() {
+        let ns = |secs: i64, nanos: u32| Utc.timestamp_opt(secs, nanos).unwrap();
+        assert_eq!(at_stored_precision(ns(1_714_558_830, 123_456_789)), ns(1_714_558_830, 123_456_000));
+        assert_eq!(at_stored_precision(ns(-100, 999_999_999)), ns(-100, 999_999_000));
+        let exact = ns(1_714_558_830, 5_000);
+        assert_eq!(at_stored_precision(exact), exact);
     }
 
     #[test]

@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit};
 use tracing::warn;
-use uuid::Uuid;
 
 use super::batcher::PipelineSettings;
 use super::rate::{batch_cap, DrainRate};
 use crate::incidents::Triage;
-use crate::model::Signal;
+use crate::model::{Signal, SignalKey};
 use crate::store::{BatchOutcome, Store, StoreError};
 use crate::telemetry::metrics::{AnalysisOutcome, Metrics, SeverityLabels};
 
@@ -144,13 +143,13 @@ fn answer(
     dispatcher: &Notify,
 ) {
     wake_if_needed(outcome, dispatcher);
-    // The first occurrence of a new id in the batch is the one stored.
-    let mut new_ids: HashSet<Uuid> = outcome.inserted_ids.iter().copied().collect();
+    // The first occurrence of a new key in the batch is the one stored.
+    let mut new_keys: HashSet<SignalKey> = outcome.inserted_keys.iter().copied().collect();
     let mut offset = 0;
     for (job, length) in jobs.into_iter().zip(lengths) {
         let own = &signals[offset..offset + length];
         offset += length;
-        let stored = own.iter().filter(|s| new_ids.remove(&s.signal_id)).count() as u64;
+        let stored = own.iter().filter(|s| new_keys.remove(&s.key())).count() as u64;
         let _ = job.reply.send(Ok(JobOutcome { stored, duplicates: *length as u64 - stored }));
     }
 }

@@ -56,7 +56,9 @@ impl<'a> Conditions<'a> {
     }
 
     /// One page of `SELECT {columns} FROM {table}` under these conditions, in `order`, and the
-    /// number of rows matching them.
+    /// number of rows matching them: counted up to `exact_limit`, estimated beyond (counting
+    /// every row of a large table takes seconds; the page itself takes milliseconds).
+    #[allow(clippy::too_many_arguments)]
     pub async fn fetch_page(
         &self,
         client: &Client,
@@ -65,9 +67,9 @@ impl<'a> Conditions<'a> {
         order: &str,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<Row>, i64), tokio_postgres::Error> {
-        let count_sql = format!("SELECT count(*) FROM {table} {}", self.where_clause());
-        let total: i64 = client.query_one(&count_sql, self.filter_params()).await?.get(0);
+        exact_limit: i64,
+    ) -> Result<(Vec<Row>, Total), tokio_postgres::Error> {
+        let total = self.total(client, table, exact_limit).await?;
         let n = self.params.len();
         let mut params = self.params.clone();
         params.push(&limit);
@@ -81,6 +83,39 @@ impl<'a> Conditions<'a> {
         );
         Ok((client.query(&page_sql, &params).await?, total))
     }
+}
+
+impl Conditions<'_> {
+    /// The number of rows matching the filters: exact when at most `exact_limit`, else the
+    /// planner's estimate (from the statistics autovacuum keeps), never below the limit + 1.
+    async fn total(
+        &self,
+        client: &Client,
+        table: &str,
+        exact_limit: i64,
+    ) -> Result<Total, tokio_postgres::Error> {
+        let filters = self.where_clause();
+        let bounded = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {table} {filters} LIMIT {}) AS bounded",
+            exact_limit + 1
+        );
+        let counted: i64 = client.query_one(&bounded, self.filter_params()).await?.try_get(0)?;
+        if counted <= exact_limit {
+            return Ok(Total { count: counted, exact: true });
+        }
+        let explain = format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} {filters}");
+        let plan: serde_json::Value = client.query_one(&explain, self.filter_params()).await?.try_get(0)?;
+        let estimate = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
+        Ok(Total { count: estimate.max(counted), exact: false })
+    }
+}
+
+/// How many rows match a list's filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Total {
+    pub count: i64,
+    /// `false`: `count` is the planner's estimate (more rows matched than the exact limit).
+    pub exact: bool,
 }
 
 fn where_of(clauses: &[String]) -> String {

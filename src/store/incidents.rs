@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::filter::Conditions;
+use super::filter::{Conditions, Total};
 use super::signals::PageStart;
 use super::{Store, StoreError};
 use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus};
@@ -38,7 +38,7 @@ impl Store {
         filter: &IncidentFilter,
         limit: i64,
         start: PageStart,
-    ) -> Result<(Vec<Incident>, i64), StoreError> {
+    ) -> Result<(Vec<Incident>, Total), StoreError> {
         let status = filter.status.map(IncidentStatus::db_label);
         let severity = filter.severity.map(IncidentSeverity::db_label);
         let mut conditions = Conditions::default();
@@ -71,8 +71,17 @@ impl Store {
         }
         let client = self.client().await?;
         let order = "detected_at DESC NULLS LAST, id DESC";
-        let (rows, total) =
-            conditions.fetch_page(&client, "incidents", INCIDENT_COLUMNS, order, limit, offset).await?;
+        let (rows, total) = conditions
+            .fetch_page(
+                &client,
+                "incidents",
+                INCIDENT_COLUMNS,
+                order,
+                limit,
+                offset,
+                self.settings.exact_total_limit,
+            )
+            .await?;
         Ok((rows.iter().map(incident_from_row).collect(), total))
     }
 

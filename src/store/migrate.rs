@@ -31,7 +31,15 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_incident_trace_key.sql"),
     migration!(5, "0005_incident_list_indexes.sql"),
     migration!(6, "0006_problems.sql"),
+    migration!(7, "0007_partitioned_signals.sql"),
 ];
+
+/// Brings a database of the original Python backend to the state of migrations 0001 and 0002
+/// (which then count as applied): see the file.
+const ADOPT_ORIGINAL: &str = include_str!("../../migrations/adopt/original_backend.sql");
+
+/// The migrations a database of the original backend already has the equivalent of.
+const ORIGINAL_EQUIVALENT: &[i32] = &[1, 2];
 
 /// Arbitrary but fixed: the key of the advisory lock that serialises migration runs.
 const MIGRATION_LOCK_KEY: i64 = 0x7072_6f64_7365_6e74; // "prodsent"
@@ -56,6 +64,32 @@ pub enum MigrateError {
 pub struct MigrationReport {
     pub applied: Vec<&'static str>,
     pub already_applied: usize,
+    /// The database was the original Python backend's, adopted (see `ADOPT_ORIGINAL`).
+    pub adopted_original: bool,
+}
+
+/// A database with no migration recorded but a `raw_signals` table was created by the original
+/// backend: brings it to the state of migrations 0001 and 0002 and records them, in one
+/// transaction. `false`: an empty database, nothing to adopt.
+async fn adopt_original(client: &mut Client, migrations: &[Migration]) -> Result<bool, MigrateError> {
+    let exists = "SELECT to_regclass(quote_ident(current_schema()) || '.raw_signals') IS NOT NULL";
+    if !client.query_one(exists, &[]).await?.try_get::<_, bool>(0)? {
+        return Ok(false);
+    }
+    let failed = |source| MigrateError::Failed { name: "adopt/original_backend.sql".to_owned(), source };
+    let transaction = client.transaction().await?;
+    transaction.batch_execute(ADOPT_ORIGINAL).await.map_err(failed)?;
+    for migration in migrations.iter().filter(|m| ORIGINAL_EQUIVALENT.contains(&m.version)) {
+        transaction
+            .execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                &[&migration.version, &migration.name, &checksum(migration.sql)],
+            )
+            .await?;
+    }
+    transaction.commit().await.map_err(failed)?;
+    info!("adopted the original backend's database: its tables now follow migrations 0001 and 0002");
+    Ok(true)
 }
 
 /// Hex SHA-256 of a migration's text.
@@ -88,14 +122,24 @@ async fn apply_pending(
              )",
         )
         .await?;
-    let applied: Vec<(i32, String, String)> = client
-        .query("SELECT version, name, checksum FROM schema_migrations ORDER BY version", &[])
+    let mut report = MigrationReport::default();
+    let read_applied = "SELECT version, name, checksum FROM schema_migrations ORDER BY version";
+    let mut applied: Vec<(i32, String, String)> = client
+        .query(read_applied, &[])
         .await?
         .into_iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect();
+    if applied.is_empty() && adopt_original(client, migrations).await? {
+        report.adopted_original = true;
+        applied = client
+            .query(read_applied, &[])
+            .await?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+    }
 
-    let mut report = MigrationReport::default();
     for migration in migrations {
         let current = checksum(migration.sql);
         if let Some((_, _, recorded)) = applied.iter().find(|(v, _, _)| *v == migration.version) {

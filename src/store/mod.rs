@@ -4,8 +4,10 @@
 mod bootstrap;
 mod filter;
 mod incidents;
+pub mod lifecycle;
 pub mod migrate;
 mod outbox;
+pub mod partitions;
 mod problems;
 mod signals;
 mod tracking;
@@ -17,8 +19,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use crate::config::DatabaseConfig;
+use crate::model::{PartitionInterval, Retention};
 
 pub use bootstrap::{ensure_database, wait_for_server};
+pub use filter::Total;
 pub use incidents::{IncidentFilter, StatusChange};
 pub use outbox::OutboxRow;
 pub use problems::ProblemFilter;
@@ -67,15 +71,25 @@ fn is_transient(error: &tokio_postgres::Error) -> bool {
         || *code == SqlState::T_R_DEADLOCK_DETECTED
 }
 
+/// How the data is laid out and kept: what the writes and the totals of the reads need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageSettings {
+    pub retention: Retention,
+    pub partition_interval: PartitionInterval,
+    /// List totals are exact up to this many rows (`QUERY_EXACT_TOTAL_LIMIT`).
+    pub exact_total_limit: i64,
+}
+
 /// The connection pool; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    settings: StorageSettings,
 }
 
 impl Store {
     /// A pool for `config`. Connections are made lazily; a broken one is replaced on next use.
-    pub fn new(config: &DatabaseConfig) -> anyhow::Result<Store> {
+    pub fn new(config: &DatabaseConfig, settings: StorageSettings) -> anyhow::Result<Store> {
         let manager = Manager::from_config(
             config.pg.clone(),
             NoTls,
@@ -88,7 +102,7 @@ impl Store {
             .create_timeout(Some(config.acquire_timeout))
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()?;
-        Ok(Store { pool })
+        Ok(Store { pool, settings })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -112,6 +126,10 @@ impl Store {
     pub fn pool_status(&self) -> (usize, usize, usize) {
         let status = self.pool.status();
         (status.size.saturating_sub(status.available), status.available, status.max_size)
+    }
+
+    pub fn settings(&self) -> &StorageSettings {
+        &self.settings
     }
 
     /// Closes the pool: idle connections are dropped, later requests fail fast.

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::filter::Conditions;
+use super::filter::{Conditions, Total};
 use super::incidents::{incident_from_row, INCIDENT_COLUMNS};
 use super::{Store, StoreError};
 use crate::model::{Incident, IncidentSeverity, Problem};
@@ -32,7 +32,7 @@ impl Store {
         filter: &ProblemFilter,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<Problem>, i64), StoreError> {
+    ) -> Result<(Vec<Problem>, Total), StoreError> {
         let severity = filter.severity.map(IncidentSeverity::db_label);
         let mut conditions = Conditions::default();
         if let Some(service) = &filter.service {
@@ -49,7 +49,15 @@ impl Store {
         }
         let client = self.client().await?;
         let (rows, total) = conditions
-            .fetch_page(&client, "problems", PROBLEM_COLUMNS, "last_seen DESC, id DESC", limit, offset)
+            .fetch_page(
+                &client,
+                "problems",
+                PROBLEM_COLUMNS,
+                "last_seen DESC, id DESC",
+                limit,
+                offset,
+                self.settings.exact_total_limit,
+            )
             .await?;
         Ok((rows.iter().map(problem_from_row).collect(), total))
     }

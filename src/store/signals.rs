@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use super::filter::Conditions;
+use super::filter::{Conditions, Total};
 use super::{Store, StoreError};
 use crate::model::{SignalType, StoredSignal};
 
@@ -54,7 +54,7 @@ impl Store {
         filter: &SignalFilter,
         limit: i64,
         start: PageStart,
-    ) -> Result<(Vec<StoredSignal>, i64), StoreError> {
+    ) -> Result<(Vec<StoredSignal>, Total), StoreError> {
         let signal_type = filter.signal_type.map(SignalType::as_str);
         let mut conditions = Conditions::default();
         if let Some(trace_id) = &filter.trace_id {
@@ -88,8 +88,17 @@ impl Store {
         }
         let client = self.client().await?;
         let order = r#""timestamp" DESC, id DESC"#;
-        let (rows, total) =
-            conditions.fetch_page(&client, "raw_signals", SIGNAL_COLUMNS, order, limit, offset).await?;
+        let (rows, total) = conditions
+            .fetch_page(
+                &client,
+                "raw_signals",
+                SIGNAL_COLUMNS,
+                order,
+                limit,
+                offset,
+                self.settings.exact_total_limit,
+            )
+            .await?;
         Ok((rows.iter().map(signal_from_row).collect(), total))
     }
 
@@ -99,13 +108,22 @@ impl Store {
         trace_id: &str,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<StoredSignal>, i64), StoreError> {
+    ) -> Result<(Vec<StoredSignal>, Total), StoreError> {
         let mut conditions = Conditions::default();
         conditions.push("trace_id = $", &trace_id);
         let client = self.client().await?;
         let order = format!(r#"{IS_ERROR} DESC, "timestamp", id"#);
-        let (rows, total) =
-            conditions.fetch_page(&client, "raw_signals", SIGNAL_COLUMNS, &order, limit, offset).await?;
+        let (rows, total) = conditions
+            .fetch_page(
+                &client,
+                "raw_signals",
+                SIGNAL_COLUMNS,
+                &order,
+                limit,
+                offset,
+                self.settings.exact_total_limit,
+            )
+            .await?;
         Ok((rows.iter().map(signal_from_row).collect(), total))
     }
 

@@ -15,15 +15,15 @@ use uuid::Uuid;
 
 use super::{Store, StoreError};
 use crate::incidents::Triage;
-use crate::model::{IncidentSeverity, Signal};
+use crate::model::{IncidentSeverity, Signal, SignalKey, SignalType};
 
 /// What one batch write did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchOutcome {
     /// Signals newly stored.
     pub inserted: u64,
-    /// Their ids.
-    pub inserted_ids: HashSet<Uuid>,
+    /// Their keys.
+    pub inserted_keys: HashSet<SignalKey>,
     /// Signals already stored (retries): acknowledged, not stored or counted again.
     pub duplicates: u64,
     pub incidents_opened: u64,
@@ -40,29 +40,38 @@ pub struct BatchOutcome {
 
 const WRITE_BATCH: &str = r#"
 WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
-                         $7::text[], $8::bool[], $9::bool[], $12::text[], $13::text[])
+    SELECT t.*, t.signal_type::signaltypeenum AS kind
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
+                $7::text[], $8::bool[], $9::bool[], $12::text[], $13::text[], $16::bool[], $17::timestamptz[])
         AS t(id, signal_type, trace_id, service_name, ts, payload, severity, tracked, requests,
-             fingerprint, title)
+             fingerprint, title, time_unknown, expires_at)
 ),
 inserted AS (
-    -- In id order, so that two batches retrying the same signals wait for each other in one order.
-    INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload)
-    SELECT id, signal_type::signaltypeenum, trace_id, service_name, ts, payload FROM input ORDER BY id
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id
+    -- In key order, so that two batches retrying the same signals wait for each other in one
+    -- order. A record without a time was stamped when it arrived, so its retry has another
+    -- time: it is recognised by its id among the rows flagged time_unknown (the caller holds a
+    -- lock per such id, so that two copies in flight cannot both pass this check).
+    INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown)
+    SELECT id, kind, trace_id, service_name, ts, payload, time_unknown FROM input
+    WHERE NOT (time_unknown AND EXISTS (
+        SELECT 1 FROM raw_signals r WHERE r.time_unknown AND r.id = input.id AND r.signal_type = input.kind))
+    ORDER BY ts, id, kind
+    ON CONFLICT ("timestamp", id, signal_type) DO NOTHING
+    RETURNING id, "timestamp", signal_type
 ),
 fresh AS (
     -- Only newly stored signals count, each once even if repeated within the batch.
-    SELECT DISTINCT ON (input.id) input.trace_id, input.service_name,
-           input.severity::incidentseverity AS severity, input.requests, input.fingerprint, input.title
-    FROM input JOIN inserted ON inserted.id = input.id
+    SELECT DISTINCT ON (input.ts, input.id, input.kind) input.trace_id, input.service_name,
+           input.severity::incidentseverity AS severity, input.requests, input.fingerprint, input.title,
+           coalesce(input.expires_at, 'infinity') AS expires_at
+    FROM input JOIN inserted
+         ON inserted.id = input.id AND inserted."timestamp" = input.ts AND inserted.signal_type = input.kind
     WHERE input.tracked
 ),
 activity AS (
     SELECT trace_id, count(*) AS signals, count(*) FILTER (WHERE severity >= 'HIGH') AS high,
            max(severity) AS severity, bool_or(requests) AS requests,
-           array_agg(DISTINCT service_name::varchar) AS services
+           array_agg(DISTINCT service_name::varchar) AS services, max(expires_at) AS expires_at
     FROM fresh GROUP BY trace_id
 ),
 prior AS (
@@ -71,12 +80,16 @@ prior AS (
 ),
 upserted AS (
     INSERT INTO incidents AS i (id, trace_id, trace_key, status, severity, detected_at, affected_services,
-                                error_count, high_signal_count, last_signal_at, analysis_requested_at)
+                                error_count, high_signal_count, last_signal_at, analysis_requested_at,
+                                signals_expire_at)
     SELECT gen_random_uuid(), a.trace_id, a.trace_id, 'OPEN',
            greatest(a.severity, CASE WHEN $10::int8 > 0 AND a.high >= $10::int8 THEN 'CRITICAL'::incidentseverity END),
-           now(), a.services, a.signals, a.high, now(), CASE WHEN a.requests THEN now() END
+           now(), a.services, a.signals, a.high, now(), CASE WHEN a.requests THEN now() END, a.expires_at
     FROM activity a ORDER BY a.trace_id
     ON CONFLICT (trace_key) DO UPDATE SET
+        -- When the last of its signals will have expired (greatest ignores the NULL of an
+        -- incident from before this column, or of the worker's own).
+        signals_expire_at = greatest(i.signals_expire_at, excluded.signals_expire_at),
         error_count = coalesce(i.error_count, 0) + excluded.error_count,
         high_signal_count = i.high_signal_count + excluded.high_signal_count,
         affected_services = i.affected_services || ARRAY(
@@ -146,7 +159,8 @@ outbox AS (
         OR EXISTS (SELECT 1 FROM problems_upserted pu WHERE pu.claimed AND pu.representative_trace_id = u.trace_key))
     RETURNING 1
 )
-SELECT ARRAY(SELECT id FROM inserted),
+SELECT ARRAY(SELECT id FROM inserted), ARRAY(SELECT "timestamp" FROM inserted),
+       ARRAY(SELECT signal_type::text FROM inserted),
        (SELECT count(*) FROM upserted WHERE opened),
        (SELECT count(*) FROM upserted),
        (SELECT count(*) FROM outbox),
@@ -156,65 +170,128 @@ SELECT ARRAY(SELECT id FROM inserted),
        (SELECT count(*) FROM links)
 "#;
 
+/// Advisory-lock namespace of the per-id locks around records without a time (the two-key
+/// form, a key space apart from the single-key locks of migrations and maintenance).
+const TIMELESS_LOCK_SPACE: i32 = 0x5349_474e; // "SIGN"
+
 impl Store {
     /// Stores `signals` and tracks their incidents atomically; returns after the commit.
     pub async fn write_batch(&self, signals: &[Signal], triage: &Triage) -> Result<BatchOutcome, StoreError> {
         if signals.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        let ids: Vec<Uuid> = signals.iter().map(|s| s.signal_id).collect();
-        let types: Vec<&str> = signals.iter().map(|s| s.signal_type.as_str()).collect();
-        let trace_ids: Vec<&str> = signals.iter().map(|s| s.trace_id.as_str()).collect();
-        let services: Vec<&str> = signals.iter().map(|s| s.service_name.as_str()).collect();
-        let timestamps: Vec<DateTime<Utc>> = signals.iter().map(|s| s.timestamp).collect();
+        let rows = without_repeated_timeless(signals);
+        let ids: Vec<Uuid> = rows.iter().map(|s| s.signal_id).collect();
+        let types: Vec<&str> = rows.iter().map(|s| s.signal_type.as_str()).collect();
+        let trace_ids: Vec<&str> = rows.iter().map(|s| s.trace_id.as_str()).collect();
+        let services: Vec<&str> = rows.iter().map(|s| s.service_name.as_str()).collect();
+        let timestamps: Vec<DateTime<Utc>> = rows.iter().map(|s| s.timestamp).collect();
         // Serialised straight from the signals, without copying them.
-        let payloads: Vec<Json<&Map<String, Value>>> = signals.iter().map(|s| Json(&s.payload)).collect();
-        let assessed = triage.assess_all(signals);
+        let payloads: Vec<Json<&Map<String, Value>>> = rows.iter().map(|s| Json(&s.payload)).collect();
+        let time_unknown: Vec<bool> = rows.iter().map(|s| s.time_unknown).collect();
+        let expires_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|s| self.expires_at(s)).collect();
+        let assessed = triage.assess_all(&rows);
         let threshold = triage.rules.high_signals_to_critical as i64;
         let window = triage.analysis_window.as_secs_f64();
         let grouping = triage.problem_window.is_some();
         let problem_window = triage.problem_window.unwrap_or_default().as_secs_f64();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+            &ids,
+            &types,
+            &trace_ids,
+            &services,
+            &timestamps,
+            &payloads,
+            &assessed.severities,
+            &assessed.tracked,
+            &assessed.requests_analysis,
+            &threshold,
+            &window,
+            &assessed.fingerprints,
+            &assessed.titles,
+            &grouping,
+            &problem_window,
+            &time_unknown,
+            &expires_at,
+        ];
 
-        let client = self.client().await?;
-        let statement = client.prepare_cached(WRITE_BATCH).await?;
-        let row = client
-            .query_one(
-                &statement,
-                &[
-                    &ids,
-                    &types,
-                    &trace_ids,
-                    &services,
-                    &timestamps,
-                    &payloads,
-                    &assessed.severities,
-                    &assessed.tracked,
-                    &assessed.requests_analysis,
-                    &threshold,
-                    &window,
-                    &assessed.fingerprints,
-                    &assessed.titles,
-                    &grouping,
-                    &problem_window,
-                ],
+        let mut client = self.client().await?;
+        let locks = timeless_locks(&rows);
+        let row = if locks.is_empty() {
+            let statement = client.prepare_cached(WRITE_BATCH).await?;
+            client.query_one(&statement, &params).await?
+        } else {
+            // Locks first, then the write in a statement of its own, whose snapshot sees a copy
+            // that a concurrent batch committed while we waited.
+            let tx = client.transaction().await?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k ORDER BY k",
+                &[&TIMELESS_LOCK_SPACE, &locks],
             )
             .await?;
-        let inserted_ids: HashSet<Uuid> = row.get::<_, Vec<Uuid>>(0).into_iter().collect();
-        let (opened, upserted, requested): (i64, i64, i64) = (row.get(1), row.get(2), row.get(3));
-        let severities = |column: usize| -> Vec<IncidentSeverity> {
-            let labels: Vec<String> = row.get(column);
-            labels.iter().filter_map(|label| IncidentSeverity::from_db_label(label)).collect()
+            let statement = tx.prepare_cached(WRITE_BATCH).await?;
+            let row = tx.query_one(&statement, &params).await?;
+            tx.commit().await?;
+            row
+        };
+        let ids: Vec<Uuid> = row.try_get(0)?;
+        let times: Vec<DateTime<Utc>> = row.try_get(1)?;
+        let kinds: Vec<String> = row.try_get(2)?;
+        let inserted_keys: HashSet<SignalKey> = ids
+            .into_iter()
+            .zip(times)
+            .zip(kinds)
+            .filter_map(|((id, at), kind)| Some((id, at, SignalType::parse(&kind)?)))
+            .collect();
+        let (opened, upserted, requested): (i64, i64, i64) =
+            (row.try_get(3)?, row.try_get(4)?, row.try_get(5)?);
+        let severities = |column: usize| -> Result<Vec<IncidentSeverity>, StoreError> {
+            let labels: Vec<String> = row.try_get(column)?;
+            Ok(labels.iter().filter_map(|label| IncidentSeverity::from_db_label(label)).collect())
         };
         Ok(BatchOutcome {
-            inserted: inserted_ids.len() as u64,
-            duplicates: (signals.len() - inserted_ids.len()) as u64,
-            inserted_ids,
+            inserted: inserted_keys.len() as u64,
+            duplicates: (signals.len() - inserted_keys.len()) as u64,
+            inserted_keys,
             incidents_opened: opened as u64,
             incidents_updated: (upserted - opened) as u64,
             analyses_requested: requested as u64,
-            opened_severities: severities(4),
-            escalated_severities: severities(5),
-            problem_links: row.get::<_, i64>(6) as u64,
+            opened_severities: severities(6)?,
+            escalated_severities: severities(7)?,
+            problem_links: row.try_get::<_, i64>(8)? as u64,
         })
     }
+
+    /// When `signal`'s partition will have been dropped: its time plus its type's retention plus
+    /// one partition length (a partition goes once its end is past the retention); `None` when
+    /// the type is kept forever.
+    fn expires_at(&self, signal: &Signal) -> Option<DateTime<Utc>> {
+        let keep = self.settings.retention.of(signal.signal_type)?;
+        let until = keep + self.settings.partition_interval.length();
+        Some(signal.timestamp + chrono::Duration::from_std(until).ok()?)
+    }
+}
+
+/// The batch's signals, with a record without a time that repeats an earlier one of the batch
+/// (two copies of a retry in flight) left out: their receipt times differ, so the key would
+/// not see them as one.
+fn without_repeated_timeless(signals: &[Signal]) -> Vec<&Signal> {
+    let mut seen = HashSet::new();
+    signals.iter().filter(|s| !s.time_unknown || seen.insert((s.signal_id, s.signal_type))).collect()
+}
+
+/// The lock keys of the batch's records without a time, sorted (one locking order for all
+/// batches, so they cannot deadlock) and without repeats.
+fn timeless_locks(rows: &[&Signal]) -> Vec<i32> {
+    let mut keys: Vec<i32> = rows
+        .iter()
+        .filter(|s| s.time_unknown)
+        .map(|s| {
+            let bytes = s.signal_id.as_bytes();
+            i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }

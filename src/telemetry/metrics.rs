@@ -86,6 +86,37 @@ pub enum AnalysisOutcome {
     retried,
 }
 
+/// What a dropped partition held: one signal type, or all of them (the table from before
+/// partitioning).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum StoredLabel {
+    log,
+    trace,
+    metric,
+    mixed,
+}
+
+impl From<SignalType> for StoredLabel {
+    fn from(t: SignalType) -> Self {
+        match t {
+            SignalType::Log => StoredLabel::log,
+            SignalType::Trace => StoredLabel::trace,
+            SignalType::Metric => StoredLabel::metric,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoredLabels {
+    pub signal: StoredLabel,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SignalLabels {
     pub signal: SignalLabel,
@@ -146,6 +177,13 @@ pub struct Metrics {
     pub analysis_requests: Family<OutcomeLabels, Counter>,
     pub outbox_backlog: Gauge,
     pub outbox_oldest_age: Gauge<f64, AtomicU64>,
+    pub signals_expired_on_arrival: Family<SignalLabels, Counter>,
+    pub partitions_created: Counter,
+    pub partitions_dropped: Family<StoredLabels, Counter>,
+    pub bytes_freed: Family<StoredLabels, Counter>,
+    pub oldest_retained: Family<StoredLabels, Gauge<f64, AtomicU64>>,
+    pub rows_expired: Family<TableLabels, Counter>,
+    pub maintenance_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -173,6 +211,13 @@ impl Metrics {
             analysis_requests: Family::default(),
             outbox_backlog: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
+            signals_expired_on_arrival: Family::default(),
+            partitions_created: Counter::default(),
+            partitions_dropped: Family::default(),
+            bytes_freed: Family::default(),
+            oldest_retained: Family::default(),
+            rows_expired: Family::default(),
+            maintenance_errors: Counter::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -251,7 +296,76 @@ impl Metrics {
             "Age of the oldest analysis request waiting in the outbox (0 when none)",
             m.outbox_oldest_age.clone(),
         );
+        registry.register(
+            "prodsentinel_ingest_signals_expired_on_arrival",
+            "Signals acknowledged but not stored: already older than their type's retention",
+            m.signals_expired_on_arrival.clone(),
+        );
+        registry.register(
+            "prodsentinel_retention_partitions_created",
+            "Time partitions of raw_signals created ahead of time",
+            m.partitions_created.clone(),
+        );
+        registry.register(
+            "prodsentinel_retention_partitions_dropped",
+            "Partitions dropped past their retention, by the signal type they held",
+            m.partitions_dropped.clone(),
+        );
+        registry.register(
+            "prodsentinel_retention_bytes_freed",
+            "Disk bytes freed by dropping expired partitions",
+            m.bytes_freed.clone(),
+        );
+        registry.register(
+            "prodsentinel_retention_oldest_retained_timestamp_seconds",
+            "Unix time of the oldest data still stored, per signal type",
+            m.oldest_retained.clone(),
+        );
+        registry.register(
+            "prodsentinel_retention_rows_expired",
+            "Rows deleted by the lifecycle rules: incidents, analysis_results, problems, analysis_outbox",
+            m.rows_expired.clone(),
+        );
+        registry.register(
+            "prodsentinel_maintenance_errors",
+            "Maintenance steps that failed (retried by the next pass)",
+            m.maintenance_errors.clone(),
+        );
         Metrics { registry, ..metrics }
+    }
+
+    pub fn count_dropped_partition(&self, dropped: &crate::store::partitions::Dropped) {
+        let count = |signal: StoredLabel, bytes: i64| {
+            let labels = StoredLabels { signal };
+            self.partitions_dropped.get_or_create(&labels).inc();
+            self.bytes_freed.get_or_create(&labels).inc_by(bytes.max(0) as u64);
+        };
+        if dropped.legacy {
+            count(StoredLabel::mixed, dropped.bytes);
+        }
+        for (signal_type, bytes) in &dropped.bytes_by_type {
+            count((*signal_type).into(), *bytes);
+        }
+    }
+
+    pub fn count_expired_rows(&self, expiry: &crate::store::lifecycle::Expiry) {
+        for (table, n) in [
+            ("incidents", expiry.incidents),
+            ("analysis_results", expiry.analyses),
+            ("problems", expiry.problems),
+            ("analysis_outbox", expiry.outbox_rows),
+        ] {
+            if n > 0 {
+                self.rows_expired.get_or_create(&TableLabels { table }).inc_by(n);
+            }
+        }
+    }
+
+    pub fn set_oldest_retained(&self, oldest: &[(SignalType, chrono::DateTime<chrono::Utc>)]) {
+        for (signal_type, at) in oldest {
+            let labels = StoredLabels { signal: (*signal_type).into() };
+            self.oldest_retained.get_or_create(&labels).set(at.timestamp_millis() as f64 / 1000.0);
+        }
     }
 
     /// The OpenMetrics text of every metric.
@@ -274,6 +388,9 @@ impl Metrics {
         self.signals_received.get_or_create(&labels).inc_by(outcome.received);
         self.signals_stored.get_or_create(&labels).inc_by(outcome.stored);
         self.signals_duplicate.get_or_create(&labels).inc_by(outcome.duplicates);
+        if outcome.expired > 0 {
+            self.signals_expired_on_arrival.get_or_create(&labels).inc_by(outcome.expired);
+        }
         reject(RejectReason::invalid, outcome.invalid);
         reject(RejectReason::retryable, outcome.retryable);
         reject(RejectReason::failed, outcome.failed);
@@ -301,6 +418,8 @@ pub struct RequestCount {
     pub received: u64,
     pub stored: u64,
     pub duplicates: u64,
+    /// Acknowledged, not stored: older than their type's retention already.
+    pub expired: u64,
     pub invalid: u64,
     pub retryable: u64,
     pub failed: u64,

@@ -171,6 +171,17 @@ pub fn test_config(db: &TestDb, extra: &[&str]) -> Config {
         "30000",
         "--shutdown-timeout-seconds",
         "5",
+        // The fixtures carry fixed times from 2024: kept forever unless a test of retention
+        // sets its own (a signal past its retention on arrival is not stored).
+        "--retention-traces",
+        "0",
+        "--retention-logs",
+        "0",
+        "--retention-metrics",
+        "0",
+        // Likewise incidents the tests insert with old times.
+        "--incident-retention",
+        "0",
     ];
     args.extend_from_slice(extra);
     Config::from_args(args).expect("valid test configuration")

@@ -52,6 +52,14 @@ pub const SETTINGS: &[&str] = &[
     "DISPATCH_MAX_BACKOFF_MS",
     "SHUTDOWN_TIMEOUT_SECONDS",
     "TRACE_QUERY_MAX_SIGNALS",
+    "PARTITION_INTERVAL",
+    "RETENTION_TRACES",
+    "RETENTION_LOGS",
+    "RETENTION_METRICS",
+    "RETENTION_CHECK_SECONDS",
+    "INCIDENT_RETENTION",
+    "OUTBOX_RETENTION",
+    "QUERY_EXACT_TOTAL_LIMIT",
 ];
 
 /// The binary with none of our settings inherited, run in `dir`.
@@ -137,6 +145,10 @@ impl ServerProcess {
             .env("OTLP_HTTP_ADDR", &self.http)
             .env("LOG_FORMAT", "json")
             .env("SHUTDOWN_TIMEOUT_SECONDS", "10")
+            // As for the in-process apps (helpers::test_config): fixtures from 2024 are kept.
+            .env("RETENTION_TRACES", "0")
+            .env("RETENTION_LOGS", "0")
+            .env("RETENTION_METRICS", "0")
             // No Redis unless a test names one: the outbox waits, ingestion is unaffected.
             .env("REDIS_URL", "redis://127.0.0.1:1/0")
             .stderr(Stdio::piped());

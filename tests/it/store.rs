@@ -90,27 +90,54 @@ async fn schema_has_the_contract_tables_types_and_labels() {
     .expect("the worker's insert works");
 }
 
-async fn assert_every_change_is_refused(db: &tokio_postgres::Client) {
-    for (statement, operation) in [
-        ("UPDATE raw_signals SET service_name = 'x'", "UPDATE"),
-        ("DELETE FROM raw_signals", "DELETE"),
-        ("TRUNCATE raw_signals", "TRUNCATE"),
-    ] {
-        let error = db.batch_execute(statement).await.expect_err(statement);
-        let message = error.as_db_error().expect("a database error").message().to_owned();
-        assert_eq!(message, format!("raw_signals is append-only: {operation} is not allowed"));
+/// UPDATE, DELETE and TRUNCATE are refused on the parent and on every partition under it (the
+/// range partitions, each signal type's, the default), naming the table aimed at. Returns how
+/// many tables were checked.
+async fn assert_every_change_is_refused(db: &tokio_postgres::Client) -> usize {
+    let tables: Vec<String> = db
+        .query("SELECT relid::regclass::text FROM pg_partition_tree('raw_signals')", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for table in &tables {
+        for (statement, operation) in [
+            (format!("UPDATE {table} SET service_name = 'x'"), "UPDATE"),
+            (format!("DELETE FROM {table}"), "DELETE"),
+            (format!("TRUNCATE {table}"), "TRUNCATE"),
+        ] {
+            let error = db.batch_execute(&statement).await.expect_err(&statement);
+            let message = error.as_db_error().expect("a database error").message().to_owned();
+            assert_eq!(message, format!("raw_signals is append-only: {operation} on {table} is not allowed"));
+        }
     }
+    tables.len()
 }
 
 #[tokio::test]
-async fn raw_signals_reject_update_delete_and_truncate_even_when_empty() {
+async fn raw_signals_reject_update_delete_and_truncate_on_the_parent_and_every_partition() {
     let app = spawn_app().await;
     let db = app.db().await;
+    // The parent, three days of range partitions with three type partitions each, the default.
+    assert_eq!(assert_every_change_is_refused(&db).await, 1 + 3 * 4 + 1);
+    let old = log_body("t", "INFO", "immutable, stamped in 2024: the default partition");
+    let mut current = log_body("t", "INFO", "immutable, stamped now: today's log partition");
+    current["timestamp"] = serde_json::json!(chrono::Utc::now().to_rfc3339());
+    for body in [&old, &current] {
+        assert_eq!(app.post_json("/ingest/logs", body).await.0, reqwest::StatusCode::ACCEPTED);
+    }
     assert_every_change_is_refused(&db).await;
-    let (status, _) = app.post_json("/ingest/logs", &log_body("t", "INFO", "immutable")).await;
-    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
-    assert_every_change_is_refused(&db).await;
-    assert_eq!(app.count_signals().await, 1);
+    assert_eq!(app.count_signals().await, 2);
+    let places: Vec<String> = db
+        .query("SELECT tableoid::regclass::text FROM raw_signals ORDER BY \"timestamp\"", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let today = format!("raw_signals_p{}_log", chrono::Utc::now().format("%Y%m%d"));
+    assert_eq!(places, ["raw_signals_default".to_owned(), today]);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ fn signal(signal_type: SignalType, payload: Value) -> Signal {
         service_name: "s".to_owned(),
         timestamp: chrono::Utc::now(),
         payload,
+        time_unknown: false,
     }
 }
 

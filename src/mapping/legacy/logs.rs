@@ -46,6 +46,7 @@ pub(super) fn log_signal(
         service_name,
         timestamp,
         payload,
+        time_unknown: false,
     })
 }
 

@@ -71,6 +71,7 @@ pub(super) fn metric_signal(
         service_name,
         timestamp,
         payload,
+        time_unknown: false,
     })
 }
 

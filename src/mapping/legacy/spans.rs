@@ -80,6 +80,7 @@ pub(super) fn span_signal(
         service_name,
         timestamp: timing.start,
         payload,
+        time_unknown: false,
     })
 }
 

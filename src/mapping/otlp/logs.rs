@@ -12,7 +12,7 @@ use super::attributes::{
     any_value_json, attribute_text, attributes_json, resource_json, scope_json, service_name,
 };
 use super::ids::{hex, log_signal_id, valid_id};
-use super::{nanos_json, time_from_nanos, time_json, Mapped};
+use super::{first_known_time, nanos_json, time_json, Mapped};
 use crate::mapping::text::{map_without_nul, without_nul};
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
 use crate::model::{Signal, SignalType};
@@ -55,9 +55,8 @@ struct Context<'a> {
 
 fn log_signal(record: &LogRecord, signal_id: uuid::Uuid, context: &Context) -> Signal {
     // logs.proto: time, else observed time (0 means unknown), else when we received it.
-    let timestamp = time_from_nanos(record.time_unix_nano)
-        .or_else(|| time_from_nanos(record.observed_time_unix_nano))
-        .unwrap_or(context.received_at);
+    let known = first_known_time(&[record.time_unix_nano, record.observed_time_unix_nano]);
+    let timestamp = known.unwrap_or(context.received_at);
     let trace_id = valid_id(&record.trace_id, 16).then(|| hex(&record.trace_id));
     let span_id = valid_id(&record.span_id, 8).then(|| hex(&record.span_id));
 
@@ -91,6 +90,7 @@ fn log_signal(record: &LogRecord, signal_id: uuid::Uuid, context: &Context) -> S
         service_name: context.service.to_owned(),
         timestamp,
         payload: map_without_nul(payload),
+        time_unknown: known.is_none(),
     }
 }
 

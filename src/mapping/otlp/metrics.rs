@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::attributes::{attributes_json, f64_json, resource_json, scope_json, service_name};
 use super::ids::{hex, point_signal_id, valid_id};
-use super::{nanos_json, time_from_nanos, time_json, Mapped};
+use super::{first_known_time, nanos_json, time_json, Mapped};
 use crate::mapping::text::{map_without_nul, without_nul};
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
 use crate::model::{Signal, SignalType};
@@ -275,7 +275,9 @@ fn number_point<'a>(
 
 impl Context<'_> {
     fn signal(&self, point: Point) -> Signal {
-        let timestamp = time_from_nanos(point.time_unix_nano).unwrap_or(self.received_at);
+        // The point's time, else the start of its aggregation, else when we received it.
+        let known = first_known_time(&[point.time_unix_nano, point.start_time_unix_nano]);
+        let timestamp = known.unwrap_or(self.received_at);
         // An exemplar links the point to a trace: the first valid one gives its trace id.
         let trace_id = point.exemplars.iter().find(|e| valid_id(&e.trace_id, 16)).map(|e| hex(&e.trace_id));
         let no_recorded_value = point.flags & NO_RECORDED_VALUE != 0;
@@ -304,6 +306,7 @@ impl Context<'_> {
             service_name: self.service.to_owned(),
             timestamp,
             payload: map_without_nul(payload),
+            time_unknown: known.is_none(),
         }
     }
 }

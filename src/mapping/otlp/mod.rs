@@ -67,6 +67,12 @@ fn time_from_nanos(nanos: u64) -> Option<DateTime<Utc>> {
     Utc.timestamp_opt((nanos / 1_000_000_000) as i64, (nanos % 1_000_000_000) as u32).single()
 }
 
+/// The first known time of `candidates` (OTLP nanoseconds, 0 meaning unknown), in the order a
+/// record's time fields are preferred; `None` when the record carries no time at all.
+fn first_known_time(candidates: &[u64]) -> Option<DateTime<Utc>> {
+    candidates.iter().find_map(|nanos| time_from_nanos(*nanos))
+}
+
 /// RFC 3339 text of an OTLP time, `null` when unknown.
 fn time_json(nanos: u64) -> Value {
     time_from_nanos(nanos).map_or(Value::Null, |t| Value::String(format_timestamp(&t)))

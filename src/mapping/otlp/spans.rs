@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::attributes::{attributes_json, resource_json, scope_json, service_name};
 use super::ids::{hex, id_problem, span_signal_id, valid_id};
-use super::{nanos_json, time_from_nanos, time_json, Mapped};
+use super::{first_known_time, nanos_json, time_json, Mapped};
 use crate::mapping::text::{map_without_nul, without_nul};
 use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
@@ -48,8 +48,9 @@ fn span_signal(
     {
         return Err(problem);
     }
-    // OTLP time 0 means "unknown": fall back to the time we received it.
-    let start = time_from_nanos(span.start_time_unix_nano).unwrap_or(received_at);
+    // OTLP time 0 means "unknown": the end time, else the time we received it.
+    let known = first_known_time(&[span.start_time_unix_nano, span.end_time_unix_nano]);
+    let start = known.unwrap_or(received_at);
     let duration_ms = match (span.start_time_unix_nano, span.end_time_unix_nano) {
         (start, end) if start > 0 && end >= start => json!((end - start) as f64 / 1_000_000.0),
         _ => Value::Null,
@@ -120,6 +121,7 @@ fn span_signal(
         service_name: service.to_owned(),
         timestamp: start,
         payload,
+        time_unknown: known.is_none(),
     })
 }
 

@@ -1,0 +1,132 @@
+//! What grows with traffic besides signals, expired in batches: incidents nobody analysed once
+//! their signals are gone, analysed ones (with their analyses) and problems after
+//! `INCIDENT_RETENTION` without activity, delivered outbox rows after `OUTBOX_RETENTION`.
+//! Links of incidents to problems go with either (ON DELETE CASCADE).
+//!
+//! Each statement deletes at most `BATCH` rows, so a backlog (the first pass over a large old
+//! database) is worked off in short transactions that never hold many locks. The candidate
+//! scans use the `detected_at` index: an incident cannot have outlived its signals before the
+//! shortest retention has passed since it was detected, nor been inactive for
+//! `INCIDENT_RETENTION` before that much time has passed since then.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError};
+
+/// Rows per delete statement.
+const BATCH: i64 = 5_000;
+
+/// What one expiry pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expiry {
+    pub incidents: u64,
+    pub analyses: u64,
+    pub problems: u64,
+    pub outbox_rows: u64,
+}
+
+/// The settings an expiry pass runs with.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiryRules {
+    /// The shortest signal retention; `None`: signals are kept forever, so no incident outlives
+    /// its signals.
+    pub shortest_signal_retention: Option<Duration>,
+    /// `None`: analysed incidents and problems are kept forever.
+    pub incident_retention: Option<Duration>,
+    /// `None`: delivered outbox rows are kept forever.
+    pub outbox_retention: Option<Duration>,
+    /// A pass stops starting new batches after this long; the rest waits for the next pass.
+    pub budget: Duration,
+}
+
+fn ago(now: DateTime<Utc>, span: Duration) -> DateTime<Utc> {
+    now - chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX)
+}
+
+// An incident never analysed: nobody asked for an analysis, the worker wrote none, nobody
+// moved it out of OPEN. It goes once every signal it counted has expired.
+const UNANALYSED_EXPIRED: &str = "
+WITH doomed AS (
+    SELECT id FROM incidents i
+    WHERE detected_at < $1 AND signals_expire_at < $2
+      AND status = 'OPEN' AND analysis_requested_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM analysis_results a WHERE a.incident_id = i.id)
+    LIMIT $3 FOR UPDATE SKIP LOCKED
+)
+DELETE FROM incidents WHERE id IN (SELECT id FROM doomed)";
+
+// Any incident, analysed or not, inactive for INCIDENT_RETENTION and whose signals are gone
+// (NULL: from before signals_expire_at existed, or the worker's own), with its analyses.
+const INACTIVE: &str = "
+WITH doomed AS (
+    SELECT id FROM incidents
+    WHERE detected_at < $1 AND coalesce(last_signal_at, detected_at) < $1
+      AND coalesce(signals_expire_at, '-infinity') < $2
+    LIMIT $3 FOR UPDATE SKIP LOCKED
+),
+analyses AS (
+    DELETE FROM analysis_results WHERE incident_id IN (SELECT id FROM doomed) RETURNING 1
+),
+gone AS (
+    DELETE FROM incidents WHERE id IN (SELECT id FROM doomed) RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM analyses)";
+
+const PROBLEMS: &str = "
+DELETE FROM problems WHERE id IN (SELECT id FROM problems WHERE last_seen < $1 LIMIT $2)";
+
+const OUTBOX: &str = "
+DELETE FROM analysis_outbox WHERE id IN (
+    SELECT id FROM analysis_outbox WHERE status <> 'pending' AND sent_at < $1 LIMIT $2)";
+
+impl Store {
+    /// Deletes what the rules say has expired at `now`, in batches, within `rules.budget`.
+    pub async fn expire_rows(&self, rules: &ExpiryRules, now: DateTime<Utc>) -> Result<Expiry, StoreError> {
+        let started = Instant::now();
+        let in_budget = || started.elapsed() < rules.budget;
+        let client = self.client().await?;
+        let mut expiry = Expiry::default();
+        if let Some(shortest) = rules.shortest_signal_retention {
+            let detected_before = ago(now, shortest);
+            loop {
+                let n = client.execute(UNANALYSED_EXPIRED, &[&detected_before, &now, &BATCH]).await?;
+                expiry.incidents += n;
+                if n < BATCH as u64 || !in_budget() {
+                    break;
+                }
+            }
+        }
+        if let Some(keep) = rules.incident_retention {
+            let inactive_since = ago(now, keep);
+            loop {
+                let row = client.query_one(INACTIVE, &[&inactive_since, &now, &BATCH]).await?;
+                let (incidents, analyses): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                expiry.incidents += incidents as u64;
+                expiry.analyses += analyses as u64;
+                if incidents < BATCH || !in_budget() {
+                    break;
+                }
+            }
+            loop {
+                let n = client.execute(PROBLEMS, &[&inactive_since, &BATCH]).await?;
+                expiry.problems += n;
+                if n < BATCH as u64 || !in_budget() {
+                    break;
+                }
+            }
+        }
+        if let Some(keep) = rules.outbox_retention {
+            let sent_before = ago(now, keep);
+            loop {
+                let n = client.execute(OUTBOX, &[&sent_before, &BATCH]).await?;
+                expiry.outbox_rows += n;
+                if n < BATCH as u64 || !in_budget() {
+                    break;
+                }
+            }
+        }
+        Ok(expiry)
+    }
+}

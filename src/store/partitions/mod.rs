@@ -1,0 +1,336 @@
+//! `raw_signals`' time partitions (layout: migrations/0007): reading the recorded ones,
+//! creating new ones ahead of time, emptying the default partition when a new range claims its
+//! rows or they expire, and dropping expired partitions.
+//!
+//! Every change runs in a transaction holding the maintenance advisory lock, so several
+//! instances never do the same work twice, and with a short `lock_timeout`: a change that
+//! would wait behind a long query gives up and is retried by the next pass, rather than
+//! queueing every insert behind it. New partitions are built detached and then attached, which
+//! locks the parent only against other schema changes (SHARE UPDATE EXCLUSIVE), never against
+//! inserts or reads; dropping one takes its parent's ACCESS EXCLUSIVE lock for the moment the
+//! catalog changes.
+
+mod plan;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Transaction};
+
+pub use plan::{expired, leaf_name, ranges_to_create, Expired, NewRange, RangePartition};
+
+use super::bootstrap::quote_identifier;
+use super::{Store, StoreError};
+use crate::model::{PartitionInterval, Retention, SignalType};
+
+/// Arbitrary but fixed, and distinct from the migration lock: serialises partition changes.
+const MAINTENANCE_LOCK_KEY: i64 = 0x7072_6f64_7061_7274; // "prodpart"
+
+/// How long a schema change waits for a table lock before giving up until the next pass.
+const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '500ms'";
+
+/// What [`Store::ensure_partitions`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Created {
+    /// Names of the range partitions created.
+    pub partitions: Vec<String>,
+    /// Rows the default partition held that moved into a partition (or stayed in the default).
+    pub default_rows_kept: u64,
+    /// Rows of the default partition past their retention, dropped with it.
+    pub default_rows_expired: u64,
+}
+
+/// One partition dropped by [`Store::drop_expired_partitions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub name: String,
+    /// The signal types whose rows it held.
+    pub types: Vec<SignalType>,
+    /// The table from before partitioning (all types mixed).
+    pub legacy: bool,
+    /// Disk bytes freed (heap, indexes, TOAST).
+    pub bytes: i64,
+    /// The same, per signal type's partition (empty for the legacy table).
+    pub bytes_by_type: Vec<(SignalType, i64)>,
+}
+
+enum DropStep {
+    Dropped(Dropped),
+    /// Another instance dropped it after it was listed.
+    AlreadyGone,
+    /// Another instance holds the maintenance lock: it is doing this pass.
+    Busy,
+}
+
+/// Whether a pass waits for another instance's (start-up: the partitions must exist before
+/// serving) or skips when one is running (the periodic job: that instance does the work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    Wait,
+    SkipIfBusy,
+}
+
+async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, StoreError> {
+    let took = match turn {
+        Turn::Wait => {
+            tx.batch_execute("SET LOCAL lock_timeout = '60s'").await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MAINTENANCE_LOCK_KEY]).await?;
+            true
+        }
+        Turn::SkipIfBusy => tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&MAINTENANCE_LOCK_KEY])
+            .await?
+            .try_get(0)?,
+    };
+    tx.batch_execute(LOCK_TIMEOUT).await?;
+    Ok(took)
+}
+
+const PARTITIONS: &str = "
+    SELECT p.name, p.starts, p.ends, p.legacy,
+           ARRAY(SELECT t::text FROM unnest(enum_range(NULL::signaltypeenum)) AS t
+                 WHERE p.legacy OR to_regclass(quote_ident(p.name || '_' || t::text)) IS NOT NULL)
+    FROM raw_signal_partitions p
+    WHERE to_regclass(quote_ident(p.name)) IS NOT NULL
+    ORDER BY p.starts NULLS FIRST";
+
+async fn read_partitions(client: &impl GenericClient) -> Result<Vec<RangePartition>, StoreError> {
+    let rows = client.query(PARTITIONS, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let types: Vec<String> = row.try_get(4)?;
+            Ok(RangePartition {
+                name: row.try_get(0)?,
+                starts: row.try_get(1)?,
+                ends: row.try_get(2)?,
+                legacy: row.try_get(3)?,
+                types: types.iter().filter_map(|t| SignalType::parse(t)).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Per type, the oldest time still kept, or `None` to keep the type forever; the form the
+/// default partition's queries take.
+fn cutoffs(retention: &Retention, now: DateTime<Utc>) -> [Option<DateTime<Utc>>; 3] {
+    SignalType::ALL.map(|t| retention.cutoff(t, now))
+}
+
+/// Whether a row of the default partition is kept: `$1`, `$2`, `$3` are the cutoffs of logs,
+/// traces and metrics (in `SignalType::ALL` order), NULL for "forever".
+const KEPT: &str = r#"NOT coalesce(CASE signal_type WHEN 'log' THEN "timestamp" < $1
+                                                    WHEN 'trace' THEN "timestamp" < $2
+                                                    ELSE "timestamp" < $3 END, false)"#;
+
+impl Store {
+    /// The range partitions as recorded, oldest first (the legacy table, when there is one).
+    pub async fn range_partitions(&self) -> Result<Vec<RangePartition>, StoreError> {
+        let client = self.client().await?;
+        read_partitions(&client).await
+    }
+
+    /// Creates the partitions missing from the interval holding `now` to two intervals ahead.
+    /// When the default partition holds rows in a new range (a clock that ran ahead) or rows
+    /// past their retention, it is replaced by an empty one in the same transaction and its
+    /// rows re-inserted where they now belong, the expired ones left out: ATTACH refuses a new
+    /// range whose rows sit in the default. `None`: skipped, another instance was at it.
+    pub async fn ensure_partitions(
+        &self,
+        interval: PartitionInterval,
+        retention: &Retention,
+        now: DateTime<Utc>,
+        turn: Turn,
+    ) -> Result<Option<Created>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if !take_lock(&tx, turn).await? {
+            return Ok(None);
+        }
+        let existing = read_partitions(&tx).await?;
+        let missing = ranges_to_create(&existing, interval, now);
+        let cutoffs = cutoffs(retention, now);
+        let mut claimed = false;
+        for range in &missing {
+            let sql = r#"SELECT EXISTS (SELECT 1 FROM raw_signals_default WHERE "timestamp" >= $1 AND "timestamp" < $2)"#;
+            claimed |= tx.query_one(sql, &[&range.starts, &range.ends]).await?.try_get::<_, bool>(0)?;
+        }
+        let expired_sql = format!("SELECT EXISTS (SELECT 1 FROM raw_signals_default WHERE NOT ({KEPT}))");
+        let has_expired: bool =
+            tx.query_one(&expired_sql, &[&cutoffs[0], &cutoffs[1], &cutoffs[2]]).await?.try_get(0)?;
+        let rotate = claimed || has_expired;
+        if missing.is_empty() && !rotate {
+            tx.commit().await?;
+            return Ok(Some(Created::default()));
+        }
+        if rotate {
+            tx.batch_execute(
+                "ALTER TABLE raw_signals DETACH PARTITION raw_signals_default;
+                 ALTER TABLE raw_signals_default RENAME TO raw_signals_default_rotating;
+                 CREATE TABLE raw_signals_default PARTITION OF raw_signals DEFAULT;",
+            )
+            .await?;
+            tx.batch_execute(&append_only_trigger("raw_signals_default")).await?;
+        }
+        let mut created = Created::default();
+        for range in &missing {
+            create_range(&tx, range).await?;
+            created.partitions.push(range.name());
+        }
+        if rotate {
+            let moved = format!(
+                r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown)
+                   SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown
+                   FROM raw_signals_default_rotating WHERE {KEPT}
+                   ON CONFLICT DO NOTHING"#
+            );
+            created.default_rows_kept = tx.execute(&moved, &[&cutoffs[0], &cutoffs[1], &cutoffs[2]]).await?;
+            let total: i64 =
+                tx.query_one("SELECT count(*) FROM raw_signals_default_rotating", &[]).await?.try_get(0)?;
+            created.default_rows_expired = (total as u64).saturating_sub(created.default_rows_kept);
+            tx.batch_execute("DROP TABLE raw_signals_default_rotating").await?;
+        }
+        tx.commit().await?;
+        Ok(Some(created))
+    }
+
+    /// Drops what `retention` says has expired at `now`, each drop in a transaction of its own
+    /// (a lock timeout on one leaves the others done). Returns what was dropped and the errors
+    /// of the drops that could not be made this time; `None`: another instance was at it.
+    pub async fn drop_expired_partitions(
+        &self,
+        retention: &Retention,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Vec<Dropped>, Vec<StoreError>)>, StoreError> {
+        let drops = expired(&self.range_partitions().await?, retention, now);
+        let (mut dropped, mut failed) = (Vec::new(), Vec::new());
+        for drop in drops {
+            match self.drop_one(&drop).await {
+                Ok(DropStep::Dropped(done)) => dropped.push(done),
+                Ok(DropStep::AlreadyGone) => {}
+                Ok(DropStep::Busy) if dropped.is_empty() && failed.is_empty() => return Ok(None),
+                Ok(DropStep::Busy) => break,
+                Err(why) => failed.push(why),
+            }
+        }
+        Ok(Some((dropped, failed)))
+    }
+
+    async fn drop_one(&self, drop: &Expired) -> Result<DropStep, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if !take_lock(&tx, Turn::SkipIfBusy).await? {
+            return Ok(DropStep::Busy);
+        }
+        let (table, partition, types, legacy) = match drop {
+            Expired::Leaf { partition, signal_type } => {
+                (leaf_name(partition, *signal_type), partition, vec![*signal_type], false)
+            }
+            Expired::Whole { partition, types, legacy } => {
+                (partition.clone(), partition, types.clone(), *legacy)
+            }
+        };
+        // Another instance may have dropped it since it was listed.
+        let present: bool =
+            tx.query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[&table]).await?.try_get(0)?;
+        if !present {
+            tx.commit().await?;
+            return Ok(DropStep::AlreadyGone);
+        }
+        let bytes: i64 = tx
+            .query_one(
+                "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::int8 FROM pg_partition_tree($1::text::regclass)",
+                &[&table],
+            )
+            .await?
+            .try_get(0)?;
+        let mut bytes_by_type = Vec::new();
+        if !legacy {
+            for signal_type in &types {
+                let leaf = match drop {
+                    Expired::Leaf { .. } => table.clone(),
+                    Expired::Whole { .. } => leaf_name(partition, *signal_type),
+                };
+                let size = "SELECT pg_total_relation_size($1::text::regclass)";
+                bytes_by_type.push((*signal_type, tx.query_one(size, &[&leaf]).await?.try_get(0)?));
+            }
+        }
+        tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(&table))).await?;
+        if matches!(drop, Expired::Whole { .. }) {
+            tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[partition]).await?;
+        }
+        tx.commit().await?;
+        Ok(DropStep::Dropped(Dropped { name: table, types, legacy, bytes, bytes_by_type }))
+    }
+
+    /// Per signal type, the oldest time still stored (the start of the oldest partition holding
+    /// it, or an older row of the default or legacy partition); absent for a type with none.
+    pub async fn oldest_retained(&self) -> Result<Vec<(SignalType, DateTime<Utc>)>, StoreError> {
+        let client = self.client().await?;
+        let legacy = client
+            .query_one("SELECT to_regclass('raw_signals_legacy') IS NOT NULL", &[])
+            .await?
+            .try_get::<_, bool>(0)?;
+        // The legacy table mixes types: its oldest row stands for each of them.
+        let legacy_oldest =
+            if legacy { r#"(SELECT min("timestamp") FROM raw_signals_legacy)"# } else { "NULL::timestamptz" };
+        let sql = format!(
+            r#"SELECT t::text, least(
+                   (SELECT min(p.starts) FROM raw_signal_partitions p
+                    WHERE NOT p.legacy AND to_regclass(quote_ident(p.name || '_' || t::text)) IS NOT NULL),
+                   (SELECT min("timestamp") FROM raw_signals_default WHERE signal_type = t),
+                   {legacy_oldest})
+               FROM unnest(enum_range(NULL::signaltypeenum)) AS t"#
+        );
+        let mut oldest = Vec::new();
+        for row in client.query(&sql, &[]).await? {
+            let label: String = row.try_get(0)?;
+            let at: Option<DateTime<Utc>> = row.try_get(1)?;
+            if let (Some(signal_type), Some(at)) = (SignalType::parse(&label), at) {
+                oldest.push((signal_type, at));
+            }
+        }
+        Ok(oldest)
+    }
+}
+
+/// The statement-level trigger refusing UPDATE, DELETE and TRUNCATE, for one more table.
+fn append_only_trigger(table: &str) -> String {
+    format!(
+        "CREATE TRIGGER raw_signals_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {}
+         FOR EACH STATEMENT EXECUTE FUNCTION raw_signals_reject_change()",
+        quote_identifier(table)
+    )
+}
+
+/// One range partition with a partition per signal type under it, built detached and then
+/// attached: ATTACH adds the parent's indexes and key to the empty tables at no cost.
+async fn create_range(tx: &Transaction<'_>, range: &NewRange) -> Result<(), StoreError> {
+    let name = range.name();
+    let mut ddl = format!(
+        "CREATE TABLE {table} (LIKE raw_signals INCLUDING DEFAULTS) PARTITION BY LIST (signal_type);\n{trigger};\n",
+        table = quote_identifier(&name),
+        trigger = append_only_trigger(&name),
+    );
+    for signal_type in SignalType::ALL {
+        let leaf = leaf_name(&name, signal_type);
+        ddl.push_str(&format!(
+            "CREATE TABLE {} PARTITION OF {} FOR VALUES IN ('{}');\n{};\n",
+            quote_identifier(&leaf),
+            quote_identifier(&name),
+            signal_type.as_str(),
+            append_only_trigger(&leaf),
+        ));
+    }
+    // Bounds as literals (DDL takes no parameters), from our own timestamps.
+    ddl.push_str(&format!(
+        "ALTER TABLE raw_signals ATTACH PARTITION {} FOR VALUES FROM ('{}') TO ('{}');",
+        quote_identifier(&name),
+        range.starts.to_rfc3339(),
+        range.ends.to_rfc3339(),
+    ));
+    tx.batch_execute(&ddl).await?;
+    tx.execute(
+        "INSERT INTO raw_signal_partitions (name, starts, ends) VALUES ($1, $2, $3)",
+        &[&name, &range.starts, &range.ends],
+    )
+    .await?;
+    Ok(())
+}

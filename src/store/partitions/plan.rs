@@ -1,0 +1,274 @@
+//! Which partitions to create and which to drop, decided from the recorded ones, the settings
+//! and a time. Pure, so that every rule is tested without a database or a clock.
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{PartitionInterval, Retention, SignalType};
+
+/// How many intervals ahead of now partitions exist, so that a signal stamped a little in the
+/// future (clock skew) lands in a partition of its own and a pass that runs late is harmless.
+const INTERVALS_AHEAD: i32 = 2;
+
+/// A range partition of `raw_signals` as recorded in `raw_signal_partitions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangePartition {
+    pub name: String,
+    /// `None`: from the beginning of time (the table from before partitioning).
+    pub starts: Option<DateTime<Utc>>,
+    pub ends: DateTime<Utc>,
+    /// The table from before partitioning: one table holding every signal type.
+    pub legacy: bool,
+    /// The signal types whose partition still exists under it (every type, for the legacy one).
+    pub types: Vec<SignalType>,
+}
+
+impl RangePartition {
+    fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.starts.is_none_or(|starts| starts <= at) && at < self.ends
+    }
+}
+
+/// A time range to create a partition for: `[starts, ends)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewRange {
+    pub starts: DateTime<Utc>,
+    pub ends: DateTime<Utc>,
+}
+
+impl NewRange {
+    /// `raw_signals_p20261201`, or `raw_signals_p20261201t0600` when it does not start at
+    /// midnight. Unique, since ranges never overlap.
+    pub fn name(&self) -> String {
+        let format = match self.starts.format("%H%M%S").to_string().as_str() {
+            "000000" => "%Y%m%d",
+            time if time.ends_with("0000") => "%Y%m%dt%H",
+            _ => "%Y%m%dt%H%M%S",
+        };
+        format!("raw_signals_p{}", self.starts.format(format))
+    }
+}
+
+/// The name of the partition holding `signal_type` under the range partition `partition`.
+pub fn leaf_name(partition: &str, signal_type: SignalType) -> String {
+    format!("{partition}_{}", signal_type.as_str())
+}
+
+/// The ranges missing between the start of the interval holding `now` and `INTERVALS_AHEAD`
+/// intervals later. A range already covered (by any partition, the legacy one included) is
+/// skipped; a new range ends at the next grid boundary or where the next partition starts, so
+/// a changed `PARTITION_INTERVAL` never overlaps what exists. Gaps before now are left alone:
+/// what falls in them goes to the default partition.
+pub fn ranges_to_create(
+    existing: &[RangePartition],
+    interval: PartitionInterval,
+    now: DateTime<Utc>,
+) -> Vec<NewRange> {
+    let step = chrono::Duration::from_std(interval.length()).unwrap_or(chrono::Duration::days(1));
+    let horizon = now + step * INTERVALS_AHEAD;
+    let mut cursor = interval.floor(now);
+    let mut missing = Vec::new();
+    while cursor < horizon {
+        if let Some(covering) = existing.iter().find(|p| p.contains(cursor)) {
+            cursor = covering.ends;
+            continue;
+        }
+        let next_existing = existing.iter().filter_map(|p| p.starts).filter(|s| *s > cursor).min();
+        let ends =
+            next_existing.map_or(interval.next_boundary(cursor), |s| s.min(interval.next_boundary(cursor)));
+        missing.push(NewRange { starts: cursor, ends });
+        cursor = ends;
+    }
+    missing
+}
+
+/// A partition the retention says must go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expired {
+    /// One signal type's partition under a range partition that keeps other types.
+    Leaf { partition: String, signal_type: SignalType },
+    /// A whole range partition: every type it still holds has expired (or it holds none).
+    Whole { partition: String, types: Vec<SignalType>, legacy: bool },
+}
+
+/// What has expired at `now`: a type's partition once its whole range is older than the
+/// type's retention (every row in it is then past the retention). The legacy table holds all
+/// types mixed, so it goes only once every type's retention has passed its end.
+pub fn expired(partitions: &[RangePartition], retention: &Retention, now: DateTime<Utc>) -> Vec<Expired> {
+    let past = |signal_type: SignalType, ends: DateTime<Utc>| {
+        retention.cutoff(signal_type, now).is_some_and(|cutoff| ends <= cutoff)
+    };
+    let mut drops = Vec::new();
+    for partition in partitions {
+        let gone: Vec<SignalType> =
+            partition.types.iter().copied().filter(|t| past(*t, partition.ends)).collect();
+        if partition.legacy {
+            if SignalType::ALL.iter().all(|t| past(*t, partition.ends)) {
+                drops.push(Expired::Whole { partition: partition.name.clone(), types: gone, legacy: true });
+            }
+        } else if gone.len() == partition.types.len() {
+            drops.push(Expired::Whole { partition: partition.name.clone(), types: gone, legacy: false });
+        } else {
+            for signal_type in gone {
+                drops.push(Expired::Leaf { partition: partition.name.clone(), signal_type });
+            }
+        }
+    }
+    drops
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn day(starts: &str, types: &[SignalType]) -> RangePartition {
+        let starts = utc(starts);
+        let range = NewRange { starts, ends: starts + chrono::Duration::days(1) };
+        RangePartition {
+            name: range.name(),
+            starts: Some(starts),
+            ends: range.ends,
+            legacy: false,
+            types: types.to_vec(),
+        }
+    }
+
+    fn legacy_until(ends: &str) -> RangePartition {
+        RangePartition {
+            name: "raw_signals_legacy".into(),
+            starts: None,
+            ends: utc(ends),
+            legacy: true,
+            types: SignalType::ALL.to_vec(),
+        }
+    }
+
+    fn created(
+        partitions: &[RangePartition],
+        interval: PartitionInterval,
+        now: &str,
+    ) -> Vec<(String, String)> {
+        ranges_to_create(partitions, interval, utc(now))
+            .iter()
+            .map(|r| (r.name(), r.ends.to_rfc3339()))
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_database_gets_the_current_interval_and_two_ahead() {
+        let made = created(&[], PartitionInterval::ONE_DAY, "2026-12-01T17:00:00Z");
+        assert_eq!(
+            made,
+            [
+                ("raw_signals_p20261201".to_owned(), "2026-12-02T00:00:00+00:00".to_owned()),
+                ("raw_signals_p20261202".to_owned(), "2026-12-03T00:00:00+00:00".to_owned()),
+                ("raw_signals_p20261203".to_owned(), "2026-12-04T00:00:00+00:00".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn existing_ranges_are_skipped_and_a_pass_the_next_day_adds_one() {
+        let all = SignalType::ALL;
+        let have = [
+            day("2026-12-01T00:00:00Z", &all),
+            day("2026-12-02T00:00:00Z", &all),
+            day("2026-12-03T00:00:00Z", &all),
+        ];
+        assert!(created(&have, PartitionInterval::ONE_DAY, "2026-12-01T23:59:59Z").is_empty());
+        let next = created(&have, PartitionInterval::ONE_DAY, "2026-12-02T00:00:01Z");
+        assert_eq!(next, [("raw_signals_p20261204".to_owned(), "2026-12-05T00:00:00+00:00".to_owned())]);
+    }
+
+    #[test]
+    fn the_legacy_table_is_continued_from_its_cut_over() {
+        let legacy = legacy_until("2026-12-01T10:00:00Z");
+        let made = created(&[legacy], PartitionInterval::ONE_DAY, "2026-12-01T09:30:00Z");
+        assert_eq!(made[0], ("raw_signals_p20261201t10".to_owned(), "2026-12-02T00:00:00+00:00".to_owned()));
+        assert_eq!(made.len(), 3);
+    }
+
+    #[test]
+    fn a_shorter_interval_fills_up_to_the_existing_partitions_without_overlap() {
+        let six = PartitionInterval::new(Duration::from_secs(6 * 3600)).unwrap();
+        let have = [day("2026-12-02T00:00:00Z", &SignalType::ALL)];
+        let made = ranges_to_create(&have, six, utc("2026-12-01T19:00:00Z"));
+        let bounds: Vec<(String, String)> =
+            made.iter().map(|r| (r.starts.to_rfc3339(), r.ends.to_rfc3339())).collect();
+        // Up to the next day, which exists and reaches past the horizon.
+        assert_eq!(
+            bounds,
+            [("2026-12-01T18:00:00+00:00".to_owned(), "2026-12-02T00:00:00+00:00".to_owned())]
+        );
+        assert_eq!(made[0].name(), "raw_signals_p20261201t18");
+    }
+
+    #[test]
+    fn each_type_expires_on_its_own_and_the_last_takes_the_whole_partition() {
+        let days = |n: u64| Some(Duration::from_secs(n * 86_400));
+        let retention = Retention { traces: days(7), logs: days(7), metrics: days(30) };
+        let old = day("2026-11-01T00:00:00Z", &SignalType::ALL);
+        let now = utc("2026-11-10T00:00:00Z");
+        let mut drops = expired(std::slice::from_ref(&old), &retention, now);
+        drops.sort_by_key(|d| format!("{d:?}"));
+        assert_eq!(
+            drops,
+            [
+                Expired::Leaf { partition: old.name.clone(), signal_type: SignalType::Log },
+                Expired::Leaf { partition: old.name.clone(), signal_type: SignalType::Trace },
+            ]
+        );
+        let metrics_only = day("2026-11-01T00:00:00Z", &[SignalType::Metric]);
+        assert!(expired(std::slice::from_ref(&metrics_only), &retention, now).is_empty());
+        let later = utc("2026-12-02T00:00:00Z");
+        assert_eq!(
+            expired(std::slice::from_ref(&metrics_only), &retention, later),
+            [Expired::Whole { partition: old.name.clone(), types: vec![SignalType::Metric], legacy: false }]
+        );
+    }
+
+    #[test]
+    fn a_partition_expires_only_once_its_end_is_past_the_retention() {
+        let retention = Retention { traces: Some(Duration::from_secs(86_400)), ..Retention::FOREVER };
+        let partition = day("2026-12-01T00:00:00Z", &[SignalType::Trace]);
+        assert!(expired(std::slice::from_ref(&partition), &retention, utc("2026-12-02T23:59:59Z")).is_empty());
+        assert_eq!(
+            expired(std::slice::from_ref(&partition), &retention, utc("2026-12-03T00:00:00Z")).len(),
+            1
+        );
+        assert!(
+            expired(&[partition], &Retention::FOREVER, utc("2099-01-01T00:00:00Z")).is_empty(),
+            "0: forever"
+        );
+    }
+
+    #[test]
+    fn the_legacy_table_goes_when_every_type_has_expired() {
+        let legacy = legacy_until("2026-12-01T10:00:00Z");
+        let days = |n: u64| Some(Duration::from_secs(n * 86_400));
+        let retention = Retention { traces: days(7), logs: days(7), metrics: days(30) };
+        let legacy_only = std::slice::from_ref(&legacy);
+        assert!(
+            expired(legacy_only, &retention, utc("2026-12-20T00:00:00Z")).is_empty(),
+            "metrics still kept"
+        );
+        assert_eq!(expired(legacy_only, &retention, utc("2027-01-01T00:00:00Z")).len(), 1);
+        let forever_logs = Retention { logs: None, ..retention };
+        assert!(expired(legacy_only, &forever_logs, utc("2099-01-01T00:00:00Z")).is_empty());
+    }
+
+    #[test]
+    fn an_empty_range_partition_is_dropped_whole() {
+        let shell = day("2026-11-01T00:00:00Z", &[]);
+        let retention = Retention { traces: Some(Duration::from_secs(86_400)), ..Retention::FOREVER };
+        assert_eq!(
+            expired(std::slice::from_ref(&shell), &retention, utc("2026-11-03T00:00:00Z")),
+            [Expired::Whole { partition: shell.name, types: vec![], legacy: false }]
+        );
+    }
+}
