@@ -127,6 +127,7 @@ impl Maintenance {
             Ok(oldest) => self.metrics.set_oldest_retained(&oldest),
             Err(why) => report.errors.push(fail("reading the oldest retained times", why)),
         }
+        self.metrics.maintenance_passes.inc();
         report
     }
 

@@ -184,6 +184,7 @@ pub struct Metrics {
     pub oldest_retained: Family<StoredLabels, Gauge<f64, AtomicU64>>,
     pub rows_expired: Family<TableLabels, Counter>,
     pub maintenance_errors: Counter,
+    pub maintenance_passes: Counter,
 }
 
 impl Default for Metrics {
@@ -218,6 +219,7 @@ impl Metrics {
             oldest_retained: Family::default(),
             rows_expired: Family::default(),
             maintenance_errors: Counter::default(),
+            maintenance_passes: Counter::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -330,6 +332,11 @@ impl Metrics {
             "prodsentinel_maintenance_errors",
             "Maintenance steps that failed (retried by the next pass)",
             m.maintenance_errors.clone(),
+        );
+        registry.register(
+            "prodsentinel_maintenance_passes",
+            "Maintenance passes run (partitions, retention, expiry), failed steps included",
+            m.maintenance_passes.clone(),
         );
         Metrics { registry, ..metrics }
     }

@@ -141,6 +141,8 @@ pub struct TestApp {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub http: reqwest::Client,
+    /// The app's maintenance job, to run passes by hand at any time.
+    pub maintenance: prodsentinel::maintenance::Maintenance,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Last: the database and Redis are cleaned after the app's handles are dropped.
@@ -203,6 +205,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
         ["--redis-url", redis_url.as_str()].into_iter().chain(extra.iter().copied()).collect();
     let app = App::build(test_config(&db, &args)).await.expect("app starts");
     let (addr, grpc_addr, http_addr) = (app.api_addr(), app.grpc_addr(), app.http_addr());
+    let maintenance = app.maintenance();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -212,6 +215,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
         grpc_addr,
         http_addr,
         http: reqwest::Client::new(),
+        maintenance,
         stop: Some(stop),
         server: Some(server),
         db,

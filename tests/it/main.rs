@@ -22,3 +22,4 @@ mod reliability;
 mod store;
 mod tls;
 mod triage;
+mod volume;

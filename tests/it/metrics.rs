@@ -12,7 +12,12 @@ use crate::helpers::{grpc_logs_export, log_body, spawn_app_with, wait_for, TestA
 
 /// Every sample of the exposition, `name{labels}` -> value.
 async fn scrape(app: &TestApp) -> HashMap<String, f64> {
-    let response = app.get("/metrics").await;
+    scrape_addr(app.addr).await
+}
+
+/// The same for any instance, by its API address.
+pub async fn scrape_addr(addr: std::net::SocketAddr) -> HashMap<String, f64> {
+    let response = reqwest::get(format!("http://{addr}/metrics")).await.expect("metrics answered");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();
@@ -26,7 +31,7 @@ async fn scrape(app: &TestApp) -> HashMap<String, f64> {
         .collect()
 }
 
-fn get(samples: &HashMap<String, f64>, key: &str) -> f64 {
+pub fn get(samples: &HashMap<String, f64>, key: &str) -> f64 {
     samples.get(key).copied().unwrap_or(0.0)
 }
 

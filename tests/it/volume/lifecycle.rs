@@ -1,0 +1,87 @@
+//! What grows with traffic besides signals expires too: incidents nobody analysed with their
+//! signals, analysed ones (with their analyses and problems) after INCIDENT_RETENTION,
+//! delivered outbox rows after OUTBOX_RETENTION; pending requests never.
+
+use chrono::Utc;
+use reqwest::StatusCode;
+
+use super::{days, log_at};
+use crate::helpers::spawn_app_with;
+
+#[tokio::test]
+async fn unanalysed_incidents_go_with_their_signals_and_analysed_ones_after_incident_retention() {
+    let app = spawn_app_with(&[
+        "--retention-logs",
+        "1d",
+        "--incident-retention",
+        "10d",
+        "--outbox-retention",
+        "2d",
+    ])
+    .await;
+    let db = app.db().await;
+    let now = Utc::now();
+    for (trace, level) in [("t-quiet", "INFO"), ("t-failing", "ERROR"), ("t-pending", "CRITICAL")] {
+        assert_eq!(app.post_json("/ingest/logs", &log_at(trace, level, now)).await.0, StatusCode::ACCEPTED);
+    }
+    let incident = |trace: &'static str| {
+        let db = &db;
+        async move {
+            db.query_opt("SELECT id FROM incidents WHERE trace_id = $1", &[&trace])
+                .await
+                .unwrap()
+                .map(|r| r.get::<_, uuid::Uuid>(0))
+        }
+    };
+    let failing = incident("t-failing").await.expect("an incident for the error");
+    // The worker analysed the failing trace (t-pending's analysis was requested, never
+    // written). Both requests are delivered; a third waits in the outbox, not yet due.
+    db.execute(
+        "INSERT INTO analysis_results (incident_id, root_cause, confidence_score, evidence_signals, ai_explanation)
+         VALUES ($1, 'pool exhausted', 0.9, '{}', '{}'::json)",
+        &[&failing],
+    )
+    .await
+    .unwrap();
+    crate::helpers::wait_for("both requests delivered", std::time::Duration::from_secs(30), || async {
+        app.outbox().await == [("sent".to_owned(), 2)]
+    })
+    .await;
+    db.execute(
+        "INSERT INTO analysis_outbox (trace_id, due_at) VALUES ('t-later', now() + interval '1 year')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let problems: i64 = db.query_one("SELECT count(*) FROM problems", &[]).await.unwrap().get(0);
+    assert_eq!(problems, 2, "two faults: the ERROR and the CRITICAL log");
+
+    // Three days on: the logs' partition (today's) is past a one-day retention, so the quiet
+    // trace's incident goes; the analysed and the requested ones stay, and the delivered
+    // outbox row (older than two days then) goes while the pending one stays.
+    let report = app.maintenance.pass_at(now + days(3)).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.dropped.iter().any(|d| d.name.ends_with("_log")), "{:?}", report.dropped);
+    assert_eq!(report.expired_rows.incidents, 1);
+    assert_eq!(report.expired_rows.outbox_rows, 2);
+    assert_eq!(incident("t-quiet").await, None);
+    assert!(incident("t-failing").await.is_some());
+    assert!(incident("t-pending").await.is_some());
+    let outbox: Vec<String> =
+        db.query("SELECT status FROM analysis_outbox", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(outbox, ["pending"]);
+
+    // Eleven days on: past INCIDENT_RETENTION without activity, the others go with their
+    // analysis and problems (and the links to them).
+    let report = app.maintenance.pass_at(now + days(11)).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!((report.expired_rows.incidents, report.expired_rows.analyses), (2, 1));
+    assert_eq!(report.expired_rows.problems, 2);
+    for table in ["incidents", "analysis_results", "problems", "incident_problems"] {
+        let left: i64 = db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
+        assert_eq!(left, 0, "{table}");
+    }
+    // A pending analysis request is never expired.
+    let pending: i64 = db.query_one("SELECT count(*) FROM analysis_outbox", &[]).await.unwrap().get(0);
+    assert_eq!(pending, 1);
+}

@@ -1,0 +1,50 @@
+//! Volume (issue 12): time partitions created by the service, retention that drops whole
+//! partitions, idempotency across partitions, the lifecycle of incidents, the migration of an
+//! unpartitioned table, and totals that never count every row.
+
+mod idempotency;
+mod lifecycle;
+mod migration;
+mod partitions;
+mod retention;
+mod totals;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use crate::helpers::log_body;
+
+/// A legacy log body stamped `at`.
+pub fn log_at(trace_id: &str, level: &str, at: DateTime<Utc>) -> Value {
+    let mut body = log_body(trace_id, level, &format!("{level} at {at}"));
+    body["timestamp"] = Value::String(at.to_rfc3339());
+    body
+}
+
+pub fn days(n: i64) -> Duration {
+    Duration::days(n)
+}
+
+/// The table each signal of `trace_id` is stored in, oldest signal first.
+pub async fn placed(db: &Client, trace_id: &str) -> Vec<String> {
+    db.query(
+        r#"SELECT tableoid::regclass::text FROM raw_signals WHERE trace_id = $1 ORDER BY "timestamp", id"#,
+        &[&trace_id],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// The name of the partition holding `signal_type` for the day of `at` (the default interval).
+pub fn day_partition(at: DateTime<Utc>, signal_type: &str) -> String {
+    format!("raw_signals_p{}_{signal_type}", at.format("%Y%m%d"))
+}
+
+/// Whether a table of that name exists.
+pub async fn exists(db: &Client, table: &str) -> bool {
+    db.query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[&table]).await.unwrap().get(0)
+}
