@@ -26,7 +26,22 @@ pub async fn server_version(options: &Options) -> Result<String, BoxError> {
     Ok(client.query_one("SHOW server_version", &[]).await?.get(0))
 }
 
-/// A new, migrated database; returns its URL.
+/// Creates the partitions the service would have made up to `now` (its start-up does the same).
+pub async fn partitions_until(url: &str, now: chrono::DateTime<chrono::Utc>) -> Result<(), BoxError> {
+    let config = prodsentinel::Config::from_args(["bench", "--database-url", url])?;
+    let settings = prodsentinel::store::StorageSettings {
+        retention: config.retention,
+        partition_interval: config.partition_interval,
+        exact_total_limit: config.query_exact_total_limit,
+    };
+    let store = prodsentinel::store::Store::new(&config.database, settings)?;
+    let wait = prodsentinel::store::partitions::Turn::Wait;
+    store.ensure_partitions(config.partition_interval, &config.retention, now, wait).await?;
+    store.close();
+    Ok(())
+}
+
+/// A new, migrated database with the partitions around now; returns its URL.
 pub async fn fresh_database(options: &Options, purpose: &str) -> Result<String, BoxError> {
     let name = format!("prodsentinel_bench_{purpose}_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
     let admin = connect(&format!("{}/postgres", options.database_server)).await?;
@@ -35,6 +50,7 @@ pub async fn fresh_database(options: &Options, purpose: &str) -> Result<String, 
     let url = format!("{}/{name}", options.database_server);
     let config = prodsentinel::Config::from_args(["bench", "--database-url", url.as_str()])?;
     prodsentinel::store::migrate_database(&config.database, prodsentinel::store::migrate::MIGRATIONS).await?;
+    partitions_until(&url, chrono::Utc::now()).await?;
     Ok(url)
 }
 

@@ -16,10 +16,35 @@ use crate::workload::{legacy_log, logs, spans};
 use crate::{BoxError, Options};
 
 #[derive(Default)]
-struct Tally {
-    acked: u64,
-    errors: u64,
-    latencies_us: Vec<u32>,
+pub struct Tally {
+    pub acked: u64,
+    pub errors: u64,
+    pub latencies_us: Vec<u32>,
+}
+
+/// The OTLP/gRPC scenario: `concurrency` streams exporting 512 spans (gzip) each, as fast as
+/// the server answers, for `duration`.
+pub async fn grpc_spans(
+    addr: std::net::SocketAddr,
+    concurrency: usize,
+    duration: Duration,
+    service: &str,
+) -> Result<(Tally, Duration), BoxError> {
+    let mut clients = Vec::new();
+    for _ in 0..concurrency {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect().await?;
+        clients.push(TraceServiceClient::new(channel).send_compressed(CompressionEncoding::Gzip));
+    }
+    let (clients, service) = (Arc::new(clients), service.to_owned());
+    Ok(drive(concurrency, duration, move |worker, _| {
+        let (mut client, service) = (clients[worker].clone(), service.clone());
+        async move {
+            let response = client.export(spans(&service, 512)).await.map_err(|s| s.to_string())?;
+            let rejected = response.into_inner().partial_success.map_or(0, |p| p.rejected_spans as u64);
+            Ok(512 - rejected)
+        }
+    })
+    .await)
 }
 
 /// Runs `concurrency` workers for `duration`; each call of `operation(worker, i)` returns the
@@ -61,7 +86,7 @@ where
     (total, started.elapsed())
 }
 
-fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
+pub fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -91,25 +116,7 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
         let cpu_before = server.cpu_seconds();
         let (tally, elapsed) = match name {
             "otlp_grpc_spans" | "otlp_grpc_overload_64" => {
-                let addr = server.grpc;
-                let mut clients = Vec::new();
-                for _ in 0..concurrency {
-                    let channel =
-                        tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect().await?;
-                    clients.push(TraceServiceClient::new(channel).send_compressed(CompressionEncoding::Gzip));
-                }
-                let clients = Arc::new(clients);
-                drive(concurrency, options.seconds, move |worker, _| {
-                    let (mut client, service) = (clients[worker].clone(), service.clone());
-                    async move {
-                        let response =
-                            client.export(spans(&service, 512)).await.map_err(|s| s.to_string())?;
-                        let rejected =
-                            response.into_inner().partial_success.map_or(0, |p| p.rejected_spans as u64);
-                        Ok(512 - rejected)
-                    }
-                })
-                .await
+                grpc_spans(server.grpc, concurrency, options.seconds, &service).await?
             }
             "otlp_http_logs" => {
                 let (url, http) = (format!("http://{}/v1/logs", server.http), http.clone());

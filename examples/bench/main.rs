@@ -12,9 +12,11 @@
 
 mod ceiling;
 mod load;
+mod pg;
 mod query;
 mod receive;
 mod server;
+mod volume;
 mod workload;
 
 use std::time::Duration;
@@ -23,9 +25,12 @@ use serde_json::{json, Value};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+#[derive(Clone)]
 pub struct Options {
     pub seconds: Duration,
     pub query_rows: u64,
+    /// Signals loaded for the volume phase (run only when asked for: `--only volume`).
+    pub volume_rows: u64,
     pub out: String,
     pub server_binary: String,
     pub database_server: String,
@@ -40,12 +45,18 @@ impl Options {
     fn runs(&self, phase: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|p| p == phase)
     }
+
+    /// The volume phase loads tens of millions of rows (about half an hour): only on request.
+    fn runs_volume(&self) -> bool {
+        self.only.iter().any(|p| p == "volume")
+    }
 }
 
 fn options() -> Result<Options, BoxError> {
     let mut options = Options {
         seconds: Duration::from_secs(10),
         query_rows: 5_000_000,
+        volume_rows: 20_000_000,
         out: "bench-results.json".to_owned(),
         server_binary: "target/release/prodsentinel".to_owned(),
         database_server: std::env::var("BENCH_DATABASE_SERVER")
@@ -61,6 +72,7 @@ fn options() -> Result<Options, BoxError> {
         match flag.as_str() {
             "--seconds" => options.seconds = Duration::from_secs(value()?.parse()?),
             "--query-rows" => options.query_rows = value()?.parse()?,
+            "--volume-rows" => options.volume_rows = value()?.parse()?,
             "--out" => options.out = value()?,
             "--server" => options.server_binary = value()?,
             "--only" => options.only.push(value()?),
@@ -71,7 +83,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; flags: --seconds --query-rows --out --server --only --server-env"
+                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env"
                 )
                 .into())
             }
@@ -110,6 +122,16 @@ async fn main() -> Result<(), BoxError> {
         queries = query::measure(&options).await?;
     }
 
+    let mut volume = Value::Null;
+    if options.runs_volume() {
+        eprintln!(
+            "bench: volume ({} signals, {}s per scenario)",
+            options.volume_rows,
+            options.seconds.as_secs()
+        );
+        volume = volume::measure(&options).await?;
+    }
+
     let report = json!({
         "started_at": started.to_rfc3339(),
         "machine": machine,
@@ -118,6 +140,7 @@ async fn main() -> Result<(), BoxError> {
         "receive_path": receive,
         "scenarios": scenarios,
         "queries": queries,
+        "volume": volume,
     });
     print_table(&report);
     std::fs::write(&options.out, serde_json::to_string_pretty(&report)?)?;
@@ -160,6 +183,7 @@ fn print_table(report: &Value) {
             s["cpu_cores"].as_f64().unwrap_or(0.0),
         );
     }
+    print_volume(&report["volume"]);
     println!("\nQueries over {} signals:", report["queries"]["rows"]);
     for q in report["queries"]["latencies"].as_array().into_iter().flatten() {
         println!(
@@ -168,6 +192,38 @@ fn print_table(report: &Value) {
             q["p50_ms"].as_f64().unwrap_or(0.0),
             q["p99_ms"].as_f64().unwrap_or(0.0)
         );
+    }
+}
+
+fn print_volume(volume: &Value) {
+    let Some(runs) = volume["runs"].as_array() else { return };
+    println!(
+        "\nVolume: {} signals over the last 24 h, {} incidents",
+        volume["loaded"]["signals"], volume["loaded"]["incidents"]
+    );
+    for run in runs {
+        let (empty, loaded) = (&run["empty"], &run["loaded"]);
+        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+        println!(
+            "  {:<12} spans/s empty {:>8.0} loaded {:>8.0} ratio {:.2} | WAL/span {:>6.0} -> {:>6.0} ({:.2}x) | disk/span {:>6.0} -> {:>6.0}",
+            run["settings"].as_str().unwrap_or(""),
+            f(empty, "spans_per_s"),
+            f(loaded, "spans_per_s"),
+            f(run, "ingest_ratio"),
+            f(empty, "wal_bytes_per_span"),
+            f(loaded, "wal_bytes_per_span"),
+            f(run, "wal_ratio"),
+            f(empty, "disk_bytes_per_span"),
+            f(loaded, "disk_bytes_per_span"),
+        );
+        for q in run["queries"]["latencies"].as_array().into_iter().flatten() {
+            println!(
+                "      {:<66} p50 {:>7.2} ms  p99 {:>7.2} ms",
+                q["query"].as_str().unwrap_or(""),
+                f(q, "p50_ms"),
+                f(q, "p99_ms")
+            );
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::workload::raw_payload;
 use crate::{BoxError, Options};
 
 /// A named query and how to build its path for sample `i`.
-type Query = (&'static str, Box<dyn Fn(usize) -> String>);
+pub type Query = (&'static str, Box<dyn Fn(usize) -> String>);
 
 const SIGNALS_PER_TRACE: u64 = 10;
 const SERVICES: u64 = 20;

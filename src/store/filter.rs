@@ -69,7 +69,7 @@ impl<'a> Conditions<'a> {
         offset: i64,
         exact_limit: i64,
     ) -> Result<(Vec<Row>, Total), tokio_postgres::Error> {
-        let total = self.total(client, table, exact_limit).await?;
+        let total = self.total(client, table, order, exact_limit).await?;
         let n = self.params.len();
         let mut params = self.params.clone();
         params.push(&limit);
@@ -88,15 +88,19 @@ impl<'a> Conditions<'a> {
 impl Conditions<'_> {
     /// The number of rows matching the filters: exact when at most `exact_limit`, else the
     /// planner's estimate (from the statistics autovacuum keeps), never below the limit + 1.
+    /// Counted in the page's `order`, so that PostgreSQL walks the index the page uses and
+    /// stops after the limit (unordered, it may build a bitmap of every match first: 100 ms
+    /// for one severity over 2 M incidents).
     async fn total(
         &self,
         client: &Client,
         table: &str,
+        order: &str,
         exact_limit: i64,
     ) -> Result<Total, tokio_postgres::Error> {
         let filters = self.where_clause();
         let bounded = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM {table} {filters} LIMIT {}) AS bounded",
+            "SELECT count(*) FROM (SELECT 1 FROM {table} {filters} ORDER BY {order} LIMIT {}) AS bounded",
             exact_limit + 1
         );
         let counted: i64 = client.query_one(&bounded, self.filter_params()).await?.try_get(0)?;

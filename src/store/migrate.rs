@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_incident_list_indexes.sql"),
     migration!(6, "0006_problems.sql"),
     migration!(7, "0007_partitioned_signals.sql"),
+    migration!(8, "0008_incident_indexes.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

@@ -3,7 +3,7 @@
 //! therefore covers all three, and a retried batch (duplicates) changes none of them.
 //!
 //! Incidents are aggregated per trace inside the statement and upserted in trace order on the
-//! unique `trace_key`, with relative updates: concurrent batches serialise per incident
+//! unique `(trace_id, trace_key)`, with relative updates: concurrent batches serialise per incident
 //! without deadlocking, and the analysis worker's own updates of the row are kept.
 
 use std::collections::HashSet;
@@ -76,17 +76,18 @@ activity AS (
 ),
 prior AS (
     -- The statement's snapshot: severities before this batch, to tell escalations.
-    SELECT trace_key, severity FROM incidents WHERE trace_key IN (SELECT trace_id FROM activity)
+    SELECT trace_key, severity FROM incidents
+    WHERE trace_id IN (SELECT trace_id FROM activity) AND trace_key = trace_id
 ),
 upserted AS (
     INSERT INTO incidents AS i (id, trace_id, trace_key, status, severity, detected_at, affected_services,
                                 error_count, high_signal_count, last_signal_at, analysis_requested_at,
                                 signals_expire_at)
-    SELECT gen_random_uuid(), a.trace_id, a.trace_id, 'OPEN',
+    SELECT uuid_time_ordered(), a.trace_id, a.trace_id, 'OPEN',
            greatest(a.severity, CASE WHEN $10::int8 > 0 AND a.high >= $10::int8 THEN 'CRITICAL'::incidentseverity END),
            now(), a.services, a.signals, a.high, now(), CASE WHEN a.requests THEN now() END, a.expires_at
     FROM activity a ORDER BY a.trace_id
-    ON CONFLICT (trace_key) DO UPDATE SET
+    ON CONFLICT (trace_id, trace_key) DO UPDATE SET
         -- When the last of its signals will have expired (greatest ignores the NULL of an
         -- incident from before this column, or of the worker's own).
         signals_expire_at = greatest(i.signals_expire_at, excluded.signals_expire_at),

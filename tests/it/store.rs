@@ -209,3 +209,48 @@ async fn a_failing_migration_is_rolled_back_and_named() {
         .get(0);
     assert_eq!(recorded, 0);
 }
+
+#[tokio::test]
+async fn new_incidents_get_time_ordered_ids_and_one_index_serves_trace_lookups_and_upserts() {
+    let app = spawn_app().await;
+    for trace in ["t-first", "t-second"] {
+        assert_eq!(
+            app.post_json("/ingest/logs", &log_body(trace, "INFO", "x")).await.0,
+            reqwest::StatusCode::ACCEPTED
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let db = app.db().await;
+    let ids: Vec<uuid::Uuid> = db
+        .query("SELECT id FROM incidents ORDER BY detected_at", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(ids.iter().all(|id| id.get_version_num() == 7), "{ids:?}");
+    assert!(ids[0] < ids[1], "later incidents sort after earlier ones: {ids:?}");
+    let indexes: Vec<String> = db
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'incidents' AND indexdef LIKE '%trace%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert!(indexes[0].contains("UNIQUE") && indexes[0].contains("(trace_id, trace_key)"), "{indexes:?}");
+    // The worker's lookup by trace id can use it (a two-row table would be scanned otherwise).
+    db.batch_execute("SET enable_seqscan = off").await.unwrap();
+    let plan: String = db
+        .query("EXPLAIN SELECT * FROM incidents WHERE trace_id = 't-first'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("incidents_trace_id_trace_key_key"), "{plan}");
+}

@@ -114,3 +114,46 @@ async fn a_new_range_takes_its_rows_out_of_the_default_partition() {
         Value::String(early["message"].as_str().unwrap().into())
     );
 }
+
+/// The partitions a plan of `sql` reads (`Relation Name` of its scans).
+async fn partitions_read(db: &tokio_postgres::Client, sql: &str, at: &chrono::DateTime<Utc>) -> Vec<String> {
+    let plan: Value = db.query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[at]).await.unwrap().get(0);
+    let mut names = Vec::new();
+    let mut stack = vec![plan[0]["Plan"].clone()];
+    while let Some(node) = stack.pop() {
+        if let Some(name) = node["Relation Name"].as_str() {
+            names.push(name.to_owned());
+        }
+        stack.extend(node["Plans"].as_array().cloned().unwrap_or_default());
+    }
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_time_filter_reads_only_the_partitions_of_its_range() {
+    let app = spawn_app_with(&[]).await;
+    let db = app.db().await;
+    let now = Utc::now();
+    app.maintenance.pass_at(now - days(2)).await;
+    // The list's condition as the API writes it (store/signals.rs), for the last hour.
+    let sql =
+        r#"SELECT id FROM raw_signals WHERE "timestamp" >= $1 ORDER BY "timestamp" DESC, id DESC LIMIT 10"#;
+    let read = partitions_read(&db, sql, &(now - chrono::Duration::hours(1))).await;
+    let today = day_partition(now, "");
+    let expected_days: Vec<String> = (0..3).map(|d| day_partition(now + days(d), "")).collect();
+    assert!(
+        read.iter()
+            .all(|t| expected_days.iter().any(|d| t.starts_with(d.as_str())) || t == "raw_signals_default"),
+        "only today, the days ahead and the default partition: {read:?}"
+    );
+    assert!(read.iter().any(|t| t.starts_with(today.as_str())), "{read:?}");
+    assert!(
+        !read.iter().any(|t| t.starts_with(&day_partition(now - days(1), ""))),
+        "yesterday pruned: {read:?}"
+    );
+    // With a type too, only that type's partitions.
+    let typed = r#"SELECT id FROM raw_signals WHERE "timestamp" >= $1 AND signal_type = 'log' LIMIT 10"#;
+    let read = partitions_read(&db, typed, &(now - chrono::Duration::hours(1))).await;
+    assert!(read.iter().all(|t| t.ends_with("_log") || t == "raw_signals_default"), "{read:?}");
+}
