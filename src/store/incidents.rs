@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::filter::{Conditions, Total};
+use super::filter::{Conditions, PageQuery, Total};
 use super::signals::PageStart;
 use super::{Store, StoreError};
 use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus};
@@ -74,12 +74,15 @@ impl Store {
         let (rows, total) = conditions
             .fetch_page(
                 &client,
-                "incidents",
-                INCIDENT_COLUMNS,
-                order,
-                limit,
-                offset,
-                self.settings.exact_total_limit,
+                &PageQuery {
+                    table: "incidents",
+                    columns: INCIDENT_COLUMNS,
+                    order,
+                    key: Some("id"),
+                    limit,
+                    offset,
+                    exact_limit: self.settings.exact_total_limit,
+                },
             )
             .await?;
         Ok((rows.iter().map(incident_from_row).collect(), total))

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::filter::{Conditions, Total};
+use super::filter::{Conditions, PageQuery, Total};
 use super::incidents::{incident_from_row, INCIDENT_COLUMNS};
 use super::{Store, StoreError};
 use crate::model::{Incident, IncidentSeverity, Problem};
@@ -51,12 +51,15 @@ impl Store {
         let (rows, total) = conditions
             .fetch_page(
                 &client,
-                "problems",
-                PROBLEM_COLUMNS,
-                "last_seen DESC, id DESC",
-                limit,
-                offset,
-                self.settings.exact_total_limit,
+                &PageQuery {
+                    table: "problems",
+                    columns: PROBLEM_COLUMNS,
+                    order: "last_seen DESC, id DESC",
+                    key: Some("id"),
+                    limit,
+                    offset,
+                    exact_limit: self.settings.exact_total_limit,
+                },
             )
             .await?;
         Ok((rows.iter().map(problem_from_row).collect(), total))

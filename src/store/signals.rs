@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use super::filter::{Conditions, Total};
+use super::filter::{Conditions, PageQuery, Total};
 use super::{Store, StoreError};
 use crate::model::{SignalType, StoredSignal};
 
@@ -91,12 +91,15 @@ impl Store {
         let (rows, total) = conditions
             .fetch_page(
                 &client,
-                "raw_signals",
-                SIGNAL_COLUMNS,
-                order,
-                limit,
-                offset,
-                self.settings.exact_total_limit,
+                &PageQuery {
+                    table: "raw_signals",
+                    columns: SIGNAL_COLUMNS,
+                    order,
+                    key: None,
+                    limit,
+                    offset,
+                    exact_limit: self.settings.exact_total_limit,
+                },
             )
             .await?;
         Ok((rows.iter().map(signal_from_row).collect(), total))
@@ -116,12 +119,15 @@ impl Store {
         let (rows, total) = conditions
             .fetch_page(
                 &client,
-                "raw_signals",
-                SIGNAL_COLUMNS,
-                &order,
-                limit,
-                offset,
-                self.settings.exact_total_limit,
+                &PageQuery {
+                    table: "raw_signals",
+                    columns: SIGNAL_COLUMNS,
+                    order: &order,
+                    key: None,
+                    limit,
+                    offset,
+                    exact_limit: self.settings.exact_total_limit,
+                },
             )
             .await?;
         Ok((rows.iter().map(signal_from_row).collect(), total))
