@@ -3,6 +3,8 @@
 # (it uses fresh databases it drops afterwards, and Redis logical database 15).
 #   examples/bench.sh                       # 10 s per scenario, 5 million signals for queries
 #   examples/bench.sh --seconds 5 --query-rows 500000 --out /tmp/bench.json
+#   examples/bench.sh --only volume --seconds 30   # 20 M signals on a PostgreSQL of its own
+#                                                  # (initdb; ~16 min, ~40 GB of disk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin prodsentinel --example bench
