@@ -116,8 +116,8 @@ impl App {
             &mut writers,
         );
         let app = App { config, store, listeners, queue, pipeline, writers, dispatch_wake, ready, metrics };
-        // Before serving: the first signals must find partitions of their own.
-        app.maintenance().prepare().await.context("cannot create the partitions of raw_signals")?;
+        // Before serving: the first signals should find partitions of their own.
+        app.maintenance().prepare().await;
         Ok(app)
     }
 

@@ -11,13 +11,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::model::{PartitionInterval, Retention};
 use crate::store::lifecycle::{Expiry, ExpiryRules};
 use crate::store::partitions::{Created, Dropped, Turn};
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::Metrics;
+
+/// Start-up tries to create the partitions this many times, a second apart.
+const PREPARE_ATTEMPTS: u32 = 3;
+
+/// Longest time a pass spends deleting expired rows; a backlog is worked off over passes.
+const EXPIRY_BUDGET: Duration = Duration::from_secs(10);
 
 /// What the job works with.
 #[derive(Debug, Clone, Copy)]
@@ -55,13 +61,30 @@ impl Maintenance {
     }
 
     /// Creates the partitions around now, waiting for another instance doing the same: run
-    /// before serving, so that the first signals land in partitions of their own.
-    pub async fn prepare(&self) -> Result<Created, StoreError> {
+    /// before serving, so that the first signals land in partitions of their own. A few tries
+    /// (a lock timeout behind a long query is transient); if they all fail, the service starts
+    /// anyway: signals are stored in the default partition until a pass succeeds.
+    pub async fn prepare(&self) -> Created {
         let (interval, retention) = (self.settings.partition_interval, &self.settings.retention);
-        let created = self.store.ensure_partitions(interval, retention, Utc::now(), Turn::Wait).await?;
-        let created = created.unwrap_or_default();
-        self.record_created(&created);
-        Ok(created)
+        for attempt in 1..=PREPARE_ATTEMPTS {
+            match self.store.ensure_partitions(interval, retention, Utc::now(), Turn::Wait).await {
+                Ok(created) => {
+                    let created = created.unwrap_or_default();
+                    self.record_created(&created);
+                    return created;
+                }
+                Err(why) if attempt < PREPARE_ATTEMPTS => {
+                    warn!(attempt, error = %crate::api::error::error_chain(&why), "could not create partitions, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(why) => {
+                    self.metrics.maintenance_errors.inc();
+                    error!(error = %crate::api::error::error_chain(&why),
+                           "could not create partitions at start-up; signals go to raw_signals_default until a maintenance pass succeeds");
+                }
+            }
+        }
+        Created::default()
     }
 
     /// One pass as at `now`: partitions ahead, expired partitions, expired rows, metrics.
@@ -105,7 +128,8 @@ impl Maintenance {
             shortest_signal_retention: settings.retention.shortest(),
             incident_retention: settings.incident_retention,
             outbox_retention: settings.outbox_retention,
-            budget: settings.every / 2,
+            // Short, so that a pass never holds up a shutdown for long.
+            budget: (settings.every / 2).min(EXPIRY_BUDGET),
         };
         match self.store.expire_rows(&rules, now).await {
             Ok(expiry) => {
@@ -145,11 +169,15 @@ impl Maintenance {
         self.metrics.partitions_created.inc_by(created.partitions.len() as u64);
     }
 
-    /// A pass now, then one every `RETENTION_CHECK_SECONDS`, until `stop`; a pass in progress
-    /// is finished first.
+    /// A pass now, then one every `RETENTION_CHECK_SECONDS`, until `stop`. A pass in progress
+    /// when `stop` comes is abandoned: its open transaction rolls back (each step is atomic)
+    /// and the next start does it again.
     pub async fn run(self, stop: CancellationToken) {
         loop {
-            self.pass_at(Utc::now()).await;
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = self.pass_at(Utc::now()) => {}
+            }
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(self.settings.every) => {}

@@ -88,20 +88,7 @@ impl Store {
         }
         let client = self.client().await?;
         let order = r#""timestamp" DESC, id DESC"#;
-        let (rows, total) = conditions
-            .fetch_page(
-                &client,
-                &PageQuery {
-                    table: "raw_signals",
-                    columns: SIGNAL_COLUMNS,
-                    order,
-                    key: None,
-                    limit,
-                    offset,
-                    exact_limit: self.settings.exact_total_limit,
-                },
-            )
-            .await?;
+        let (rows, total) = conditions.fetch_page(&client, &self.signal_page(order, limit, offset)).await?;
         Ok((rows.iter().map(signal_from_row).collect(), total))
     }
 
@@ -116,20 +103,7 @@ impl Store {
         conditions.push("trace_id = $", &trace_id);
         let client = self.client().await?;
         let order = format!(r#"{IS_ERROR} DESC, "timestamp", id"#);
-        let (rows, total) = conditions
-            .fetch_page(
-                &client,
-                &PageQuery {
-                    table: "raw_signals",
-                    columns: SIGNAL_COLUMNS,
-                    order: &order,
-                    key: None,
-                    limit,
-                    offset,
-                    exact_limit: self.settings.exact_total_limit,
-                },
-            )
-            .await?;
+        let (rows, total) = conditions.fetch_page(&client, &self.signal_page(&order, limit, offset)).await?;
         Ok((rows.iter().map(signal_from_row).collect(), total))
     }
 
@@ -181,6 +155,21 @@ impl Store {
             )
             .await?;
         Ok(rows.iter().map(signal_from_row).collect())
+    }
+}
+
+impl Store {
+    /// A page of signals (the key of `raw_signals` is not one column: rows are fetched at once).
+    fn signal_page<'q>(&self, order: &'q str, limit: i64, offset: i64) -> PageQuery<'q> {
+        PageQuery {
+            table: "raw_signals",
+            columns: SIGNAL_COLUMNS,
+            order,
+            key: None,
+            limit,
+            offset,
+            exact_limit: self.settings.exact_total_limit,
+        }
     }
 }
 
