@@ -172,8 +172,6 @@ impl App {
     /// The maintenance job this app runs (tests run passes by hand, at any time).
     pub fn maintenance(&self) -> Maintenance {
         let settings = MaintenanceSettings {
-            partition_interval: self.config.partition_interval,
-            retention: self.config.retention,
             every: self.config.retention_check,
             incident_retention: self.config.incident_retention,
             outbox_retention: self.config.outbox_retention,

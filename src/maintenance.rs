@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::model::{PartitionInterval, Retention};
 use crate::store::lifecycle::{Expiry, ExpiryRules};
 use crate::store::partitions::{Created, Dropped, Turn};
 use crate::store::{Store, StoreError};
@@ -25,11 +24,9 @@ const PREPARE_ATTEMPTS: u32 = 3;
 /// Longest time a pass spends deleting expired rows; a backlog is worked off over passes.
 const EXPIRY_BUDGET: Duration = Duration::from_secs(10);
 
-/// What the job works with.
+/// What the job works with besides the store's own settings (partition interval, retention).
 #[derive(Debug, Clone, Copy)]
 pub struct MaintenanceSettings {
-    pub partition_interval: PartitionInterval,
-    pub retention: Retention,
     /// Between passes (`RETENTION_CHECK_SECONDS`).
     pub every: Duration,
     pub incident_retention: Option<Duration>,
@@ -65,9 +62,8 @@ impl Maintenance {
     /// (a lock timeout behind a long query is transient); if they all fail, the service starts
     /// anyway: signals are stored in the default partition until a pass succeeds.
     pub async fn prepare(&self) -> Created {
-        let (interval, retention) = (self.settings.partition_interval, &self.settings.retention);
         for attempt in 1..=PREPARE_ATTEMPTS {
-            match self.store.ensure_partitions(interval, retention, Utc::now(), Turn::Wait).await {
+            match self.store.ensure_partitions(Utc::now(), Turn::Wait).await {
                 Ok(created) => {
                     let created = created.unwrap_or_default();
                     self.record_created(&created);
@@ -87,21 +83,20 @@ impl Maintenance {
         Created::default()
     }
 
-    /// One pass as at `now`: partitions ahead, expired partitions, expired rows, metrics.
-    pub async fn pass_at(&self, now: DateTime<Utc>) -> PassReport {
+    /// One pass as at `now`: partitions ahead, expired partitions, expired rows, metrics. With
+    /// `Turn::SkipIfBusy` (the periodic job) a step another instance is doing is skipped; with
+    /// `Turn::Wait` (a pass run by hand, as the tests do) it waits for that step to finish and
+    /// then does what is left.
+    pub async fn pass_at(&self, now: DateTime<Utc>, turn: Turn) -> PassReport {
         let mut report = PassReport::default();
         let settings = &self.settings;
         let fail = |step: &str, why: StoreError| {
             let reason = format!("{step}: {}", crate::api::error::error_chain(&why));
             self.metrics.maintenance_errors.inc();
-            report_error(&reason);
+            warn!(error = %reason, "maintenance step failed, retried by the next pass");
             reason
         };
-        match self
-            .store
-            .ensure_partitions(settings.partition_interval, &settings.retention, now, Turn::SkipIfBusy)
-            .await
-        {
+        match self.store.ensure_partitions(now, turn).await {
             Ok(Some(created)) => {
                 self.record_created(&created);
                 report.created = created;
@@ -109,7 +104,7 @@ impl Maintenance {
             Ok(None) => report.skipped = true,
             Err(why) => report.errors.push(fail("creating partitions", why)),
         }
-        match self.store.drop_expired_partitions(&settings.retention, now).await {
+        match self.store.drop_expired_partitions(now, turn).await {
             Ok(Some((dropped, failures))) => {
                 for partition in &dropped {
                     info!(partition = %partition.name, signal_types = ?partition.types, bytes = partition.bytes,
@@ -125,7 +120,7 @@ impl Maintenance {
             Err(why) => report.errors.push(fail("listing partitions", why)),
         }
         let rules = ExpiryRules {
-            shortest_signal_retention: settings.retention.shortest(),
+            shortest_signal_retention: self.store.settings().retention.shortest(),
             incident_retention: settings.incident_retention,
             outbox_retention: settings.outbox_retention,
             // Short, so that a pass never holds up a shutdown for long.
@@ -176,7 +171,7 @@ impl Maintenance {
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = self.pass_at(Utc::now()) => {}
+                _ = self.pass_at(Utc::now(), Turn::SkipIfBusy) => {}
             }
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -184,8 +179,4 @@ impl Maintenance {
             }
         }
     }
-}
-
-fn report_error(reason: &str) {
-    warn!(error = %reason, "maintenance step failed, retried by the next pass");
 }

@@ -36,7 +36,7 @@ pub async fn partitions_until(url: &str, now: chrono::DateTime<chrono::Utc>) -> 
     };
     let store = prodsentinel::store::Store::new(&config.database, settings)?;
     let wait = prodsentinel::store::partitions::Turn::Wait;
-    store.ensure_partitions(config.partition_interval, &config.retention, now, wait).await?;
+    store.ensure_partitions(now, wait).await?;
     store.close();
     Ok(())
 }

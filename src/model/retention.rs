@@ -30,21 +30,13 @@ impl Retention {
 
     /// The oldest time still kept for `signal_type` at `now`; `None` when it is kept forever.
     pub fn cutoff(&self, signal_type: SignalType, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let keep = self.of(signal_type)?;
-        // Retentions are validated to at most 100 years, so this never saturates in practice.
-        Some(now - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX))
+        Some(super::time::before(now, self.of(signal_type)?))
     }
 
     /// Whether a signal of `signal_type` stamped `at` is already past its retention at `now`.
     /// Such a signal is acknowledged but not stored: it would be expired by the next pass.
     pub fn expired(&self, signal_type: SignalType, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         self.cutoff(signal_type, now).is_some_and(|cutoff| at < cutoff)
-    }
-
-    /// The longest retention of the three; `None` when any type is kept forever.
-    pub fn longest(&self) -> Option<Duration> {
-        let all = [self.traces?, self.logs?, self.metrics?];
-        all.into_iter().max()
     }
 
     /// The shortest finite retention, if any type has one.
@@ -131,7 +123,6 @@ mod tests {
         assert!(retention.expired(SignalType::Trace, utc("2026-12-01T10:59:59Z"), now));
         assert!(!retention.expired(SignalType::Trace, utc("2026-12-01T11:00:00Z"), now));
         assert!(!retention.expired(SignalType::Log, utc("1990-01-01T00:00:00Z"), now), "kept forever");
-        assert_eq!(retention.longest(), None, "logs are kept forever");
         assert_eq!(retention.shortest(), Some(Duration::from_secs(3600)));
     }
 }

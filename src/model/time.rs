@@ -73,6 +73,14 @@ pub fn at_stored_precision(dt: DateTime<Utc>) -> DateTime<Utc> {
     dt.with_nanosecond(nanos - nanos % 1_000).unwrap_or(dt)
 }
 
+/// `span` before `now`, or the earliest time chrono represents if that is further back.
+pub fn before(now: DateTime<Utc>, span: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(span)
+        .ok()
+        .and_then(|span| now.checked_sub_signed(span))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// The API's one timestamp format: RFC 3339 in UTC with a `Z`, fractional seconds only when present.
 pub fn format_timestamp(dt: &DateTime<Utc>) -> String {
     dt.to_rfc3339_opts(SecondsFormat::AutoSi, true)

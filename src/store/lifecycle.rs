@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError};
+use crate::model::time::before;
 
 /// Rows per delete statement.
 const BATCH: i64 = 5_000;
@@ -39,10 +40,6 @@ pub struct ExpiryRules {
     pub outbox_retention: Option<Duration>,
     /// A pass stops starting new batches after this long; the rest waits for the next pass.
     pub budget: Duration,
-}
-
-fn ago(now: DateTime<Utc>, span: Duration) -> DateTime<Utc> {
-    now - chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX)
 }
 
 // An incident never analysed: nobody asked for an analysis, the worker wrote none, nobody
@@ -89,7 +86,7 @@ impl Store {
         let client = self.client().await?;
         let mut expiry = Expiry::default();
         if let Some(shortest) = rules.shortest_signal_retention {
-            let detected_before = ago(now, shortest);
+            let detected_before = before(now, shortest);
             loop {
                 let n = client.execute(UNANALYSED_EXPIRED, &[&detected_before, &now, &BATCH]).await?;
                 expiry.incidents += n;
@@ -99,7 +96,7 @@ impl Store {
             }
         }
         if let Some(keep) = rules.incident_retention {
-            let inactive_since = ago(now, keep);
+            let inactive_since = before(now, keep);
             loop {
                 let row = client.query_one(INACTIVE, &[&inactive_since, &now, &BATCH]).await?;
                 let (incidents, analyses): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
@@ -118,7 +115,7 @@ impl Store {
             }
         }
         if let Some(keep) = rules.outbox_retention {
-            let sent_before = ago(now, keep);
+            let sent_before = before(now, keep);
             loop {
                 let n = client.execute(OUTBOX, &[&sent_before, &BATCH]).await?;
                 expiry.outbox_rows += n;

@@ -18,8 +18,8 @@ use deadpool_postgres::{GenericClient, Transaction};
 pub use plan::{expired, leaf_name, ranges_to_create, Expired, NewRange, RangePartition};
 
 use super::bootstrap::quote_identifier;
-use super::{Store, StoreError};
-use crate::model::{PartitionInterval, Retention, SignalType};
+use super::{StorageSettings, Store, StoreError};
+use crate::model::{Retention, SignalType};
 
 /// Arbitrary but fixed, and distinct from the migration lock: serialises partition changes.
 const MAINTENANCE_LOCK_KEY: i64 = 0x7072_6f64_7061_7274; // "prodpart"
@@ -61,7 +61,8 @@ enum DropStep {
 }
 
 /// Whether a pass waits for another instance's (start-up: the partitions must exist before
-/// serving) or skips when one is running (the periodic job: that instance does the work).
+/// serving; a pass run by hand) or skips when one is running (the periodic job: that instance
+/// does the work).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Turn {
     Wait,
@@ -134,11 +135,10 @@ impl Store {
     /// range whose rows sit in the default. `None`: skipped, another instance was at it.
     pub async fn ensure_partitions(
         &self,
-        interval: PartitionInterval,
-        retention: &Retention,
         now: DateTime<Utc>,
         turn: Turn,
     ) -> Result<Option<Created>, StoreError> {
+        let StorageSettings { partition_interval: interval, ref retention, .. } = self.settings;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if !take_lock(&tx, turn).await? {
@@ -196,13 +196,13 @@ impl Store {
     /// of the drops that could not be made this time; `None`: another instance was at it.
     pub async fn drop_expired_partitions(
         &self,
-        retention: &Retention,
         now: DateTime<Utc>,
+        turn: Turn,
     ) -> Result<Option<(Vec<Dropped>, Vec<StoreError>)>, StoreError> {
-        let drops = expired(&self.range_partitions().await?, retention, now);
+        let drops = expired(&self.range_partitions().await?, &self.settings.retention, now);
         let (mut dropped, mut failed) = (Vec::new(), Vec::new());
         for drop in drops {
-            match self.drop_one(&drop).await {
+            match self.drop_one(&drop, turn).await {
                 Ok(DropStep::Dropped(done)) => dropped.push(done),
                 Ok(DropStep::AlreadyGone) => {}
                 Ok(DropStep::Busy) if dropped.is_empty() && failed.is_empty() => return Ok(None),
@@ -213,10 +213,10 @@ impl Store {
         Ok(Some((dropped, failed)))
     }
 
-    async fn drop_one(&self, drop: &Expired) -> Result<DropStep, StoreError> {
+    async fn drop_one(&self, drop: &Expired, turn: Turn) -> Result<DropStep, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        if !take_lock(&tx, Turn::SkipIfBusy).await? {
+        if !take_lock(&tx, turn).await? {
             return Ok(DropStep::Busy);
         }
         let (table, partition, types, legacy) = match drop {

@@ -6,6 +6,8 @@ use chrono::Utc;
 use reqwest::StatusCode;
 
 use super::{days, log_at};
+use prodsentinel::store::partitions::Turn;
+
 use crate::helpers::spawn_app_with;
 
 #[tokio::test]
@@ -59,7 +61,7 @@ async fn unanalysed_incidents_go_with_their_signals_and_analysed_ones_after_inci
     // Three days on: the logs' partition (today's) is past a one-day retention, so the quiet
     // trace's incident goes; the analysed and the requested ones stay, and the delivered
     // outbox row (older than two days then) goes while the pending one stays.
-    let report = app.maintenance.pass_at(now + days(3)).await;
+    let report = app.maintenance.pass_at(now + days(3), Turn::Wait).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report.dropped.iter().any(|d| d.name.ends_with("_log")), "{:?}", report.dropped);
     assert_eq!(report.expired_rows.incidents, 1);
@@ -73,7 +75,7 @@ async fn unanalysed_incidents_go_with_their_signals_and_analysed_ones_after_inci
 
     // Eleven days on: past INCIDENT_RETENTION without activity, the others go with their
     // analysis and problems (and the links to them).
-    let report = app.maintenance.pass_at(now + days(11)).await;
+    let report = app.maintenance.pass_at(now + days(11), Turn::Wait).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!((report.expired_rows.incidents, report.expired_rows.analyses), (2, 1));
     assert_eq!(report.expired_rows.problems, 2);

@@ -6,6 +6,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{day_partition, days, exists, log_at, placed};
+use prodsentinel::store::partitions::Turn;
+
 use crate::helpers::spawn_app_with;
 
 #[tokio::test]
@@ -26,7 +28,7 @@ async fn partitions_exist_ahead_of_now_and_later_passes_create_the_next_ones() {
 
     // Five days on, a pass adds what is missing around that time, and nothing else.
     let later = now + days(5);
-    let report = app.maintenance.pass_at(later).await;
+    let report = app.maintenance.pass_at(later, Turn::Wait).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let made: Vec<String> = report.created.partitions.clone();
     let expected: Vec<String> =
@@ -36,7 +38,7 @@ async fn partitions_exist_ahead_of_now_and_later_passes_create_the_next_ones() {
         assert!(exists(&db, &format!("{table}_trace")).await);
     }
     // The same pass again finds nothing to do.
-    let again = app.maintenance.pass_at(later).await;
+    let again = app.maintenance.pass_at(later, Turn::Wait).await;
     assert!(again.created.partitions.is_empty() && again.errors.is_empty());
     // Each new partition carries the parent's key: a signal stamped then is stored once.
     let body = log_at("t-ahead", "INFO", later);
@@ -100,7 +102,7 @@ async fn a_new_range_takes_its_rows_out_of_the_default_partition() {
     assert_eq!(placed(&db, "t-early").await, ["raw_signals_default"]);
 
     // Three days on, the pass creates that day: the row moves there, once.
-    let report = app.maintenance.pass_at(now + days(3)).await;
+    let report = app.maintenance.pass_at(now + days(3), Turn::Wait).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.created.default_rows_kept, 1);
     assert_eq!(report.created.default_rows_expired, 0);
@@ -135,7 +137,7 @@ async fn a_time_filter_reads_only_the_partitions_of_its_range() {
     let app = spawn_app_with(&[]).await;
     let db = app.db().await;
     let now = Utc::now();
-    app.maintenance.pass_at(now - days(2)).await;
+    app.maintenance.pass_at(now - days(2), Turn::Wait).await;
     // The list's condition as the API writes it (store/signals.rs), for the last hour.
     let sql =
         r#"SELECT id FROM raw_signals WHERE "timestamp" >= $1 ORDER BY "timestamp" DESC, id DESC LIMIT 10"#;

@@ -9,6 +9,8 @@ use reqwest::StatusCode;
 use tokio::sync::oneshot;
 
 use super::{day_partition, days, exists, log_at};
+use prodsentinel::store::partitions::Turn;
+
 use crate::helpers::{spawn_app_with, test_config, wait_for, TestApp};
 use crate::metrics::{get, scrape_addr};
 
@@ -47,7 +49,7 @@ async fn count(db: &tokio_postgres::Client, trace: &str, signal_type: &str) -> i
 async fn three_days_of_everything() -> (TestApp, chrono::DateTime<Utc>) {
     let app = spawn_app_with(&[]).await;
     let now = Utc::now();
-    let past = app.maintenance.pass_at(now - days(3)).await;
+    let past = app.maintenance.pass_at(now - days(3), Turn::Wait).await;
     assert!(past.errors.is_empty(), "{:?}", past.errors);
     for day in 0..=3 {
         one_of_each(&app, &format!("t-day-{day}"), now - days(day)).await;
