@@ -163,7 +163,6 @@ impl App {
         Ingest::new(
             self.pipeline.clone(),
             self.config.ingest_timeout,
-            self.config.value_limits,
             self.config.retention,
             self.metrics.clone(),
         )
@@ -180,7 +179,10 @@ impl App {
     }
 
     fn mapping_options(&self) -> MappingOptions {
-        MappingOptions { correlation_window: self.config.correlation_window }
+        MappingOptions {
+            correlation_window: self.config.correlation_window,
+            limits: self.config.value_limits,
+        }
     }
 
     /// The OTLP/HTTP receiver, with CORS when `OTLP_HTTP_CORS_ALLOWED_ORIGINS` allows any.

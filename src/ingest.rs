@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::warn;
 
-use crate::mapping::limits::{self, ValueLimits};
 use crate::mapping::otlp::Mapped;
 use crate::model::time::at_stored_precision;
 use crate::model::{Retention, Signal, SignalType};
@@ -52,27 +51,20 @@ pub enum IngestError {
 pub struct Ingest {
     pipeline: Pipeline,
     timeout: Duration,
-    limits: ValueLimits,
     retention: Retention,
     metrics: Arc<Metrics>,
 }
 
 impl Ingest {
-    pub fn new(
-        pipeline: Pipeline,
-        timeout: Duration,
-        limits: ValueLimits,
-        retention: Retention,
-        metrics: Arc<Metrics>,
-    ) -> Ingest {
-        Ingest { pipeline, timeout, limits, retention, metrics }
+    pub fn new(pipeline: Pipeline, timeout: Duration, retention: Retention, metrics: Arc<Metrics>) -> Ingest {
+        Ingest { pipeline, timeout, retention, metrics }
     }
 
     /// Stores `signals` all-or-nothing, with their incidents and analysis requests, and returns
     /// once they are committed. Signals whose id is already stored count as duplicates and
     /// change nothing. An empty list is a success. Redis is never touched here.
-    /// Every payload is trimmed to `ATTRIBUTE_COUNT_LIMIT` and `VALUE_LENGTH_LIMIT` first, whatever
-    /// door it came through.
+    /// Payloads arrive trimmed to `ATTRIBUTE_COUNT_LIMIT` and `VALUE_LENGTH_LIMIT`: the mappings
+    /// apply the limits as they write them.
     pub async fn submit(
         &self,
         transport: Transport,
@@ -107,7 +99,6 @@ impl Ingest {
             return Ok(Accepted { expired, ..Accepted::default() });
         }
         for signal in &mut signals {
-            limits::apply(&mut signal.payload, self.limits);
             signal.timestamp = at_stored_precision(signal.timestamp);
         }
         let outcome = tokio::time::timeout(self.timeout, self.pipeline.submit(signals))

@@ -49,7 +49,10 @@ pub async fn fresh_database(options: &Options, purpose: &str) -> Result<String, 
     admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
     let url = format!("{}/{name}", options.database_server);
     let config = prodsentinel::Config::from_args(["bench", "--database-url", url.as_str()])?;
-    prodsentinel::store::migrate_database(&config.database, prodsentinel::store::migrate::MIGRATIONS).await?;
+    // An older server under test (`--migrations N`) gets the schema it knows, no newer.
+    let all = prodsentinel::store::migrate::MIGRATIONS;
+    let migrations = &all[..options.migrations.unwrap_or(all.len()).min(all.len())];
+    prodsentinel::store::migrate_database(&config.database, migrations).await?;
     partitions_until(&url, chrono::Utc::now()).await?;
     Ok(url)
 }
@@ -61,26 +64,65 @@ pub async fn drop_database(options: &Options, url: &str) -> Result<(), BoxError>
     Ok(())
 }
 
+/// Ways to write a batch of signals. The first three keep idempotency (`ON CONFLICT` on the
+/// key) and so are candidates for the service's write; text COPY has no conflict handling and is
+/// the raw upper bound.
 #[derive(Clone, Copy, Debug)]
 enum Method {
+    /// `unnest` of array parameters, payloads sent as `jsonb[]` (binary: the JSON text).
     Unnest,
+    /// The same, payloads sent as `text[]` and cast to jsonb in the statement (the service's).
+    UnnestText,
+    /// Binary COPY into a temporary staging table, then `INSERT … SELECT … ON CONFLICT`.
+    StagedCopy,
+    /// `unnest` into an unpartitioned copy of the table, payload column `jsonb` …
+    UnnestJsonbPlain,
+    /// … and `json` (stored as text, not parsed into jsonb): what parsing into jsonb costs.
+    UnnestJsonColumn,
     Copy,
 }
 
 pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let url = fresh_database(options, "ceiling").await?;
     let mut methods = Vec::new();
-    for method in [Method::Unnest, Method::Copy] {
+    connect(&url)
+        .await?
+        .batch_execute(
+            "CREATE TABLE ceiling_json (LIKE raw_signals INCLUDING DEFAULTS);
+             ALTER TABLE ceiling_json ALTER COLUMN payload TYPE json;
+             ALTER TABLE ceiling_json ADD PRIMARY KEY (\"timestamp\", id, signal_type);
+             CREATE TABLE ceiling_jsonb (LIKE raw_signals INCLUDING DEFAULTS);
+             ALTER TABLE ceiling_jsonb ADD PRIMARY KEY (\"timestamp\", id, signal_type);",
+        )
+        .await?;
+    let all = [
+        Method::Unnest,
+        Method::UnnestText,
+        Method::StagedCopy,
+        Method::UnnestJsonbPlain,
+        Method::UnnestJsonColumn,
+        Method::Copy,
+    ];
+    for method in all {
         let rows = write_for(&url, method, SESSIONS, options.seconds).await?;
         let rate = rows as f64 / options.seconds.as_secs_f64();
         let name = match method {
             Method::Unnest => "INSERT unnest ON CONFLICT",
+            Method::UnnestText => "INSERT unnest text->jsonb",
+            Method::StagedCopy => "COPY binary staging+INSERT",
+            Method::UnnestJsonbPlain => "INSERT unnest, 1 table, jsonb",
+            Method::UnnestJsonColumn => "INSERT unnest, 1 table, json",
             Method::Copy => "COPY (text)",
         };
-        methods.push(json!({"method": name, "rows": rows, "rows_per_s": rate}));
+        methods.push(json!({"method": name, "rows": rows, "rows_per_s": rate, "idempotent": !matches!(method, Method::Copy)}));
     }
     drop_database(options, &url).await?;
-    let best = methods.iter().filter_map(|m| m["rows_per_s"].as_f64()).fold(0.0, f64::max);
+    // The ceiling is the best write into the partitioned table itself.
+    let best = methods
+        .iter()
+        .filter(|m| !m["method"].as_str().unwrap_or_default().contains("1 table"))
+        .filter_map(|m| m["rows_per_s"].as_f64())
+        .fold(0.0, f64::max);
     Ok(json!({
         "sessions": SESSIONS,
         "rows_per_transaction": ROWS_PER_TRANSACTION,
@@ -97,11 +139,23 @@ async fn write_for(url: &str, method: Method, sessions: usize, duration: Duratio
     for session in 0..sessions {
         let (url, total) = (url.to_owned(), total.clone());
         tasks.spawn(async move {
-            let client = connect(&url).await?;
+            let mut client = connect(&url).await?;
+            if matches!(method, Method::StagedCopy) {
+                client
+                    .batch_execute(
+                        r#"CREATE TEMP TABLE staging (id uuid, signal_type text, trace_id text, service_name text,
+                                                      "timestamp" timestamptz, payload jsonb) ON COMMIT DELETE ROWS"#,
+                    )
+                    .await?;
+            }
             let mut n = session as u64 * 1_000_000_000;
             while Instant::now() < deadline {
                 match method {
-                    Method::Unnest => insert_unnest(&client, n).await?,
+                    Method::Unnest => insert_unnest(&client, n, "raw_signals", false).await?,
+                    Method::UnnestText => insert_unnest(&client, n, "raw_signals", true).await?,
+                    Method::UnnestJsonbPlain => insert_unnest(&client, n, "ceiling_jsonb", true).await?,
+                    Method::UnnestJsonColumn => insert_unnest(&client, n, "ceiling_json", true).await?,
+                    Method::StagedCopy => staged_copy(&mut client, n).await?,
                     Method::Copy => copy_text(&client, n).await?,
                 }
                 n += ROWS_PER_TRANSACTION as u64;
@@ -116,7 +170,12 @@ async fn write_for(url: &str, method: Method, sessions: usize, duration: Duratio
     Ok(total.load(Ordering::Relaxed))
 }
 
-async fn insert_unnest(client: &tokio_postgres::Client, first: u64) -> Result<(), BoxError> {
+async fn insert_unnest(
+    client: &tokio_postgres::Client,
+    first: u64,
+    table: &str,
+    as_text: bool,
+) -> Result<(), BoxError> {
     let ids: Vec<Uuid> = (0..ROWS_PER_TRANSACTION).map(|_| Uuid::new_v4()).collect();
     let types: Vec<&str> = vec!["log"; ROWS_PER_TRANSACTION];
     let traces: Vec<String> =
@@ -125,16 +184,50 @@ async fn insert_unnest(client: &tokio_postgres::Client, first: u64) -> Result<()
     let now = chrono::Utc::now();
     let times = vec![now; ROWS_PER_TRANSACTION];
     let payloads: Vec<Value> = (0..ROWS_PER_TRANSACTION as u64).map(|i| raw_payload(first + i)).collect();
+    let texts: Vec<String> = payloads.iter().map(Value::to_string).collect();
+    let (input, payload): (&str, &(dyn tokio_postgres::types::ToSql + Sync)) =
+        if as_text { ("$6::text[]", &texts) } else { ("$6::jsonb[]", &payloads) };
+    let cast = if table == "ceiling_json" { "json" } else { "jsonb" };
     client
         .execute(
-            r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload)
-               SELECT id, signal_type::signaltypeenum, trace_id, service_name, ts, payload
-               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
-                    AS t(id, signal_type, trace_id, service_name, ts, payload)
-               ON CONFLICT (id) DO NOTHING"#,
-            &[&ids, &types, &traces, &services, &times, &payloads],
+            &format!(
+                r#"INSERT INTO {table} (id, signal_type, trace_id, service_name, "timestamp", payload)
+                   SELECT id, signal_type::signaltypeenum, trace_id, service_name, ts, payload::{cast}
+                   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], {input})
+                        AS t(id, signal_type, trace_id, service_name, ts, payload)
+                   ON CONFLICT ("timestamp", id, signal_type) DO NOTHING"#
+            ),
+            &[&ids, &types, &traces, &services, &times, payload],
         )
         .await?;
+    Ok(())
+}
+
+/// Binary COPY of 1000 rows into the session's staging table, then one idempotent insert.
+async fn staged_copy(client: &mut tokio_postgres::Client, first: u64) -> Result<(), BoxError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{Json, Type};
+    let tx = client.transaction().await?;
+    let sink = tx
+        .copy_in(r#"COPY staging (id, signal_type, trace_id, service_name, "timestamp", payload) FROM STDIN BINARY"#)
+        .await?;
+    let types = [Type::UUID, Type::TEXT, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::JSONB];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures_util::pin_mut!(writer);
+    let now = chrono::Utc::now();
+    for i in first..first + ROWS_PER_TRANSACTION as u64 {
+        let (id, trace, payload) = (Uuid::new_v4(), format!("trace-{}", i / 8), Json(raw_payload(i)));
+        writer.as_mut().write(&[&id, &"log", &trace, &"ceiling", &now, &payload]).await?;
+    }
+    writer.finish().await?;
+    tx.execute(
+        r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload)
+           SELECT id, signal_type::signaltypeenum, trace_id, service_name, "timestamp", payload FROM staging
+           ON CONFLICT ("timestamp", id, signal_type) DO NOTHING"#,
+        &[],
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -112,6 +112,10 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
     ];
     for (name, concurrency) in scenarios {
         let service = format!("bench-{name}");
+        // From a fresh checkpoint, so each scenario pays its own full-page images in the WAL.
+        db.batch_execute("CHECKPOINT").await?;
+        let lsn: String = db.query_one("SELECT pg_current_wal_lsn()::text", &[]).await?.get(0);
+        let disk = stored_bytes(&db).await?;
         server.take_peak_rss_mib();
         let cpu_before = server.cpu_seconds();
         let (tally, elapsed) = match name {
@@ -162,7 +166,13 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
                 .await
             }
         };
-        let cpu = (server.cpu_seconds() - cpu_before) / elapsed.as_secs_f64();
+        let cpu_seconds = server.cpu_seconds() - cpu_before;
+        let cpu = cpu_seconds / elapsed.as_secs_f64();
+        let wal: f64 = db
+            .query_one("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::float8", &[&lsn])
+            .await?
+            .get(0);
+        let disk = stored_bytes(&db).await? - disk;
         let peak_rss_mib = server.take_peak_rss_mib();
         let service = format!("bench-{name}");
         let stored: i64 = db
@@ -187,6 +197,9 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
             "p99_ms": percentile_ms(&latencies, 0.99),
             "peak_rss_mib": peak_rss_mib,
             "cpu_cores": cpu,
+            "server_cpu_us_per_signal": cpu_seconds * 1e6 / stored.max(1) as f64,
+            "wal_bytes_per_signal": wal / stored.max(1) as f64,
+            "disk_bytes_per_signal": disk as f64 / stored.max(1) as f64,
         });
         eprintln!("bench: {result}");
         results.push(result);
@@ -208,6 +221,14 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
     drop_database(options, &url).await?;
     flush_redis(options)?;
     Ok(results)
+}
+
+/// Heap, TOAST and index bytes of every signal table: the partitions, and the shared resources
+/// and scopes where the schema has them.
+async fn stored_bytes(db: &tokio_postgres::Client) -> Result<i64, BoxError> {
+    let sql = "SELECT ((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('raw_signals'))
+                      + coalesce(pg_total_relation_size(to_regclass('signal_shared')), 0))::int8";
+    Ok(db.query_one(sql, &[]).await?.get(0))
 }
 
 pub fn flush_redis(options: &Options) -> Result<(), BoxError> {

@@ -39,6 +39,9 @@ pub struct Options {
     pub only: Vec<String>,
     /// Extra settings for the server under test (`--server-env PROBLEM_GROUPING=false`).
     pub server_env: Vec<(String, String)>,
+    /// Apply only the first N migrations to the fresh databases: for the binary of an older
+    /// commit, run in the same sitting for a before/after comparison (`--migrations 8`).
+    pub migrations: Option<usize>,
 }
 
 impl Options {
@@ -65,6 +68,7 @@ fn options() -> Result<Options, BoxError> {
             .unwrap_or_else(|_| "redis://127.0.0.1:6379/15".to_owned()),
         only: Vec::new(),
         server_env: Vec::new(),
+        migrations: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -76,6 +80,7 @@ fn options() -> Result<Options, BoxError> {
             "--out" => options.out = value()?,
             "--server" => options.server_binary = value()?,
             "--only" => options.only.push(value()?),
+            "--migrations" => options.migrations = Some(value()?.parse()?),
             "--server-env" => {
                 let pair = value()?;
                 let (key, value) = pair.split_once('=').ok_or("--server-env takes KEY=VALUE")?;
@@ -83,7 +88,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env"
+                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations"
                 )
                 .into())
             }
@@ -159,18 +164,39 @@ fn print_table(report: &Value) {
         );
     }
     let receive = &report["receive_path"];
+    for (what, figures) in [
+        ("protobuf spans", receive),
+        ("OTLP/JSON spans", &receive["otlp_json_spans"]),
+        ("protobuf logs", &receive["protobuf_logs"]),
+    ] {
+        if figures.is_object() {
+            println!(
+                "\nReceive path without storage, {what}: {:.0}/s on one core ({:.2} µs each, {:.0} payload bytes)",
+                figures["spans_per_s"].as_f64().unwrap_or(0.0),
+                figures["micros_per_span"].as_f64().unwrap_or(0.0),
+                figures["payload_bytes_per_span"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
     println!(
-        "\nReceive path without storage: {:.0} spans/s on one core ({:.2} µs/span)",
-        receive["spans_per_s"].as_f64().unwrap_or(0.0),
-        receive["micros_per_span"].as_f64().unwrap_or(0.0)
-    );
-    println!(
-        "\n{:<24} {:>11} {:>8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>7}",
-        "scenario", "signals/s", "ratio", "acked", "stored", "p50 ms", "p99 ms", "errors", "RSS MiB", "CPU"
+        "\n{:<24} {:>11} {:>8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8}",
+        "scenario",
+        "signals/s",
+        "ratio",
+        "acked",
+        "stored",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "RSS MiB",
+        "CPU",
+        "µs CPU",
+        "WAL B",
+        "disk B"
     );
     for s in report["scenarios"].as_array().into_iter().flatten() {
         println!(
-            "{:<24} {:>11.0} {:>8.3} {:>10} {:>10} {:>9.2} {:>9.2} {:>8} {:>9.1} {:>7.2}",
+            "{:<24} {:>11.0} {:>8.3} {:>10} {:>10} {:>9.2} {:>9.2} {:>8} {:>9.1} {:>7.2} {:>8.1} {:>8.0} {:>8.0}",
             s["name"].as_str().unwrap_or(""),
             s["signals_per_s"].as_f64().unwrap_or(0.0),
             s["ratio_to_ceiling"].as_f64().unwrap_or(0.0),
@@ -181,6 +207,9 @@ fn print_table(report: &Value) {
             s["errors"],
             s["peak_rss_mib"].as_f64().unwrap_or(0.0),
             s["cpu_cores"].as_f64().unwrap_or(0.0),
+            s["server_cpu_us_per_signal"].as_f64().unwrap_or(0.0),
+            s["wal_bytes_per_signal"].as_f64().unwrap_or(0.0),
+            s["disk_bytes_per_signal"].as_f64().unwrap_or(0.0),
         );
     }
     print_volume(&report["volume"]);

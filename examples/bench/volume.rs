@@ -38,12 +38,11 @@ const SAMPLES: usize = 300;
 /// loaded rows look like the ones the scenario writes.
 fn templates() -> (Value, Value) {
     let request = spans("bench-volume", 1);
-    let span = prodsentinel::mapping::otlp::spans_to_signals(&request, chrono::Utc::now());
-    let options =
-        prodsentinel::mapping::MappingOptions { correlation_window: std::time::Duration::from_secs(300) };
+    let options = crate::receive::options();
+    let span = prodsentinel::mapping::otlp::spans_to_signals(&request, chrono::Utc::now(), &options);
     let log =
         prodsentinel::mapping::otlp::logs_to_signals(&logs("bench-volume", 1), chrono::Utc::now(), &options);
-    (Value::Object(span.signals[0].payload.clone()), Value::Object(log.signals[0].payload.clone()))
+    (Value::Object(span.signals[0].payload.to_map()), Value::Object(log.signals[0].payload.to_map()))
 }
 
 /// `rows` signals over the last 24 hours, oldest first, in traces of ten (eight spans, a log, a

@@ -125,3 +125,42 @@ pub fn raw_payload(i: u64) -> Value {
         }
     })
 }
+
+/// An export of spans as OTLP/JSON (hex ids, int64 as strings), as SDKs send it over HTTP.
+pub fn spans_json(request: &ExportTraceServiceRequest) -> Vec<u8> {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let attributes = |kvs: &[KeyValue]| -> Value {
+        kvs.iter()
+            .map(|kv| {
+                let text = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                json!({"key": kv.key, "value": {"stringValue": text}})
+            })
+            .collect()
+    };
+    let resource_spans: Vec<Value> = request
+        .resource_spans
+        .iter()
+        .map(|r| {
+            json!({
+                "resource": {"attributes": attributes(r.resource.as_ref().map_or(&[][..], |r| &r.attributes))},
+                "scopeSpans": r.scope_spans.iter().map(|s| json!({
+                    "scope": s.scope.as_ref().map(|s| json!({"name": s.name, "version": s.version})),
+                    "spans": s.spans.iter().map(|span| json!({
+                        "traceId": hex(&span.trace_id),
+                        "spanId": hex(&span.span_id),
+                        "name": span.name,
+                        "kind": span.kind,
+                        "startTimeUnixNano": span.start_time_unix_nano.to_string(),
+                        "endTimeUnixNano": span.end_time_unix_nano.to_string(),
+                        "attributes": attributes(&span.attributes),
+                        "status": {"code": span.status.as_ref().map_or(0, |s| s.code)},
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({"resourceSpans": resource_spans})).unwrap_or_default()
+}

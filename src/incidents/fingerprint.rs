@@ -10,7 +10,6 @@
 //!
 //! Signals that are not errors (INFO logs, OK spans, ordinary metrics) have no fingerprint.
 
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::model::{Signal, SignalType};
@@ -30,30 +29,24 @@ const TITLE_CHARS: usize = 160;
 /// The fingerprint of `signal` if it is an error signal. `rule_matched` says whether the rules
 /// raised it to HIGH or above (what makes a metric an error).
 pub fn fingerprint(signal: &Signal, rule_matched: bool) -> Option<Fingerprint> {
-    let payload = &signal.payload;
+    let facts = &signal.facts;
+    let text = facts.text.as_deref().unwrap_or_default();
     let (kind, detail) = match signal.signal_type {
         SignalType::Log => {
-            let level = text(payload, "level").unwrap_or_default();
-            if !matches!(level, "ERROR" | "CRITICAL") {
+            if !matches!(facts.level.as_deref(), Some("ERROR" | "CRITICAL")) {
                 return None;
             }
-            match log_exception_type(payload) {
-                Some(exception) => ("exception", exception.to_owned()),
-                None => ("log", normalise_message(text(payload, "message").unwrap_or_default())),
+            match &facts.exception_type {
+                Some(exception) => ("exception", exception.clone()),
+                None => ("log", normalise_message(text)),
             }
         }
-        SignalType::Trace => {
-            let exception = span_exception_type(payload);
-            let failed = text(payload, "status") == Some("ERROR");
-            match (exception, failed) {
-                (Some(exception), _) => ("exception", exception.to_owned()),
-                (None, true) => ("span", format!("{} ERROR", text(payload, "name").unwrap_or_default())),
-                (None, false) => return None,
-            }
-        }
-        SignalType::Metric if rule_matched => {
-            ("metric", text(payload, "metric_name").unwrap_or_default().to_owned())
-        }
+        SignalType::Trace => match (&facts.exception_type, facts.failed) {
+            (Some(exception), _) => ("exception", exception.clone()),
+            (None, true) => ("span", format!("{text} ERROR")),
+            (None, false) => return None,
+        },
+        SignalType::Metric if rule_matched => ("metric", text.to_owned()),
         SignalType::Metric => return None,
     };
     let service = &signal.service_name;
@@ -66,22 +59,6 @@ pub fn fingerprint(signal: &Signal, rule_matched: bool) -> Option<Fingerprint> {
         _ => format!("{service}: {shown}"),
     };
     Some(Fingerprint { key, title })
-}
-
-fn text<'a>(payload: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    payload.get(key).and_then(Value::as_str)
-}
-
-fn log_exception_type(payload: &Map<String, Value>) -> Option<&str> {
-    payload.get("attributes")?.get("exception.type")?.as_str().filter(|t| !t.is_empty())
-}
-
-fn span_exception_type(payload: &Map<String, Value>) -> Option<&str> {
-    let events = payload.get("events")?.as_array()?;
-    events
-        .iter()
-        .filter(|e| e.get("name").and_then(Value::as_str) == Some("exception"))
-        .find_map(|e| e.get("attributes")?.get("exception.type")?.as_str().filter(|t| !t.is_empty()))
 }
 
 /// A log message with what varies between occurrences of one fault collapsed to placeholders:
@@ -208,7 +185,7 @@ fn is_timestamp(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use uuid::Uuid;
 
     fn signal(signal_type: SignalType, service: &str, payload: Value) -> Signal {
@@ -218,7 +195,9 @@ mod tests {
             trace_id: Uuid::new_v4().simple().to_string(),
             service_name: service.to_owned(),
             timestamp: chrono::Utc::now(),
-            payload: payload.as_object().cloned().unwrap(),
+            facts: crate::model::payload::Facts::of_payload(signal_type, payload.as_object().unwrap()),
+            payload: crate::model::payload::Payload::from_map(payload.as_object().cloned().unwrap()),
+            shared: None,
             time_unknown: false,
         }
     }

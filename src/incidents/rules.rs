@@ -25,7 +25,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::model::{IncidentSeverity, Signal, SignalType};
 
@@ -186,9 +185,10 @@ impl Rules {
         Rules::from_toml(path, &text)
     }
 
-    /// What one signal says about its incident.
+    /// What one signal says about its incident, from the facts its mapping took
+    /// ([`crate::model::payload::Facts`]) and, for the keywords, its payload's text.
     pub fn assess(&self, signal: &Signal) -> Assessment {
-        let payload = &signal.payload;
+        let facts = &signal.facts;
         let mut severity = IncidentSeverity::Low;
         let mut raise = |rule: Option<IncidentSeverity>| {
             if let Some(rule) = rule {
@@ -197,32 +197,24 @@ impl Rules {
         };
         match signal.signal_type {
             SignalType::Log => {
-                if let Some(level) = payload.get("level").and_then(Value::as_str) {
+                if let Some(level) = &facts.level {
                     raise(self.log_levels.get(&level.to_ascii_uppercase()).copied());
                 }
-                let attributes = payload.get("attributes").and_then(Value::as_object);
-                let has_stack =
-                    payload.get("stack_trace").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-                let has_exception = attributes
-                    .is_some_and(|a| a.contains_key("exception.type") || a.contains_key("exception.message"));
-                if has_stack || has_exception {
+                if facts.exception {
                     raise(self.exception);
                 }
             }
             SignalType::Trace => {
-                if payload.get("status").and_then(Value::as_str) == Some("ERROR") {
+                if facts.failed {
                     raise(self.span_error);
                 }
-                let events = payload.get("events").and_then(Value::as_array);
-                if events.is_some_and(|e| {
-                    e.iter().any(|e| e.get("name").and_then(Value::as_str) == Some("exception"))
-                }) {
+                if facts.exception {
                     raise(self.exception);
                 }
             }
             SignalType::Metric => {
-                let name = payload.get("metric_name").and_then(Value::as_str).unwrap_or_default();
-                if let Some(value) = payload.get("value").and_then(Value::as_f64) {
+                let name = facts.text.as_deref().unwrap_or_default();
+                if let Some(value) = facts.value {
                     for rule in &self.metrics {
                         if value >= rule.min_value && glob_matches(&rule.name, name) {
                             raise(Some(rule.severity));
@@ -231,9 +223,14 @@ impl Rules {
                 }
             }
         }
+        // The payload's text as stored, and the resource and scope it shares with its export
+        // (the text the original searched held them all).
         let keyword = !self.analysis_keywords.is_empty() && {
-            let text = Value::Object(payload.clone()).to_string().to_lowercase();
-            self.analysis_keywords.iter().any(|word| text.contains(word.as_str()))
+            let text = signal.payload.as_str().to_lowercase();
+            let shared = signal.shared.as_ref().map(|s| s.lowercase_text());
+            self.analysis_keywords
+                .iter()
+                .any(|word| text.contains(word.as_str()) || shared.is_some_and(|s| s.contains(word.as_str())))
         };
         Assessment { severity, requests_analysis: severity >= IncidentSeverity::High || keyword }
     }

@@ -78,7 +78,9 @@ mod tests {
             trace_id: "t".to_owned(),
             service_name: "s".to_owned(),
             timestamp: chrono::Utc::now(),
-            payload,
+            facts: crate::model::payload::Facts::of_payload(SignalType::Log, &payload),
+            payload: crate::model::payload::Payload::from_map(payload),
+            shared: None,
             time_unknown: false,
         }
     }

@@ -15,9 +15,14 @@ pub struct ValueLimits {
     pub value_length: usize,
 }
 
+impl ValueLimits {
+    /// The documented defaults (128 attributes, 64 KiB per value).
+    pub const DEFAULT: ValueLimits = ValueLimits { attribute_count: 128, value_length: 64 * 1024 };
+}
+
 impl Default for ValueLimits {
     fn default() -> Self {
-        ValueLimits { attribute_count: 128, value_length: 64 * 1024 }
+        ValueLimits::DEFAULT
     }
 }
 
@@ -29,28 +34,46 @@ pub struct Trimmed {
 }
 
 /// Keys whose object value is a map of attributes (OTLP and legacy payloads alike).
-const ATTRIBUTE_MAPS: &[&str] = &["attributes", "resource", "filtered_attributes"];
+pub(crate) const ATTRIBUTE_MAPS: &[&str] = &["attributes", "resource", "filtered_attributes"];
 
 /// Trims `payload` in place and, when anything was cut, records it under `truncated`.
 /// Attribute maps keep their first entries in key order (the stored order); an attribute whose
 /// key alone is longer than the value limit is dropped.
 pub fn apply(payload: &mut Map<String, Value>, limits: ValueLimits) -> Trimmed {
+    apply_carrying(payload, limits, Trimmed::default())
+}
+
+/// [`apply`], with `carried` (what was cut from the parts an OTLP export's records share,
+/// stored once) counted in the note as if the payload held its own copy.
+pub fn apply_carrying(payload: &mut Map<String, Value>, limits: ValueLimits, carried: Trimmed) -> Trimmed {
     let mut trimmed = Trimmed::default();
     for (key, value) in payload.iter_mut() {
         trim(key, value, limits, &mut trimmed);
     }
-    if trimmed != Trimmed::default() {
-        payload.insert(
-            "truncated".to_owned(),
-            json!({
-                "attributes_dropped": trimmed.attributes_dropped,
-                "values_truncated": trimmed.values_truncated,
-                "attribute_count_limit": limits.attribute_count,
-                "value_length_limit": limits.value_length,
-            }),
-        );
+    let noted = trimmed.plus(carried);
+    if noted != Trimmed::default() {
+        payload.insert("truncated".to_owned(), truncation_note(noted, limits));
     }
     trimmed
+}
+
+/// The `truncated` object of a payload something was cut from.
+pub fn truncation_note(trimmed: Trimmed, limits: ValueLimits) -> Value {
+    json!({
+        "attributes_dropped": trimmed.attributes_dropped,
+        "values_truncated": trimmed.values_truncated,
+        "attribute_count_limit": limits.attribute_count,
+        "value_length_limit": limits.value_length,
+    })
+}
+
+impl Trimmed {
+    pub fn plus(self, other: Trimmed) -> Trimmed {
+        Trimmed {
+            attributes_dropped: self.attributes_dropped + other.attributes_dropped,
+            values_truncated: self.values_truncated + other.values_truncated,
+        }
+    }
 }
 
 // Depth is bounded by the decoders (prost: 100 levels, serde_json: 128), so recursion is safe.
@@ -84,7 +107,7 @@ fn trim(key: &str, value: &mut Value, limits: ValueLimits, trimmed: &mut Trimmed
 }
 
 /// The largest index not above `at` that starts a character.
-fn floor_char_boundary(text: &str, at: usize) -> usize {
+pub(crate) fn floor_char_boundary(text: &str, at: usize) -> usize {
     (0..=at.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0)
 }
 

@@ -1,6 +1,7 @@
 //! Wire formats -> our signal model. Pure: no I/O, no clock; one file per source format and
 //! signal type.
 
+pub mod json_out;
 pub mod legacy;
 pub mod limits;
 pub mod otlp;
@@ -17,6 +18,8 @@ use crate::model::correlation::correlation_key;
 pub struct MappingOptions {
     /// Width of the window that groups a service's trace-less signals (CONTRACTS §6).
     pub correlation_window: Duration,
+    /// `ATTRIBUTE_COUNT_LIMIT` and `VALUE_LENGTH_LIMIT`, applied as payloads are made.
+    pub limits: limits::ValueLimits,
 }
 
 /// The correlation key for a signal: its own trace id, or the service's window key.

@@ -3,6 +3,7 @@
 
 pub mod correlation;
 pub mod incident;
+pub mod payload;
 pub mod retention;
 pub mod signal;
 pub mod time;

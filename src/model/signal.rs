@@ -1,9 +1,13 @@
 //! A telemetry signal as we store it, whatever transport brought it.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+use super::payload::{api_form, Facts, Payload, Shared};
 
 /// The three kinds of telemetry. Database labels (`signaltypeenum`) and API values are the
 /// same lower-case words.
@@ -33,7 +37,7 @@ impl SignalType {
 }
 
 /// A signal ready to be stored: every field already validated and normalised
-/// (no NUL characters, canonical payload keys of CONTRACTS §1).
+/// (no NUL characters, canonical payload keys of CONTRACTS §1, value limits applied).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
     pub signal_id: Uuid,
@@ -42,7 +46,13 @@ pub struct Signal {
     pub trace_id: String,
     pub service_name: String,
     pub timestamp: DateTime<Utc>,
-    pub payload: Map<String, Value>,
+    /// The payload as stored ([`crate::model::payload`]).
+    pub payload: Payload,
+    /// What triage reads, taken when the payload was made.
+    pub facts: Facts,
+    /// The resource and scope of an OTLP signal, stored once for all the signals sharing them;
+    /// `None` for a legacy signal.
+    pub shared: Option<Arc<Shared>>,
     /// The record carried no time at all (an OTLP record whose every time field is 0): the
     /// timestamp is when we received it, so a retry cannot be recognised by its time.
     pub time_unknown: bool,
@@ -55,6 +65,18 @@ pub type SignalKey = (Uuid, DateTime<Utc>, SignalType);
 impl Signal {
     pub fn key(&self) -> SignalKey {
         (self.signal_id, self.timestamp, self.signal_type)
+    }
+
+    /// The payload as the query API will return it (tests, and checks of the stored form).
+    pub fn api_payload(&self) -> Map<String, Value> {
+        let shared = self.shared.as_ref().map(|s| {
+            let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
+            (parse(&s.resource), parse(&s.scope))
+        });
+        match api_form(self.signal_type, Value::Object(self.payload.to_map()), shared) {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
     }
 }
 

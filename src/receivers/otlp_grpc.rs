@@ -109,7 +109,9 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let accepted = self.store(SignalType::Trace, spans_to_signals(request.get_ref(), Utc::now())).await?;
+        let accepted = self
+            .store(SignalType::Trace, spans_to_signals(request.get_ref(), Utc::now(), &self.options))
+            .await?;
         let partial_success = accepted.rejection_message.map(|error_message| ExportTracePartialSuccess {
             rejected_spans: accepted.rejected as i64,
             error_message,

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_problems.sql"),
     migration!(7, "0007_partitioned_signals.sql"),
     migration!(8, "0008_incident_indexes.sql"),
+    migration!(9, "0009_shared_resources.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

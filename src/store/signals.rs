@@ -3,8 +3,11 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
+use serde_json::Value;
+
 use super::filter::{Conditions, PageQuery, Total};
 use super::{Store, StoreError};
+use crate::model::payload::api_form;
 use crate::model::{SignalType, StoredSignal};
 
 /// Filters of `GET /query/signals`; `None` means "any".
@@ -45,7 +48,12 @@ pub enum PageStart {
 pub(super) const IS_ERROR: &str =
     "coalesce(payload->>'level' IN ('ERROR', 'CRITICAL') OR payload->>'status' = 'ERROR', false)";
 
-const SIGNAL_COLUMNS: &str = r#"id, signal_type::text, trace_id, service_name, "timestamp", payload"#;
+const SIGNAL_COLUMNS: &str =
+    r#"id, signal_type::text, trace_id, service_name, "timestamp", payload, resource, scope"#;
+
+/// Signals with the resource and scope they share re-attached (`USING` keeps every other column
+/// name unambiguous for the filters).
+const SIGNALS: &str = "raw_signals LEFT JOIN signal_shared USING (shared_id)";
 
 impl Store {
     /// One page of signals, newest first, and the number matching the filter.
@@ -148,7 +156,7 @@ impl Store {
         let rows = client
             .query(
                 &format!(
-                    r#"SELECT {SIGNAL_COLUMNS} FROM raw_signals WHERE trace_id = $1
+                    r#"SELECT {SIGNAL_COLUMNS} FROM {SIGNALS} WHERE trace_id = $1
                        ORDER BY "timestamp", id LIMIT $2"#
                 ),
                 &[&trace_id, &limit],
@@ -162,7 +170,7 @@ impl Store {
     /// A page of signals (the key of `raw_signals` is not one column: rows are fetched at once).
     fn signal_page<'q>(&self, order: &'q str, limit: i64, offset: i64) -> PageQuery<'q> {
         PageQuery {
-            table: "raw_signals",
+            table: SIGNALS,
             columns: SIGNAL_COLUMNS,
             order,
             key: None,
@@ -181,13 +189,16 @@ fn like_pattern(text: &str) -> String {
 
 fn signal_from_row(row: &Row) -> StoredSignal {
     let signal_type: String = row.get(1);
+    // The column's enum type only holds these three labels.
+    let signal_type = SignalType::parse(&signal_type).unwrap_or(SignalType::Log);
+    let resource: Option<Value> = row.get(6);
+    let scope: Option<Value> = row.get(7);
     StoredSignal {
         id: row.get(0),
-        // The column's enum type only holds these three labels.
-        signal_type: SignalType::parse(&signal_type).unwrap_or(SignalType::Log),
+        signal_type,
         trace_id: row.get(2),
         service_name: row.get(3),
         timestamp: row.get(4),
-        payload: row.get(5),
+        payload: api_form(signal_type, row.get(5), resource.zip(scope)),
     }
 }

@@ -9,12 +9,11 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
-use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
 use crate::incidents::Triage;
+use crate::model::payload::Shared;
 use crate::model::{IncidentSeverity, Signal, SignalKey, SignalType};
 
 /// What one batch write did.
@@ -41,18 +40,27 @@ pub struct BatchOutcome {
 const WRITE_BATCH: &str = r#"
 WITH input AS (
     SELECT t.*, t.signal_type::signaltypeenum AS kind
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
-                $7::text[], $8::bool[], $9::bool[], $12::text[], $13::text[], $16::bool[], $17::timestamptz[])
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                $7::text[], $8::bool[], $9::bool[], $12::text[], $13::text[], $16::bool[], $17::timestamptz[],
+                $18::uuid[])
         AS t(id, signal_type, trace_id, service_name, ts, payload, severity, tracked, requests,
-             fingerprint, title, time_unknown, expires_at)
+             fingerprint, title, time_unknown, expires_at, shared_id)
+),
+shared AS (
+    -- The resources and scopes of the batch's OTLP exports, each stored once ever (content-
+    -- addressed ids); in id order, so that concurrent batches wait for each other in one order.
+    INSERT INTO signal_shared (shared_id, resource, scope)
+    SELECT id, resource::jsonb, scope::jsonb FROM unnest($19::uuid[], $20::text[], $21::text[]) AS s(id, resource, scope)
+    ORDER BY id
+    ON CONFLICT (shared_id) DO NOTHING
 ),
 inserted AS (
     -- In key order, so that two batches retrying the same signals wait for each other in one
     -- order. A record without a time was stamped when it arrived, so its retry has another
     -- time: it is recognised by its id among the rows flagged time_unknown (the caller holds a
     -- lock per such id, so that two copies in flight cannot both pass this check).
-    INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown)
-    SELECT id, kind, trace_id, service_name, ts, payload, time_unknown FROM input
+    INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
+    SELECT id, kind, trace_id, service_name, ts, payload::jsonb, time_unknown, shared_id FROM input
     WHERE NOT (time_unknown AND EXISTS (
         SELECT 1 FROM raw_signals r WHERE r.time_unknown AND r.id = input.id AND r.signal_type = input.kind))
     ORDER BY ts, id, kind
@@ -187,8 +195,13 @@ impl Store {
         let trace_ids: Vec<&str> = rows.iter().map(|s| s.trace_id.as_str()).collect();
         let services: Vec<&str> = rows.iter().map(|s| s.service_name.as_str()).collect();
         let timestamps: Vec<DateTime<Utc>> = rows.iter().map(|s| s.timestamp).collect();
-        // Serialised straight from the signals, without copying them.
-        let payloads: Vec<Json<&Map<String, Value>>> = rows.iter().map(|s| Json(&s.payload)).collect();
+        // Encoded once, by the mapping; PostgreSQL parses each into jsonb.
+        let payloads: Vec<&str> = rows.iter().map(|s| s.payload.as_str()).collect();
+        let shared_ids: Vec<Option<Uuid>> = rows.iter().map(|s| s.shared.as_ref().map(|p| p.id)).collect();
+        let shared = distinct_shared(&rows);
+        let shared_keys: Vec<Uuid> = shared.iter().map(|p| p.id).collect();
+        let resources: Vec<&str> = shared.iter().map(|p| p.resource.as_str()).collect();
+        let scopes: Vec<&str> = shared.iter().map(|p| p.scope.as_str()).collect();
         let time_unknown: Vec<bool> = rows.iter().map(|s| s.time_unknown).collect();
         let expires_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|s| self.expires_at(s)).collect();
         let assessed = triage.assess_all(&rows);
@@ -196,7 +209,7 @@ impl Store {
         let window = triage.analysis_window.as_secs_f64();
         let grouping = triage.problem_window.is_some();
         let problem_window = triage.problem_window.unwrap_or_default().as_secs_f64();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 21] = [
             &ids,
             &types,
             &trace_ids,
@@ -214,6 +227,10 @@ impl Store {
             &problem_window,
             &time_unknown,
             &expires_at,
+            &shared_ids,
+            &shared_keys,
+            &resources,
+            &scopes,
         ];
 
         let mut client = self.client().await?;
@@ -279,6 +296,13 @@ impl Store {
 fn without_repeated_timeless(signals: &[Signal]) -> Vec<&Signal> {
     let mut seen = HashSet::new();
     signals.iter().filter(|s| !s.time_unknown || seen.insert((s.signal_id, s.signal_type))).collect()
+}
+
+/// The shared parts the batch's signals refer to, each once (most batches carry a few exports,
+/// each with one resource and scope for hundreds of records).
+fn distinct_shared<'a>(rows: &[&'a Signal]) -> Vec<&'a Shared> {
+    let mut seen = HashSet::new();
+    rows.iter().filter_map(|s| s.shared.as_deref()).filter(|p| seen.insert(p.id)).collect()
 }
 
 /// The lock keys of the batch's records without a time, sorted (one locking order for all

@@ -14,7 +14,10 @@ use prodsentinel::mapping::otlp::{logs_to_signals, metrics_to_signals, spans_to_
 use prodsentinel::mapping::MappingOptions;
 use prodsentinel::receivers::otlp_json::{logs_request, metrics_request, traces_request};
 
-const OPTIONS: MappingOptions = MappingOptions { correlation_window: Duration::from_secs(300) };
+const OPTIONS: MappingOptions = MappingOptions {
+    correlation_window: Duration::from_secs(300),
+    limits: prodsentinel::mapping::limits::ValueLimits::DEFAULT,
+};
 
 /// Keys OTLP/JSON and legacy bodies use, so that generated objects reach deep into the decoders.
 const KEYS: &[&str] = &[
@@ -125,7 +128,7 @@ proptest! {
     #[test]
     fn otlp_json_decoding_and_mapping_never_panic(body in json_value()) {
         if let Ok(request) = traces_request(&body) {
-            let _ = spans_to_signals(&request, Utc::now());
+            let _ = spans_to_signals(&request, Utc::now(), &OPTIONS);
         }
         if let Ok(request) = logs_request(&body) {
             let _ = logs_to_signals(&request, Utc::now(), &OPTIONS);
@@ -139,7 +142,7 @@ proptest! {
     fn otlp_protobuf_decoding_and_mapping_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
         if let Ok(request) = trace::v1::ExportTraceServiceRequest::decode(&bytes[..]) {
-            let _ = spans_to_signals(&request, Utc::now());
+            let _ = spans_to_signals(&request, Utc::now(), &OPTIONS);
         }
         if let Ok(request) = logs::v1::ExportLogsServiceRequest::decode(&bytes[..]) {
             let _ = logs_to_signals(&request, Utc::now(), &OPTIONS);

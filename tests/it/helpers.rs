@@ -361,7 +361,8 @@ pub fn fixture(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|why| panic!("{full}: {why}"))
 }
 
-/// A stored signal, as the analysis worker reads it.
+/// A stored signal: the columns as the analysis worker reads them, and its payload both as
+/// stored and as the query API returns it (OTLP resource and scope re-attached, defaults back).
 #[derive(Debug, Clone)]
 pub struct Row {
     pub id: uuid::Uuid,
@@ -369,7 +370,10 @@ pub struct Row {
     pub trace_id: String,
     pub service_name: String,
     pub timestamp: String,
+    /// As the API returns it.
     pub payload: Value,
+    /// The `payload` column, as the analysis worker reads it.
+    pub stored: Value,
 }
 
 impl TestApp {
@@ -379,20 +383,28 @@ impl TestApp {
             .await
             .query(
                 r#"SELECT id, signal_type::text, trace_id, service_name,
-                          to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), payload
-                   FROM raw_signals ORDER BY "timestamp", id"#,
+                          to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), payload,
+                          resource, scope
+                   FROM raw_signals LEFT JOIN signal_shared USING (shared_id) ORDER BY "timestamp", id"#,
                 &[],
             )
             .await
             .unwrap()
             .iter()
-            .map(|r| Row {
-                id: r.get(0),
-                signal_type: r.get(1),
-                trace_id: r.get(2),
-                service_name: r.get(3),
-                timestamp: r.get(4),
-                payload: r.get(5),
+            .map(|r| {
+                let signal_type: String = r.get(1);
+                let kind = prodsentinel::model::SignalType::parse(&signal_type).unwrap();
+                let stored: Value = r.get(5);
+                let shared: Option<(Value, Value)> = r.get::<_, Option<Value>>(6).zip(r.get(7));
+                Row {
+                    id: r.get(0),
+                    signal_type,
+                    trace_id: r.get(2),
+                    service_name: r.get(3),
+                    timestamp: r.get(4),
+                    payload: prodsentinel::model::payload::api_form(kind, stored.clone(), shared),
+                    stored,
+                }
             })
             .collect()
     }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, each test with its own PostgreSQL database.
 
 mod api;
+mod api_shapes;
 mod auth;
 mod binary;
 mod celery_worker;

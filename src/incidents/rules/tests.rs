@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 
@@ -10,7 +10,9 @@ fn signal(signal_type: SignalType, payload: Value) -> Signal {
         trace_id: "t".to_owned(),
         service_name: "s".to_owned(),
         timestamp: chrono::Utc::now(),
-        payload,
+        facts: crate::model::payload::Facts::of_payload(signal_type, &payload),
+        payload: crate::model::payload::Payload::from_map(payload),
+        shared: None,
         time_unknown: false,
     }
 }

@@ -39,13 +39,16 @@ pub(super) fn log_signal(
     if let Some(stack_trace) = stack_trace {
         payload.insert("stack_trace".into(), Value::String(stack_trace));
     }
+    let (encoded, facts) = super::legacy_payload(SignalType::Log, payload, options);
     Ok(Signal {
         signal_id,
         signal_type: SignalType::Log,
         trace_id: trace_or_correlation_key(trace_id, &service_name, timestamp, options),
         service_name,
         timestamp,
-        payload,
+        payload: encoded,
+        facts,
+        shared: None,
         time_unknown: false,
     })
 }

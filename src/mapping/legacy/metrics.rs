@@ -64,13 +64,16 @@ pub(super) fn metric_signal(
     payload.insert("attributes".into(), Value::Object(attributes));
     let signal_id = signal_id
         .unwrap_or_else(|| derived_signal_id(&service_name, trace_id.as_deref(), &timestamp, &payload));
+    let (encoded, facts) = super::legacy_payload(SignalType::Metric, payload, options);
     Ok(Signal {
         signal_id,
         signal_type: SignalType::Metric,
         trace_id: trace_or_correlation_key(trace_id, &service_name, timestamp, options),
         service_name,
         timestamp,
-        payload,
+        payload: encoded,
+        facts,
+        shared: None,
         time_unknown: false,
     })
 }

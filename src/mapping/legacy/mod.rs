@@ -12,6 +12,7 @@ mod spans;
 use serde_json::Value;
 
 use super::MappingOptions;
+use crate::model::payload::{Facts, Payload};
 use crate::model::Signal;
 use crate::validation::{FieldError, LocPart};
 
@@ -77,6 +78,17 @@ fn signal_from_object(
         LegacyKind::Traces => spans::span_signal(value, loc, options),
         LegacyKind::Metrics => metrics::metric_signal(value, loc, options),
     }
+}
+
+/// A legacy payload as stored: limits applied, whole (nothing is shared or omitted).
+fn legacy_payload(
+    signal_type: crate::model::SignalType,
+    mut payload: serde_json::Map<String, Value>,
+    options: &MappingOptions,
+) -> (Payload, Facts) {
+    super::limits::apply(&mut payload, options.limits);
+    let facts = Facts::of_payload(signal_type, &payload);
+    (Payload::from_map(payload), facts)
 }
 
 fn capped(mut errors: Vec<FieldError>) -> Vec<FieldError> {

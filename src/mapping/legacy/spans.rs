@@ -73,13 +73,16 @@ pub(super) fn span_signal(
         payload.insert("status_message".into(), json!(status_message));
     }
     payload.insert("attributes".into(), Value::Object(attributes));
+    let (encoded, facts) = super::legacy_payload(SignalType::Trace, payload, options);
     Ok(Signal {
         signal_id,
         signal_type: SignalType::Trace,
         trace_id: trace_or_correlation_key(trace_id, &service_name, timing.start, options),
         service_name,
         timestamp: timing.start,
-        payload,
+        payload: encoded,
+        facts,
+        shared: None,
         time_unknown: false,
     })
 }

@@ -6,7 +6,10 @@ use super::*;
 use crate::mapping::MappingOptions;
 use crate::model::SignalType;
 
-const OPTIONS: MappingOptions = MappingOptions { correlation_window: Duration::from_secs(300) };
+const OPTIONS: MappingOptions = MappingOptions {
+    correlation_window: Duration::from_secs(300),
+    limits: crate::mapping::limits::ValueLimits::DEFAULT,
+};
 
 fn map(kind: LegacyKind, body: Value) -> Result<Vec<Signal>, Vec<FieldError>> {
     signals_from_json(kind, &body, &OPTIONS)
@@ -41,7 +44,7 @@ fn log_maps_to_canonical_payload_keys() {
     assert_eq!(signal.trace_id, "trace-abc");
     assert_eq!(signal.service_name, "checkout");
     assert_eq!(
-        Value::Object(signal.payload),
+        Value::Object(signal.api_payload()),
         json!({"level": "ERROR", "message": "payment failed", "attributes": {"order_id": 42}})
     );
 }
@@ -94,8 +97,8 @@ fn nul_in_free_text_is_replaced_and_in_identifiers_refused() {
     body["message"] = json!("bad\u{0}byte");
     body["attributes"] = json!({"k\u{0}": "v\u{0}"});
     let signal = one(LegacyKind::Logs, body.clone());
-    assert_eq!(signal.payload["message"], "bad\u{FFFD}byte");
-    assert_eq!(Value::Object(signal.payload)["attributes"], json!({"k\u{FFFD}": "v\u{FFFD}"}));
+    assert_eq!(signal.api_payload()["message"], "bad\u{FFFD}byte");
+    assert_eq!(Value::Object(signal.api_payload())["attributes"], json!({"k\u{FFFD}": "v\u{FFFD}"}));
 
     body["service_name"] = json!("svc\u{0}");
     assert_eq!(
@@ -145,7 +148,7 @@ fn code_shape_span_keeps_duration_and_status() {
         }),
     );
     assert_eq!(signal.signal_type, SignalType::Trace);
-    let payload = Value::Object(signal.payload);
+    let payload = Value::Object(signal.api_payload());
     assert_eq!(payload["span_id"], "s1");
     assert_eq!(payload["parent_span_id"], Value::Null);
     assert_eq!(payload["duration_ms"], 2500.0);
@@ -166,7 +169,7 @@ fn readme_shape_span_derives_duration_from_its_times() {
         }),
     );
     assert_eq!(signal.timestamp.to_rfc3339(), "2024-05-01T10:20:30+00:00");
-    let payload = Value::Object(signal.payload);
+    let payload = Value::Object(signal.api_payload());
     assert_eq!(payload["duration_ms"], 250.0);
     assert_eq!(payload["name"], "AUTHORIZE_PAYMENT");
     assert_eq!(payload["parent_span_id"], "s1");
@@ -225,7 +228,7 @@ fn code_shape_metric_keeps_its_ids() {
     assert_eq!(signal.signal_id.to_string(), "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f");
     assert_eq!(signal.trace_id, "t1");
     assert_eq!(
-        Value::Object(signal.payload),
+        Value::Object(signal.api_payload()),
         json!({"metric_name": "http_latency_ms", "value": 2100.0, "unit": "ms", "attributes": {}})
     );
 }
@@ -238,8 +241,8 @@ fn readme_shape_metric_gets_a_deterministic_id_and_correlation_key() {
     let again = one(LegacyKind::Metrics, body.clone());
     assert_eq!(first.signal_id, again.signal_id);
     assert_eq!(first.trace_id, "svc:api:2024-05-01T10:20:00Z");
-    assert_eq!(first.payload["metric_name"], "cpu");
-    assert_eq!(first.payload["unit"], Value::Null);
+    assert_eq!(first.api_payload()["metric_name"], "cpu");
+    assert_eq!(first.api_payload()["unit"], Value::Null);
 
     let mut other = body;
     other["value"] = json!(0.94);

@@ -1,9 +1,17 @@
-//! OTLP attribute values -> JSON for the stored payload.
+//! OTLP attribute values -> JSON for the stored payload: written directly ([`write_attributes`])
+//! on the hot paths, as a tree ([`attributes_json`]) where a tree is still built (metric points).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use serde_json::{json, Map, Number, Value};
+use serde_json::{Map, Number, Value};
+
+use crate::mapping::json_out::{without_nul, JsonOut};
+use crate::mapping::limits::{ValueLimits, ATTRIBUTE_MAPS};
+use crate::model::payload::Shared;
 
 /// The resource attribute naming the service (semantic conventions).
 const SERVICE_NAME: &str = "service.name";
@@ -18,7 +26,7 @@ pub fn any_value_json(value: &AnyValue) -> Value {
         None => Value::Null,
         Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
         Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
-        Some(any_value::Value::IntValue(i)) => json!(i),
+        Some(any_value::Value::IntValue(i)) => Value::from(*i),
         Some(any_value::Value::DoubleValue(d)) => f64_json(*d),
         Some(any_value::Value::BytesValue(bytes)) => {
             Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -68,18 +76,95 @@ pub fn service_name(resource: Option<&Resource>) -> String {
         .unwrap_or_else(|| UNKNOWN_SERVICE.to_owned())
 }
 
-/// The resource's attributes for the payload.
-pub fn resource_json(resource: Option<&Resource>) -> Value {
-    Value::Object(resource.map(|r| attributes_json(&r.attributes)).unwrap_or_default())
+/// The resource and scope of one export, encoded once for all its records (stored once per
+/// distinct value, re-attached by the API: [`crate::model::payload`]).
+pub fn shared_part(
+    resource: Option<&Resource>,
+    scope: Option<&InstrumentationScope>,
+    limits: ValueLimits,
+) -> Arc<Shared> {
+    let mut out = JsonOut::new(limits, 256);
+    write_attributes(&mut out, "resource", resource.map_or(&[], |r| &r.attributes[..]));
+    let mut trimmed = out.trimmed;
+    let resource = out.finish();
+    let mut out = JsonOut::new(limits, 128);
+    out.begin_object();
+    out.field_str("name", scope.map_or("", |s| &s.name));
+    out.field_str("version", scope.map_or("", |s| &s.version));
+    out.key("attributes");
+    write_attributes(&mut out, "attributes", scope.map_or(&[], |s| &s.attributes[..]));
+    out.end_object();
+    trimmed = trimmed.plus(out.trimmed);
+    Shared::new(resource, out.finish(), trimmed.attributes_dropped, trimmed.values_truncated)
 }
 
-/// `{name, version, attributes}` of the instrumentation scope for the payload.
-pub fn scope_json(scope: Option<&InstrumentationScope>) -> Value {
-    match scope {
-        None => json!({"name": "", "version": "", "attributes": {}}),
-        Some(s) => {
-            json!({"name": s.name, "version": s.version, "attributes": attributes_json(&s.attributes)})
+/// Attributes as a JSON object under `key`. An attribute map (`ATTRIBUTE_MAPS`) keeps at most
+/// `attribute_count` entries, the first in key order, and drops keys longer than the value limit;
+/// on a repeated key the last value wins (here, or in the database's jsonb, which keeps the last).
+pub fn write_attributes(out: &mut JsonOut, key: &str, attributes: &[KeyValue]) {
+    let limits = out.limits;
+    let limited = ATTRIBUTE_MAPS.contains(&key);
+    let fits = !limited
+        || (attributes.len() <= limits.attribute_count
+            && attributes.iter().all(|kv| stored_key_len(&kv.key) <= limits.value_length));
+    out.begin_object();
+    if fits {
+        for kv in attributes {
+            out.key(&kv.key);
+            write_value(out, &kv.key, kv.value.as_ref());
         }
+    } else {
+        let mut map: BTreeMap<String, Option<&AnyValue>> = BTreeMap::new();
+        for kv in attributes {
+            map.insert(without_nul(&kv.key).into_owned(), kv.value.as_ref());
+        }
+        let before = map.len();
+        let kept: Vec<(String, Option<&AnyValue>)> = map
+            .into_iter()
+            .filter(|(k, _)| k.len() <= limits.value_length)
+            .take(limits.attribute_count)
+            .collect();
+        out.trimmed.attributes_dropped += (before - kept.len()) as u64;
+        for (k, value) in &kept {
+            out.key(k);
+            write_value(out, k, *value);
+        }
+    }
+    out.end_object();
+}
+
+/// A key's length once its NULs are replaced (U+FFFD is three bytes).
+fn stored_key_len(key: &str) -> usize {
+    key.len() + 2 * key.bytes().filter(|b| *b == 0).count()
+}
+
+fn write_value(out: &mut JsonOut, key: &str, value: Option<&AnyValue>) {
+    match value {
+        None => out.null(),
+        Some(value) => write_any(out, key, value),
+    }
+}
+
+/// An `AnyValue` as natural JSON ([`any_value_json`]'s forms), written directly. `key` is the
+/// key it is stored under: it decides whether a nested list is an attribute map.
+pub fn write_any(out: &mut JsonOut, key: &str, value: &AnyValue) {
+    match &value.value {
+        None | Some(any_value::Value::StringValueStrindex(_)) => out.null(),
+        Some(any_value::Value::StringValue(s)) => out.str(s),
+        Some(any_value::Value::BoolValue(b)) => out.bool(*b),
+        Some(any_value::Value::IntValue(i)) => out.i64(*i),
+        Some(any_value::Value::DoubleValue(d)) => out.f64(*d),
+        Some(any_value::Value::BytesValue(bytes)) => {
+            out.str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+        Some(any_value::Value::ArrayValue(array)) => {
+            out.begin_array();
+            for item in &array.values {
+                write_any(out, key, item);
+            }
+            out.end_array();
+        }
+        Some(any_value::Value::KvlistValue(list)) => write_attributes(out, key, &list.values),
     }
 }
 
@@ -87,6 +172,7 @@ pub fn scope_json(scope: Option<&InstrumentationScope>) -> Value {
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use serde_json::json;
 
     fn kv(key: &str, value: any_value::Value) -> KeyValue {
         KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }

@@ -7,9 +7,15 @@ const SPAN_NAMESPACE: Uuid = Uuid::from_u128(0x2f4e_9c1a_7b3d_4e8f_a1c2_5d6e_7f8
 const LOG_NAMESPACE: Uuid = Uuid::from_u128(0x8a3b_1c2d_4e5f_4a6b_9c7d_0e1f_2a3b_4c5d);
 const POINT_NAMESPACE: Uuid = Uuid::from_u128(0x5c6d_7e8f_9a0b_4c1d_8e2f_3a4b_5c6d_7e8f);
 
-/// Lower-case hex of an id.
+/// Lower-case hex of an id (one allocation: this runs several times per span).
 pub fn hex(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(id.len() * 2);
+    for byte in id {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
+    text
 }
 
 /// A valid id: exactly `len` bytes and not all zero (the spec's "invalid" otherwise).

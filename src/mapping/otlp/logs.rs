@@ -1,4 +1,4 @@
-//! Log records -> `log` signals with the canonical keys the analysis worker reads
+//! Log records -> `log` signals, each payload written straight from the record, with the canonical keys the analysis worker reads
 //! (`level`, `message`, `stack_trace`).
 
 use chrono::{DateTime, Utc};
@@ -6,15 +6,20 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
-use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+use serde_json::Value;
 
 use super::attributes::{
-    any_value_json, attribute_text, attributes_json, resource_json, scope_json, service_name,
+    any_value_json, attribute_text, service_name, shared_part, write_any, write_attributes,
 };
 use super::ids::{hex, log_signal_id, valid_id};
-use super::{first_known_time, nanos_json, time_json, Mapped};
-use crate::mapping::text::{map_without_nul, without_nul};
+use super::{exception_type, finish, first_known_time, limited, time_from_nanos, Mapped};
+use crate::mapping::json_out::JsonOut;
+use crate::mapping::text::without_nul;
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
+use crate::model::payload::{Facts, Shared};
+use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 
 /// One `log` signal per record. A log record is never rejected: an absent or invalid trace id
@@ -26,18 +31,20 @@ pub fn logs_to_signals(
 ) -> Mapped {
     let count = request.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum();
     let mut mapped = Mapped::with_capacity(count);
+    let mut record_bytes = Vec::new();
     for resource_logs in &request.resource_logs {
         let resource = resource_logs.resource.as_ref();
         let service = without_nul(service_name(resource));
         let resource_bytes = resource.map(Message::encode_to_vec).unwrap_or_default();
-        let resource = resource_json(resource);
         for scope_logs in &resource_logs.scope_logs {
             let scope_bytes = scope_logs.scope.as_ref().map(Message::encode_to_vec).unwrap_or_default();
-            let scope = scope_json(scope_logs.scope.as_ref());
+            let shared = shared_part(resource, scope_logs.scope.as_ref(), options.limits);
             for record in &scope_logs.log_records {
-                let signal_id = log_signal_id(&[&resource_bytes, &scope_bytes, &record.encode_to_vec()]);
-                let context =
-                    Context { service: &service, resource: &resource, scope: &scope, received_at, options };
+                record_bytes.clear();
+                // Encoding into a Vec cannot fail.
+                let _ = record.encode(&mut record_bytes);
+                let signal_id = log_signal_id(&[&resource_bytes, &scope_bytes, &record_bytes]);
+                let context = Context { service: &service, shared: &shared, received_at, options };
                 mapped.signals.push(log_signal(record, signal_id, &context));
             }
         }
@@ -47,8 +54,7 @@ pub fn logs_to_signals(
 
 struct Context<'a> {
     service: &'a str,
-    resource: &'a Value,
-    scope: &'a Value,
+    shared: &'a Arc<Shared>,
     received_at: DateTime<Utc>,
     options: &'a MappingOptions,
 }
@@ -58,38 +64,68 @@ fn log_signal(record: &LogRecord, signal_id: uuid::Uuid, context: &Context) -> S
     let known = first_known_time(&[record.time_unix_nano, record.observed_time_unix_nano]);
     let timestamp = known.unwrap_or(context.received_at);
     let trace_id = valid_id(&record.trace_id, 16).then(|| hex(&record.trace_id));
-    let span_id = valid_id(&record.span_id, 8).then(|| hex(&record.span_id));
+    let limits = context.options.limits;
+    let level = level(record);
+    let message = message(record);
+    let stack_trace = attribute_text(&record.attributes, "exception.stacktrace");
 
-    let mut payload = Map::new();
-    payload.insert("level".into(), json!(level(record)));
-    payload.insert("message".into(), json!(message(record)));
-    if let Some(stack_trace) = attribute_text(&record.attributes, "exception.stacktrace") {
-        payload.insert("stack_trace".into(), json!(stack_trace));
+    // Keys holding their default are left out (model::payload::OTLP_DEFAULTS).
+    let mut out = JsonOut::new(limits, 384);
+    out.begin_object();
+    out.field_str("level", level);
+    out.field_str("message", &message);
+    if let Some(stack_trace) = &stack_trace {
+        out.field_str("stack_trace", stack_trace);
     }
     if let Some(body) =
         record.body.as_ref().filter(|b| !matches!(b.value, Some(any_value::Value::StringValue(_))))
     {
         // A structured body is kept as structure too; `message` has its JSON text.
-        payload.insert("body".into(), any_value_json(body));
+        out.key("body");
+        write_any(&mut out, "body", body);
     }
-    payload.insert("severity_number".into(), json!(record.severity_number));
-    payload.insert("severity_text".into(), json!(record.severity_text));
-    payload.insert("span_id".into(), json!(span_id));
-    payload.insert("event_name".into(), json!(record.event_name));
-    payload.insert("attributes".into(), Value::Object(attributes_json(&record.attributes)));
-    payload.insert("time_unix_nano".into(), nanos_json(record.time_unix_nano));
-    payload.insert("observed_time".into(), time_json(record.observed_time_unix_nano));
-    payload.insert("flags".into(), json!(record.flags));
-    payload.insert("dropped_attributes_count".into(), json!(record.dropped_attributes_count));
-    payload.insert("resource".into(), context.resource.clone());
-    payload.insert("scope".into(), context.scope.clone());
+    out.key("severity_number");
+    out.i64(i64::from(record.severity_number));
+    if !record.severity_text.is_empty() {
+        out.field_str("severity_text", &record.severity_text);
+    }
+    if valid_id(&record.span_id, 8) {
+        out.field_str("span_id", &hex(&record.span_id));
+    }
+    if !record.event_name.is_empty() {
+        out.field_str("event_name", &record.event_name);
+    }
+    out.key("attributes");
+    write_attributes(&mut out, "attributes", &record.attributes);
+    out.field_str("time_unix_nano", itoa::Buffer::new().format(record.time_unix_nano));
+    if let Some(observed) = time_from_nanos(record.observed_time_unix_nano) {
+        out.field_str("observed_time", &format_timestamp(&observed));
+    }
+    if record.flags != 0 {
+        out.key("flags");
+        out.u64(u64::from(record.flags));
+    }
+    if record.dropped_attributes_count != 0 {
+        out.key("dropped_attributes_count");
+        out.u64(u64::from(record.dropped_attributes_count));
+    }
+    let payload = finish(out, context.shared);
+    let facts = Facts {
+        level: Some(level.to_owned()),
+        text: Some(limited(&message, limits)),
+        exception: stack_trace.is_some_and(|s| !s.is_empty()) || has_exception(&record.attributes),
+        exception_type: exception_type(&record.attributes, limits),
+        ..Facts::default()
+    };
     Signal {
         signal_id,
         signal_type: SignalType::Log,
         trace_id: trace_or_correlation_key(trace_id, context.service, timestamp, context.options),
         service_name: context.service.to_owned(),
         timestamp,
-        payload: map_without_nul(payload),
+        payload,
+        facts,
+        shared: Some(context.shared.clone()),
         time_unknown: known.is_none(),
     }
 }

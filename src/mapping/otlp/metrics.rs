@@ -15,11 +15,14 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 use serde_json::{json, Map, Value};
 
-use super::attributes::{attributes_json, f64_json, resource_json, scope_json, service_name};
+use std::sync::Arc;
+
+use super::attributes::{attributes_json, f64_json, service_name, shared_part};
 use super::ids::{hex, point_signal_id, valid_id};
-use super::{first_known_time, nanos_json, time_json, Mapped};
-use crate::mapping::text::{map_without_nul, without_nul};
+use super::{first_known_time, nanos_json, time_json, tree_payload, Mapped};
+use crate::mapping::text::without_nul;
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
+use crate::model::payload::Shared;
 use crate::model::{Signal, SignalType};
 
 /// `flags & 1`: the point marks a series as stale and carries no value.
@@ -35,16 +38,14 @@ pub fn metrics_to_signals(
         let resource = resource_metrics.resource.as_ref();
         let service = without_nul(service_name(resource));
         let resource_bytes = resource.map(Message::encode_to_vec).unwrap_or_default();
-        let resource = resource_json(resource);
         for scope_metrics in &resource_metrics.scope_metrics {
             let scope_bytes = scope_metrics.scope.as_ref().map(Message::encode_to_vec).unwrap_or_default();
-            let scope = scope_json(scope_metrics.scope.as_ref());
+            let shared = shared_part(resource, scope_metrics.scope.as_ref(), options.limits);
             for metric in &scope_metrics.metrics {
                 let descriptor = Metric { data: None, ..metric.clone() }.encode_to_vec();
                 let context = Context {
                     service: &service,
-                    resource: &resource,
-                    scope: &scope,
+                    shared: &shared,
                     identity: [&resource_bytes, &scope_bytes, &descriptor],
                     metric,
                     received_at,
@@ -73,8 +74,7 @@ fn point_count(request: &ExportMetricsServiceRequest) -> usize {
 
 struct Context<'a> {
     service: &'a str,
-    resource: &'a Value,
-    scope: &'a Value,
+    shared: &'a Arc<Shared>,
     /// Encoded resource, scope and metric descriptor: the point's identity is these plus itself.
     identity: [&'a [u8]; 3],
     metric: &'a Metric,
@@ -296,8 +296,7 @@ impl Context<'_> {
         payload.insert("flags".into(), json!(point.flags));
         payload.insert("no_recorded_value".into(), json!(no_recorded_value));
         payload.insert("exemplars".into(), point.exemplars.iter().map(exemplar_json).collect());
-        payload.insert("resource".into(), self.resource.clone());
-        payload.insert("scope".into(), self.scope.clone());
+        let (payload, facts) = tree_payload(SignalType::Metric, payload, self.shared, self.options.limits);
         let [resource, scope, descriptor] = self.identity;
         Signal {
             signal_id: point_signal_id(&[resource, scope, descriptor, &point.encoded]),
@@ -305,7 +304,9 @@ impl Context<'_> {
             trace_id: trace_or_correlation_key(trace_id, self.service, timestamp, self.options),
             service_name: self.service.to_owned(),
             timestamp,
-            payload: map_without_nul(payload),
+            payload,
+            facts,
+            shared: Some(self.shared.clone()),
             time_unknown: known.is_none(),
         }
     }

@@ -14,11 +14,18 @@ pub use logs::logs_to_signals;
 pub use metrics::metrics_to_signals;
 pub use spans::spans_to_signals;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use serde_json::Value;
 
+use crate::mapping::json_out::{without_nul, JsonOut};
+use serde_json::Map;
+
+use crate::mapping::limits::{apply_carrying, floor_char_boundary, truncation_note, Trimmed, ValueLimits};
+use crate::mapping::text::map_without_nul;
+use crate::model::payload::{omit_defaults, Facts, Payload, Shared};
 use crate::model::time::format_timestamp;
-use crate::model::Signal;
+use crate::model::{Signal, SignalType};
 
 /// At most this many distinct rejection reasons are kept for the answer's `error_message`.
 const MAX_REASONS: usize = 5;
@@ -58,13 +65,51 @@ impl Mapped {
     }
 }
 
-/// OTLP nanoseconds since the epoch; 0 means "unknown".
-fn time_from_nanos(nanos: u64) -> Option<DateTime<Utc>> {
-    if nanos == 0 {
-        return None;
+use crate::model::payload::time_of_nanos as time_from_nanos;
+
+/// Ends a payload written by `out`: the `truncated` note when the limits cut anything from it
+/// or from its shared part, then the closing brace.
+fn finish(mut out: JsonOut, shared: &Shared) -> Payload {
+    let carried =
+        Trimmed { attributes_dropped: shared.attributes_dropped, values_truncated: shared.values_truncated };
+    let noted = out.trimmed.plus(carried);
+    if noted != Trimmed::default() {
+        out.key("truncated");
+        out.raw(&truncation_note(noted, out.limits).to_string());
     }
-    // u64 nanoseconds reach the year 2554, well inside chrono's range.
-    Utc.timestamp_opt((nanos / 1_000_000_000) as i64, (nanos % 1_000_000_000) as u32).single()
+    out.end_object();
+    Payload::from_encoded(out.finish())
+}
+
+/// A payload built as a tree (metric points): NULs replaced, limits applied, defaults omitted,
+/// then encoded; its facts are read from the tree.
+fn tree_payload(
+    signal_type: SignalType,
+    payload: Map<String, Value>,
+    shared: &Shared,
+    limits: ValueLimits,
+) -> (Payload, Facts) {
+    let mut payload = map_without_nul(payload);
+    let carried =
+        Trimmed { attributes_dropped: shared.attributes_dropped, values_truncated: shared.values_truncated };
+    apply_carrying(&mut payload, limits, carried);
+    omit_defaults(signal_type, &mut payload);
+    let facts = Facts::of_payload(signal_type, &payload);
+    (Payload::from_map(payload), facts)
+}
+
+/// `text` as it is stored: NULs replaced, cut to the value length limit.
+fn limited(text: &str, limits: ValueLimits) -> String {
+    let text = without_nul(text);
+    text[..floor_char_boundary(&text, limits.value_length)].to_owned()
+}
+
+/// The `exception.type` attribute (the last, as in an object), when it is a non-empty string.
+fn exception_type(attributes: &[KeyValue], limits: ValueLimits) -> Option<String> {
+    match attributes.iter().rev().find(|kv| kv.key == "exception.type")?.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) if !s.is_empty() => Some(limited(s, limits)),
+        _ => None,
+    }
 }
 
 /// The first known time of `candidates` (OTLP nanoseconds, 0 meaning unknown), in the order a

@@ -1,32 +1,39 @@
-//! Spans -> `trace` signals.
+//! Spans -> `trace` signals, each payload written straight from the decoded span.
 
 use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
-use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
-use super::attributes::{attributes_json, resource_json, scope_json, service_name};
+use super::attributes::{service_name, shared_part, write_attributes};
 use super::ids::{hex, id_problem, span_signal_id, valid_id};
-use super::{first_known_time, nanos_json, time_json, Mapped};
-use crate::mapping::text::{map_without_nul, without_nul};
+use super::{exception_type, finish, first_known_time, limited, time_from_nanos, Mapped};
+use crate::mapping::json_out::JsonOut;
+use crate::mapping::limits::ValueLimits;
+use crate::mapping::text::without_nul;
+use crate::mapping::MappingOptions;
+use crate::model::payload::{Facts, Shared};
 use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 
 /// One `trace` signal per span. A span whose trace id is not 16 bytes, or whose span id is not
 /// 8 bytes, or either all zeros, is rejected (the ids are required, trace.proto).
-pub fn spans_to_signals(request: &ExportTraceServiceRequest, received_at: DateTime<Utc>) -> Mapped {
+pub fn spans_to_signals(
+    request: &ExportTraceServiceRequest,
+    received_at: DateTime<Utc>,
+    options: &MappingOptions,
+) -> Mapped {
     let count = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
     let mut mapped = Mapped::with_capacity(count);
     for resource_spans in &request.resource_spans {
         let resource = resource_spans.resource.as_ref();
         let service = without_nul(service_name(resource));
-        let resource = resource_json(resource);
         for scope_spans in &resource_spans.scope_spans {
-            let scope = scope_json(scope_spans.scope.as_ref());
+            let shared = shared_part(resource, scope_spans.scope.as_ref(), options.limits);
             for span in &scope_spans.spans {
-                match span_signal(span, &service, &resource, &scope, received_at) {
+                match span_signal(span, &service, &shared, received_at, options.limits) {
                     Ok(signal) => mapped.signals.push(signal),
                     Err(why) => mapped.reject(format!("span {:?}: {why}", span.name)),
                 }
@@ -39,9 +46,9 @@ pub fn spans_to_signals(request: &ExportTraceServiceRequest, received_at: DateTi
 fn span_signal(
     span: &OtlpSpan,
     service: &str,
-    resource: &Value,
-    scope: &Value,
+    shared: &Arc<Shared>,
     received_at: DateTime<Utc>,
+    limits: ValueLimits,
 ) -> Result<Signal, String> {
     if let Some(problem) =
         id_problem("trace_id", &span.trace_id, 16).or_else(|| id_problem("span_id", &span.span_id, 8))
@@ -51,69 +58,94 @@ fn span_signal(
     // OTLP time 0 means "unknown": the end time, else the time we received it.
     let known = first_known_time(&[span.start_time_unix_nano, span.end_time_unix_nano]);
     let start = known.unwrap_or(received_at);
-    let duration_ms = match (span.start_time_unix_nano, span.end_time_unix_nano) {
-        (start, end) if start > 0 && end >= start => json!((end - start) as f64 / 1_000_000.0),
-        _ => Value::Null,
-    };
     let (status, status_message) = match &span.status {
-        Some(status) => (status_name(status.code), status.message.clone()),
-        None => ("UNSET", String::new()),
+        Some(status) => (status_name(status.code), status.message.as_str()),
+        None => ("UNSET", ""),
     };
-    let parent = valid_id(&span.parent_span_id, 8).then(|| hex(&span.parent_span_id));
 
-    let mut payload = Map::new();
-    payload.insert("span_id".into(), json!(hex(&span.span_id)));
-    payload.insert("parent_span_id".into(), json!(parent));
-    payload.insert("name".into(), json!(span.name));
-    payload.insert("kind".into(), json!(kind_name(span.kind)));
-    payload.insert("start_time".into(), json!(format_timestamp(&start)));
-    payload.insert("end_time".into(), time_json(span.end_time_unix_nano));
-    payload.insert("start_time_unix_nano".into(), nanos_json(span.start_time_unix_nano));
-    payload.insert("end_time_unix_nano".into(), nanos_json(span.end_time_unix_nano));
-    payload.insert("duration_ms".into(), duration_ms);
-    payload.insert("status".into(), json!(status));
-    payload.insert("status_message".into(), json!(status_message));
-    payload.insert("attributes".into(), Value::Object(attributes_json(&span.attributes)));
-    payload.insert(
-        "events".into(),
-        span.events
-            .iter()
-            .map(|e| {
-                json!({
-                    "name": e.name,
-                    "time": time_json(e.time_unix_nano),
-                    "attributes": attributes_json(&e.attributes),
-                })
-            })
-            .collect(),
-    );
-    payload.insert(
-        "links".into(),
-        span.links
-            .iter()
-            .map(|l| {
-                json!({
-                    "trace_id": hex(&l.trace_id),
-                    "span_id": hex(&l.span_id),
-                    "trace_state": l.trace_state,
-                    "attributes": attributes_json(&l.attributes),
-                })
-            })
-            .collect(),
-    );
-    payload.insert("trace_state".into(), json!(span.trace_state));
-    payload.insert("flags".into(), json!(span.flags));
-    payload.insert(
-        "dropped".into(),
-        json!({
-            "attributes": span.dropped_attributes_count,
-            "events": span.dropped_events_count,
-            "links": span.dropped_links_count,
-        }),
-    );
-    payload.insert("resource".into(), resource.clone());
-    payload.insert("scope".into(), scope.clone());
-    let payload = map_without_nul(payload);
+    // Keys holding their default are left out, and start_time/end_time when the nanosecond
+    // fields give them (model::payload::OTLP_DEFAULTS, api_form).
+    let mut out = JsonOut::new(limits, 512);
+    out.begin_object();
+    out.field_str("span_id", &hex(&span.span_id));
+    if valid_id(&span.parent_span_id, 8) {
+        out.field_str("parent_span_id", &hex(&span.parent_span_id));
+    }
+    out.field_str("name", &span.name);
+    out.field_str("kind", kind_name(span.kind));
+    if known.is_none() {
+        out.field_str("start_time", &format_timestamp(&start));
+    }
+    out.field_str("start_time_unix_nano", itoa::Buffer::new().format(span.start_time_unix_nano));
+    out.field_str("end_time_unix_nano", itoa::Buffer::new().format(span.end_time_unix_nano));
+    out.key("duration_ms");
+    match (span.start_time_unix_nano, span.end_time_unix_nano) {
+        (start, end) if start > 0 && end >= start => out.f64((end - start) as f64 / 1_000_000.0),
+        _ => out.null(),
+    }
+    out.field_str("status", status);
+    if !status_message.is_empty() {
+        out.field_str("status_message", status_message);
+    }
+    out.key("attributes");
+    write_attributes(&mut out, "attributes", &span.attributes);
+    let mut facts =
+        Facts { text: Some(limited(&span.name, limits)), failed: status == "ERROR", ..Facts::default() };
+    if !span.events.is_empty() {
+        out.key("events");
+        out.begin_array();
+        for event in &span.events {
+            out.begin_object();
+            out.field_str("name", &event.name);
+            out.key("time");
+            match time_from_nanos(event.time_unix_nano) {
+                Some(time) => out.str(&format_timestamp(&time)),
+                None => out.null(),
+            }
+            out.key("attributes");
+            write_attributes(&mut out, "attributes", &event.attributes);
+            out.end_object();
+            if limited(&event.name, limits) == "exception" {
+                facts.exception = true;
+                if facts.exception_type.is_none() {
+                    facts.exception_type = exception_type(&event.attributes, limits);
+                }
+            }
+        }
+        out.end_array();
+    }
+    if !span.links.is_empty() {
+        out.key("links");
+        out.begin_array();
+        for link in &span.links {
+            out.begin_object();
+            out.field_str("trace_id", &hex(&link.trace_id));
+            out.field_str("span_id", &hex(&link.span_id));
+            out.field_str("trace_state", &link.trace_state);
+            out.key("attributes");
+            write_attributes(&mut out, "attributes", &link.attributes);
+            out.end_object();
+        }
+        out.end_array();
+    }
+    if !span.trace_state.is_empty() {
+        out.field_str("trace_state", &span.trace_state);
+    }
+    if span.flags != 0 {
+        out.key("flags");
+        out.u64(u64::from(span.flags));
+    }
+    let dropped = [span.dropped_attributes_count, span.dropped_events_count, span.dropped_links_count];
+    if dropped != [0, 0, 0] {
+        out.key("dropped");
+        out.begin_object();
+        for (key, count) in ["attributes", "events", "links"].into_iter().zip(dropped) {
+            out.key(key);
+            out.u64(u64::from(count));
+        }
+        out.end_object();
+    }
+    let payload = finish(out, shared);
     Ok(Signal {
         signal_id: span_signal_id(&span.trace_id, &span.span_id),
         signal_type: SignalType::Trace,
@@ -121,6 +153,8 @@ fn span_signal(
         service_name: service.to_owned(),
         timestamp: start,
         payload,
+        facts,
+        shared: Some(shared.clone()),
         time_unknown: known.is_none(),
     })
 }

@@ -10,7 +10,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use super::*;
 use crate::mapping::MappingOptions;
 
-const OPTIONS: MappingOptions = MappingOptions { correlation_window: Duration::from_secs(300) };
+const OPTIONS: MappingOptions = MappingOptions {
+    correlation_window: Duration::from_secs(300),
+    limits: crate::mapping::limits::ValueLimits::DEFAULT,
+};
 
 fn received_at() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2024-05-01T10:20:30Z").unwrap().with_timezone(&Utc)
@@ -122,7 +125,7 @@ fn spans_with_bad_ids_are_rejected_and_explained() {
             ..Default::default()
         }],
     };
-    let mapped = spans_to_signals(&request, received_at());
+    let mapped = spans_to_signals(&request, received_at(), &OPTIONS);
     assert_eq!((mapped.signals.len(), mapped.rejected), (1, 2));
     let message = mapped.error_message().unwrap();
     assert!(message.starts_with("2 rejected: "), "{message}");
@@ -131,10 +134,121 @@ fn spans_with_bad_ids_are_rejected_and_explained() {
     let signal = &mapped.signals[0];
     assert_eq!(signal.trace_id, "01010101010101010101010101010101");
     assert_eq!(signal.timestamp, received_at(), "start time 0 means unknown");
-    assert_eq!(signal.payload["duration_ms"], serde_json::Value::Null);
+    assert_eq!(signal.api_payload()["duration_ms"], serde_json::Value::Null);
 }
 
 #[test]
 fn nothing_rejected_means_no_error_message() {
     assert_eq!(Mapped::default().error_message(), None);
+}
+
+fn text_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
+}
+
+/// The attributes written directly are what the tree and `limits::apply` made of them, within
+/// the limits and beyond them (repeated keys, too many entries, long keys and values, nesting).
+#[test]
+fn attributes_written_directly_equal_the_trimmed_tree() {
+    use crate::mapping::json_out::JsonOut;
+    use crate::mapping::limits::{apply, ValueLimits};
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    let nested = KeyValue {
+        key: "attributes".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![text_kv("b", "x"), text_kv("a", "yyyyyyyyyyyy"), text_kv("c", "z")],
+            })),
+        }),
+        ..Default::default()
+    };
+    let list = KeyValue {
+        key: "list".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue { value: Some(any_value::Value::StringValue("0123456789abc".into())) }],
+            })),
+        }),
+        ..Default::default()
+    };
+    let cases: Vec<Vec<KeyValue>> = vec![
+        vec![text_kv("z", "1"), text_kv("a", "2")],
+        vec![text_kv("k", "first"), text_kv("k", "last")],
+        (0..10).map(|i| text_kv(&format!("key{}", 9 - i), "v")).collect(),
+        vec![
+            text_kv("a-very-long-key-indeed", "v"),
+            text_kv("ok", "a value longer than ten"),
+            text_kv("n\0l", "x\0"),
+        ],
+        vec![nested, list, text_kv("k", "k"), text_kv("k", "again")],
+    ];
+    for limits in [ValueLimits::DEFAULT, ValueLimits { attribute_count: 2, value_length: 10 }] {
+        for attributes in &cases {
+            let mut out = JsonOut::new(limits, 64);
+            out.begin_object();
+            out.key("attributes");
+            attributes::write_attributes(&mut out, "attributes", attributes);
+            out.end_object();
+            let trimmed = out.trimmed;
+            let written: serde_json::Value = serde_json::from_str(&out.finish()).unwrap();
+            let mut tree = serde_json::Map::new();
+            tree.insert(
+                "attributes".into(),
+                serde_json::Value::Object(attributes::attributes_json(attributes)),
+            );
+            let mut tree = crate::mapping::text::map_without_nul(tree);
+            let expected = apply(&mut tree, limits);
+            tree.remove("truncated");
+            assert_eq!(written, serde_json::Value::Object(tree), "{attributes:?} at {limits:?}");
+            assert_eq!(trimmed, expected, "{attributes:?} at {limits:?}");
+        }
+    }
+}
+
+/// The facts the mappings take while writing are the facts the payload holds.
+#[test]
+fn facts_taken_while_writing_agree_with_the_payload() {
+    use opentelemetry_proto::tonic::trace::v1::span::Event;
+    use opentelemetry_proto::tonic::trace::v1::Status;
+    let span = |status: i32, events: Vec<Event>| Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        name: "GET /x".into(),
+        status: Some(Status { code: status, message: String::new() }),
+        events,
+        start_time_unix_nano: 1_714_558_830_000_000_000,
+        ..Default::default()
+    };
+    let exception = |kind: &str| Event {
+        name: "exception".into(),
+        attributes: vec![text_kv("exception.type", kind)],
+        ..Default::default()
+    };
+    let spans = [span(0, vec![]), span(2, vec![]), span(1, vec![exception(""), exception("Boom")])];
+    for span in spans {
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let signal = &spans_to_signals(&request, received_at(), &OPTIONS).signals[0];
+        assert_eq!(
+            signal.facts,
+            crate::model::payload::Facts::of_payload(signal.signal_type, &signal.api_payload())
+        );
+    }
+    let mut with_stack = record(0, "", false);
+    with_stack.attributes.push(text_kv("exception.stacktrace", "at x"));
+    for log in [record(17, "", true), record(9, "", false), with_stack] {
+        let signal = &logs_to_signals(&one_log(log), received_at(), &OPTIONS).signals[0];
+        assert_eq!(
+            signal.facts,
+            crate::model::payload::Facts::of_payload(signal.signal_type, &signal.api_payload())
+        );
+    }
 }

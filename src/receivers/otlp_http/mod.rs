@@ -106,6 +106,7 @@ async fn decode_and_store(
         Kind::Traces => spans_to_signals(
             &decode::<ExportTraceServiceRequest>(encoding, &bytes, otlp_json::traces_request)?,
             received_at,
+            &state.options,
         ),
         Kind::Logs => logs_to_signals(
             &decode::<ExportLogsServiceRequest>(encoding, &bytes, otlp_json::logs_request)?,

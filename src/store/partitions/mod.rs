@@ -176,8 +176,8 @@ impl Store {
         }
         if rotate {
             let moved = format!(
-                r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown)
-                   SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown
+                r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id)
+                   SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
                    FROM raw_signals_default_rotating WHERE {KEPT}
                    ON CONFLICT DO NOTHING"#
             );
