@@ -110,7 +110,10 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
         ("legacy_shared_50_traces", 32),
         ("otlp_grpc_overload_64", 64),
     ];
-    for (name, concurrency) in scenarios {
+    let chosen = scenarios
+        .into_iter()
+        .filter(|(name, _)| options.scenarios.is_empty() || options.scenarios.iter().any(|s| s == name));
+    for (name, concurrency) in chosen {
         let service = format!("bench-{name}");
         // From a fresh checkpoint, so each scenario pays its own full-page images in the WAL.
         db.batch_execute("CHECKPOINT").await?;
@@ -118,6 +121,7 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
         let disk = stored_bytes(&db).await?;
         server.take_peak_rss_mib();
         let cpu_before = server.cpu_seconds();
+        let postgres_before = crate::server::postgres_cpu_seconds();
         let (tally, elapsed) = match name {
             "otlp_grpc_spans" | "otlp_grpc_overload_64" => {
                 grpc_spans(server.grpc, concurrency, options.seconds, &service).await?
@@ -167,12 +171,15 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
             }
         };
         let cpu_seconds = server.cpu_seconds() - cpu_before;
+        let postgres_seconds = crate::server::postgres_cpu_seconds() - postgres_before;
         let cpu = cpu_seconds / elapsed.as_secs_f64();
         let wal: f64 = db
             .query_one("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::float8", &[&lsn])
             .await?
             .get(0);
         let disk = stored_bytes(&db).await? - disk;
+        let wal_by_kind = wal_breakdown(&db, &lsn).await.unwrap_or(Value::Null);
+        let disk_by_relation = disk_breakdown(&db).await.unwrap_or(Value::Null);
         let peak_rss_mib = server.take_peak_rss_mib();
         let service = format!("bench-{name}");
         let stored: i64 = db
@@ -198,8 +205,11 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
             "peak_rss_mib": peak_rss_mib,
             "cpu_cores": cpu,
             "server_cpu_us_per_signal": cpu_seconds * 1e6 / stored.max(1) as f64,
+            "postgres_cpu_us_per_signal": postgres_seconds * 1e6 / stored.max(1) as f64,
             "wal_bytes_per_signal": wal / stored.max(1) as f64,
             "disk_bytes_per_signal": disk as f64 / stored.max(1) as f64,
+            "wal_by_kind": wal_by_kind,
+            "disk_by_relation": disk_by_relation,
         });
         eprintln!("bench: {result}");
         results.push(result);
@@ -229,6 +239,44 @@ async fn stored_bytes(db: &tokio_postgres::Client) -> Result<i64, BoxError> {
     let sql = "SELECT ((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('raw_signals'))
                       + coalesce(pg_total_relation_size(to_regclass('signal_shared')), 0))::int8";
     Ok(db.query_one(sql, &[]).await?.get(0))
+}
+
+/// Where the scenario's WAL went, by resource manager (heap, btree, gin, …): record bytes and
+/// full-page-image bytes (pg_walinspect, PostgreSQL 15; skipped where it is not available).
+async fn wal_breakdown(db: &tokio_postgres::Client, since: &str) -> Result<Value, BoxError> {
+    db.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect").await?;
+    let rows = db
+        .query(
+            r#"SELECT "resource_manager/record_type", count::int8, record_size::int8, fpi_size::int8
+               FROM pg_get_wal_stats($1::text::pg_lsn, pg_current_wal_lsn(), false)
+               WHERE count > 0 ORDER BY combined_size DESC LIMIT 8"#,
+            &[&since],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            json!({"kind": r.get::<_, String>(0), "records": r.get::<_, i64>(1),
+                   "record_bytes": r.get::<_, i64>(2), "fpi_bytes": r.get::<_, i64>(3)})
+        })
+        .collect())
+}
+
+/// Bytes of every relation of the signal tables and incidents (heap and each index), largest
+/// first: cumulative over the run's scenarios.
+async fn disk_breakdown(db: &tokio_postgres::Client) -> Result<Value, BoxError> {
+    let rows = db
+        .query(
+            r#"SELECT regexp_replace(c.relname, '_p[0-9t]+', '_p*') AS relation, c.relkind::text,
+                      sum(pg_relation_size(c.oid))::int8 AS bytes
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')
+                 AND (c.relname LIKE 'raw_signals%' OR c.relname LIKE 'incidents%' OR c.relname LIKE 'signal_shared%')
+               GROUP BY 1, 2 HAVING sum(pg_relation_size(c.oid)) > 0 ORDER BY 3 DESC"#,
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| json!({"relation": r.get::<_, String>(0), "bytes": r.get::<_, i64>(2)})).collect())
 }
 
 pub fn flush_redis(options: &Options) -> Result<(), BoxError> {

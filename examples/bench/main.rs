@@ -42,6 +42,8 @@ pub struct Options {
     /// Apply only the first N migrations to the fresh databases: for the binary of an older
     /// commit, run in the same sitting for a before/after comparison (`--migrations 8`).
     pub migrations: Option<usize>,
+    /// Run only these server scenarios (`--scenario legacy_info_32`); all when empty.
+    pub scenarios: Vec<String>,
 }
 
 impl Options {
@@ -69,6 +71,7 @@ fn options() -> Result<Options, BoxError> {
         only: Vec::new(),
         server_env: Vec::new(),
         migrations: None,
+        scenarios: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -81,6 +84,7 @@ fn options() -> Result<Options, BoxError> {
             "--server" => options.server_binary = value()?,
             "--only" => options.only.push(value()?),
             "--migrations" => options.migrations = Some(value()?.parse()?),
+            "--scenario" => options.scenarios.push(value()?),
             "--server-env" => {
                 let pair = value()?;
                 let (key, value) = pair.split_once('=').ok_or("--server-env takes KEY=VALUE")?;
@@ -88,7 +92,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations"
+                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario"
                 )
                 .into())
             }

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_partitioned_signals.sql"),
     migration!(8, "0008_incident_indexes.sql"),
     migration!(9, "0009_shared_resources.sql"),
+    migration!(10, "0010_incident_trigger_when.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

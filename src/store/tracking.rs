@@ -56,13 +56,10 @@ shared AS (
 ),
 inserted AS (
     -- In key order, so that two batches retrying the same signals wait for each other in one
-    -- order. A record without a time was stamped when it arrived, so its retry has another
-    -- time: it is recognised by its id among the rows flagged time_unknown (the caller holds a
-    -- lock per such id, so that two copies in flight cannot both pass this check).
+    -- order. TIMELESS_CHECK is empty unless the batch has records without a time (see there).
     INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
     SELECT id, kind, trace_id, service_name, ts, payload::jsonb, time_unknown, shared_id FROM input
-    WHERE NOT (time_unknown AND EXISTS (
-        SELECT 1 FROM raw_signals r WHERE r.time_unknown AND r.id = input.id AND r.signal_type = input.kind))
+    /*TIMELESS_CHECK*/
     ORDER BY ts, id, kind
     ON CONFLICT ("timestamp", id, signal_type) DO NOTHING
     RETURNING id, "timestamp", signal_type
@@ -179,6 +176,20 @@ SELECT ARRAY(SELECT id FROM inserted), ARRAY(SELECT "timestamp" FROM inserted),
        (SELECT count(*) FROM links)
 "#;
 
+/// A record without a time was stamped when it arrived, so its retry has another time: it is
+/// recognised by its id among the rows flagged time_unknown (the caller holds a lock per such
+/// id, so that two copies in flight cannot both pass this check). The lookup spans every
+/// partition, and a statement that contains it opens, locks and initialises a scan of each, on
+/// every execution, even when no row needs it: a cost that grows with the days kept. Only
+/// batches with such records carry it.
+const TIMELESS_CHECK: &str = "WHERE NOT (time_unknown AND EXISTS (
+        SELECT 1 FROM raw_signals r WHERE r.time_unknown AND r.id = input.id AND r.signal_type = input.kind))";
+
+/// The batch write, without and with [`TIMELESS_CHECK`].
+static STATEMENTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    [WRITE_BATCH.replace("/*TIMELESS_CHECK*/", ""), WRITE_BATCH.replace("/*TIMELESS_CHECK*/", TIMELESS_CHECK)]
+});
+
 /// Advisory-lock namespace of the per-id locks around records without a time (the two-key
 /// form, a key space apart from the single-key locks of migrations and maintenance).
 const TIMELESS_LOCK_SPACE: i32 = 0x5349_474e; // "SIGN"
@@ -236,7 +247,7 @@ impl Store {
         let mut client = self.client().await?;
         let locks = timeless_locks(&rows);
         let row = if locks.is_empty() {
-            let statement = client.prepare_cached(WRITE_BATCH).await?;
+            let statement = client.prepare_cached(&STATEMENTS[0]).await?;
             client.query_one(&statement, &params).await?
         } else {
             // Locks first, then the write in a statement of its own, whose snapshot sees a copy
@@ -247,7 +258,7 @@ impl Store {
                 &[&TIMELESS_LOCK_SPACE, &locks],
             )
             .await?;
-            let statement = tx.prepare_cached(WRITE_BATCH).await?;
+            let statement = tx.prepare_cached(&STATEMENTS[1]).await?;
             let row = tx.query_one(&statement, &params).await?;
             tx.commit().await?;
             row
