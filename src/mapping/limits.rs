@@ -40,19 +40,12 @@ pub(crate) const ATTRIBUTE_MAPS: &[&str] = &["attributes", "resource", "filtered
 /// Attribute maps keep their first entries in key order (the stored order); an attribute whose
 /// key alone is longer than the value limit is dropped.
 pub fn apply(payload: &mut Map<String, Value>, limits: ValueLimits) -> Trimmed {
-    apply_carrying(payload, limits, Trimmed::default())
-}
-
-/// [`apply`], with `carried` (what was cut from the parts an OTLP export's records share,
-/// stored once) counted in the note as if the payload held its own copy.
-pub fn apply_carrying(payload: &mut Map<String, Value>, limits: ValueLimits, carried: Trimmed) -> Trimmed {
     let mut trimmed = Trimmed::default();
     for (key, value) in payload.iter_mut() {
         trim(key, value, limits, &mut trimmed);
     }
-    let noted = trimmed.plus(carried);
-    if noted != Trimmed::default() {
-        payload.insert("truncated".to_owned(), truncation_note(noted, limits));
+    if trimmed != Trimmed::default() {
+        payload.insert("truncated".to_owned(), truncation_note(trimmed, limits));
     }
     trimmed
 }

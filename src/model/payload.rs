@@ -228,15 +228,6 @@ pub fn omitted_defaults(signal_type: SignalType) -> &'static [(&'static str, Omi
     OTLP_DEFAULTS.iter().find(|(t, _)| *t == signal_type).map_or(&[], |(_, keys)| *keys)
 }
 
-/// Removes from a payload built as a tree the keys [`OTLP_DEFAULTS`] omits when at their default.
-pub fn omit_defaults(signal_type: SignalType, payload: &mut Map<String, Value>) {
-    for (key, omitted) in omitted_defaults(signal_type) {
-        if payload.get(*key).is_some_and(|v| *v == omitted.value()) {
-            payload.remove(*key);
-        }
-    }
-}
-
 /// The payload as the API returns it. `shared` is the resource and scope of an OTLP signal
 /// (`None` for a legacy one, whose payload is returned as stored).
 pub fn api_form(signal_type: SignalType, stored: Value, shared: Option<(Value, Value)>) -> Value {

@@ -1,5 +1,6 @@
-//! OTLP attribute values -> JSON for the stored payload: written directly ([`write_attributes`])
-//! on the hot paths, as a tree ([`attributes_json`]) where a tree is still built (metric points).
+//! OTLP attribute values -> JSON for the stored payload: written directly ([`write_attributes`]);
+//! as a tree ([`any_value_json`]) only for the text of a structured log body and a non-string
+//! stack trace, which must be the tree's JSON text (sorted keys).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Metric data points -> `metric` signals, one per point.
+//! Metric data points -> `metric` signals, one per point, each payload written straight from
+//! the point.
 //!
 //! `value` is the number for gauges and sums, and the sum for histograms, exponential histograms
 //! and summaries (count, min, max, buckets or quantiles alongside). A point flagged
@@ -9,20 +10,22 @@
 use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{
-    exemplar, metric, number_data_point, AggregationTemporality, Exemplar, Metric,
-};
-use prost::Message;
-use serde_json::{json, Map, Value};
-
 use std::sync::Arc;
 
-use super::attributes::{attributes_json, f64_json, service_name, shared_part};
+use opentelemetry_proto::tonic::metrics::v1::{
+    exemplar, metric, number_data_point, AggregationTemporality, Exemplar, ExponentialHistogramDataPoint,
+    HistogramDataPoint, Metric, SummaryDataPoint,
+};
+use prost::Message;
+
+use super::attributes::{service_name, shared_part, write_attributes};
 use super::ids::{hex, point_signal_id, valid_id};
-use super::{first_known_time, nanos_json, time_json, tree_payload, Mapped};
+use super::{finish, first_known_time, limited, time_from_nanos, Mapped};
+use crate::mapping::json_out::JsonOut;
 use crate::mapping::text::without_nul;
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
-use crate::model::payload::Shared;
+use crate::model::payload::{Facts, Shared};
+use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 
 /// `flags & 1`: the point marks a series as stale and carries no value.
@@ -91,9 +94,136 @@ struct Point<'a> {
     time_unix_nano: u64,
     exemplars: &'a [Exemplar],
     flags: u32,
-    value: Value,
+    value: Num,
     /// Kind-specific fields (temporality, count, buckets, …).
-    extra: Map<String, Value>,
+    extra: Extra<'a>,
+}
+
+/// A point's `value`.
+#[derive(Clone, Copy)]
+enum Num {
+    Null,
+    Int(i64),
+    Double(f64),
+}
+
+impl Num {
+    fn optional(x: Option<f64>) -> Num {
+        x.map_or(Num::Null, Num::Double)
+    }
+
+    fn write(self, out: &mut JsonOut) {
+        match self {
+            Num::Null => out.null(),
+            Num::Int(i) => out.i64(i),
+            Num::Double(d) => out.f64(d),
+        }
+    }
+
+    /// As the rules read it: a number, or nothing (null, or a non-finite double stored as text).
+    fn as_f64(self) -> Option<f64> {
+        match self {
+            Num::Null => None,
+            Num::Int(i) => Some(i as f64),
+            Num::Double(d) => d.is_finite().then_some(d),
+        }
+    }
+}
+
+/// The fields of each kind of point beside the common ones.
+enum Extra<'a> {
+    Number { temporality: Option<&'static str>, monotonic: Option<bool>, value_type: Option<&'static str> },
+    Histogram { temporality: &'static str, point: &'a HistogramDataPoint },
+    Exponential { temporality: &'static str, point: &'a ExponentialHistogramDataPoint },
+    Summary { point: &'a SummaryDataPoint },
+}
+
+impl Extra<'_> {
+    fn write(&self, out: &mut JsonOut) {
+        match self {
+            Extra::Number { temporality, monotonic, value_type } => {
+                if let Some(temporality) = temporality {
+                    out.field_str("temporality", temporality);
+                }
+                if let Some(monotonic) = monotonic {
+                    out.key("monotonic");
+                    out.bool(*monotonic);
+                }
+                if let Some(value_type) = value_type {
+                    out.field_str("value_type", value_type);
+                }
+            }
+            Extra::Histogram { temporality, point } => {
+                out.field_str("temporality", temporality);
+                distribution(out, point.count, point.sum, point.min, point.max);
+                out.key("bucket_counts");
+                u64_list(out, &point.bucket_counts);
+                out.key("explicit_bounds");
+                out.begin_array();
+                point.explicit_bounds.iter().for_each(|b| out.f64(*b));
+                out.end_array();
+            }
+            Extra::Exponential { temporality, point } => {
+                out.field_str("temporality", temporality);
+                distribution(out, point.count, point.sum, point.min, point.max);
+                out.key("scale");
+                out.i64(i64::from(point.scale));
+                out.key("zero_count");
+                out.u64(point.zero_count);
+                out.key("zero_threshold");
+                out.f64(point.zero_threshold);
+                for (key, buckets) in [("positive", &point.positive), ("negative", &point.negative)] {
+                    out.key(key);
+                    match buckets {
+                        Some(buckets) => {
+                            out.begin_object();
+                            out.key("offset");
+                            out.i64(i64::from(buckets.offset));
+                            out.key("bucket_counts");
+                            u64_list(out, &buckets.bucket_counts);
+                            out.end_object();
+                        }
+                        None => out.null(),
+                    }
+                }
+            }
+            Extra::Summary { point } => {
+                // Summaries are cumulative by definition (metrics.proto).
+                out.field_str("temporality", "CUMULATIVE");
+                out.key("count");
+                out.u64(point.count);
+                out.key("sum");
+                out.f64(point.sum);
+                out.key("quantiles");
+                out.begin_array();
+                for q in &point.quantile_values {
+                    out.begin_object();
+                    out.key("quantile");
+                    out.f64(q.quantile);
+                    out.key("value");
+                    out.f64(q.value);
+                    out.end_object();
+                }
+                out.end_array();
+            }
+        }
+    }
+}
+
+fn u64_list(out: &mut JsonOut, values: &[u64]) {
+    out.begin_array();
+    values.iter().for_each(|v| out.u64(*v));
+    out.end_array();
+}
+
+/// `count`, `sum`, `min`, `max` of a histogram point (absent ones as `null`).
+fn distribution(out: &mut JsonOut, count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) {
+    out.key("count");
+    out.u64(count);
+    for (key, x) in [("sum", sum), ("min", min), ("max", max)] {
+        out.key(key);
+        Num::optional(x).write(out);
+    }
 }
 
 fn map_metric(context: &Context, mapped: &mut Mapped) {
@@ -107,86 +237,50 @@ fn map_metric(context: &Context, mapped: &mut Mapped) {
     match data {
         metric::Data::Gauge(gauge) => {
             for point in &gauge.data_points {
-                push(mapped, number_point("gauge", point, Map::new()).map(|p| context.signal(p)), name);
+                push(mapped, number_point("gauge", point, None, None).map(|p| context.signal(p)), name);
             }
         }
         metric::Data::Sum(sum) => {
             for point in &sum.data_points {
-                let extra = temporality_fields(sum.aggregation_temporality, Some(sum.is_monotonic));
-                let point = extra.and_then(|extra| number_point("sum", point, extra));
+                let point = temporality(sum.aggregation_temporality)
+                    .and_then(|t| number_point("sum", point, Some(t), Some(sum.is_monotonic)));
                 push(mapped, point.map(|p| context.signal(p)), name);
             }
         }
         metric::Data::Histogram(histogram) => {
             for point in &histogram.data_points {
-                let point = temporality_fields(histogram.aggregation_temporality, None).map(|mut extra| {
-                    let value = distribution(&mut extra, point.count, point.sum, point.min, point.max);
-                    extra.insert("bucket_counts".into(), json!(point.bucket_counts));
-                    extra.insert(
-                        "explicit_bounds".into(),
-                        point.explicit_bounds.iter().copied().map(f64_json).collect(),
-                    );
-                    Point {
-                        kind: "histogram",
-                        encoded: point.encode_to_vec(),
-                        attributes: &point.attributes,
-                        start_time_unix_nano: point.start_time_unix_nano,
-                        time_unix_nano: point.time_unix_nano,
-                        exemplars: &point.exemplars,
-                        flags: point.flags,
-                        value,
-                        extra,
-                    }
+                let point = temporality(histogram.aggregation_temporality).map(|temporality| Point {
+                    kind: "histogram",
+                    encoded: point.encode_to_vec(),
+                    attributes: &point.attributes,
+                    start_time_unix_nano: point.start_time_unix_nano,
+                    time_unix_nano: point.time_unix_nano,
+                    exemplars: &point.exemplars,
+                    flags: point.flags,
+                    value: Num::optional(point.sum),
+                    extra: Extra::Histogram { temporality, point },
                 });
                 push(mapped, point.map(|p| context.signal(p)), name);
             }
         }
         metric::Data::ExponentialHistogram(histogram) => {
             for point in &histogram.data_points {
-                let point = temporality_fields(histogram.aggregation_temporality, None).map(|mut extra| {
-                    let buckets = |b: &Option<_>| match b {
-                        Some(opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets {
-                            offset,
-                            bucket_counts,
-                        }) => json!({"offset": offset, "bucket_counts": bucket_counts}),
-                        None => Value::Null,
-                    };
-                    let value = distribution(&mut extra, point.count, point.sum, point.min, point.max);
-                    extra.insert("scale".into(), json!(point.scale));
-                    extra.insert("zero_count".into(), json!(point.zero_count));
-                    extra.insert("zero_threshold".into(), f64_json(point.zero_threshold));
-                    extra.insert("positive".into(), buckets(&point.positive));
-                    extra.insert("negative".into(), buckets(&point.negative));
-                    Point {
-                        kind: "exponential_histogram",
-                        encoded: point.encode_to_vec(),
-                        attributes: &point.attributes,
-                        start_time_unix_nano: point.start_time_unix_nano,
-                        time_unix_nano: point.time_unix_nano,
-                        exemplars: &point.exemplars,
-                        flags: point.flags,
-                        value,
-                        extra,
-                    }
+                let point = temporality(histogram.aggregation_temporality).map(|temporality| Point {
+                    kind: "exponential_histogram",
+                    encoded: point.encode_to_vec(),
+                    attributes: &point.attributes,
+                    start_time_unix_nano: point.start_time_unix_nano,
+                    time_unix_nano: point.time_unix_nano,
+                    exemplars: &point.exemplars,
+                    flags: point.flags,
+                    value: Num::optional(point.sum),
+                    extra: Extra::Exponential { temporality, point },
                 });
                 push(mapped, point.map(|p| context.signal(p)), name);
             }
         }
         metric::Data::Summary(summary) => {
             for point in &summary.data_points {
-                let mut extra = Map::new();
-                // Summaries are cumulative by definition (metrics.proto).
-                extra.insert("temporality".into(), json!("CUMULATIVE"));
-                extra.insert("count".into(), json!(point.count));
-                extra.insert("sum".into(), f64_json(point.sum));
-                extra.insert(
-                    "quantiles".into(),
-                    point
-                        .quantile_values
-                        .iter()
-                        .map(|q| json!({"quantile": f64_json(q.quantile), "value": f64_json(q.value)}))
-                        .collect(),
-                );
                 let point = Point {
                     kind: "summary",
                     encoded: point.encode_to_vec(),
@@ -195,30 +289,13 @@ fn map_metric(context: &Context, mapped: &mut Mapped) {
                     time_unix_nano: point.time_unix_nano,
                     exemplars: &[],
                     flags: point.flags,
-                    value: f64_json(point.sum),
-                    extra,
+                    value: Num::Double(point.sum),
+                    extra: Extra::Summary { point },
                 };
                 mapped.signals.push(context.signal(point));
             }
         }
     }
-}
-
-/// `count`, `sum`, `min`, `max` of a histogram point (absent ones as `null`); returns the
-/// point's `value`, its sum.
-fn distribution(
-    extra: &mut Map<String, Value>,
-    count: u64,
-    sum: Option<f64>,
-    min: Option<f64>,
-    max: Option<f64>,
-) -> Value {
-    let optional = |x: Option<f64>| x.map_or(Value::Null, f64_json);
-    extra.insert("count".into(), json!(count));
-    extra.insert("sum".into(), optional(sum));
-    extra.insert("min".into(), optional(min));
-    extra.insert("max".into(), optional(max));
-    optional(sum)
 }
 
 fn push(mapped: &mut Mapped, point: Result<Signal, String>, metric_name: &str) {
@@ -228,36 +305,25 @@ fn push(mapped: &mut Mapped, point: Result<Signal, String>, metric_name: &str) {
     }
 }
 
-/// `temporality` (and `monotonic` for sums), or why the point is invalid.
-fn temporality_fields(temporality: i32, monotonic: Option<bool>) -> Result<Map<String, Value>, String> {
-    let name = match AggregationTemporality::try_from(temporality) {
-        Ok(AggregationTemporality::Delta) => "DELTA",
-        Ok(AggregationTemporality::Cumulative) => "CUMULATIVE",
-        _ => return Err("aggregation temporality is unspecified".to_owned()),
-    };
-    let mut fields = Map::new();
-    fields.insert("temporality".into(), json!(name));
-    if let Some(monotonic) = monotonic {
-        fields.insert("monotonic".into(), json!(monotonic));
+/// The aggregation temporality's name, or why the point is invalid.
+fn temporality(temporality: i32) -> Result<&'static str, String> {
+    match AggregationTemporality::try_from(temporality) {
+        Ok(AggregationTemporality::Delta) => Ok("DELTA"),
+        Ok(AggregationTemporality::Cumulative) => Ok("CUMULATIVE"),
+        _ => Err("aggregation temporality is unspecified".to_owned()),
     }
-    Ok(fields)
 }
 
 fn number_point<'a>(
     kind: &'static str,
     point: &'a opentelemetry_proto::tonic::metrics::v1::NumberDataPoint,
-    mut extra: Map<String, Value>,
+    temporality: Option<&'static str>,
+    monotonic: Option<bool>,
 ) -> Result<Point<'a>, String> {
-    let value = match point.value {
-        Some(number_data_point::Value::AsDouble(d)) => {
-            extra.insert("value_type".into(), json!("double"));
-            f64_json(d)
-        }
-        Some(number_data_point::Value::AsInt(i)) => {
-            extra.insert("value_type".into(), json!("int"));
-            json!(i)
-        }
-        None if point.flags & NO_RECORDED_VALUE != 0 => Value::Null,
+    let (value, value_type) = match point.value {
+        Some(number_data_point::Value::AsDouble(d)) => (Num::Double(d), Some("double")),
+        Some(number_data_point::Value::AsInt(i)) => (Num::Int(i), Some("int")),
+        None if point.flags & NO_RECORDED_VALUE != 0 => (Num::Null, None),
         None => return Err("data point has no value (asDouble or asInt)".to_owned()),
     };
     Ok(Point {
@@ -269,7 +335,7 @@ fn number_point<'a>(
         exemplars: &point.exemplars,
         flags: point.flags,
         value,
-        extra,
+        extra: Extra::Number { temporality, monotonic, value_type },
     })
 }
 
@@ -281,22 +347,44 @@ impl Context<'_> {
         // An exemplar links the point to a trace: the first valid one gives its trace id.
         let trace_id = point.exemplars.iter().find(|e| valid_id(&e.trace_id, 16)).map(|e| hex(&e.trace_id));
         let no_recorded_value = point.flags & NO_RECORDED_VALUE != 0;
-        let value = if no_recorded_value { Value::Null } else { point.value };
+        let value = if no_recorded_value { Num::Null } else { point.value };
+        let limits = self.options.limits;
 
-        let mut payload = Map::new();
-        payload.insert("metric_name".into(), json!(self.metric.name));
-        payload.insert("value".into(), value);
-        payload.insert("unit".into(), json!(self.metric.unit));
-        payload.insert("description".into(), json!(self.metric.description));
-        payload.insert("kind".into(), json!(point.kind));
-        payload.extend(point.extra);
-        payload.insert("attributes".into(), Value::Object(attributes_json(point.attributes)));
-        payload.insert("start_time".into(), time_json(point.start_time_unix_nano));
-        payload.insert("time_unix_nano".into(), nanos_json(point.time_unix_nano));
-        payload.insert("flags".into(), json!(point.flags));
-        payload.insert("no_recorded_value".into(), json!(no_recorded_value));
-        payload.insert("exemplars".into(), point.exemplars.iter().map(exemplar_json).collect());
-        let (payload, facts) = tree_payload(SignalType::Metric, payload, self.shared, self.options.limits);
+        // Keys holding their default are left out (model::payload::OTLP_DEFAULTS).
+        let mut out = JsonOut::new(limits, 384);
+        out.begin_object();
+        out.field_str("metric_name", &self.metric.name);
+        out.key("value");
+        value.write(&mut out);
+        out.field_str("unit", &self.metric.unit);
+        if !self.metric.description.is_empty() {
+            out.field_str("description", &self.metric.description);
+        }
+        out.field_str("kind", point.kind);
+        point.extra.write(&mut out);
+        out.key("attributes");
+        write_attributes(&mut out, "attributes", point.attributes);
+        out.key("start_time");
+        write_time(&mut out, point.start_time_unix_nano);
+        out.field_str("time_unix_nano", itoa::Buffer::new().format(point.time_unix_nano));
+        if point.flags != 0 {
+            out.key("flags");
+            out.u64(u64::from(point.flags));
+        }
+        out.key("no_recorded_value");
+        out.bool(no_recorded_value);
+        if !point.exemplars.is_empty() {
+            out.key("exemplars");
+            out.begin_array();
+            point.exemplars.iter().for_each(|e| write_exemplar(&mut out, e));
+            out.end_array();
+        }
+        let payload = finish(out, self.shared);
+        let facts = Facts {
+            text: Some(limited(&self.metric.name, limits)),
+            value: value.as_f64(),
+            ..Facts::default()
+        };
         let [resource, scope, descriptor] = self.identity;
         Signal {
             signal_id: point_signal_id(&[resource, scope, descriptor, &point.encoded]),
@@ -312,17 +400,33 @@ impl Context<'_> {
     }
 }
 
-fn exemplar_json(e: &Exemplar) -> Value {
-    let value = match e.value {
-        Some(exemplar::Value::AsDouble(d)) => f64_json(d),
-        Some(exemplar::Value::AsInt(i)) => json!(i),
-        None => Value::Null,
-    };
-    json!({
-        "trace_id": valid_id(&e.trace_id, 16).then(|| hex(&e.trace_id)),
-        "span_id": valid_id(&e.span_id, 8).then(|| hex(&e.span_id)),
-        "time": time_json(e.time_unix_nano),
-        "value": value,
-        "filtered_attributes": attributes_json(&e.filtered_attributes),
-    })
+/// RFC 3339 text of an OTLP time, `null` when unknown.
+fn write_time(out: &mut JsonOut, nanos: u64) {
+    match time_from_nanos(nanos) {
+        Some(time) => out.str(&format_timestamp(&time)),
+        None => out.null(),
+    }
+}
+
+fn write_exemplar(out: &mut JsonOut, e: &Exemplar) {
+    out.begin_object();
+    for (key, id, len) in [("trace_id", &e.trace_id, 16), ("span_id", &e.span_id, 8)] {
+        out.key(key);
+        if valid_id(id, len) {
+            out.str(&hex(id));
+        } else {
+            out.null();
+        }
+    }
+    out.key("time");
+    write_time(out, e.time_unix_nano);
+    out.key("value");
+    match e.value {
+        Some(exemplar::Value::AsDouble(d)) => out.f64(d),
+        Some(exemplar::Value::AsInt(i)) => out.i64(i),
+        None => out.null(),
+    }
+    out.key("filtered_attributes");
+    write_attributes(out, "filtered_attributes", &e.filtered_attributes);
+    out.end_object();
 }

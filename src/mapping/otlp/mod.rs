@@ -16,16 +16,11 @@ pub use spans::spans_to_signals;
 
 use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
-use serde_json::Value;
 
 use crate::mapping::json_out::{without_nul, JsonOut};
-use serde_json::Map;
-
-use crate::mapping::limits::{apply_carrying, floor_char_boundary, truncation_note, Trimmed, ValueLimits};
-use crate::mapping::text::map_without_nul;
-use crate::model::payload::{omit_defaults, Facts, Payload, Shared};
-use crate::model::time::format_timestamp;
-use crate::model::{Signal, SignalType};
+use crate::mapping::limits::{floor_char_boundary, truncation_note, Trimmed, ValueLimits};
+use crate::model::payload::{Payload, Shared};
+use crate::model::Signal;
 
 /// At most this many distinct rejection reasons are kept for the answer's `error_message`.
 const MAX_REASONS: usize = 5;
@@ -81,23 +76,6 @@ fn finish(mut out: JsonOut, shared: &Shared) -> Payload {
     Payload::from_encoded(out.finish())
 }
 
-/// A payload built as a tree (metric points): NULs replaced, limits applied, defaults omitted,
-/// then encoded; its facts are read from the tree.
-fn tree_payload(
-    signal_type: SignalType,
-    payload: Map<String, Value>,
-    shared: &Shared,
-    limits: ValueLimits,
-) -> (Payload, Facts) {
-    let mut payload = map_without_nul(payload);
-    let carried =
-        Trimmed { attributes_dropped: shared.attributes_dropped, values_truncated: shared.values_truncated };
-    apply_carrying(&mut payload, limits, carried);
-    omit_defaults(signal_type, &mut payload);
-    let facts = Facts::of_payload(signal_type, &payload);
-    (Payload::from_map(payload), facts)
-}
-
 /// `text` as it is stored: NULs replaced, cut to the value length limit.
 fn limited(text: &str, limits: ValueLimits) -> String {
     let text = without_nul(text);
@@ -116,16 +94,6 @@ fn exception_type(attributes: &[KeyValue], limits: ValueLimits) -> Option<String
 /// record's time fields are preferred; `None` when the record carries no time at all.
 fn first_known_time(candidates: &[u64]) -> Option<DateTime<Utc>> {
     candidates.iter().find_map(|nanos| time_from_nanos(*nanos))
-}
-
-/// RFC 3339 text of an OTLP time, `null` when unknown.
-fn time_json(nanos: u64) -> Value {
-    time_from_nanos(nanos).map_or(Value::Null, |t| Value::String(format_timestamp(&t)))
-}
-
-/// The original nanoseconds, as text: JSON numbers beyond 2^53 lose precision in most readers.
-fn nanos_json(nanos: u64) -> Value {
-    Value::String(nanos.to_string())
 }
 
 #[cfg(test)]

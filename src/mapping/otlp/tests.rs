@@ -251,4 +251,36 @@ fn facts_taken_while_writing_agree_with_the_payload() {
             crate::model::payload::Facts::of_payload(signal.signal_type, &signal.api_payload())
         );
     }
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    let values = [
+        number_data_point::Value::AsDouble(2500.0),
+        number_data_point::Value::AsInt(7),
+        number_data_point::Value::AsDouble(f64::NAN),
+    ];
+    for value in values {
+        let point = NumberDataPoint {
+            time_unix_nano: 1_714_558_830_000_000_000,
+            value: Some(value),
+            ..Default::default()
+        };
+        let metric = Metric {
+            name: "http.latency".into(),
+            data: Some(metric::Data::Gauge(Gauge { data_points: vec![point] })),
+            ..Default::default()
+        };
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics { metrics: vec![metric], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let signal = &metrics_to_signals(&request, received_at(), &OPTIONS).signals[0];
+        assert_eq!(
+            signal.facts,
+            crate::model::payload::Facts::of_payload(signal.signal_type, &signal.api_payload())
+        );
+    }
 }
