@@ -7,7 +7,9 @@
 //! - a span's `start_time` and `end_time` are not stored when its nanosecond fields give them.
 //!
 //! [`api_form`] is the one place that turns the first form into the second, and
-//! [`OTLP_DEFAULTS`] the one list of what may be left out. Legacy payloads are stored whole.
+//! [`OTLP_DEFAULTS`] the one list of what may be left out (the OTLP encoders leave out exactly
+//! these; tests/it/api_shapes.rs checks every answer against the form from before). Legacy
+//! payloads are stored whole.
 
 use std::sync::{Arc, OnceLock};
 
