@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio_postgres::Client;
 
-use crate::helpers::{test_config, TestDb};
+use crate::helpers::{test_config, RedisDb, TestDb};
 
 const ROWS: i64 = 100_000;
 
@@ -56,18 +56,39 @@ async fn count(db: &Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-/// Builds and serves the app on `db` (applying what is missing), returns its API address and
-/// how long the start took.
-async fn start(db: &TestDb) -> (std::net::SocketAddr, oneshot::Sender<()>, f64) {
+/// Builds and serves the app on `db` (applying what is missing) and a Redis database of its own
+/// (the error signal sent below queues an analysis), returns its API address and how long the
+/// start took.
+async fn start(db: &TestDb) -> (std::net::SocketAddr, Running, f64) {
+    let redis = RedisDb::acquire().await;
+    let redis_url = redis.url();
     let started = Instant::now();
-    let app = App::build(test_config(db, &[])).await.expect("the app starts on the old database");
+    let app = App::build(test_config(db, &["--redis-url", &redis_url]))
+        .await
+        .expect("the app starts on the old database");
     let took = started.elapsed().as_secs_f64();
     let addr = app.api_addr();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
+    let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    (addr, stop, took)
+    (addr, Running { stop, server, _redis: redis }, took)
+}
+
+/// The app `start` serves, until `stop`.
+struct Running {
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    // Cleaned once the app, and its outbox dispatcher, have stopped.
+    _redis: RedisDb,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), self.server).await;
+        assert!(matches!(stopped, Ok(Ok(Ok(())))), "the app stops cleanly: {stopped:?}");
+    }
 }
 
 /// The checks both kinds of old database pass once migrated.
@@ -127,9 +148,9 @@ async fn our_unpartitioned_table_of_100k_rows_is_migrated_whole_with_its_duplica
     let client = db.connect().await;
     fill(&client, "jsonb").await;
 
-    let (addr, stop, took) = start(&db).await;
+    let (addr, running, took) = start(&db).await;
     assert_migrated_whole(&client, addr, took, "our pre-partitioning schema").await;
-    drop(stop);
+    running.stop().await;
 }
 
 /// The tables as the original backend's SQLAlchemy models create them (CONTRACTS §1).
@@ -174,7 +195,7 @@ async fn the_original_backends_database_is_adopted_and_migrated_whole() {
     client.batch_execute(ORIGINAL_SCHEMA).await.unwrap();
     fill(&client, "json").await;
 
-    let (addr, stop, took) = start(&db).await;
+    let (addr, running, took) = start(&db).await;
     assert_migrated_whole(&client, addr, took, "the original backend's schema").await;
     let versions: Vec<i32> = client
         .query("SELECT version FROM schema_migrations ORDER BY version", &[])
@@ -218,5 +239,5 @@ async fn the_original_backends_database_is_adopted_and_migrated_whole() {
         .unwrap()
         .get(0);
     assert_eq!(count, 11.0);
-    drop(stop);
+    running.stop().await;
 }
