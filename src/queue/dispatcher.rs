@@ -36,11 +36,18 @@ pub struct DispatchSettings {
 }
 
 /// What one step did; tests step the dispatcher by hand and look at this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepOutcome {
-    Dispatched { sent: usize, deduplicated: usize },
+    Dispatched {
+        sent: usize,
+        deduplicated: usize,
+    },
     NothingDue,
-    QueueUnavailable { postponed: usize },
+    /// Redis refused or did not answer; `reason` is its error (never the URL or password).
+    QueueUnavailable {
+        postponed: usize,
+        reason: String,
+    },
 }
 
 /// A claimed row not handed to Redis is leased for this long, in case we crash.
@@ -100,7 +107,7 @@ impl Dispatcher {
                         self.store.retry_analysis_later(pending.id, self.backoff(pending), &reason).await?;
                     }
                     self.metrics.count_analysis(AnalysisOutcome::retried, (rows.len() - index) as u64);
-                    return Ok(StepOutcome::QueueUnavailable { postponed: rows.len() - index });
+                    return Ok(StepOutcome::QueueUnavailable { postponed: rows.len() - index, reason });
                 }
             }
         }
@@ -126,9 +133,10 @@ impl Dispatcher {
                     Duration::ZERO
                 }
                 Ok(StepOutcome::NothingDue) => self.settings.interval,
-                Ok(StepOutcome::QueueUnavailable { postponed }) => {
+                Ok(StepOutcome::QueueUnavailable { postponed, reason }) => {
                     if !queue_down {
-                        warn!(postponed, "analysis queue (Redis) unreachable, requests kept in the outbox");
+                        // The reason tells a wrong password or TLS setting from a Redis that is down.
+                        warn!(postponed, error = %reason, "analysis queue (Redis) unavailable, requests kept in the outbox");
                         queue_down = true;
                     }
                     self.settings.interval

@@ -19,6 +19,7 @@ mod problems;
 mod process;
 mod queries;
 mod real_clients;
+mod redis_auth;
 mod reliability;
 mod store;
 mod tls;
