@@ -87,15 +87,11 @@ impl JsonOut {
     /// A string value: NULs replaced, cut to the value length limit at a character boundary.
     pub fn str(&mut self, value: &str) {
         self.separate();
-        let value = without_nul(value);
-        let limit = self.limits.value_length;
-        if value.len() > limit {
+        let (value, cut) = stored_text(value, self.limits.value_length);
+        if cut {
             self.trimmed.values_truncated += 1;
-            let cut = floor_char_boundary(&value, limit);
-            self.escaped(&value[..cut]);
-        } else {
-            self.escaped(&value);
         }
+        self.escaped(&value);
     }
 
     pub fn u64(&mut self, value: u64) {
@@ -149,6 +145,24 @@ impl JsonOut {
         let mut serializer = serde_json::Serializer::new(&mut self.buf);
         let _ = serializer.serialize_str(text);
     }
+}
+
+/// A string value as it is stored: NULs replaced, cut to `limit` bytes at a character boundary;
+/// and whether it was cut. The one definition, for the text written and the facts taken.
+pub fn stored_text(text: &str, limit: usize) -> (Cow<'_, str>, bool) {
+    let text = without_nul(text);
+    if text.len() <= limit {
+        return (text, false);
+    }
+    let cut = floor_char_boundary(&text, limit);
+    let kept = match text {
+        Cow::Borrowed(text) => Cow::Borrowed(&text[..cut]),
+        Cow::Owned(mut text) => {
+            text.truncate(cut);
+            Cow::Owned(text)
+        }
+    };
+    (kept, true)
 }
 
 /// `text` with every NUL replaced, borrowed when there is none (the common case).

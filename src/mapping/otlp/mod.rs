@@ -17,8 +17,8 @@ pub use spans::spans_to_signals;
 use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 
-use crate::mapping::json_out::{without_nul, JsonOut};
-use crate::mapping::limits::{floor_char_boundary, truncation_note, Trimmed, ValueLimits};
+use crate::mapping::json_out::{stored_text, JsonOut};
+use crate::mapping::limits::{truncation_note, Trimmed, ValueLimits};
 use crate::model::payload::{Payload, Shared};
 use crate::model::Signal;
 
@@ -76,10 +76,9 @@ fn finish(mut out: JsonOut, shared: &Shared) -> Payload {
     Payload::from_encoded(out.finish())
 }
 
-/// `text` as it is stored: NULs replaced, cut to the value length limit.
+/// `text` as it is stored (for the facts triage reads).
 fn limited(text: &str, limits: ValueLimits) -> String {
-    let text = without_nul(text);
-    text[..floor_char_boundary(&text, limits.value_length)].to_owned()
+    stored_text(text, limits.value_length).0.into_owned()
 }
 
 /// The `exception.type` attribute (the last, as in an object), when it is a non-empty string.
