@@ -29,7 +29,7 @@ pub struct Services {
 pub struct ServiceItem {
     pub service_name: String,
     pub signals: SignalCounts,
-    /// ERROR/CRITICAL logs and spans with status ERROR.
+    /// Error signals: ERROR/CRITICAL logs, spans with status ERROR or an exception event.
     pub error_count: i64,
     #[serde(serialize_with = "crate::model::time::serialize")]
     pub last_seen: DateTime<Utc>,

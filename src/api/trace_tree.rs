@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::model::payload::{keys, Facts};
 use crate::model::{SignalType, StoredSignal};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -73,11 +74,9 @@ fn millis(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 }
 
 fn is_error(span: &StoredSignal) -> bool {
-    let events = span.payload.get("events").and_then(Value::as_array);
-    span.payload.get("status").and_then(Value::as_str) == Some("ERROR")
-        || events.is_some_and(|events| {
-            events.iter().any(|e| e.get("name").and_then(Value::as_str) == Some("exception"))
-        })
+    span.payload
+        .as_object()
+        .is_some_and(|p| Facts::of_payload(SignalType::Trace, p).is_error(SignalType::Trace))
 }
 
 /// Builds the tree of `trace_id` from its signals (any order).
@@ -87,7 +86,7 @@ pub fn build(trace_id: &str, signals: Vec<StoredSignal>) -> TraceTree {
     let mut metrics = Vec::new();
     for signal in signals {
         match signal.signal_type {
-            SignalType::Trace if text(&signal.payload, "span_id").is_some() => spans.push(signal),
+            SignalType::Trace if text(&signal.payload, keys::SPAN_ID).is_some() => spans.push(signal),
             SignalType::Trace | SignalType::Metric => metrics.push(signal),
             SignalType::Log => logs.push(signal),
         }
@@ -95,13 +94,13 @@ pub fn build(trace_id: &str, signals: Vec<StoredSignal>) -> TraceTree {
     spans.sort_by_key(|s| (s.timestamp, s.id));
     logs.sort_by_key(|l| (l.timestamp, l.id));
 
-    let span_ids: Vec<String> = spans.iter().filter_map(|s| text(&s.payload, "span_id")).collect();
+    let span_ids: Vec<String> = spans.iter().filter_map(|s| text(&s.payload, keys::SPAN_ID)).collect();
     let index: HashMap<&str, usize> = span_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
     let parents: Vec<Option<usize>> = spans
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            text(&s.payload, "parent_span_id")
+            text(&s.payload, keys::PARENT_SPAN_ID)
                 .and_then(|p| index.get(p.as_str()).copied())
                 .filter(|p| *p != i)
         })
@@ -143,7 +142,7 @@ pub fn build(trace_id: &str, signals: Vec<StoredSignal>) -> TraceTree {
     let mut logs_by_span: HashMap<String, Vec<StoredSignal>> = HashMap::new();
     let mut unattached_logs = Vec::new();
     for log in logs {
-        match text(&log.payload, "span_id").filter(|id| index.contains_key(id.as_str())) {
+        match text(&log.payload, keys::SPAN_ID).filter(|id| index.contains_key(id.as_str())) {
             Some(span_id) => logs_by_span.entry(span_id).or_default().push(log),
             None => unattached_logs.push(log),
         }
@@ -151,7 +150,7 @@ pub fn build(trace_id: &str, signals: Vec<StoredSignal>) -> TraceTree {
 
     let start = spans.iter().map(|s| s.timestamp).chain(unattached_logs.iter().map(|l| l.timestamp)).min();
     let ends = spans.iter().map(|s| {
-        let duration = s.payload.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0);
+        let duration = s.payload.get(keys::DURATION_MS).and_then(Value::as_f64).unwrap_or(0.0);
         s.timestamp + chrono::Duration::microseconds((duration * 1000.0) as i64)
     });
     let end = ends.chain(unattached_logs.iter().map(|l| l.timestamp)).max();
@@ -175,18 +174,18 @@ pub fn build(trace_id: &str, signals: Vec<StoredSignal>) -> TraceTree {
         tree_spans.push(TreeSpan {
             signal_id: span.id,
             logs: logs_by_span.remove(&span_id).unwrap_or_default(),
-            parent_span_id: text(&span.payload, "parent_span_id"),
-            name: text(&span.payload, "name").unwrap_or_default(),
-            kind: span.payload.get("kind").cloned().unwrap_or(Value::Null),
-            status: span.payload.get("status").cloned().unwrap_or(Value::Null),
-            status_message: span.payload.get("status_message").cloned().unwrap_or(Value::Null),
+            parent_span_id: text(&span.payload, keys::PARENT_SPAN_ID),
+            name: text(&span.payload, keys::NAME).unwrap_or_default(),
+            kind: span.payload.get(keys::KIND).cloned().unwrap_or(Value::Null),
+            status: span.payload.get(keys::STATUS).cloned().unwrap_or(Value::Null),
+            status_message: span.payload.get(keys::STATUS_MESSAGE).cloned().unwrap_or(Value::Null),
             error,
             depth,
             start_offset_ms: start.map_or(0.0, |start| millis(start, span.timestamp)),
-            duration_ms: span.payload.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0),
+            duration_ms: span.payload.get(keys::DURATION_MS).and_then(Value::as_f64).unwrap_or(0.0),
             children: children[node].iter().map(|c| span_ids[*c].clone()).collect(),
-            attributes: span.payload.get("attributes").cloned().unwrap_or(Value::Null),
-            events: span.payload.get("events").cloned().unwrap_or(Value::Null),
+            attributes: span.payload.get(keys::ATTRIBUTES).cloned().unwrap_or(Value::Null),
+            events: span.payload.get(keys::EVENTS).cloned().unwrap_or(Value::Null),
             start_time: span.timestamp,
             service_name: span.service_name,
             span_id,

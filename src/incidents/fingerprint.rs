@@ -4,11 +4,12 @@
 //! The fingerprint of an error signal is its service plus, in order of preference:
 //! 1. the exception type, when the signal carries one (a log's `exception.type` attribute, a
 //!    span's `exception` event); a span and a log of the same fault therefore agree;
-//! 2. for a span with status ERROR and no exception: its name and status;
+//! 2. for a span that failed (or recorded an exception without a type): its name;
 //! 3. for a log: its message, normalised ([`normalise_message`]);
 //! 4. for a metric the rules raised: its name.
 //!
-//! Signals that are not errors (INFO logs, OK spans, ordinary metrics) have no fingerprint.
+//! Signals that are not errors (`Facts::is_error`: INFO logs, OK spans without exceptions,
+//! metrics no rule raised) have no fingerprint.
 
 use sha2::{Digest, Sha256};
 
@@ -32,22 +33,13 @@ pub fn fingerprint(signal: &Signal, rule_matched: bool) -> Option<Fingerprint> {
     let facts = &signal.facts;
     let text = facts.text.as_deref().unwrap_or_default();
     let (kind, detail) = match signal.signal_type {
-        SignalType::Log => {
-            if !matches!(facts.level.as_deref(), Some("ERROR" | "CRITICAL")) {
-                return None;
-            }
-            match &facts.exception_type {
-                Some(exception) => ("exception", exception.clone()),
-                None => ("log", normalise_message(text)),
-            }
-        }
-        SignalType::Trace => match (&facts.exception_type, facts.failed) {
-            (Some(exception), _) => ("exception", exception.clone()),
-            (None, true) => ("span", format!("{text} ERROR")),
-            (None, false) => return None,
-        },
         SignalType::Metric if rule_matched => ("metric", text.to_owned()),
-        SignalType::Metric => return None,
+        kind if !facts.is_error(kind) => return None,
+        kind => match (&facts.exception_type, kind) {
+            (Some(exception), _) => ("exception", exception.clone()),
+            (None, SignalType::Log) => ("log", normalise_message(text)),
+            (None, _) => ("span", format!("{text} ERROR")),
+        },
     };
     let service = &signal.service_name;
     let digest = Sha256::digest(format!("{service}\u{1f}{kind}\u{1f}{detail}").as_bytes());

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::filter::{Conditions, PageQuery, Total};
 use super::{Store, StoreError};
-use crate::model::payload::api_form;
+use crate::model::payload::{api_form, is_error_sql};
 use crate::model::{SignalType, StoredSignal};
 
 /// Filters of `GET /query/signals`; `None` means "any".
@@ -31,7 +31,7 @@ pub struct ServiceSummary {
     pub logs: i64,
     pub traces: i64,
     pub metrics: i64,
-    /// ERROR/CRITICAL logs and spans with status ERROR.
+    /// Error signals ([`crate::model::payload::Facts::is_error`]).
     pub errors: i64,
     pub last_seen: DateTime<Utc>,
 }
@@ -42,11 +42,6 @@ pub enum PageStart {
     Offset(i64),
     After { at: Option<DateTime<Utc>>, id: uuid::Uuid },
 }
-
-/// Whether a stored signal is an error: an ERROR or CRITICAL log, a span with status ERROR.
-/// Never null (a null would sort before `true` in a descending order).
-pub(super) const IS_ERROR: &str =
-    "coalesce(payload->>'level' IN ('ERROR', 'CRITICAL') OR payload->>'status' = 'ERROR', false)";
 
 const SIGNAL_COLUMNS: &str =
     r#"id, signal_type::text, trace_id, service_name, "timestamp", payload, resource, scope"#;
@@ -110,7 +105,7 @@ impl Store {
         let mut conditions = Conditions::default();
         conditions.push("trace_id = $", &trace_id);
         let client = self.client().await?;
-        let order = format!(r#"{IS_ERROR} DESC, "timestamp", id"#);
+        let order = format!(r#"{} DESC, "timestamp", id"#, is_error_sql());
         let (rows, total) = conditions.fetch_page(&client, &self.signal_page(&order, limit, offset)).await?;
         Ok((rows.iter().map(signal_from_row).collect(), total))
     }
@@ -129,10 +124,11 @@ impl Store {
                               count(*) FILTER (WHERE signal_type = 'log'),
                               count(*) FILTER (WHERE signal_type = 'trace'),
                               count(*) FILTER (WHERE signal_type = 'metric'),
-                              count(*) FILTER (WHERE {IS_ERROR}),
+                              count(*) FILTER (WHERE {is_error}),
                               max("timestamp")
                        FROM raw_signals WHERE "timestamp" >= $1 AND "timestamp" < $2
-                       GROUP BY service_name ORDER BY service_name"#
+                       GROUP BY service_name ORDER BY service_name"#,
+                    is_error = is_error_sql()
                 ),
                 &[&start, &end],
             )

@@ -6,6 +6,7 @@ mod auth;
 mod binary;
 mod celery_worker;
 mod collector_config;
+mod error_signals;
 mod fuzz;
 mod health;
 mod helpers;

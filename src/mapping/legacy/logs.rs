@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 
 use super::fields::Fields;
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
+use crate::model::payload::keys;
 use crate::model::{Signal, SignalType};
 use crate::validation::{FieldError, LocPart};
 
@@ -33,11 +34,11 @@ pub(super) fn log_signal(
     };
 
     let mut payload = Map::new();
-    payload.insert("level".into(), Value::String(canonical_level(&level)));
-    payload.insert("message".into(), Value::String(message));
-    payload.insert("attributes".into(), Value::Object(attributes));
+    payload.insert(keys::LEVEL.into(), Value::String(canonical_level(&level)));
+    payload.insert(keys::MESSAGE.into(), Value::String(message));
+    payload.insert(keys::ATTRIBUTES.into(), Value::Object(attributes));
     if let Some(stack_trace) = stack_trace {
-        payload.insert("stack_trace".into(), Value::String(stack_trace));
+        payload.insert(keys::STACK_TRACE.into(), Value::String(stack_trace));
     }
     let (encoded, facts) = super::legacy_payload(SignalType::Log, payload, options);
     Ok(Signal {

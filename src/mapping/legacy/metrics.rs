@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::fields::Fields;
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
+use crate::model::payload::keys;
 use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 use crate::validation::{FieldError, LocPart};
@@ -58,10 +59,10 @@ pub(super) fn metric_signal(
     };
 
     let mut payload = Map::new();
-    payload.insert("metric_name".into(), json!(metric_name));
-    payload.insert("value".into(), json!(number));
+    payload.insert(keys::METRIC_NAME.into(), json!(metric_name));
+    payload.insert(keys::VALUE.into(), json!(number));
     payload.insert("unit".into(), json!(unit));
-    payload.insert("attributes".into(), Value::Object(attributes));
+    payload.insert(keys::ATTRIBUTES.into(), Value::Object(attributes));
     let signal_id = signal_id
         .unwrap_or_else(|| derived_signal_id(&service_name, trace_id.as_deref(), &timestamp, &payload));
     let (encoded, facts) = super::legacy_payload(SignalType::Metric, payload, options);

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::fields::Fields;
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
+use crate::model::payload::keys;
 use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 use crate::validation::{FieldError, LocPart};
@@ -62,17 +63,17 @@ pub(super) fn span_signal(
     };
 
     let mut payload = Map::new();
-    payload.insert("span_id".into(), json!(span_id));
-    payload.insert("parent_span_id".into(), json!(parent_span_id));
-    payload.insert("name".into(), json!(name));
+    payload.insert(keys::SPAN_ID.into(), json!(span_id));
+    payload.insert(keys::PARENT_SPAN_ID.into(), json!(parent_span_id));
+    payload.insert(keys::NAME.into(), json!(name));
     payload.insert("start_time".into(), json!(format_timestamp(&timing.start)));
     payload.insert("end_time".into(), json!(format_timestamp(&timing.end)));
-    payload.insert("duration_ms".into(), json!(timing.duration_ms));
-    payload.insert("status".into(), json!(canonical_status(&status)));
+    payload.insert(keys::DURATION_MS.into(), json!(timing.duration_ms));
+    payload.insert(keys::STATUS.into(), json!(canonical_status(&status)));
     if let Some(status_message) = status_message {
-        payload.insert("status_message".into(), json!(status_message));
+        payload.insert(keys::STATUS_MESSAGE.into(), json!(status_message));
     }
-    payload.insert("attributes".into(), Value::Object(attributes));
+    payload.insert(keys::ATTRIBUTES.into(), Value::Object(attributes));
     let (encoded, facts) = super::legacy_payload(SignalType::Trace, payload, options);
     Ok(Signal {
         signal_id,

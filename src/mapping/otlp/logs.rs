@@ -18,7 +18,7 @@ use super::{exception_type, finish, first_known_time, limited, time_from_nanos, 
 use crate::mapping::json_out::JsonOut;
 use crate::mapping::text::without_nul;
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
-use crate::model::payload::{Facts, Shared};
+use crate::model::payload::{keys, Facts, Shared};
 use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 
@@ -72,10 +72,10 @@ fn log_signal(record: &LogRecord, signal_id: uuid::Uuid, context: &Context) -> S
     // Keys holding their default are left out (model::payload::OTLP_DEFAULTS).
     let mut out = JsonOut::new(limits, 384);
     out.begin_object();
-    out.field_str("level", level);
-    out.field_str("message", &message);
+    out.field_str(keys::LEVEL, level);
+    out.field_str(keys::MESSAGE, &message);
     if let Some(stack_trace) = &stack_trace {
-        out.field_str("stack_trace", stack_trace);
+        out.field_str(keys::STACK_TRACE, stack_trace);
     }
     if let Some(body) =
         record.body.as_ref().filter(|b| !matches!(b.value, Some(any_value::Value::StringValue(_))))
@@ -90,13 +90,13 @@ fn log_signal(record: &LogRecord, signal_id: uuid::Uuid, context: &Context) -> S
         out.field_str("severity_text", &record.severity_text);
     }
     if valid_id(&record.span_id, 8) {
-        out.field_str("span_id", &hex(&record.span_id));
+        out.field_str(keys::SPAN_ID, &hex(&record.span_id));
     }
     if !record.event_name.is_empty() {
         out.field_str("event_name", &record.event_name);
     }
-    out.key("attributes");
-    write_attributes(&mut out, "attributes", &record.attributes);
+    out.key(keys::ATTRIBUTES);
+    write_attributes(&mut out, keys::ATTRIBUTES, &record.attributes);
     out.field_str("time_unix_nano", itoa::Buffer::new().format(record.time_unix_nano));
     if let Some(observed) = time_from_nanos(record.observed_time_unix_nano) {
         out.field_str("observed_time", &format_timestamp(&observed));
@@ -174,5 +174,5 @@ fn level_from_text(text: &str) -> Option<&'static str> {
 }
 
 fn has_exception(attributes: &[KeyValue]) -> bool {
-    attributes.iter().any(|kv| kv.key == "exception.type" || kv.key == "exception.message")
+    attributes.iter().any(|kv| kv.key == keys::EXCEPTION_TYPE || kv.key == keys::EXCEPTION_MESSAGE)
 }

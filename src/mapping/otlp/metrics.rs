@@ -24,7 +24,7 @@ use super::{finish, first_known_time, limited, time_from_nanos, Mapped};
 use crate::mapping::json_out::JsonOut;
 use crate::mapping::text::without_nul;
 use crate::mapping::{trace_or_correlation_key, MappingOptions};
-use crate::model::payload::{Facts, Shared};
+use crate::model::payload::{keys, Facts, Shared};
 use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 
@@ -200,7 +200,7 @@ impl Extra<'_> {
                     out.begin_object();
                     out.key("quantile");
                     out.f64(q.quantile);
-                    out.key("value");
+                    out.key(keys::VALUE);
                     out.f64(q.value);
                     out.end_object();
                 }
@@ -353,8 +353,8 @@ impl Context<'_> {
         // Keys holding their default are left out (model::payload::OTLP_DEFAULTS).
         let mut out = JsonOut::new(limits, 384);
         out.begin_object();
-        out.field_str("metric_name", &self.metric.name);
-        out.key("value");
+        out.field_str(keys::METRIC_NAME, &self.metric.name);
+        out.key(keys::VALUE);
         value.write(&mut out);
         out.field_str("unit", &self.metric.unit);
         if !self.metric.description.is_empty() {
@@ -362,8 +362,8 @@ impl Context<'_> {
         }
         out.field_str("kind", point.kind);
         point.extra.write(&mut out);
-        out.key("attributes");
-        write_attributes(&mut out, "attributes", point.attributes);
+        out.key(keys::ATTRIBUTES);
+        write_attributes(&mut out, keys::ATTRIBUTES, point.attributes);
         out.key("start_time");
         write_time(&mut out, point.start_time_unix_nano);
         out.field_str("time_unix_nano", itoa::Buffer::new().format(point.time_unix_nano));
@@ -420,7 +420,7 @@ fn write_exemplar(out: &mut JsonOut, e: &Exemplar) {
     }
     out.key("time");
     write_time(out, e.time_unix_nano);
-    out.key("value");
+    out.key(keys::VALUE);
     match e.value {
         Some(exemplar::Value::AsDouble(d)) => out.f64(d),
         Some(exemplar::Value::AsInt(i)) => out.i64(i),

@@ -14,7 +14,7 @@ use crate::mapping::json_out::JsonOut;
 use crate::mapping::limits::ValueLimits;
 use crate::mapping::text::without_nul;
 use crate::mapping::MappingOptions;
-use crate::model::payload::{Facts, Shared};
+use crate::model::payload::{keys, Facts, Shared};
 use crate::model::time::format_timestamp;
 use crate::model::{Signal, SignalType};
 
@@ -67,45 +67,45 @@ fn span_signal(
     // fields give them (model::payload::OTLP_DEFAULTS, api_form).
     let mut out = JsonOut::new(limits, 512);
     out.begin_object();
-    out.field_str("span_id", &hex(&span.span_id));
+    out.field_str(keys::SPAN_ID, &hex(&span.span_id));
     if valid_id(&span.parent_span_id, 8) {
-        out.field_str("parent_span_id", &hex(&span.parent_span_id));
+        out.field_str(keys::PARENT_SPAN_ID, &hex(&span.parent_span_id));
     }
-    out.field_str("name", &span.name);
-    out.field_str("kind", kind_name(span.kind));
+    out.field_str(keys::NAME, &span.name);
+    out.field_str(keys::KIND, kind_name(span.kind));
     if known.is_none() {
         out.field_str("start_time", &format_timestamp(&start));
     }
     out.field_str("start_time_unix_nano", itoa::Buffer::new().format(span.start_time_unix_nano));
     out.field_str("end_time_unix_nano", itoa::Buffer::new().format(span.end_time_unix_nano));
-    out.key("duration_ms");
+    out.key(keys::DURATION_MS);
     match (span.start_time_unix_nano, span.end_time_unix_nano) {
         (start, end) if start > 0 && end >= start => out.f64((end - start) as f64 / 1_000_000.0),
         _ => out.null(),
     }
-    out.field_str("status", status);
+    out.field_str(keys::STATUS, status);
     if !status_message.is_empty() {
-        out.field_str("status_message", status_message);
+        out.field_str(keys::STATUS_MESSAGE, status_message);
     }
-    out.key("attributes");
-    write_attributes(&mut out, "attributes", &span.attributes);
+    out.key(keys::ATTRIBUTES);
+    write_attributes(&mut out, keys::ATTRIBUTES, &span.attributes);
     let mut facts =
         Facts { text: Some(limited(&span.name, limits)), failed: status == "ERROR", ..Facts::default() };
     if !span.events.is_empty() {
-        out.key("events");
+        out.key(keys::EVENTS);
         out.begin_array();
         for event in &span.events {
             out.begin_object();
-            out.field_str("name", &event.name);
+            out.field_str(keys::NAME, &event.name);
             out.key("time");
             match time_from_nanos(event.time_unix_nano) {
                 Some(time) => out.str(&format_timestamp(&time)),
                 None => out.null(),
             }
-            out.key("attributes");
-            write_attributes(&mut out, "attributes", &event.attributes);
+            out.key(keys::ATTRIBUTES);
+            write_attributes(&mut out, keys::ATTRIBUTES, &event.attributes);
             out.end_object();
-            if limited(&event.name, limits) == "exception" {
+            if limited(&event.name, limits) == keys::EXCEPTION_EVENT {
                 facts.exception = true;
                 if facts.exception_type.is_none() {
                     facts.exception_type = exception_type(&event.attributes, limits);
@@ -120,10 +120,10 @@ fn span_signal(
         for link in &span.links {
             out.begin_object();
             out.field_str("trace_id", &hex(&link.trace_id));
-            out.field_str("span_id", &hex(&link.span_id));
+            out.field_str(keys::SPAN_ID, &hex(&link.span_id));
             out.field_str("trace_state", &link.trace_state);
-            out.key("attributes");
-            write_attributes(&mut out, "attributes", &link.attributes);
+            out.key(keys::ATTRIBUTES);
+            write_attributes(&mut out, keys::ATTRIBUTES, &link.attributes);
             out.end_object();
         }
         out.end_array();
