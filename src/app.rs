@@ -34,6 +34,7 @@ use crate::mapping::MappingOptions;
 use crate::pipeline::Pipeline;
 use crate::queue::{AnalysisQueue, DispatchSettings, Dispatcher};
 use crate::receivers::legacy::{self, LegacyState};
+use crate::receivers::otlp_export::ExportCore;
 use crate::receivers::otlp_grpc::OtlpGrpc;
 use crate::receivers::otlp_http::{self, OtlpHttpState};
 use crate::store::{self, migrate, StorageSettings, Store};
@@ -188,8 +189,7 @@ impl App {
     /// The OTLP/HTTP receiver, with CORS when `OTLP_HTTP_CORS_ALLOWED_ORIGINS` allows any.
     fn otlp_http_router(&self) -> Router {
         let router = otlp_http::router(OtlpHttpState {
-            ingest: self.ingest(),
-            options: self.mapping_options(),
+            core: ExportCore { ingest: self.ingest(), options: self.mapping_options() },
             max_message_bytes: self.config.otlp_max_message_bytes,
             tokens: self.config.ingest_tokens.clone(),
         })
@@ -247,8 +247,7 @@ impl App {
         let dispatcher = self.dispatcher();
         let maintenance = self.maintenance();
         let grpc = OtlpGrpc {
-            ingest: self.ingest(),
-            options: self.mapping_options(),
+            core: ExportCore { ingest: self.ingest(), options: self.mapping_options() },
             max_message_bytes: self.config.otlp_max_message_bytes,
             max_concurrent_exports: self.config.otlp_max_concurrent_exports,
             tokens: self.config.ingest_tokens.clone(),

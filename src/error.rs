@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use tonic::Code;
 
 use crate::ingest::IngestError;
+use crate::pipeline::SubmitError;
 
 /// The client-facing class of a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,32 +46,48 @@ impl Reject {
 /// causes it was, so an operator reading a client's log knows whether to look at load, at the
 /// database or at a deploy. Nothing internal is leaked.
 pub fn client_message(error: &IngestError) -> &'static str {
-    use crate::pipeline::Refused;
     match error {
-        IngestError::Refused(Refused::Saturated) => {
+        IngestError::Pipeline(SubmitError::Saturated) => {
             "ingest queue full (the database is not keeping up), retry later"
         }
-        IngestError::Refused(Refused::ShuttingDown) => "shutting down, retry later",
+        IngestError::Pipeline(SubmitError::ShuttingDown) => "shutting down, retry later",
         IngestError::TimedOut(_) => "storage did not confirm in time (INGEST_TIMEOUT_MS), retry later",
-        IngestError::Batch(failed) if failed.transient => "storage temporarily unavailable, retry later",
-        IngestError::Batch(_) => "internal error",
+        error if error.is_transient() => "storage temporarily unavailable, retry later",
+        IngestError::Pipeline(SubmitError::Storage(_)) => "internal error",
     }
 }
 
 impl From<&IngestError> for Reject {
     fn from(error: &IngestError) -> Self {
-        match error {
-            IngestError::Refused(_) | IngestError::TimedOut(_) => Reject::RetryLater,
-            IngestError::Batch(failed) if failed.transient => Reject::RetryLater,
-            IngestError::Batch(_) => Reject::Internal,
+        if error.is_transient() {
+            Reject::RetryLater
+        } else {
+            Reject::Internal
         }
     }
+}
+
+/// Seconds a client is asked to wait before retrying a 503 or UNAVAILABLE.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
+
+/// `outer: inner: innermost`, for one-line logs: every layer's own words, causes kept.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{BatchFailed, Refused};
+    use std::sync::Arc;
+
+    use crate::store::StoreError;
 
     #[test]
     fn each_class_has_its_http_status_and_grpc_code() {
@@ -87,13 +104,23 @@ mod tests {
 
     #[test]
     fn unavailable_or_slow_storage_is_retryable() {
-        let down = IngestError::Batch(BatchFailed { transient: true, message: "refused".into() });
+        let unreachable: Box<dyn std::error::Error + Send + Sync> = "connection refused".into();
+        let down = IngestError::from(SubmitError::Storage(Arc::new(StoreError::Unavailable(unreachable))));
         assert_eq!(Reject::from(&down), Reject::RetryLater);
-        let full = IngestError::Refused(Refused::Saturated);
+        assert_eq!(client_message(&down), "storage temporarily unavailable, retry later");
+        let full = IngestError::from(SubmitError::Saturated);
         assert_eq!(Reject::from(&full), Reject::RetryLater);
-        let bug = IngestError::Batch(BatchFailed { transient: false, message: "bad parameter".into() });
-        assert_eq!(Reject::from(&bug), Reject::Internal);
         let slow = IngestError::TimedOut(std::time::Duration::from_secs(3));
         assert_eq!(Reject::from(&slow), Reject::RetryLater);
+    }
+
+    #[test]
+    fn the_chain_keeps_every_cause() {
+        let unreachable: Box<dyn std::error::Error + Send + Sync> = "connection refused".into();
+        let down = IngestError::from(SubmitError::Storage(Arc::new(StoreError::Unavailable(unreachable))));
+        assert_eq!(
+            error_chain(&down),
+            "not stored: batch not committed: database unavailable: connection refused"
+        );
     }
 }

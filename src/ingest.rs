@@ -12,7 +12,7 @@ use tracing::warn;
 use crate::mapping::otlp::Mapped;
 use crate::model::time::at_stored_precision;
 use crate::model::{Retention, Signal, SignalType};
-use crate::pipeline::{BatchFailed, Pipeline, Refused};
+use crate::pipeline::{Pipeline, SubmitError};
 use crate::telemetry::metrics::{Metrics, RequestCount, Transport};
 
 /// What happened to an accepted request's signals.
@@ -34,16 +34,23 @@ pub struct Accepted {
 /// Why signals could not be accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// No room in the ingest queue, or shutting down: nothing was stored, retry later.
-    #[error("not accepted: {0}")]
-    Refused(#[from] Refused),
-    /// The batch carrying the request was not committed; `transient` says whether to retry.
-    #[error("storage failed")]
-    Batch(#[source] BatchFailed),
+    /// Refused by the pipeline, or its batch was not committed: nothing was stored.
+    #[error("not stored: {0}")]
+    Pipeline(#[from] SubmitError),
     /// The commit was not confirmed in time; the client should retry (a retry is idempotent,
     /// so a commit that did land is not stored twice).
     #[error("storage did not answer within {0:?}")]
     TimedOut(Duration),
+}
+
+impl IngestError {
+    /// Whether the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IngestError::Pipeline(error) => error.is_transient(),
+            IngestError::TimedOut(_) => true,
+        }
+    }
 }
 
 /// Hands signals to the pipeline.
@@ -81,7 +88,7 @@ impl Ingest {
                 expired: accepted.expired,
                 ..Default::default()
             },
-            Err(IngestError::Batch(failed)) if !failed.transient => {
+            Err(error) if !error.is_transient() => {
                 RequestCount { received, failed: received, ..Default::default() }
             }
             Err(_) => RequestCount { received, retryable: received, ..Default::default() },
@@ -103,11 +110,7 @@ impl Ingest {
         }
         let outcome = tokio::time::timeout(self.timeout, self.pipeline.submit(signals))
             .await
-            .map_err(|_| IngestError::TimedOut(self.timeout))?
-            .map_err(|failure| match failure {
-                Ok(refused) => IngestError::Refused(refused),
-                Err(failed) => IngestError::Batch(failed),
-            })?;
+            .map_err(|_| IngestError::TimedOut(self.timeout))??;
         Ok(Accepted {
             stored: outcome.stored,
             duplicates: outcome.duplicates,

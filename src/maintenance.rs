@@ -70,12 +70,12 @@ impl Maintenance {
                     return created;
                 }
                 Err(why) if attempt < PREPARE_ATTEMPTS => {
-                    warn!(attempt, error = %crate::api::error::error_chain(&why), "could not create partitions, retrying");
+                    warn!(attempt, error = %crate::error::error_chain(&why), "could not create partitions, retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(why) => {
                     self.metrics.maintenance_errors.inc();
-                    error!(error = %crate::api::error::error_chain(&why),
+                    error!(error = %crate::error::error_chain(&why),
                            "could not create partitions at start-up; signals go to raw_signals_default until a maintenance pass succeeds");
                 }
             }
@@ -91,7 +91,7 @@ impl Maintenance {
         let mut report = PassReport::default();
         let settings = &self.settings;
         let fail = |step: &str, why: StoreError| {
-            let reason = format!("{step}: {}", crate::api::error::error_chain(&why));
+            let reason = format!("{step}: {}", crate::error::error_chain(&why));
             self.metrics.maintenance_errors.inc();
             warn!(error = %reason, "maintenance step failed, retried by the next pass");
             reason

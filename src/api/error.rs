@@ -7,13 +7,10 @@ use axum::Json;
 use serde_json::json;
 use tracing::{error, warn};
 
-use crate::error::{client_message, Reject};
+use crate::error::{client_message, error_chain, Reject, RETRY_AFTER_SECONDS};
 use crate::ingest::IngestError;
 use crate::store::StoreError;
 use crate::validation::FieldError;
-
-/// Seconds a client is asked to wait before retrying a 503.
-pub const RETRY_AFTER_SECONDS: u64 = 1;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -65,18 +62,6 @@ impl From<IngestError> for ApiError {
         }
         ApiError::Rejected(reject, client_message(&error))
     }
-}
-
-/// `outer: inner: innermost`, for one-line logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl IntoResponse for ApiError {

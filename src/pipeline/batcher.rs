@@ -5,44 +5,18 @@
 //! once, rather than accepted and then timed out.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Mutex, Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use super::job::{Job, JobOutcome, JobResult, SubmitError};
 use super::rate::{too_slow, DrainRate};
-use super::writer::{run_writer, BatchFailed, Job, JobOutcome, JobResult, Writer};
+use super::settings::PipelineSettings;
+use super::writer::{run_writer, Writer};
 use crate::incidents::Triage;
 use crate::model::Signal;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
-
-/// Sizes and timings of the pipeline (all settings, see `Config`).
-#[derive(Debug, Clone)]
-pub struct PipelineSettings {
-    /// Writer tasks, each writing one batch at a time (`INGEST_WRITERS`).
-    pub writers: usize,
-    /// A batch closes at this many signals (`INGEST_BATCH_MAX_SIGNALS`).
-    pub batch_max_signals: usize,
-    /// …or this long after its first request arrived (`INGEST_BATCH_LINGER_MS`).
-    pub linger: Duration,
-    /// Signals that may wait in the queue (`INGEST_QUEUE_SIGNALS`).
-    pub queue_signals: u32,
-    /// How long a request waits for room before it is refused (`INGEST_ENQUEUE_WAIT_MS`).
-    pub enqueue_wait: Duration,
-    /// A request is refused when the signals ahead of it would take longer than this to write at
-    /// the rate the database has been absorbing (a third of `INGEST_TIMEOUT_MS`).
-    pub max_queue_delay: Duration,
-}
-
-/// Why the pipeline did not take a request; both are retryable for the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
-    #[error("ingest queue full")]
-    Saturated,
-    #[error("shutting down")]
-    ShuttingDown,
-}
 
 /// The request side of the pipeline; cheap to clone. When every clone is dropped, the writers
 /// write what is queued and stop.
@@ -89,12 +63,11 @@ impl Pipeline {
     }
 
     /// Queues `signals` and waits for the commit of the batch that carries them.
-    /// `Err(Ok(refused))` when there was no room; `Err(Err(failed))` when the batch failed.
-    pub async fn submit(&self, signals: Vec<Signal>) -> Result<JobOutcome, Result<Refused, BatchFailed>> {
+    pub async fn submit(&self, signals: Vec<Signal>) -> Result<JobOutcome, SubmitError> {
         let ahead = self.settings.queue_signals as usize - self.room.available_permits();
         let writers = self.settings.writers.max(1);
         if too_slow(&self.rate, writers, ahead, signals.len(), self.settings.max_queue_delay) {
-            return Err(Ok(Refused::Saturated));
+            return Err(SubmitError::Saturated);
         }
         // A request larger than the whole queue takes all of it, so it still gets through alone.
         let wanted = (signals.len() as u32).clamp(1, self.settings.queue_signals);
@@ -105,14 +78,14 @@ impl Pipeline {
         .await
         {
             Ok(Ok(permit)) => permit,
-            Ok(Err(_closed)) => return Err(Ok(Refused::ShuttingDown)),
-            Err(_elapsed) => return Err(Ok(Refused::Saturated)),
+            Ok(Err(_closed)) => return Err(SubmitError::ShuttingDown),
+            Err(_elapsed) => return Err(SubmitError::Saturated),
         };
         let (reply, answer) = oneshot::channel::<JobResult>();
-        self.jobs.send(Job { signals, reply, _room: permit }).map_err(|_| Ok(Refused::ShuttingDown))?;
+        self.jobs.send(Job { signals, reply, _room: permit }).map_err(|_| SubmitError::ShuttingDown)?;
         match answer.await {
-            Ok(result) => result.map_err(Err),
-            Err(_writer_gone) => Err(Ok(Refused::ShuttingDown)),
+            Ok(result) => result,
+            Err(_writer_gone) => Err(SubmitError::ShuttingDown),
         }
     }
 }

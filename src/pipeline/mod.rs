@@ -3,8 +3,11 @@
 //! answer every request of the batch after the commit.
 
 mod batcher;
+mod job;
 mod rate;
+mod settings;
 mod writer;
 
-pub use batcher::{Pipeline, PipelineSettings, QueueDepth, Refused};
-pub use writer::{BatchFailed, JobOutcome};
+pub use batcher::{Pipeline, QueueDepth};
+pub use job::{JobOutcome, SubmitError};
+pub use settings::PipelineSettings;

@@ -3,51 +3,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, Mutex, Notify};
 use tracing::warn;
 
-use super::batcher::PipelineSettings;
+use super::job::{Job, JobOutcome, SubmitError};
 use super::rate::{batch_cap, DrainRate};
+use super::settings::PipelineSettings;
+use crate::error::error_chain;
 use crate::incidents::Triage;
 use crate::model::{Signal, SignalKey};
 use crate::store::{BatchOutcome, Store, StoreError};
 use crate::telemetry::metrics::{AnalysisOutcome, Metrics, SeverityLabels};
-
-/// What one request's signals became, once committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct JobOutcome {
-    pub stored: u64,
-    /// Already stored, by an earlier request or earlier in the same batch.
-    pub duplicates: u64,
-}
-
-/// A batch that was not committed: nothing of it is stored.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct BatchFailed {
-    /// The client may retry (database unreachable, overloaded, serialization conflict).
-    pub transient: bool,
-    pub message: String,
-}
-
-impl From<&StoreError> for BatchFailed {
-    fn from(error: &StoreError) -> Self {
-        BatchFailed {
-            transient: matches!(error, StoreError::Unavailable(_)),
-            message: crate::api::error::error_chain(error),
-        }
-    }
-}
-
-pub(super) type JobResult = Result<JobOutcome, BatchFailed>;
-
-/// One request waiting for its batch.
-pub(super) struct Job {
-    pub signals: Vec<Signal>,
-    pub reply: oneshot::Sender<JobResult>,
-    /// Room in the queue, given back when the job is answered (dropped).
-    pub _room: OwnedSemaphorePermit,
-}
 
 /// What one writer task works with.
 pub(super) struct Writer {
@@ -108,7 +74,7 @@ async fn write(writer: &Writer, mut jobs: Vec<Job>) {
         Err(StoreError::Query(error)) if jobs.len() > 1 => {
             // A permanent failure: one request's data is to blame. Write each alone, so the others
             // are not refused with it forever.
-            warn!(error = %crate::api::error::error_chain(&error), requests = jobs.len(), "batch failed, writing its requests one by one");
+            warn!(error = %error_chain(&error), requests = jobs.len(), "batch failed, writing its requests one by one");
             let mut offset = 0;
             for (job, length) in jobs.into_iter().zip(lengths) {
                 let own = &signals[offset..offset + length];
@@ -120,16 +86,16 @@ async fn write(writer: &Writer, mut jobs: Vec<Job>) {
                         wake_if_needed(&outcome, dispatcher);
                         Ok(JobOutcome { stored: outcome.inserted, duplicates: outcome.duplicates })
                     }
-                    Err(error) => Err(BatchFailed::from(&error)),
+                    Err(error) => Err(SubmitError::Storage(Arc::new(error))),
                 };
                 let _ = job.reply.send(result);
             }
         }
         Err(error) => {
             // Nothing of the batch was committed: every request gets the same failure.
-            let failure = BatchFailed::from(&error);
+            let cause = Arc::new(error);
             for job in jobs {
-                let _ = job.reply.send(Err(failure.clone()));
+                let _ = job.reply.send(Err(SubmitError::Storage(cause.clone())));
             }
         }
     }

@@ -102,7 +102,7 @@ impl Dispatcher {
                     deduplicated += 1;
                 }
                 Err(why) => {
-                    let reason = crate::api::error::error_chain(&why);
+                    let reason = crate::error::error_chain(&why);
                     for pending in &rows[index..] {
                         self.store.retry_analysis_later(pending.id, self.backoff(pending), &reason).await?;
                     }
@@ -142,7 +142,7 @@ impl Dispatcher {
                     self.settings.interval
                 }
                 Err(why) => {
-                    warn!(error = %crate::api::error::error_chain(&why), "outbox unavailable");
+                    warn!(error = %crate::error::error_chain(&why), "outbox unavailable");
                     self.settings.interval
                 }
             };

@@ -2,6 +2,7 @@
 //! Nothing else in the crate imports this module; `app` mounts it.
 
 pub mod legacy;
+pub mod otlp_export;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod otlp_json;

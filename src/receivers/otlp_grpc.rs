@@ -6,40 +6,34 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use chrono::Utc;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 use tower::{Layer, Service};
 
+use super::otlp_export::{ExportCore, ExportRequest};
 use crate::error::{client_message, Reject};
-use crate::ingest::{Accepted, Ingest};
-use crate::mapping::otlp::{logs_to_signals, metrics_to_signals, spans_to_signals, Mapped};
-use crate::mapping::MappingOptions;
-use crate::model::SignalType;
+use crate::ingest::IngestError;
 use crate::telemetry::metrics::Transport;
 
 /// The three OTLP services, sharing one ingest path.
 #[derive(Clone)]
 pub struct OtlpGrpc {
-    pub ingest: Ingest,
-    pub options: MappingOptions,
+    pub core: ExportCore,
     pub max_message_bytes: usize,
     /// Exports decoded at once; more wait before decoding (`OTLP_MAX_CONCURRENT_EXPORTS`).
     pub max_concurrent_exports: usize,
@@ -95,11 +89,16 @@ impl OtlpGrpc {
             .await
     }
 
-    async fn store(&self, signal_type: SignalType, mapped: Mapped) -> Result<Accepted, Status> {
-        self.ingest.submit_mapped(Transport::otlp_grpc, signal_type, mapped).await.map_err(|error| {
-            tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/grpc export failed");
-            Status::new(Reject::from(&error).grpc_code(), client_message(&error))
-        })
+    async fn export<R: ExportRequest>(&self, request: Request<R>) -> Result<Response<R::Response>, Status> {
+        match self.core.export(Transport::otlp_grpc, request.get_ref()).await {
+            Ok(rejected) => Ok(Response::new(R::response(rejected))),
+            Err(error) => {
+                let mut status = Status::new(Reject::from(&error).grpc_code(), client_message(&error));
+                // Kept as the source: it tells OtlpStatus this status is ours, not tonic's.
+                status.set_source(std::sync::Arc::new(error));
+                Err(status)
+            }
+        }
     }
 }
 
@@ -109,14 +108,7 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let accepted = self
-            .store(SignalType::Trace, spans_to_signals(request.get_ref(), Utc::now(), &self.options))
-            .await?;
-        let partial_success = accepted.rejection_message.map(|error_message| ExportTracePartialSuccess {
-            rejected_spans: accepted.rejected as i64,
-            error_message,
-        });
-        Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+        OtlpGrpc::export(self, request).await
     }
 }
 
@@ -126,14 +118,7 @@ impl LogsService for OtlpGrpc {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let accepted = self
-            .store(SignalType::Log, logs_to_signals(request.get_ref(), Utc::now(), &self.options))
-            .await?;
-        let partial_success = accepted.rejection_message.map(|error_message| ExportLogsPartialSuccess {
-            rejected_log_records: accepted.rejected as i64,
-            error_message,
-        });
-        Ok(Response::new(ExportLogsServiceResponse { partial_success }))
+        OtlpGrpc::export(self, request).await
     }
 }
 
@@ -143,22 +128,17 @@ impl MetricsService for OtlpGrpc {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let accepted = self
-            .store(SignalType::Metric, metrics_to_signals(request.get_ref(), Utc::now(), &self.options))
-            .await?;
-        let partial_success = accepted.rejection_message.map(|error_message| ExportMetricsPartialSuccess {
-            rejected_data_points: accepted.rejected as i64,
-            error_message,
-        });
-        Ok(Response::new(ExportMetricsServiceResponse { partial_success }))
+        OtlpGrpc::export(self, request).await
     }
 }
 
 /// Rewrites two codes tonic picks before our handlers run, which OTLP clients misread:
 /// an oversized message is OUT_OF_RANGE in tonic, which clients retry forever, so it becomes
-/// RESOURCE_EXHAUSTED (without RetryInfo: not retried); an undecodable message is INTERNAL in
-/// tonic-prost, which becomes INVALID_ARGUMENT. Both arrive as trailers-only responses, so the
-/// status is in the response headers.
+/// RESOURCE_EXHAUSTED (without RetryInfo: not retried); an undecodable or undecompressable
+/// message is INTERNAL in tonic, which becomes INVALID_ARGUMENT. Recognised by the `Status`
+/// tonic leaves in the response's extensions: ours carry their `IngestError` as source, so an
+/// INTERNAL of our own is never rewritten. Both arrive as trailers-only responses, so the code
+/// is in the response headers.
 /// It also records each call's latency, by method and final code.
 #[derive(Clone)]
 struct OtlpStatusLayer {
@@ -199,7 +179,7 @@ where
         let future = self.inner.call(request);
         Box::pin(async move {
             let mut response = future.await?;
-            fix_status(response.headers_mut());
+            fix_status(&mut response);
             // Unary calls: the handler has finished once the headers are out. A success carries
             // its code in the trailers, an error (trailers-only) in the headers.
             let code = response
@@ -212,53 +192,47 @@ where
     }
 }
 
-fn fix_status(headers: &mut http::HeaderMap) {
-    let Some(code) = headers.get(Status::GRPC_STATUS) else {
+fn fix_status<B>(response: &mut http::Response<B>) {
+    let Some(status) = response.extensions().get::<Status>() else {
         return;
     };
-    let message = headers.get("grpc-message").map(|m| m.as_bytes().to_vec()).unwrap_or_default();
-    let message = String::from_utf8_lossy(&message).replace("%20", " ");
-    let replacement = match code.as_bytes() {
-        b"11" if message.contains("message length too large") => tonic::Code::ResourceExhausted,
-        b"13" if message.contains("failed to decode Protobuf message") => tonic::Code::InvalidArgument,
+    let ours = std::error::Error::source(status).is_some_and(|source| source.is::<IngestError>());
+    let replacement = match status.code() {
+        _ if ours => return,
+        tonic::Code::OutOfRange => tonic::Code::ResourceExhausted,
+        tonic::Code::Internal => tonic::Code::InvalidArgument,
         _ => return,
     };
-    headers.insert(Status::GRPC_STATUS, http::HeaderValue::from(replacement as i32));
+    response.headers_mut().insert(Status::GRPC_STATUS, http::HeaderValue::from(replacement as i32));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::SubmitError;
 
-    fn headers(code: &str, message: &str) -> http::HeaderMap {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(Status::GRPC_STATUS, http::HeaderValue::from_str(code).unwrap());
-        headers.insert("grpc-message", http::HeaderValue::from_str(message).unwrap());
-        headers
+    fn fixed(status: Status) -> String {
+        let mut response = status.into_http::<()>();
+        fix_status(&mut response);
+        response.headers()[Status::GRPC_STATUS].to_str().unwrap().to_owned()
     }
 
     #[test]
     fn oversized_message_becomes_resource_exhausted() {
-        let mut h =
-            headers("11", "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes");
-        fix_status(&mut h);
-        assert_eq!(h[Status::GRPC_STATUS], "8");
+        assert_eq!(fixed(Status::out_of_range("decoded message length too large")), "8");
     }
 
     #[test]
     fn undecodable_message_becomes_invalid_argument() {
-        let mut h = headers("13", "failed%20to%20decode%20Protobuf%20message: invalid varint");
-        fix_status(&mut h);
-        assert_eq!(h[Status::GRPC_STATUS], "3");
+        assert_eq!(fixed(Status::internal("failed to decode Protobuf message: invalid varint")), "3");
     }
 
     #[test]
-    fn other_statuses_are_left_alone() {
-        let mut h = headers("13", "internal error");
-        fix_status(&mut h);
-        assert_eq!(h[Status::GRPC_STATUS], "13");
-        let mut h = headers("14", "storage temporarily unavailable");
-        fix_status(&mut h);
-        assert_eq!(h[Status::GRPC_STATUS], "14");
+    fn our_own_statuses_are_left_alone_whatever_their_words() {
+        let mut ours = Status::internal("failed to decode Protobuf message");
+        ours.set_source(std::sync::Arc::new(IngestError::from(SubmitError::ShuttingDown)));
+        assert_eq!(fixed(ours), "13");
+        assert_eq!(fixed(Status::unavailable("storage temporarily unavailable")), "14");
+        assert_eq!(fixed(Status::unauthenticated("missing or invalid bearer token")), "16");
     }
 }

@@ -67,10 +67,12 @@ fn inflate(decoder: impl Read, name: &str, limit: usize) -> Result<Vec<u8>, Fail
     }
 }
 
+/// Whether reading stopped at the limit: `to_bytes` reports it as http-body-util's
+/// `LengthLimitError`, somewhere in the error's causes.
 fn is_length_limit(error: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = source {
-        if cause.to_string().contains("length limit exceeded") {
+        if cause.is::<http_body_util::LengthLimitError>() {
             return true;
         }
         source = cause.source();

@@ -12,34 +12,21 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use chrono::Utc;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use prost::Message;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use super::otlp_json;
+use super::otlp_export::{ExportCore, ExportRequest};
 use crate::error::{client_message, Reject};
-use crate::ingest::{Accepted, Ingest};
-use crate::mapping::otlp::{logs_to_signals, metrics_to_signals, spans_to_signals, Mapped};
-use crate::mapping::MappingOptions;
-use crate::model::SignalType;
 use crate::telemetry::metrics::Transport;
-use response::{capped_message, success, Encoding, Failure};
+use response::{success, Encoding, Failure};
 
 pub use response::RpcStatus;
 
 /// What the OTLP/HTTP handlers share.
 #[derive(Clone)]
 pub struct OtlpHttpState {
-    pub ingest: Ingest,
-    pub options: MappingOptions,
+    pub core: ExportCore,
     /// `OTLP_MAX_MESSAGE_BYTES`, applied to the body before and after decompression.
     pub max_message_bytes: usize,
     /// `INGEST_TOKENS`: required when any is configured.
@@ -58,26 +45,21 @@ pub fn router(state: OtlpHttpState) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Traces,
-    Logs,
-    Metrics,
-}
-
 async fn export_traces(State(state): State<OtlpHttpState>, headers: HeaderMap, body: Body) -> Response {
-    export(&state, Kind::Traces, &headers, body).await
+    export::<ExportTraceServiceRequest>(&state, &headers, body).await
 }
 
 async fn export_logs(State(state): State<OtlpHttpState>, headers: HeaderMap, body: Body) -> Response {
-    export(&state, Kind::Logs, &headers, body).await
+    export::<ExportLogsServiceRequest>(&state, &headers, body).await
 }
 
 async fn export_metrics(State(state): State<OtlpHttpState>, headers: HeaderMap, body: Body) -> Response {
-    export(&state, Kind::Metrics, &headers, body).await
+    export::<ExportMetricsServiceRequest>(&state, &headers, body).await
 }
 
-async fn export(state: &OtlpHttpState, kind: Kind, headers: &HeaderMap, body: Body) -> Response {
+/// Decodes the body into the request gRPC would have received, calls the same export core, and
+/// answers in the request's encoding.
+async fn export<R: ExportRequest>(state: &OtlpHttpState, headers: &HeaderMap, body: Body) -> Response {
     let Some(encoding) = Encoding::from_content_type(headers.get(header::CONTENT_TYPE)) else {
         let message = "unsupported media type, supported: [application/json, application/x-protobuf]";
         return Failure::with_status(
@@ -87,104 +69,37 @@ async fn export(state: &OtlpHttpState, kind: Kind, headers: &HeaderMap, body: Bo
         )
         .into_response(Encoding::Protobuf);
     };
-    match decode_and_store(state, kind, encoding, headers, body).await {
-        Ok(accepted) => success_response(kind, encoding, accepted),
-        Err(failure) => failure.into_response(encoding),
+    let request = match read_request::<R>(state, encoding, headers, body).await {
+        Ok(request) => request,
+        Err(failure) => return failure.into_response(encoding),
+    };
+    match state.core.export(Transport::otlp_http, &request).await {
+        Ok(rejected) => success::<R>(encoding, rejected),
+        Err(error) => {
+            Failure::from_reject(Reject::from(&error), client_message(&error)).into_response(encoding)
+        }
     }
-}
-
-async fn decode_and_store(
-    state: &OtlpHttpState,
-    kind: Kind,
-    encoding: Encoding,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Accepted, Failure> {
-    let bytes = body::read(headers, body, state.max_message_bytes).await?;
-    let received_at = Utc::now();
-    let mapped: Mapped = match kind {
-        Kind::Traces => spans_to_signals(
-            &decode::<ExportTraceServiceRequest>(encoding, &bytes, otlp_json::traces_request)?,
-            received_at,
-            &state.options,
-        ),
-        Kind::Logs => logs_to_signals(
-            &decode::<ExportLogsServiceRequest>(encoding, &bytes, otlp_json::logs_request)?,
-            received_at,
-            &state.options,
-        ),
-        Kind::Metrics => metrics_to_signals(
-            &decode::<ExportMetricsServiceRequest>(encoding, &bytes, otlp_json::metrics_request)?,
-            received_at,
-            &state.options,
-        ),
-    };
-    let signal_type = match kind {
-        Kind::Traces => SignalType::Trace,
-        Kind::Logs => SignalType::Log,
-        Kind::Metrics => SignalType::Metric,
-    };
-    state.ingest.submit_mapped(Transport::otlp_http, signal_type, mapped).await.map_err(|error| {
-        tracing::warn!(error = %crate::api::error::error_chain(&error), "otlp/http export failed");
-        Failure::from_reject(Reject::from(&error), client_message(&error))
-    })
 }
 
 /// Protobuf via prost; JSON via our own walker (see `otlp_json`). An empty body is an empty,
 /// valid protobuf request; for JSON it is not JSON.
-fn decode<M: Message + Default>(
+async fn read_request<R: ExportRequest>(
+    state: &OtlpHttpState,
     encoding: Encoding,
-    bytes: &[u8],
-    from_json: fn(&serde_json::Value) -> Result<M, otlp_json::JsonError>,
-) -> Result<M, Failure> {
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<R, Failure> {
+    let bytes = body::read(headers, body, state.max_message_bytes).await?;
     match encoding {
         Encoding::Protobuf => {
-            M::decode(bytes).map_err(|why| Failure::malformed(format!("invalid protobuf: {why}")))
+            R::decode(bytes.as_ref()).map_err(|why| Failure::malformed(format!("invalid protobuf: {why}")))
         }
         Encoding::Json => {
-            let value: serde_json::Value = serde_json::from_slice(bytes)
+            let value: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|why| Failure::malformed(format!("invalid JSON: {why}")))?;
-            from_json(&value).map_err(|why| Failure::malformed(format!("invalid OTLP/JSON at {why}")))
+            R::from_json(&value).map_err(|why| Failure::malformed(format!("invalid OTLP/JSON at {why}")))
         }
     }
-}
-
-fn success_response(kind: Kind, encoding: Encoding, accepted: Accepted) -> Response {
-    let message = accepted.rejection_message.map(capped_message);
-    let rejected = accepted.rejected as i64;
-    let (protobuf, json_field) = match kind {
-        Kind::Traces => (
-            ExportTraceServiceResponse {
-                partial_success: message.clone().map(|error_message| ExportTracePartialSuccess {
-                    rejected_spans: rejected,
-                    error_message,
-                }),
-            }
-            .encode_to_vec(),
-            "rejectedSpans",
-        ),
-        Kind::Logs => (
-            ExportLogsServiceResponse {
-                partial_success: message.clone().map(|error_message| ExportLogsPartialSuccess {
-                    rejected_log_records: rejected,
-                    error_message,
-                }),
-            }
-            .encode_to_vec(),
-            "rejectedLogRecords",
-        ),
-        Kind::Metrics => (
-            ExportMetricsServiceResponse {
-                partial_success: message.clone().map(|error_message| ExportMetricsPartialSuccess {
-                    rejected_data_points: rejected,
-                    error_message,
-                }),
-            }
-            .encode_to_vec(),
-            "rejectedDataPoints",
-        ),
-    };
-    success(encoding, protobuf, json_field, accepted.rejected, message)
 }
 
 /// 401 with a `google.rpc.Status` (UNAUTHENTICATED) unless the request carries a token.

@@ -6,8 +6,9 @@ use axum::response::{IntoResponse, Response};
 use prost::Message;
 use serde_json::json;
 
-use crate::api::error::RETRY_AFTER_SECONDS;
 use crate::error::Reject;
+use crate::error::RETRY_AFTER_SECONDS;
+use crate::receivers::otlp_export::{ExportRequest, Rejected};
 
 /// `google.rpc.Status`, without details (clients read `message`).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -91,41 +92,19 @@ impl Failure {
     }
 }
 
-/// A 200 export response. `json_field` is the signal's rejected-count field
-/// (`rejectedSpans`, …); `protobuf` is the encoded `Export*ServiceResponse`.
-pub fn success(
-    encoding: Encoding,
-    protobuf: Vec<u8>,
-    json_field: &str,
-    rejected: u64,
-    message: Option<String>,
-) -> Response {
-    let body = match encoding {
-        Encoding::Protobuf => protobuf,
+/// A 200 export response: the `Export*ServiceResponse` the gRPC service would answer, in
+/// the request's encoding.
+pub fn success<R: ExportRequest>(encoding: Encoding, rejected: Option<Rejected>) -> Response {
+    let body = match (encoding, rejected) {
+        (Encoding::Protobuf, rejected) => R::response(rejected).encode_to_vec(),
         // Full success is `{}` exactly; int64 counts are strings in proto3 JSON.
-        Encoding::Json => match message {
-            None => b"{}".to_vec(),
-            Some(message) => {
-                json!({"partialSuccess": {json_field: rejected.to_string(), "errorMessage": message}})
-                    .to_string()
-                    .into_bytes()
-            }
-        },
+        (Encoding::Json, None) => b"{}".to_vec(),
+        (Encoding::Json, Some(Rejected { count, message })) => json!({"partialSuccess": {
+            R::REJECTED_JSON_FIELD: count.to_string(), "errorMessage": message}})
+        .to_string()
+        .into_bytes(),
     };
     (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
-}
-
-/// Partial-success messages are capped well under the 4 MiB response limit.
-pub fn capped_message(message: String) -> String {
-    const MAX: usize = 4096;
-    if message.len() <= MAX {
-        return message;
-    }
-    let mut end = MAX;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
 }
 
 #[cfg(test)]
@@ -140,12 +119,5 @@ mod tests {
         assert_eq!(encoding("application/x-protobuf; proto=x"), Some(Encoding::Protobuf));
         assert_eq!(encoding("text/plain"), None);
         assert_eq!(Encoding::from_content_type(None), None);
-    }
-
-    #[test]
-    fn long_messages_are_capped_on_a_char_boundary() {
-        let message = "é".repeat(5000);
-        let capped = capped_message(message);
-        assert!(capped.len() <= 4096 + "…".len());
     }
 }

@@ -13,7 +13,7 @@ mod trace;
 
 pub use logs::logs_request;
 pub use metrics::metrics_request;
-pub use reader::JsonError;
+pub use reader::{JsonError, JsonResult};
 pub use trace::traces_request;
 
 #[cfg(test)]
