@@ -1,11 +1,9 @@
-//! How a client should react to a failure, whatever the transport. Only this module decides
-//! the HTTP status and gRPC code of an ingestion failure.
+//! How a client should react to a failure, whatever the transport, and how a failure is
+//! written in a log line. Only this module decides the HTTP status and gRPC code of a class of
+//! failure; `ingest` says which class each ingestion failure is. Imports nothing of ours.
 
 use axum::http::StatusCode;
 use tonic::Code;
-
-use crate::ingest::IngestError;
-use crate::pipeline::SubmitError;
 
 /// The client-facing class of a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,31 +40,6 @@ impl Reject {
     }
 }
 
-/// What the client is told about an ingestion failure: the class, and which of the retryable
-/// causes it was, so an operator reading a client's log knows whether to look at load, at the
-/// database or at a deploy. Nothing internal is leaked.
-pub fn client_message(error: &IngestError) -> &'static str {
-    match error {
-        IngestError::Pipeline(SubmitError::Saturated) => {
-            "ingest queue full (the database is not keeping up), retry later"
-        }
-        IngestError::Pipeline(SubmitError::ShuttingDown) => "shutting down, retry later",
-        IngestError::TimedOut(_) => "storage did not confirm in time (INGEST_TIMEOUT_MS), retry later",
-        error if error.is_transient() => "storage temporarily unavailable, retry later",
-        IngestError::Pipeline(SubmitError::Storage(_)) => "internal error",
-    }
-}
-
-impl From<&IngestError> for Reject {
-    fn from(error: &IngestError) -> Self {
-        if error.is_transient() {
-            Reject::RetryLater
-        } else {
-            Reject::Internal
-        }
-    }
-}
-
 /// Seconds a client is asked to wait before retrying a 503 or UNAVAILABLE.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
 
@@ -85,9 +58,6 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    use crate::store::StoreError;
 
     #[test]
     fn each_class_has_its_http_status_and_grpc_code() {
@@ -103,24 +73,11 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_or_slow_storage_is_retryable() {
-        let unreachable: Box<dyn std::error::Error + Send + Sync> = "connection refused".into();
-        let down = IngestError::from(SubmitError::Storage(Arc::new(StoreError::Unavailable(unreachable))));
-        assert_eq!(Reject::from(&down), Reject::RetryLater);
-        assert_eq!(client_message(&down), "storage temporarily unavailable, retry later");
-        let full = IngestError::from(SubmitError::Saturated);
-        assert_eq!(Reject::from(&full), Reject::RetryLater);
-        let slow = IngestError::TimedOut(std::time::Duration::from_secs(3));
-        assert_eq!(Reject::from(&slow), Reject::RetryLater);
-    }
-
-    #[test]
     fn the_chain_keeps_every_cause() {
-        let unreachable: Box<dyn std::error::Error + Send + Sync> = "connection refused".into();
-        let down = IngestError::from(SubmitError::Storage(Arc::new(StoreError::Unavailable(unreachable))));
-        assert_eq!(
-            error_chain(&down),
-            "not stored: batch not committed: database unavailable: connection refused"
-        );
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let error = Outer(std::io::Error::other("innermost"));
+        assert_eq!(error_chain(&error), "outer: innermost");
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::warn;
 
+use crate::error::Reject;
 use crate::mapping::otlp::Mapped;
 use crate::model::time::at_stored_precision;
 use crate::model::{Retention, Signal, SignalType};
@@ -35,7 +36,7 @@ pub struct Accepted {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// Refused by the pipeline, or its batch was not committed: nothing was stored.
-    #[error("not stored: {0}")]
+    #[error("not stored")]
     Pipeline(#[from] SubmitError),
     /// The commit was not confirmed in time; the client should retry (a retry is idempotent,
     /// so a commit that did land is not stored twice).
@@ -49,6 +50,31 @@ impl IngestError {
         match self {
             IngestError::Pipeline(error) => error.is_transient(),
             IngestError::TimedOut(_) => true,
+        }
+    }
+}
+
+/// What the client is told about an ingestion failure: the class, and which of the retryable
+/// causes it was, so an operator reading a client's log knows whether to look at load, at the
+/// database or at a deploy. Nothing internal is leaked.
+pub fn client_message(error: &IngestError) -> &'static str {
+    match error {
+        IngestError::Pipeline(SubmitError::Saturated) => {
+            "ingest queue full (the database is not keeping up), retry later"
+        }
+        IngestError::Pipeline(SubmitError::ShuttingDown) => "shutting down, retry later",
+        IngestError::TimedOut(_) => "storage did not confirm in time (INGEST_TIMEOUT_MS), retry later",
+        error if error.is_transient() => "storage temporarily unavailable, retry later",
+        IngestError::Pipeline(SubmitError::Storage(_)) => "internal error",
+    }
+}
+
+impl From<&IngestError> for Reject {
+    fn from(error: &IngestError) -> Self {
+        if error.is_transient() {
+            Reject::RetryLater
+        } else {
+            Reject::Internal
         }
     }
 }
@@ -137,5 +163,34 @@ impl Ingest {
         let rejected = mapped.rejected;
         let accepted = self.submit(transport, signal_type, mapped.signals).await?;
         Ok(Accepted { rejected, rejection_message, ..accepted })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::error_chain;
+    use crate::store::StoreError;
+
+    #[test]
+    fn unavailable_or_slow_storage_is_retryable() {
+        let unreachable: Box<dyn std::error::Error + Send + Sync> = "connection refused".into();
+        let down = IngestError::from(SubmitError::Storage(Arc::new(StoreError::Unavailable(unreachable))));
+        assert_eq!(Reject::from(&down), Reject::RetryLater);
+        assert_eq!(client_message(&down), "storage temporarily unavailable, retry later");
+        let full = IngestError::from(SubmitError::Saturated);
+        assert_eq!(Reject::from(&full), Reject::RetryLater);
+        let slow = IngestError::TimedOut(std::time::Duration::from_secs(3));
+        assert_eq!(Reject::from(&slow), Reject::RetryLater);
+    }
+
+    #[test]
+    fn the_chain_keeps_every_cause() {
+        let unreachable: Box<dyn std::error::Error + Send + Sync> = "connection refused".into();
+        let down = IngestError::from(SubmitError::Storage(Arc::new(StoreError::Unavailable(unreachable))));
+        assert_eq!(
+            error_chain(&down),
+            "not stored: batch not committed: database unavailable: connection refused"
+        );
     }
 }

@@ -1,29 +1,36 @@
 //! ProdSentinel backend: receives telemetry, stores it, tracks incidents and serves queries.
 //!
-//! Crate map (data flows top to bottom; `api` only reads):
+//! Crate map (data flows top to bottom; a module imports only modules below it or beside it,
+//! never one that imports it):
 //! - [`config`]: typed settings from flags, environment and `.env`, validated at start-up.
-//! - [`auth`]: optional bearer tokens for ingestion and queries.
 //! - [`app`]: wiring: start-up (database, migrations), listeners, serving until shutdown.
-//! - [`tls`]: optional TLS for the three listeners.
-//! - [`receivers`]: transports only: OTLP/gRPC, OTLP/HTTP and the legacy `POST /ingest/*`.
-//! - [`mapping`]: wire formats -> [`model::Signal`], pure; payload size limits.
-//! - [`ingest`]: the one door receivers call to store signals (limits applied there).
+//! - [`receivers`]: transports only: OTLP/gRPC and OTLP/HTTP (one export core), legacy
+//!   `POST /ingest/*`.
+//! - [`api`]: the query API the dashboard polls (reads, and `PATCH` of an incident's status)
+//!   and the health endpoints.
+//! - [`http`]: what `api` and the legacy receiver share: FastAPI-shaped errors, the token
+//!   middleware, OpenAPI schemas of shared bodies.
+//! - [`mapping`]: wire formats -> [`model::Signal`], pure; payload size limits applied as
+//!   payloads are written.
+//! - [`ingest`]: the one door receivers call to store signals; which failures are retryable.
 //! - [`pipeline`]: group commit: the bounded queue and the writers (one transaction per batch).
-//! - [`incidents`]: severity rules and per-batch triage, pure.
-//! - [`store`]: all SQL: bootstrap, migrations, batch writes (signals, incidents, outbox), queries.
+//! - [`incidents`]: severity rules, fingerprints and per-batch triage, pure.
+//! - [`store`]: all SQL: bootstrap, migrations, partitions, batch writes (signals, incidents,
+//!   outbox), queries.
 //! - [`queue`]: the outbox dispatcher, the Redis lock and the Celery task message.
 //! - [`maintenance`]: partitions created ahead, expiry of partitions and of incidents.
-//! - [`api`]: the read-only query API and health endpoints.
-//! - [`model`]: our plain data types; imports nothing of ours.
+//! - [`model`]: our plain data types and the payload's keys and facts; imports nothing of ours.
+//! - [`auth`], [`tls`]: bearer tokens; TLS for the three listeners.
 //! - [`validation`]: field errors in the FastAPI shape legacy clients parse.
-//! - [`error`]: how a failure is classified for the client.
-//! - [`shutdown`], [`telemetry`]: process signals, our own logs.
+//! - [`error`]: how a class of failure is answered on each transport, and logged.
+//! - [`shutdown`], [`telemetry`]: process signals; our own logs and metrics.
 
 pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod incidents;
 pub mod ingest;
 pub mod maintenance;

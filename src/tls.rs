@@ -17,12 +17,18 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::ConfigError;
-
 /// A client has this long to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_BACKLOG: usize = 128;
+
+/// A TLS setting that cannot be used: which one, and why. `config` reports it as its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {setting}: {reason}")]
+pub struct TlsSettingError {
+    pub setting: &'static str,
+    pub reason: String,
+}
 
 /// The certificate chain and key, read and checked.
 #[derive(Clone)]
@@ -40,8 +46,8 @@ impl std::fmt::Debug for TlsFiles {
 
 impl TlsFiles {
     /// Both paths empty: no TLS. Both set: read and check them. One alone is an error.
-    pub fn from_settings(cert_path: &str, key_path: &str) -> Result<Option<TlsFiles>, ConfigError> {
-        let invalid = |setting: &'static str, reason: String| ConfigError { setting, reason };
+    pub fn from_settings(cert_path: &str, key_path: &str) -> Result<Option<TlsFiles>, TlsSettingError> {
+        let invalid = |setting: &'static str, reason: String| TlsSettingError { setting, reason };
         match (cert_path.trim(), key_path.trim()) {
             ("", "") => Ok(None),
             (_, "") => Err(invalid("TLS_KEY_FILE", "required when TLS_CERT_FILE is set".into())),

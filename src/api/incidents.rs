@@ -5,10 +5,10 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 
 use super::cursor::Cursor;
-use super::error::ApiError;
 use super::openapi::{Detail, EvidenceQuery, IncidentQuery, PageStartQuery, StatusUpdate, ValidationErrors};
 use super::params::{path_uuid, Params};
 use super::{ApiState, Page};
+use crate::http::ApiError;
 use crate::model::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus, StoredSignal};
 use crate::store::{IncidentFilter, StatusChange};
 use crate::validation::{FieldError, LocPart};

@@ -1,8 +1,7 @@
-//! The read-only HTTP API the dashboard polls (CONTRACTS §3) and the health endpoints.
-//! Nothing here writes telemetry.
+//! The HTTP API the dashboard polls (docs/contracts.md §3) and the health endpoints. It reads,
+//! and writes only an incident's status (`PATCH /query/incidents/{id}`); never telemetry.
 
 mod cursor;
-pub mod error;
 mod health;
 mod incidents;
 pub mod observe;
@@ -38,7 +37,7 @@ pub struct ApiState {
 
 /// `GET /query/*` (behind `QUERY_TOKENS` when set) and the health and metrics endpoints (always open, for probes and scrapers).
 pub fn router(state: ApiState) -> OpenApiRouter {
-    let auth = axum::middleware::from_fn_with_state(state.query_tokens.clone(), error::require_token);
+    let auth = axum::middleware::from_fn_with_state(state.query_tokens.clone(), crate::http::require_token);
     let queries = OpenApiRouter::new()
         .routes(routes!(signals::list_signals))
         .routes(routes!(signals::trace_signals))

@@ -5,7 +5,7 @@ use axum::extract::Query;
 use chrono::{DateTime, Utc};
 
 use super::cursor::Cursor;
-use super::error::ApiError;
+use crate::http::ApiError;
 use crate::model::time::parse_timestamp_str;
 use crate::store::PageStart;
 use crate::validation::{FieldError, LocPart};

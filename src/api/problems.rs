@@ -6,10 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Serialize;
 
-use super::error::ApiError;
 use super::openapi::{Detail, ProblemQuery, ValidationErrors};
 use super::params::{path_uuid, Params};
 use super::{ApiState, Page};
+use crate::http::ApiError;
 use crate::model::{Incident, IncidentSeverity, Problem, StoredSignal};
 use crate::store::ProblemFilter;
 

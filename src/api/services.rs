@@ -6,10 +6,10 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::error::ApiError;
 use super::openapi::{Detail, ServicesQuery, ValidationErrors};
 use super::params::Params;
 use super::ApiState;
+use crate::http::ApiError;
 use crate::store::ServiceSummary;
 use crate::validation::FieldError;
 

@@ -5,11 +5,11 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 
 use super::cursor::Cursor;
-use super::error::ApiError;
 use super::openapi::{Detail, PageStartQuery, SignalQuery, ValidationErrors};
 use super::params::Params;
 use super::trace_tree::TraceTree;
 use super::{ApiState, Page};
+use crate::http::ApiError;
 use crate::model::{SignalType, StoredSignal};
 use crate::store::{PageStart, SignalFilter};
 use crate::validation::FieldError;

@@ -16,7 +16,7 @@ use crate::incidents::Rules;
 use crate::mapping::limits::ValueLimits;
 use crate::model::{IncidentSeverity, PartitionInterval, Retention};
 use crate::pipeline::PipelineSettings;
-use crate::tls::TlsFiles;
+use crate::tls::{TlsFiles, TlsSettingError};
 
 pub use cli::Cli;
 pub use database::DatabaseConfig;
@@ -27,6 +27,12 @@ pub use database::DatabaseConfig;
 pub struct ConfigError {
     pub setting: &'static str,
     pub reason: String,
+}
+
+impl From<TlsSettingError> for ConfigError {
+    fn from(error: TlsSettingError) -> Self {
+        ConfigError { setting: error.setting, reason: error.reason }
+    }
 }
 
 fn invalid(setting: &'static str) -> impl Fn(String) -> ConfigError {

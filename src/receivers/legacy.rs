@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::error::ApiError;
-use crate::api::openapi::{LegacyAnswers, LegacyLog, LegacyMetric, LegacySpan, OneOrMany};
+use crate::http::schema::{LegacyAnswers, LegacyLog, LegacyMetric, LegacySpan, OneOrMany};
+use crate::http::ApiError;
 use crate::ingest::Ingest;
 use crate::mapping::legacy::{signals_from_json, LegacyKind};
 use crate::mapping::MappingOptions;
@@ -33,7 +33,7 @@ pub struct LegacyState {
 }
 
 pub fn router(state: LegacyState) -> OpenApiRouter {
-    let auth = axum::middleware::from_fn_with_state(state.tokens.clone(), crate::api::error::require_token);
+    let auth = axum::middleware::from_fn_with_state(state.tokens.clone(), crate::http::require_token);
     OpenApiRouter::new()
         .routes(routes!(ingest_logs))
         .routes(routes!(ingest_traces))

@@ -26,7 +26,8 @@ use tonic::{Request, Response, Status};
 use tower::{Layer, Service};
 
 use super::otlp_export::{ExportCore, ExportRequest};
-use crate::error::{client_message, Reject};
+use crate::error::Reject;
+use crate::ingest::client_message;
 use crate::ingest::IngestError;
 use crate::telemetry::metrics::Transport;
 

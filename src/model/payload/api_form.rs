@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use crate::model::signal::SignalType;
+use crate::model::signal_type::SignalType;
 use crate::model::time::format_timestamp;
 
 /// A default an OTLP payload leaves out, re-attached on read.

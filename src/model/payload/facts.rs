@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::keys;
-use crate::model::signal::SignalType;
+use crate::model::signal_type::SignalType;
 
 /// The few typed facts triage and fingerprints read, taken while the payload is encoded so
 /// nobody parses it back. [`Facts::of_payload`] reads the same facts from a JSON payload: one

@@ -17,7 +17,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::otlp_export::{ExportCore, ExportRequest};
-use crate::error::{client_message, Reject};
+use crate::error::Reject;
+use crate::ingest::client_message;
 use crate::telemetry::metrics::Transport;
 use response::{success, Encoding, Failure};
 

@@ -1,5 +1,6 @@
-//! Errors of the HTTP endpoints on the API port, rendered in FastAPI's shapes
-//! (`{"detail": "..."}` or `{"detail": [field errors]}`) so existing clients parse them.
+//! Errors of the HTTP endpoints on the API port (query API and legacy ingest), rendered in
+//! FastAPI's shapes (`{"detail": "..."}` or `{"detail": [field errors]}`) so existing clients
+//! parse them.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -7,7 +8,8 @@ use axum::Json;
 use serde_json::json;
 use tracing::{error, warn};
 
-use crate::error::{client_message, error_chain, Reject, RETRY_AFTER_SECONDS};
+use crate::error::{error_chain, Reject, RETRY_AFTER_SECONDS};
+use crate::ingest::client_message;
 use crate::ingest::IngestError;
 use crate::store::StoreError;
 use crate::validation::FieldError;
