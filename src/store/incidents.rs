@@ -29,7 +29,7 @@ pub struct StatusChange {
 pub(super) const INCIDENT_COLUMNS: &str =
     "id, trace_id, status::text, severity::text, detected_at, resolved_at, \
      affected_services, error_count, (SELECT ip.problem_id FROM incident_problems ip \
-     WHERE ip.incident_id = incidents.id ORDER BY ip.linked_at, ip.problem_id LIMIT 1)";
+     WHERE ip.incident_id = incidents.id ORDER BY ip.linked_at, ip.problem_id LIMIT 1) AS problem_id";
 
 impl Store {
     /// One page of incidents, newest `detected_at` first, and the number matching the filter.
@@ -85,7 +85,7 @@ impl Store {
                 },
             )
             .await?;
-        Ok((rows.iter().map(incident_from_row).collect(), total))
+        Ok((rows.iter().map(incident_from_row).collect::<Result<_, _>>()?, total))
     }
 
     /// Moves an incident to `change.to` if it is still in `change.from` (a concurrent change
@@ -113,7 +113,7 @@ impl Store {
                 &[&id, &change.to.db_label(), &change.from.db_label()],
             )
             .await?;
-        Ok(row.as_ref().map(incident_from_row))
+        row.as_ref().map(incident_from_row).transpose()
     }
 
     pub async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>, StoreError> {
@@ -121,7 +121,7 @@ impl Store {
         let row = client
             .query_opt(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"), &[&id])
             .await?;
-        Ok(row.as_ref().map(incident_from_row))
+        row.as_ref().map(incident_from_row).transpose()
     }
 
     /// The newest analysis of an incident, if the worker has written one.
@@ -136,31 +136,36 @@ impl Store {
                 &[&incident_id],
             )
             .await?;
-        Ok(row.map(|row| AnalysisResult {
-            id: row.get(0),
-            incident_id: row.get(1),
-            root_cause: row.get(2),
-            confidence_score: row.get(3),
-            evidence_signals: row.get(4),
-            ai_explanation: row.get(5),
-            generated_at: row.get(6),
+        // Written by the analysis worker: read by name, and a value of another type is an
+        // error (500, logged), not a panic.
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(AnalysisResult {
+            id: row.try_get("id")?,
+            incident_id: row.try_get("incident_id")?,
+            root_cause: row.try_get("root_cause")?,
+            confidence_score: row.try_get("confidence_score")?,
+            evidence_signals: row.try_get("evidence_signals")?,
+            ai_explanation: row.try_get("ai_explanation")?,
+            generated_at: row.try_get("generated_at")?,
         }))
     }
 }
 
-pub(super) fn incident_from_row(row: &Row) -> Incident {
-    let status: String = row.get(2);
-    let severity: String = row.get(3);
-    Incident {
-        id: row.get(0),
-        trace_id: row.get(1),
+/// A row of [`INCIDENT_COLUMNS`]. The analysis worker writes incidents too: columns are read by
+/// name, and a value of another type is an error, not a panic.
+pub(super) fn incident_from_row(row: &Row) -> Result<Incident, StoreError> {
+    let status: String = row.try_get("status")?;
+    let severity: String = row.try_get("severity")?;
+    Ok(Incident {
+        id: row.try_get("id")?,
+        trace_id: row.try_get("trace_id")?,
         // The enum columns only hold these labels.
         status: IncidentStatus::from_db_label(&status).unwrap_or(IncidentStatus::Open),
         severity: IncidentSeverity::from_db_label(&severity).unwrap_or(IncidentSeverity::Low),
-        detected_at: row.get(4),
-        resolved_at: row.get(5),
-        affected_services: row.get(6),
-        error_count: row.get(7),
-        problem_id: row.get(8),
-    }
+        detected_at: row.try_get("detected_at")?,
+        resolved_at: row.try_get("resolved_at")?,
+        affected_services: row.try_get("affected_services")?,
+        error_count: row.try_get("error_count")?,
+        problem_id: row.try_get("problem_id")?,
+    })
 }

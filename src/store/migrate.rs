@@ -111,6 +111,15 @@ pub async fn run(client: &mut Client, migrations: &[Migration]) -> Result<Migrat
     result
 }
 
+/// `(version, name, checksum)` of each applied migration, in version order.
+async fn read_applied_rows(client: &Client, sql: &str) -> Result<Vec<(i32, String, String)>, MigrateError> {
+    let rows = client.query(sql, &[]).await?;
+    let read = |row: &tokio_postgres::Row| {
+        Ok((row.try_get("version")?, row.try_get("name")?, row.try_get("checksum")?))
+    };
+    rows.iter().map(read).collect()
+}
+
 async fn apply_pending(
     client: &mut Client,
     migrations: &[Migration],
@@ -127,20 +136,10 @@ async fn apply_pending(
         .await?;
     let mut report = MigrationReport::default();
     let read_applied = "SELECT version, name, checksum FROM schema_migrations ORDER BY version";
-    let mut applied: Vec<(i32, String, String)> = client
-        .query(read_applied, &[])
-        .await?
-        .into_iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect();
+    let mut applied = read_applied_rows(client, read_applied).await?;
     if applied.is_empty() && adopt_original(client, migrations).await? {
         report.adopted_original = true;
-        applied = client
-            .query(read_applied, &[])
-            .await?
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
-            .collect();
+        applied = read_applied_rows(client, read_applied).await?;
     }
 
     for migration in migrations {

@@ -32,10 +32,17 @@ impl Store {
                 &[&limit, &lease.as_secs_f64()],
             )
             .await?;
-        let mut claimed: Vec<OutboxRow> = rows
+        let mut claimed = rows
             .iter()
-            .map(|r| OutboxRow { id: r.get(0), trace_id: r.get(1), created_at: r.get(2), attempts: r.get(3) })
-            .collect();
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    trace_id: r.try_get("trace_id")?,
+                    created_at: r.try_get("created_at")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<Vec<OutboxRow>, StoreError>>()?;
         claimed.sort_by_key(|r| (r.created_at, r.id));
         Ok(claimed)
     }
@@ -87,11 +94,12 @@ impl Store {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+                "SELECT count(*) AS pending,
+                        coalesce(extract(epoch FROM now() - min(created_at))::float8, 0) AS oldest_seconds
                  FROM analysis_outbox WHERE status = 'pending'",
                 &[],
             )
             .await?;
-        Ok((row.get(0), row.get(1)))
+        Ok((row.try_get("pending")?, row.try_get("oldest_seconds")?))
     }
 }

@@ -22,7 +22,7 @@ pub struct ProblemFilter {
 }
 
 const PROBLEM_COLUMNS: &str = "id, fingerprint, title, first_seen, last_seen, \
-     (SELECT count(*) FROM incident_problems ip WHERE ip.problem_id = problems.id), signal_count, services, \
+     (SELECT count(*) FROM incident_problems ip WHERE ip.problem_id = problems.id) AS trace_count, signal_count, services, \
      severity::text, representative_trace_id, analysis_requested_at";
 
 impl Store {
@@ -62,7 +62,7 @@ impl Store {
                 },
             )
             .await?;
-        Ok((rows.iter().map(problem_from_row).collect(), total))
+        Ok((rows.iter().map(problem_from_row).collect::<Result<_, _>>()?, total))
     }
 
     pub async fn get_problem(&self, id: Uuid) -> Result<Option<Problem>, StoreError> {
@@ -70,7 +70,7 @@ impl Store {
         let row = client
             .query_opt(&format!("SELECT {PROBLEM_COLUMNS} FROM problems WHERE id = $1"), &[&id])
             .await?;
-        Ok(row.as_ref().map(problem_from_row))
+        row.as_ref().map(problem_from_row).transpose()
     }
 
     /// The problem's incidents, newest first, at most `limit`.
@@ -86,24 +86,25 @@ impl Store {
                 &[&id, &limit],
             )
             .await?;
-        Ok(rows.iter().map(incident_from_row).collect())
+        rows.iter().map(incident_from_row).collect()
     }
 }
 
-fn problem_from_row(row: &Row) -> Problem {
-    let severity: String = row.get(8);
-    Problem {
-        id: row.get(0),
-        fingerprint: row.get(1),
-        title: row.get(2),
-        first_seen: row.get(3),
-        last_seen: row.get(4),
-        trace_count: row.get(5),
-        signal_count: row.get(6),
-        services: row.get(7),
+/// A row of `PROBLEM_COLUMNS`, read by name.
+fn problem_from_row(row: &Row) -> Result<Problem, StoreError> {
+    let severity: String = row.try_get("severity")?;
+    Ok(Problem {
+        id: row.try_get("id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        title: row.try_get("title")?,
+        first_seen: row.try_get("first_seen")?,
+        last_seen: row.try_get("last_seen")?,
+        trace_count: row.try_get("trace_count")?,
+        signal_count: row.try_get("signal_count")?,
+        services: row.try_get("services")?,
         // The column's enum type only holds these labels.
         severity: IncidentSeverity::from_db_label(&severity).unwrap_or(IncidentSeverity::Low),
-        representative_trace_id: row.get(9),
-        analysis_requested_at: row.get(10),
-    }
+        representative_trace_id: row.try_get("representative_trace_id")?,
+        analysis_requested_at: row.try_get("analysis_requested_at")?,
+    })
 }

@@ -92,7 +92,7 @@ impl Store {
         let client = self.client().await?;
         let order = r#""timestamp" DESC, id DESC"#;
         let (rows, total) = conditions.fetch_page(&client, &self.signal_page(order, limit, offset)).await?;
-        Ok((rows.iter().map(signal_from_row).collect(), total))
+        Ok((rows.iter().map(signal_from_row).collect::<Result<_, _>>()?, total))
     }
 
     /// The signals of one trace, errors first, then oldest first: an incident's evidence.
@@ -107,7 +107,7 @@ impl Store {
         let client = self.client().await?;
         let order = format!(r#"{} DESC, "timestamp", id"#, is_error_sql());
         let (rows, total) = conditions.fetch_page(&client, &self.signal_page(&order, limit, offset)).await?;
-        Ok((rows.iter().map(signal_from_row).collect(), total))
+        Ok((rows.iter().map(signal_from_row).collect::<Result<_, _>>()?, total))
     }
 
     /// Every service that sent signals in `[start, end)`, by name, with its counts.
@@ -121,11 +121,11 @@ impl Store {
             .query(
                 &format!(
                     r#"SELECT service_name,
-                              count(*) FILTER (WHERE signal_type = 'log'),
-                              count(*) FILTER (WHERE signal_type = 'trace'),
-                              count(*) FILTER (WHERE signal_type = 'metric'),
-                              count(*) FILTER (WHERE {is_error}),
-                              max("timestamp")
+                              count(*) FILTER (WHERE signal_type = 'log') AS logs,
+                              count(*) FILTER (WHERE signal_type = 'trace') AS traces,
+                              count(*) FILTER (WHERE signal_type = 'metric') AS metrics,
+                              count(*) FILTER (WHERE {is_error}) AS errors,
+                              max("timestamp") AS last_seen
                        FROM raw_signals WHERE "timestamp" >= $1 AND "timestamp" < $2
                        GROUP BY service_name ORDER BY service_name"#,
                     is_error = is_error_sql()
@@ -133,17 +133,18 @@ impl Store {
                 &[&start, &end],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| ServiceSummary {
-                service_name: row.get(0),
-                logs: row.get(1),
-                traces: row.get(2),
-                metrics: row.get(3),
-                errors: row.get(4),
-                last_seen: row.get(5),
+        rows.iter()
+            .map(|row| {
+                Ok(ServiceSummary {
+                    service_name: row.try_get("service_name")?,
+                    logs: row.try_get("logs")?,
+                    traces: row.try_get("traces")?,
+                    metrics: row.try_get("metrics")?,
+                    errors: row.try_get("errors")?,
+                    last_seen: row.try_get("last_seen")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The signals of one trace, oldest first, at most `limit`.
@@ -158,7 +159,7 @@ impl Store {
                 &[&trace_id, &limit],
             )
             .await?;
-        Ok(rows.iter().map(signal_from_row).collect())
+        rows.iter().map(signal_from_row).collect()
     }
 }
 
@@ -183,18 +184,19 @@ fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
-fn signal_from_row(row: &Row) -> StoredSignal {
-    let signal_type: String = row.get(1);
+/// A row of `SIGNAL_COLUMNS`, read by name.
+fn signal_from_row(row: &Row) -> Result<StoredSignal, StoreError> {
+    let signal_type: String = row.try_get("signal_type")?;
     // The column's enum type only holds these three labels.
     let signal_type = SignalType::parse(&signal_type).unwrap_or(SignalType::Log);
-    let resource: Option<Value> = row.get(6);
-    let scope: Option<Value> = row.get(7);
-    StoredSignal {
-        id: row.get(0),
+    let resource: Option<Value> = row.try_get("resource")?;
+    let scope: Option<Value> = row.try_get("scope")?;
+    Ok(StoredSignal {
+        id: row.try_get("id")?,
         signal_type,
-        trace_id: row.get(2),
-        service_name: row.get(3),
-        timestamp: row.get(4),
-        payload: api_form(signal_type, row.get(5), resource.zip(scope)),
-    }
+        trace_id: row.try_get("trace_id")?,
+        service_name: row.try_get("service_name")?,
+        timestamp: row.try_get("timestamp")?,
+        payload: api_form(signal_type, row.try_get("payload")?, resource.zip(scope)),
+    })
 }

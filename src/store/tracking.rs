@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
@@ -37,144 +38,72 @@ pub struct BatchOutcome {
     pub problem_links: u64,
 }
 
-const WRITE_BATCH: &str = r#"
-WITH input AS (
-    SELECT t.*, t.signal_type::signaltypeenum AS kind
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-                $7::text[], $8::bool[], $9::bool[], $12::text[], $13::text[], $16::bool[], $17::timestamptz[],
-                $18::uuid[])
-        AS t(id, signal_type, trace_id, service_name, ts, payload, severity, tracked, requests,
-             fingerprint, title, time_unknown, expires_at, shared_id)
-),
-shared AS (
-    -- The resources and scopes of the batch's OTLP exports, each stored once ever (content-
-    -- addressed ids); in id order, so that concurrent batches wait for each other in one order.
-    INSERT INTO signal_shared (shared_id, resource, scope)
-    SELECT id, resource::jsonb, scope::jsonb FROM unnest($19::uuid[], $20::text[], $21::text[]) AS s(id, resource, scope)
-    ORDER BY id
-    ON CONFLICT (shared_id) DO NOTHING
-),
-inserted AS (
-    -- In key order, so that two batches retrying the same signals wait for each other in one
-    -- order. TIMELESS_CHECK is empty unless the batch has records without a time (see there).
-    INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
-    SELECT id, kind, trace_id, service_name, ts, payload::jsonb, time_unknown, shared_id FROM input
-    /*TIMELESS_CHECK*/
-    ORDER BY ts, id, kind
-    ON CONFLICT ("timestamp", id, signal_type) DO NOTHING
-    RETURNING id, "timestamp", signal_type
-),
-fresh AS (
-    -- Only newly stored signals count, each once even if repeated within the batch.
-    SELECT DISTINCT ON (input.ts, input.id, input.kind) input.trace_id, input.service_name,
-           input.severity::incidentseverity AS severity, input.requests, input.fingerprint, input.title,
-           coalesce(input.expires_at, 'infinity') AS expires_at
-    FROM input JOIN inserted
-         ON inserted.id = input.id AND inserted."timestamp" = input.ts AND inserted.signal_type = input.kind
-    WHERE input.tracked
-),
-activity AS (
-    SELECT trace_id, count(*) AS signals, count(*) FILTER (WHERE severity >= 'HIGH') AS high,
-           max(severity) AS severity, bool_or(requests) AS requests,
-           array_agg(DISTINCT service_name::varchar) AS services, max(expires_at) AS expires_at
-    FROM fresh GROUP BY trace_id
-),
-prior AS (
-    -- The statement's snapshot: severities before this batch, to tell escalations.
-    SELECT trace_key, severity FROM incidents
-    WHERE trace_id IN (SELECT trace_id FROM activity) AND trace_key = trace_id
-),
-upserted AS (
-    INSERT INTO incidents AS i (id, trace_id, trace_key, status, severity, detected_at, affected_services,
-                                error_count, high_signal_count, last_signal_at, analysis_requested_at,
-                                signals_expire_at)
-    SELECT uuid_time_ordered(), a.trace_id, a.trace_id, 'OPEN',
-           greatest(a.severity, CASE WHEN $10::int8 > 0 AND a.high >= $10::int8 THEN 'CRITICAL'::incidentseverity END),
-           now(), a.services, a.signals, a.high, now(), CASE WHEN a.requests THEN now() END, a.expires_at
-    FROM activity a ORDER BY a.trace_id
-    ON CONFLICT (trace_id, trace_key) DO UPDATE SET
-        -- When the last of its signals will have expired (greatest ignores the NULL of an
-        -- incident from before this column, or of the worker's own).
-        signals_expire_at = greatest(i.signals_expire_at, excluded.signals_expire_at),
-        error_count = coalesce(i.error_count, 0) + excluded.error_count,
-        high_signal_count = i.high_signal_count + excluded.high_signal_count,
-        affected_services = i.affected_services || ARRAY(
-            SELECT s FROM unnest(excluded.affected_services) AS s WHERE s <> ALL(i.affected_services)),
-        severity = greatest(i.severity, excluded.severity,
-            CASE WHEN $10::int8 > 0 AND i.high_signal_count + excluded.high_signal_count >= $10::int8
-                 THEN 'CRITICAL'::incidentseverity END),
-        last_signal_at = now(),
-        analysis_requested_at = CASE
-            WHEN excluded.analysis_requested_at IS NOT NULL AND (i.analysis_requested_at IS NULL
-                 OR i.analysis_requested_at <= now() - make_interval(secs => $11::float8))
-            THEN now() ELSE i.analysis_requested_at END
-    RETURNING i.id, i.trace_id, i.trace_key, i.severity,
-              i.analysis_requested_at = now() AS requested, i.xmax = 0 AS opened
-),
-faults AS (
-    -- This batch's errors per fingerprint, and a trace of each that wants an analysis now.
-    SELECT f.fingerprint, min(f.title) AS title, count(*) AS signals, max(f.severity) AS severity,
-           array_agg(DISTINCT f.service_name::varchar) AS services,
-           min(u.trace_key) FILTER (WHERE u.requested) AS wanting_trace, min(u.trace_key) AS any_trace
-    FROM fresh f JOIN upserted u ON u.trace_key = f.trace_id
-    WHERE f.fingerprint IS NOT NULL
-    GROUP BY f.fingerprint
-),
-problems_upserted AS (
-    -- In fingerprint order, like incidents in trace order: concurrent batches cannot deadlock.
-    -- A problem claims the analysis (one per window) for its wanting trace when grouping is on
-    -- ($14) and its last request is older than the window ($15 s).
-    INSERT INTO problems AS p (fingerprint, title, signal_count, services, severity,
-                               representative_trace_id, analysis_requested_at)
-    SELECT fingerprint, title, signals, services, severity, coalesce(wanting_trace, any_trace),
-           CASE WHEN $14::bool AND wanting_trace IS NOT NULL THEN now() END
-    FROM faults ORDER BY fingerprint
-    ON CONFLICT (fingerprint) DO UPDATE SET
-        last_seen = now(),
-        signal_count = p.signal_count + excluded.signal_count,
-        services = p.services || ARRAY(
-            SELECT s FROM unnest(excluded.services) AS s WHERE s <> ALL(p.services)),
-        severity = greatest(p.severity, excluded.severity),
-        representative_trace_id = CASE
-            WHEN excluded.analysis_requested_at IS NOT NULL AND (p.analysis_requested_at IS NULL
-                 OR p.analysis_requested_at <= now() - make_interval(secs => $15::float8))
-            THEN excluded.representative_trace_id
-            ELSE coalesce(p.representative_trace_id, excluded.representative_trace_id) END,
-        analysis_requested_at = CASE
-            WHEN excluded.analysis_requested_at IS NOT NULL AND (p.analysis_requested_at IS NULL
-                 OR p.analysis_requested_at <= now() - make_interval(secs => $15::float8))
-            THEN now() ELSE p.analysis_requested_at END
-    RETURNING p.id, p.fingerprint, p.representative_trace_id,
-              p.analysis_requested_at = now() AND $14::bool AS claimed
-),
-links AS (
-    INSERT INTO incident_problems (incident_id, problem_id)
-    SELECT DISTINCT u.id, pu.id
-    FROM fresh f JOIN upserted u ON u.trace_key = f.trace_id JOIN problems_upserted pu ON pu.fingerprint = f.fingerprint
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-),
-outbox AS (
-    -- Per trace, unless grouping is on and the trace's errors belong to a problem: then only the
-    -- trace that claimed its problem's analysis for this window.
-    INSERT INTO analysis_outbox (trace_id, incident_id)
-    SELECT u.trace_id, u.id FROM upserted u
-    WHERE u.requested AND (
-        NOT $14::bool
-        OR NOT EXISTS (SELECT 1 FROM fresh f WHERE f.trace_id = u.trace_key AND f.fingerprint IS NOT NULL)
-        OR EXISTS (SELECT 1 FROM problems_upserted pu WHERE pu.claimed AND pu.representative_trace_id = u.trace_key))
-    RETURNING 1
-)
-SELECT ARRAY(SELECT id FROM inserted), ARRAY(SELECT "timestamp" FROM inserted),
-       ARRAY(SELECT signal_type::text FROM inserted),
-       (SELECT count(*) FROM upserted WHERE opened),
-       (SELECT count(*) FROM upserted),
-       (SELECT count(*) FROM outbox),
-       ARRAY(SELECT severity::text FROM upserted WHERE opened),
-       ARRAY(SELECT u.severity::text FROM upserted u JOIN prior p ON p.trace_key = u.trace_key
-             WHERE NOT u.opened AND u.severity > p.severity),
-       (SELECT count(*) FROM links)
-"#;
+/// The statement, with `$name` parameters (see [`BatchParams`]).
+const WRITE_BATCH: &str = include_str!("sql/write_batch.sql");
+
+/// Declares the batch statement's parameters once: the struct, and their names in the order
+/// they are bound, from the same list.
+macro_rules! batch_params {
+    ($($name:ident: $type:ty),* $(,)?) => {
+        /// The batch statement's parameters: per-row columns (parallel arrays), the shared
+        /// parts, and the escalation rules.
+        struct BatchParams<'a> {
+            $($name: $type,)*
+        }
+
+        impl BatchParams<'_> {
+            const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+                vec![$(&self.$name),*]
+            }
+        }
+    };
+}
+
+batch_params! {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    trace_ids: Vec<&'a str>,
+    services: Vec<&'a str>,
+    timestamps: Vec<DateTime<Utc>>,
+    // Encoded once, by the mapping; PostgreSQL parses each into jsonb.
+    payloads: Vec<&'a str>,
+    time_unknown: Vec<bool>,
+    expires_at: Vec<Option<DateTime<Utc>>>,
+    shared_ids: Vec<Option<Uuid>>,
+    severities: Vec<&'static str>,
+    tracked: Vec<bool>,
+    requests: Vec<bool>,
+    fingerprints: Vec<Option<String>>,
+    titles: Vec<Option<String>>,
+    shared_keys: Vec<Uuid>,
+    resources: Vec<&'a str>,
+    scopes: Vec<&'a str>,
+    critical_after_high: i64,
+    analysis_window_secs: f64,
+    grouping: bool,
+    problem_window_secs: f64,
+}
+
+/// `sql` with each `$name` of `names` replaced by its position (`$1`, …). A name not in
+/// `names` is left as it is, which PostgreSQL refuses when the statement is prepared.
+fn positional(sql: &str, names: &[&str]) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let length = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+        match names.iter().position(|n| *n == &after[..length]) {
+            Some(index) => out.push_str(&format!("${}", index + 1)),
+            None => out.push_str(&rest[at..at + 1 + length]),
+        }
+        rest = &after[length..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// A record without a time was stamped when it arrived, so its retry has another time: it is
 /// recognised by its id among the rows flagged time_unknown (the caller holds a lock per such
@@ -187,7 +116,8 @@ const TIMELESS_CHECK: &str = "WHERE NOT (time_unknown AND EXISTS (
 
 /// The batch write, without and with [`TIMELESS_CHECK`].
 static STATEMENTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-    [WRITE_BATCH.replace("/*TIMELESS_CHECK*/", ""), WRITE_BATCH.replace("/*TIMELESS_CHECK*/", TIMELESS_CHECK)]
+    let sql = positional(WRITE_BATCH, BatchParams::NAMES);
+    [sql.replace("/*TIMELESS_CHECK*/", ""), sql.replace("/*TIMELESS_CHECK*/", TIMELESS_CHECK)]
 });
 
 /// Advisory-lock namespace of the per-id locks around records without a time (the two-key
@@ -201,48 +131,33 @@ impl Store {
             return Ok(BatchOutcome::default());
         }
         let rows = without_repeated_timeless(signals);
-        let ids: Vec<Uuid> = rows.iter().map(|s| s.signal_id).collect();
-        let types: Vec<&str> = rows.iter().map(|s| s.signal_type.as_str()).collect();
-        let trace_ids: Vec<&str> = rows.iter().map(|s| s.trace_id.as_str()).collect();
-        let services: Vec<&str> = rows.iter().map(|s| s.service_name.as_str()).collect();
-        let timestamps: Vec<DateTime<Utc>> = rows.iter().map(|s| s.timestamp).collect();
-        // Encoded once, by the mapping; PostgreSQL parses each into jsonb.
-        let payloads: Vec<&str> = rows.iter().map(|s| s.payload.as_str()).collect();
-        let shared_ids: Vec<Option<Uuid>> = rows.iter().map(|s| s.shared.as_ref().map(|p| p.id)).collect();
         let shared = distinct_shared(&rows);
-        let shared_keys: Vec<Uuid> = shared.iter().map(|p| p.id).collect();
-        let resources: Vec<&str> = shared.iter().map(|p| p.resource.as_str()).collect();
-        let scopes: Vec<&str> = shared.iter().map(|p| p.scope.as_str()).collect();
-        let time_unknown: Vec<bool> = rows.iter().map(|s| s.time_unknown).collect();
-        let expires_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|s| self.expires_at(s)).collect();
         let assessed = triage.assess_all(&rows);
-        let threshold = triage.rules.high_signals_to_critical as i64;
-        let window = triage.analysis_window.as_secs_f64();
-        let grouping = triage.problem_window.is_some();
-        let problem_window = triage.problem_window.unwrap_or_default().as_secs_f64();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 21] = [
-            &ids,
-            &types,
-            &trace_ids,
-            &services,
-            &timestamps,
-            &payloads,
-            &assessed.severities,
-            &assessed.tracked,
-            &assessed.requests_analysis,
-            &threshold,
-            &window,
-            &assessed.fingerprints,
-            &assessed.titles,
-            &grouping,
-            &problem_window,
-            &time_unknown,
-            &expires_at,
-            &shared_ids,
-            &shared_keys,
-            &resources,
-            &scopes,
-        ];
+        let escalation = triage.escalation();
+        let params = BatchParams {
+            ids: rows.iter().map(|s| s.signal_id).collect(),
+            types: rows.iter().map(|s| s.signal_type.as_str()).collect(),
+            trace_ids: rows.iter().map(|s| s.trace_id.as_str()).collect(),
+            services: rows.iter().map(|s| s.service_name.as_str()).collect(),
+            timestamps: rows.iter().map(|s| s.timestamp).collect(),
+            payloads: rows.iter().map(|s| s.payload.as_str()).collect(),
+            time_unknown: rows.iter().map(|s| s.time_unknown).collect(),
+            expires_at: rows.iter().map(|s| self.expires_at(s)).collect(),
+            shared_ids: rows.iter().map(|s| s.shared.as_ref().map(|p| p.id)).collect(),
+            severities: assessed.severities,
+            tracked: assessed.tracked,
+            requests: assessed.requests_analysis,
+            fingerprints: assessed.fingerprints,
+            titles: assessed.titles,
+            shared_keys: shared.iter().map(|p| p.id).collect(),
+            resources: shared.iter().map(|p| p.resource.as_str()).collect(),
+            scopes: shared.iter().map(|p| p.scope.as_str()).collect(),
+            critical_after_high: escalation.critical_after_high as i64,
+            analysis_window_secs: escalation.analysis_window.as_secs_f64(),
+            grouping: escalation.problem_window.is_some(),
+            problem_window_secs: escalation.problem_window.unwrap_or_default().as_secs_f64(),
+        };
+        let params = params.values();
 
         let mut client = self.client().await?;
         let locks = timeless_locks(&rows);
@@ -263,18 +178,21 @@ impl Store {
             tx.commit().await?;
             row
         };
-        let ids: Vec<Uuid> = row.try_get(0)?;
-        let times: Vec<DateTime<Utc>> = row.try_get(1)?;
-        let kinds: Vec<String> = row.try_get(2)?;
+        let ids: Vec<Uuid> = row.try_get("inserted_ids")?;
+        let times: Vec<DateTime<Utc>> = row.try_get("inserted_times")?;
+        let kinds: Vec<String> = row.try_get("inserted_types")?;
         let inserted_keys: HashSet<SignalKey> = ids
             .into_iter()
             .zip(times)
             .zip(kinds)
             .filter_map(|((id, at), kind)| Some((id, at, SignalType::parse(&kind)?)))
             .collect();
-        let (opened, upserted, requested): (i64, i64, i64) =
-            (row.try_get(3)?, row.try_get(4)?, row.try_get(5)?);
-        let severities = |column: usize| -> Result<Vec<IncidentSeverity>, StoreError> {
+        let (opened, upserted, requested): (i64, i64, i64) = (
+            row.try_get("incidents_opened")?,
+            row.try_get("incidents_upserted")?,
+            row.try_get("analyses_requested")?,
+        );
+        let severities = |column: &str| -> Result<Vec<IncidentSeverity>, StoreError> {
             let labels: Vec<String> = row.try_get(column)?;
             Ok(labels.iter().filter_map(|label| IncidentSeverity::from_db_label(label)).collect())
         };
@@ -285,9 +203,9 @@ impl Store {
             incidents_opened: opened as u64,
             incidents_updated: (upserted - opened) as u64,
             analyses_requested: requested as u64,
-            opened_severities: severities(6)?,
-            escalated_severities: severities(7)?,
-            problem_links: row.try_get::<_, i64>(8)? as u64,
+            opened_severities: severities("opened_severities")?,
+            escalated_severities: severities("escalated_severities")?,
+            problem_links: row.try_get::<_, i64>("problem_links")? as u64,
         })
     }
 
@@ -330,4 +248,33 @@ fn timeless_locks(rows: &[&Signal]) -> Vec<i32> {
     keys.sort_unstable();
     keys.dedup();
     keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parameter_is_named_in_the_statement_and_every_name_is_a_parameter() {
+        for name in BatchParams::NAMES {
+            assert!(WRITE_BATCH.contains(&format!("${name}")), "${name} is never used");
+        }
+        for statement in STATEMENTS.iter() {
+            let unbound: Vec<&str> = statement
+                .match_indices('$')
+                .map(|(at, _)| &statement[at + 1..])
+                .filter(|after| !after.starts_with(|c: char| c.is_ascii_digit()))
+                .collect();
+            assert!(unbound.is_empty(), "names without a parameter: {unbound:?}");
+        }
+    }
+
+    #[test]
+    fn names_become_positions_and_prefixes_do_not_collide() {
+        let sql = positional(
+            "SELECT $shared_ids, $shared, $ids::uuid[] -- $unknown",
+            &["shared", "ids", "shared_ids"],
+        );
+        assert_eq!(sql, "SELECT $3, $1, $2::uuid[] -- $unknown");
+    }
 }

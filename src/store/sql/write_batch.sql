@@ -1,0 +1,143 @@
+-- The write of one batch (store/tracking.rs): signals, the incidents they touch, the problems
+-- their errors belong to and the analysis requests they cause, in one statement: one round
+-- trip, one atomic commit. Parameters are named (a dollar sign and the name) and bound from
+-- `BatchParams`, in the order that struct lists them; the rules applied here (when an incident
+-- becomes CRITICAL, how often an incident or a problem may ask for an analysis) are stated in
+-- incidents::Escalation.
+WITH input AS (
+    SELECT t.*, t.signal_type::signaltypeenum AS kind
+    FROM unnest($ids::uuid[], $types::text[], $trace_ids::text[], $services::text[], $timestamps::timestamptz[], $payloads::text[],
+                $severities::text[], $tracked::bool[], $requests::bool[], $fingerprints::text[], $titles::text[], $time_unknown::bool[], $expires_at::timestamptz[],
+                $shared_ids::uuid[])
+        AS t(id, signal_type, trace_id, service_name, ts, payload, severity, tracked, requests,
+             fingerprint, title, time_unknown, expires_at, shared_id)
+),
+shared AS (
+    -- The resources and scopes of the batch's OTLP exports, each stored once ever (content-
+    -- addressed ids); in id order, so that concurrent batches wait for each other in one order.
+    INSERT INTO signal_shared (shared_id, resource, scope)
+    SELECT id, resource::jsonb, scope::jsonb FROM unnest($shared_keys::uuid[], $resources::text[], $scopes::text[]) AS s(id, resource, scope)
+    ORDER BY id
+    ON CONFLICT (shared_id) DO NOTHING
+),
+inserted AS (
+    -- In key order, so that two batches retrying the same signals wait for each other in one
+    -- order. TIMELESS_CHECK is empty unless the batch has records without a time (see there).
+    INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
+    SELECT id, kind, trace_id, service_name, ts, payload::jsonb, time_unknown, shared_id FROM input
+    /*TIMELESS_CHECK*/
+    ORDER BY ts, id, kind
+    ON CONFLICT ("timestamp", id, signal_type) DO NOTHING
+    RETURNING id, "timestamp", signal_type
+),
+fresh AS (
+    -- Only newly stored signals count, each once even if repeated within the batch.
+    SELECT DISTINCT ON (input.ts, input.id, input.kind) input.trace_id, input.service_name,
+           input.severity::incidentseverity AS severity, input.requests, input.fingerprint, input.title,
+           coalesce(input.expires_at, 'infinity') AS expires_at
+    FROM input JOIN inserted
+         ON inserted.id = input.id AND inserted."timestamp" = input.ts AND inserted.signal_type = input.kind
+    WHERE input.tracked
+),
+activity AS (
+    SELECT trace_id, count(*) AS signals, count(*) FILTER (WHERE severity >= 'HIGH') AS high,
+           max(severity) AS severity, bool_or(requests) AS requests,
+           array_agg(DISTINCT service_name::varchar) AS services, max(expires_at) AS expires_at
+    FROM fresh GROUP BY trace_id
+),
+prior AS (
+    -- The statement's snapshot: severities before this batch, to tell escalations.
+    SELECT trace_key, severity FROM incidents
+    WHERE trace_id IN (SELECT trace_id FROM activity) AND trace_key = trace_id
+),
+upserted AS (
+    INSERT INTO incidents AS i (id, trace_id, trace_key, status, severity, detected_at, affected_services,
+                                error_count, high_signal_count, last_signal_at, analysis_requested_at,
+                                signals_expire_at)
+    SELECT uuid_time_ordered(), a.trace_id, a.trace_id, 'OPEN',
+           greatest(a.severity, CASE WHEN $critical_after_high::int8 > 0 AND a.high >= $critical_after_high::int8 THEN 'CRITICAL'::incidentseverity END),
+           now(), a.services, a.signals, a.high, now(), CASE WHEN a.requests THEN now() END, a.expires_at
+    FROM activity a ORDER BY a.trace_id
+    ON CONFLICT (trace_id, trace_key) DO UPDATE SET
+        -- When the last of its signals will have expired (greatest ignores the NULL of an
+        -- incident from before this column, or of the worker's own).
+        signals_expire_at = greatest(i.signals_expire_at, excluded.signals_expire_at),
+        error_count = coalesce(i.error_count, 0) + excluded.error_count,
+        high_signal_count = i.high_signal_count + excluded.high_signal_count,
+        affected_services = i.affected_services || ARRAY(
+            SELECT s FROM unnest(excluded.affected_services) AS s WHERE s <> ALL(i.affected_services)),
+        severity = greatest(i.severity, excluded.severity,
+            CASE WHEN $critical_after_high::int8 > 0 AND i.high_signal_count + excluded.high_signal_count >= $critical_after_high::int8
+                 THEN 'CRITICAL'::incidentseverity END),
+        last_signal_at = now(),
+        analysis_requested_at = CASE
+            WHEN excluded.analysis_requested_at IS NOT NULL AND (i.analysis_requested_at IS NULL
+                 OR i.analysis_requested_at <= now() - make_interval(secs => $analysis_window_secs::float8))
+            THEN now() ELSE i.analysis_requested_at END
+    RETURNING i.id, i.trace_id, i.trace_key, i.severity,
+              i.analysis_requested_at = now() AS requested, i.xmax = 0 AS opened
+),
+faults AS (
+    -- This batch's errors per fingerprint, and a trace of each that wants an analysis now.
+    SELECT f.fingerprint, min(f.title) AS title, count(*) AS signals, max(f.severity) AS severity,
+           array_agg(DISTINCT f.service_name::varchar) AS services,
+           min(u.trace_key) FILTER (WHERE u.requested) AS wanting_trace, min(u.trace_key) AS any_trace
+    FROM fresh f JOIN upserted u ON u.trace_key = f.trace_id
+    WHERE f.fingerprint IS NOT NULL
+    GROUP BY f.fingerprint
+),
+problems_upserted AS (
+    -- In fingerprint order, like incidents in trace order: concurrent batches cannot deadlock.
+    -- A problem claims the analysis (one per window) for its wanting trace when grouping is on
+    -- and its last request is older than the window (incidents::Escalation).
+    INSERT INTO problems AS p (fingerprint, title, signal_count, services, severity,
+                               representative_trace_id, analysis_requested_at)
+    SELECT fingerprint, title, signals, services, severity, coalesce(wanting_trace, any_trace),
+           CASE WHEN $grouping::bool AND wanting_trace IS NOT NULL THEN now() END
+    FROM faults ORDER BY fingerprint
+    ON CONFLICT (fingerprint) DO UPDATE SET
+        last_seen = now(),
+        signal_count = p.signal_count + excluded.signal_count,
+        services = p.services || ARRAY(
+            SELECT s FROM unnest(excluded.services) AS s WHERE s <> ALL(p.services)),
+        severity = greatest(p.severity, excluded.severity),
+        representative_trace_id = CASE
+            WHEN excluded.analysis_requested_at IS NOT NULL AND (p.analysis_requested_at IS NULL
+                 OR p.analysis_requested_at <= now() - make_interval(secs => $problem_window_secs::float8))
+            THEN excluded.representative_trace_id
+            ELSE coalesce(p.representative_trace_id, excluded.representative_trace_id) END,
+        analysis_requested_at = CASE
+            WHEN excluded.analysis_requested_at IS NOT NULL AND (p.analysis_requested_at IS NULL
+                 OR p.analysis_requested_at <= now() - make_interval(secs => $problem_window_secs::float8))
+            THEN now() ELSE p.analysis_requested_at END
+    RETURNING p.id, p.fingerprint, p.representative_trace_id,
+              p.analysis_requested_at = now() AND $grouping::bool AS claimed
+),
+links AS (
+    INSERT INTO incident_problems (incident_id, problem_id)
+    SELECT DISTINCT u.id, pu.id
+    FROM fresh f JOIN upserted u ON u.trace_key = f.trace_id JOIN problems_upserted pu ON pu.fingerprint = f.fingerprint
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+),
+outbox AS (
+    -- Per trace, unless grouping is on and the trace's errors belong to a problem: then only the
+    -- trace that claimed its problem's analysis for this window.
+    INSERT INTO analysis_outbox (trace_id, incident_id)
+    SELECT u.trace_id, u.id FROM upserted u
+    WHERE u.requested AND (
+        NOT $grouping::bool
+        OR NOT EXISTS (SELECT 1 FROM fresh f WHERE f.trace_id = u.trace_key AND f.fingerprint IS NOT NULL)
+        OR EXISTS (SELECT 1 FROM problems_upserted pu WHERE pu.claimed AND pu.representative_trace_id = u.trace_key))
+    RETURNING 1
+)
+SELECT ARRAY(SELECT id FROM inserted) AS inserted_ids,
+       ARRAY(SELECT "timestamp" FROM inserted) AS inserted_times,
+       ARRAY(SELECT signal_type::text FROM inserted) AS inserted_types,
+       (SELECT count(*) FROM upserted WHERE opened) AS incidents_opened,
+       (SELECT count(*) FROM upserted) AS incidents_upserted,
+       (SELECT count(*) FROM outbox) AS analyses_requested,
+       ARRAY(SELECT severity::text FROM upserted WHERE opened) AS opened_severities,
+       ARRAY(SELECT u.severity::text FROM upserted u JOIN prior p ON p.trace_key = u.trace_key
+             WHERE NOT u.opened AND u.severity > p.severity) AS escalated_severities,
+       (SELECT count(*) FROM links) AS problem_links
