@@ -57,6 +57,8 @@ pub struct App {
     /// Wakes the dispatcher when ingestion wrote analysis requests.
     dispatch_wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// Whether `run_until` runs the outbox dispatcher (see [`App::dispatch_by_hand`]).
+    background_dispatch: bool,
 }
 
 struct Listeners {
@@ -116,7 +118,18 @@ impl App {
             metrics.clone(),
             &mut writers,
         );
-        let app = App { config, store, listeners, queue, pipeline, writers, dispatch_wake, ready, metrics };
+        let app = App {
+            config,
+            store,
+            listeners,
+            queue,
+            pipeline,
+            writers,
+            dispatch_wake,
+            ready,
+            metrics,
+            background_dispatch: true,
+        };
         // Before serving: the first signals should find partitions of their own.
         app.maintenance().prepare().await;
         Ok(app)
@@ -153,6 +166,14 @@ impl App {
             self.dispatch_wake.clone(),
             self.metrics.clone(),
         )
+    }
+
+    /// Serves without the background outbox dispatcher: whoever embeds the app steps
+    /// [`App::dispatcher`] when it chooses (tests do, to assert each step's outcome instead of
+    /// waiting for a poll). Analysis requests stay in the outbox until then.
+    pub fn dispatch_by_hand(mut self) -> App {
+        self.background_dispatch = false;
+        self
     }
 
     /// The store, for tests that inspect what was written.
@@ -263,11 +284,13 @@ impl App {
         servers.spawn(async move { api.await.context("API server") });
         servers.spawn(async move { otlp_http.await.context("OTLP/HTTP server") });
         servers.spawn(async move { otlp_grpc.await.context("OTLP/gRPC server") });
-        let dispatcher_stop = stop.clone();
-        servers.spawn(async move {
-            dispatcher.run(dispatcher_stop).await;
-            Ok(())
-        });
+        if self.background_dispatch {
+            let dispatcher_stop = stop.clone();
+            servers.spawn(async move {
+                dispatcher.run(dispatcher_stop).await;
+                Ok(())
+            });
+        }
         let maintenance_stop = stop.clone();
         servers.spawn(async move {
             maintenance.run(maintenance_stop).await;

@@ -75,6 +75,7 @@ async fn write(writer: &Writer, mut jobs: Vec<Job>) {
             // A permanent failure: one request's data is to blame. Write each alone, so the others
             // are not refused with it forever.
             warn!(error = %error_chain(&error), requests = jobs.len(), "batch failed, writing its requests one by one");
+            writer.metrics.batch_splits.inc();
             let mut offset = 0;
             for (job, length) in jobs.into_iter().zip(lengths) {
                 let own = &signals[offset..offset + length];
@@ -136,5 +137,81 @@ fn record(metrics: &Metrics, signals: usize, took: std::time::Duration, outcome:
 fn wake_if_needed(outcome: &BatchOutcome, dispatcher: &Notify) {
     if outcome.analyses_requested > 0 {
         dispatcher.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::{oneshot, Semaphore};
+
+    use super::*;
+    use crate::model::payload::{Facts, Payload};
+    use crate::model::SignalType;
+
+    fn job(signals: usize, room: &Arc<Semaphore>) -> Job {
+        let signal = Signal {
+            signal_id: uuid::Uuid::new_v4(),
+            signal_type: SignalType::Log,
+            trace_id: "t".into(),
+            service_name: "s".into(),
+            timestamp: chrono::Utc::now(),
+            payload: Payload::from_encoded("{}".into()),
+            facts: Facts::default(),
+            shared: None,
+            time_unknown: false,
+        };
+        let (reply, _answer) = oneshot::channel();
+        let permit = room.clone().try_acquire_owned().expect("room for the test's jobs");
+        Job { signals: vec![signal; signals], reply, _room: permit }
+    }
+
+    fn sizes(jobs: &[Job]) -> Vec<usize> {
+        jobs.iter().map(|j| j.signals.len()).collect()
+    }
+
+    // Paused time: the linger is measured on Tokio's clock, which only moves when every task
+    // waits, so these run in microseconds and cannot be thrown off by a loaded machine.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_gathers_what_arrives_within_the_linger_and_no_more() {
+        let room = Arc::new(Semaphore::new(100));
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let queue = Mutex::new(queue);
+        let linger = Duration::from_millis(400);
+        jobs.send(job(1, &room)).unwrap();
+        let late = {
+            let (jobs, room) = (jobs.clone(), room.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(399)).await;
+                jobs.send(job(2, &room)).unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                jobs.send(job(3, &room)).unwrap();
+            })
+        };
+        let started = tokio::time::Instant::now();
+        let batch = next_batch(&queue, 100, linger).await.expect("a batch");
+        assert_eq!(sizes(&batch), [1, 2], "the job 1 ms after the linger waits for the next batch");
+        assert_eq!(started.elapsed(), linger, "closed when the linger ran out");
+        late.await.unwrap();
+        let next = next_batch(&queue, 100, linger).await.expect("the next batch");
+        assert_eq!(sizes(&next), [3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_closes_at_once_without_waiting_for_the_linger() {
+        let room = Arc::new(Semaphore::new(100));
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let queue = Mutex::new(queue);
+        for size in [3, 3, 3] {
+            jobs.send(job(size, &room)).unwrap();
+        }
+        let started = tokio::time::Instant::now();
+        let batch = next_batch(&queue, 5, Duration::from_secs(60)).await.expect("a batch");
+        assert_eq!(sizes(&batch), [3, 3], "closed once it reached five signals");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        drop(jobs);
+        assert_eq!(sizes(&next_batch(&queue, 5, Duration::from_secs(60)).await.unwrap()), [3]);
+        assert!(next_batch(&queue, 5, Duration::from_secs(60)).await.is_none(), "no more requests: stop");
     }
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::celery::{analyze_trace_envelope, TaskMessage};
 use super::redis_queue::{AnalysisQueue, Delivery};
-use crate::store::{OutboxRow, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::{AnalysisOutcome, Metrics};
 
 /// How the dispatcher paces itself.
@@ -104,7 +104,8 @@ impl Dispatcher {
                 Err(why) => {
                     let reason = crate::error::error_chain(&why);
                     for pending in &rows[index..] {
-                        self.store.retry_analysis_later(pending.id, self.backoff(pending), &reason).await?;
+                        let wait = backoff(pending.attempts, self.settings.max_backoff);
+                        self.store.retry_analysis_later(pending.id, wait, &reason).await?;
                     }
                     self.metrics.count_analysis(AnalysisOutcome::retried, (rows.len() - index) as u64);
                     return Ok(StepOutcome::QueueUnavailable { postponed: rows.len() - index, reason });
@@ -112,12 +113,6 @@ impl Dispatcher {
             }
         }
         Ok(StepOutcome::Dispatched { sent, deduplicated })
-    }
-
-    /// 0.5 s doubling per attempt, capped at `max_backoff`.
-    fn backoff(&self, row: &OutboxRow) -> Duration {
-        let doublings = row.attempts.clamp(1, 16) as u32 - 1;
-        (Duration::from_millis(500) * 2u32.pow(doublings)).min(self.settings.max_backoff)
     }
 
     /// Steps until `stop` is cancelled; a step in progress is finished first.
@@ -155,5 +150,27 @@ impl Dispatcher {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+    }
+}
+
+/// How long a row Redis refused waits after its `attempts`-th try: 0.5 s doubling per attempt,
+/// capped at `max`.
+fn backoff(attempts: i32, max: Duration) -> Duration {
+    let doublings = attempts.clamp(1, 16) as u32 - 1;
+    (Duration::from_millis(500) * 2u32.pow(doublings)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_up_to_the_cap() {
+        let max = Duration::from_secs(30);
+        let waits: Vec<u64> = (1..=8).map(|a| backoff(a, max).as_millis() as u64).collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+        assert_eq!(backoff(0, max), Duration::from_millis(500), "a row not yet tried");
+        assert_eq!(backoff(i32::MAX, max), max, "no overflow however many attempts");
+        assert_eq!(backoff(1, Duration::from_millis(300)), Duration::from_millis(300));
     }
 }

@@ -169,6 +169,8 @@ pub struct Metrics {
     pub request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     pub batch_signals: Histogram,
     pub batch_write_duration: Histogram,
+    /// Batches that failed permanently and were written again request by request.
+    pub batch_splits: Counter,
     pub queue_signals: Gauge,
     pub pool_connections: Family<PoolLabels, Gauge>,
     pub pool_max: Gauge,
@@ -204,6 +206,7 @@ impl Metrics {
             request_duration: Family::new_with_constructor(latency_histogram),
             batch_signals: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
             batch_write_duration: latency_histogram(),
+            batch_splits: Counter::default(),
             queue_signals: Gauge::default(),
             pool_connections: Family::default(),
             pool_max: Gauge::default(),
@@ -257,6 +260,12 @@ impl Metrics {
             "prodsentinel_pipeline_batch_write_duration_seconds",
             "Time to write and commit one batch",
             m.batch_write_duration.clone(),
+        );
+        registry.register(
+            "prodsentinel_pipeline_batch_splits",
+            "Batches that failed permanently and were written again one request at a time, so \
+             that only the request at fault is refused",
+            m.batch_splits.clone(),
         );
         registry.register(
             "prodsentinel_pipeline_queue_signals",

@@ -79,9 +79,11 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     server.sigterm();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are refused once shutdown has begun.
-    assert!(TcpStream::connect(&addr).await.is_err(), "listener should be closed");
+    crate::helpers::wait_for("the listener closed", Duration::from_secs(10), || async {
+        TcpStream::connect(&addr).await.is_err()
+    })
+    .await;
 
     stream.write_all(rest).await.unwrap();
     let mut answer = String::new();

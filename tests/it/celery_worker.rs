@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::helpers::{log_body, python_with_requirements, spawn_app_with, wait_for};
+use crate::helpers::{log_body, python_with_requirements, spawn_app_dispatching_by_hand, wait_for};
 
 /// The complete lines of a file another process is appending to: a last line without its
 /// newline is still being written and is left for the next read.
@@ -22,7 +22,7 @@ fn time(value: &Value) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn a_real_celery_worker_runs_one_analysis_per_trace_no_earlier_than_its_eta() {
-    let app = spawn_app_with(&["--analysis-debounce-seconds", "3"]).await;
+    let app = spawn_app_dispatching_by_hand(&["--analysis-debounce-seconds", "3"]).await;
     let worker = Worker::start(&app.redis.url()).await;
 
     let sent_at = Utc::now();
@@ -34,12 +34,15 @@ async fn a_real_celery_worker_runs_one_analysis_per_trace_no_earlier_than_its_et
     let (status, _) = app.post_json("/ingest/logs", &log_body("t-celery-2", "CRITICAL", "down")).await;
     assert_eq!(status, reqwest::StatusCode::ACCEPTED);
 
+    // One task per trace goes to the queue, and nothing else: the worker can run only these.
+    assert_eq!(
+        app.dispatch_all().await,
+        [prodsentinel::queue::StepOutcome::Dispatched { sent: 2, deduplicated: 0 }]
+    );
     wait_for("the worker to run both analyses", Duration::from_secs(90), || async {
         worker.runs().len() >= 2
     })
     .await;
-    // Anything queued twice would run right behind the first ones.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let runs = worker.runs();
     let worker_log = worker.log();
     assert_eq!(runs.len(), 2, "exactly one run per trace: {runs:?}\n{worker_log}");

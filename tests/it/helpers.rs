@@ -143,6 +143,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The app's maintenance job, to run passes by hand at any time.
     pub maintenance: prodsentinel::maintenance::Maintenance,
+    /// The outbox dispatcher, when the app was spawned to be stepped by hand
+    /// ([`spawn_app_dispatching_by_hand`]); otherwise it runs in the background.
+    dispatcher: Option<prodsentinel::queue::Dispatcher>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Last: the database and Redis are cleaned after the app's handles are dropped.
@@ -194,6 +197,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    spawn(extra, false).await
+}
+
+/// An app whose outbox dispatcher does not run by itself: the test steps it with
+/// [`TestApp::dispatch_all`] and asserts what each pass did.
+pub async fn spawn_app_dispatching_by_hand(extra: &[&str]) -> TestApp {
+    spawn(extra, true).await
+}
+
+async fn spawn(extra: &[&str], dispatch_by_hand: bool) -> TestApp {
     // TEST_LOG=debug (any LOG_LEVEL value) shows the app's logs while debugging a test.
     if let Ok(level) = std::env::var("TEST_LOG") {
         prodsentinel::telemetry::init(&level, prodsentinel::config::LogFormat::Text);
@@ -203,7 +216,12 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let redis_url = redis.url();
     let args: Vec<&str> =
         ["--redis-url", redis_url.as_str()].into_iter().chain(extra.iter().copied()).collect();
-    let app = App::build(test_config(&db, &args)).await.expect("app starts");
+    let mut app = App::build(test_config(&db, &args)).await.expect("app starts");
+    let mut dispatcher = None;
+    if dispatch_by_hand {
+        dispatcher = Some(app.dispatcher());
+        app = app.dispatch_by_hand();
+    }
     let (addr, grpc_addr, http_addr) = (app.api_addr(), app.grpc_addr(), app.http_addr());
     let maintenance = app.maintenance();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -216,6 +234,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
         http_addr,
         http: reqwest::Client::new(),
         maintenance,
+        dispatcher,
         stop: Some(stop),
         server: Some(server),
         db,
@@ -242,6 +261,44 @@ impl TestApp {
             let _ = stopped.await;
         }));
         Instance { addr, _stop: stop }
+    }
+
+    /// Steps the outbox dispatcher until nothing is due or Redis refuses; the outcome of each
+    /// step that found rows, in order. Only for an app from [`spawn_app_dispatching_by_hand`].
+    pub async fn dispatch_all(&self) -> Vec<prodsentinel::queue::StepOutcome> {
+        use prodsentinel::queue::StepOutcome;
+        let dispatcher = self.dispatcher.as_ref().expect("an app spawned to dispatch by hand");
+        let mut outcomes = Vec::new();
+        // Each step claims up to 100 rows: 1,000 steps is far beyond any test's outbox.
+        for _ in 0..1000 {
+            match dispatcher.step().await.expect("outbox readable") {
+                StepOutcome::NothingDue => return outcomes,
+                refused @ StepOutcome::QueueUnavailable { .. } => {
+                    outcomes.push(refused);
+                    return outcomes;
+                }
+                dispatched => outcomes.push(dispatched),
+            }
+        }
+        panic!("the outbox never emptied: {outcomes:?}");
+    }
+
+    /// Waits until a backend of this test's database waits for a lock: the writer is blocked
+    /// by a lock the test holds, with the request it took.
+    pub async fn wait_for_blocked_writer(&self) {
+        let db = self.db().await;
+        wait_for("a writer blocked on the test's lock", std::time::Duration::from_secs(20), || async {
+            let row = db
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            row.get::<_, i64>(0) > 0
+        })
+        .await;
     }
 
     /// `(status, count)` of the analysis outbox, sorted by status.

@@ -1,14 +1,12 @@
 //! `GET /metrics` after known traffic: each counter moved by exactly what was sent.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::collections::HashMap;
 
-use crate::helpers::{grpc_logs_export, log_body, spawn_app_with, wait_for, TestApp};
+use crate::helpers::{grpc_logs_export, log_body, TestApp};
 
 /// Every sample of the exposition, `name{labels}` -> value.
 async fn scrape(app: &TestApp) -> HashMap<String, f64> {
@@ -44,7 +42,7 @@ fn spans_with_one_invalid() -> Vec<u8> {
 
 #[tokio::test]
 async fn counters_move_by_exactly_the_traffic_sent() {
-    let app = spawn_app_with(&["--analysis-debounce-seconds", "0", "--dispatch-interval-ms", "50"]).await;
+    let app = crate::helpers::spawn_app_dispatching_by_hand(&["--analysis-debounce-seconds", "0"]).await;
     // Legacy: an INFO then an ERROR in one trace (opened LOW, escalated to HIGH), an INFO in
     // another, and the first resent (a duplicate).
     let first = log_body("t-m1", "INFO", "ok");
@@ -58,10 +56,10 @@ async fn counters_move_by_exactly_the_traffic_sent() {
     grpc_logs_export(&app, 2).await.expect("exported");
     assert_eq!(app.get("/query/signals?limit=1").await.status(), StatusCode::OK);
     // The ERROR's analysis request reaches the (test) Redis queue.
-    wait_for("the analysis request dispatched", Duration::from_secs(15), || async {
-        get(&scrape(&app).await, r#"prodsentinel_analysis_requests_total{outcome="dispatched"}"#) == 1.0
-    })
-    .await;
+    assert_eq!(
+        app.dispatch_all().await,
+        [prodsentinel::queue::StepOutcome::Dispatched { sent: 1, deduplicated: 0 }]
+    );
 
     let m = scrape(&app).await;
     let expect = [

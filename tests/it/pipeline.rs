@@ -28,7 +28,7 @@ async fn an_acknowledgement_comes_only_after_the_commit() {
     let app = spawn_app_with(&["--ingest-timeout-ms", "20000"]).await;
     let lock = block_writes(&app).await;
     let request = post(&app, log_body("t-ack", "INFO", "waits for the commit"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_for_blocked_writer().await;
     assert!(!request.is_finished(), "answered while its batch could not be written");
     lock.batch_execute("COMMIT").await.unwrap();
     assert_eq!(request.await.unwrap().0, StatusCode::ACCEPTED);
@@ -62,9 +62,15 @@ fn poisoned(trace_id: &str) -> Value {
 /// One writer and a long linger: requests sent together are written as one batch.
 const ONE_BATCH: &[&str] = &["--ingest-writers", "1", "--ingest-batch-linger-ms", "400"];
 
+/// One writer whose batch closes when `signals` have arrived (the linger is far longer than any
+/// machine's delay in sending them): those requests are one batch, however loaded the machine.
+fn batch_of(signals: &str) -> [&str; 6] {
+    ["--ingest-writers", "1", "--ingest-batch-max-signals", signals, "--ingest-batch-linger-ms", "5000"]
+}
+
 #[tokio::test]
 async fn a_failed_batch_fails_every_request_in_it_retryably_and_stores_none() {
-    let app = spawn_app_with(ONE_BATCH).await;
+    let app = spawn_app_with(&batch_of("5")).await;
     poison(&app, "40001").await; // serialization_failure: transient
     let good: Vec<Value> = (0..4).map(|i| log_body(&format!("t-{i}"), "ERROR", "fine")).collect();
     let mut requests: Vec<_> = good.iter().map(|body| post(&app, body.clone())).collect();
@@ -81,15 +87,17 @@ async fn a_failed_batch_fails_every_request_in_it_retryably_and_stores_none() {
     assert_eq!(incidents, 0);
 
     // The clients' retries, without the poison, go through.
-    for body in good {
-        assert_eq!(post(&app, body).await.unwrap().0, StatusCode::ACCEPTED);
+    let retries: Vec<_> = good.into_iter().map(|body| post(&app, body)).collect();
+    for retry in retries {
+        assert_eq!(retry.await.unwrap().0, StatusCode::ACCEPTED);
     }
     assert_eq!(app.count_signals().await, 4);
+    assert_eq!(batch_splits(&app).await, 0.0, "a transient failure is not split: retried whole");
 }
 
 #[tokio::test]
 async fn a_permanent_failure_is_isolated_to_the_request_that_caused_it() {
-    let app = spawn_app_with(ONE_BATCH).await;
+    let app = spawn_app_with(&batch_of("4")).await;
     poison(&app, "P0001").await; // raise_exception: not transient
     let bad = post(&app, poisoned("t-poison"));
     let good: Vec<_> = (0..3).map(|i| post(&app, log_body(&format!("t-{i}"), "INFO", "fine"))).collect();
@@ -98,6 +106,12 @@ async fn a_permanent_failure_is_isolated_to_the_request_that_caused_it() {
         assert_eq!(request.await.unwrap().0, StatusCode::ACCEPTED);
     }
     assert_eq!(app.count_signals().await, 3);
+    assert_eq!(batch_splits(&app).await, 1.0, "the four were one batch, written again one by one");
+}
+
+async fn batch_splits(app: &TestApp) -> f64 {
+    let metrics = crate::metrics::scrape_addr(app.addr).await;
+    metrics.get("prodsentinel_pipeline_batch_splits_total").copied().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -142,7 +156,7 @@ async fn a_full_queue_refuses_at_once_with_a_retryable_answer() {
         &app,
         json!([log_body("t-q", "INFO", "a"), log_body("t-q", "INFO", "b"), log_body("t-q", "INFO", "c")]),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_blocked_writer().await;
     assert!(!first.is_finished());
     // The queue holds three signals, all waiting for the blocked writer: no room for a fourth.
     let (status, retry_after) = post(&app, log_body("t-q", "INFO", "d")).await.unwrap();
@@ -193,8 +207,10 @@ async fn otlp_exports_beyond_the_concurrency_limit_wait_undecoded() {
         })
     };
     let first = export("first");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_blocked_writer().await;
     let second = export("second");
+    // Let in, the second would be refused 50 ms after reaching the full queue: give it ten
+    // times that (this can only miss a fault, never fail a correct server).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!first.is_finished() && !second.is_finished(), "the second waits instead of being refused");
     lock.batch_execute("COMMIT").await.unwrap();

@@ -116,7 +116,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn a_thousand_failing_traces_of_two_faults_are_two_problems_and_at_most_two_analyses() {
-    let app = spawn_app_with(&["--analysis-debounce-seconds", "0", "--dispatch-interval-ms", "100"]).await;
+    let app = crate::helpers::spawn_app_dispatching_by_hand(&["--analysis-debounce-seconds", "0"]).await;
     let worker = Worker::start(&app.redis.url()).await;
     outage(&app).await;
 
@@ -133,12 +133,15 @@ async fn a_thousand_failing_traces_of_two_faults_are_two_problems_and_at_most_tw
         "one analysis request per problem"
     );
 
+    // Every request in the outbox, and nothing else, goes to the worker's queue.
+    assert_eq!(
+        app.dispatch_all().await,
+        [prodsentinel::queue::StepOutcome::Dispatched { sent: 2, deduplicated: 0 }]
+    );
     wait_for("the worker to run the problems' analyses", Duration::from_secs(90), || async {
         worker.runs().len() >= 2
     })
     .await;
-    // Anything else queued would run right behind.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let runs = worker.runs();
     worker.assert_healthy();
     assert_eq!(runs.len(), 2, "one analyze_trace per problem: {runs:?}");

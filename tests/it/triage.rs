@@ -6,6 +6,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use prodsentinel::queue::StepOutcome;
+
 use crate::helpers::{free_port, log_body, wait_for, TestApp};
 
 /// These tests pin the per-trace behaviour of issue 5, which `PROBLEM_GROUPING=false` keeps
@@ -19,6 +21,12 @@ async fn spawn_app() -> TestApp {
 async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let args: Vec<&str> = PER_TRACE.iter().chain(extra).copied().collect();
     crate::helpers::spawn_app_with(&args).await
+}
+
+/// An app whose outbox the test dispatches step by step.
+async fn spawn_app_dispatching_by_hand(extra: &[&str]) -> TestApp {
+    let args: Vec<&str> = PER_TRACE.iter().chain(extra).copied().collect();
+    crate::helpers::spawn_app_dispatching_by_hand(&args).await
 }
 
 /// One incident per trace id: `(severity, error_count, affected_services)`.
@@ -61,7 +69,7 @@ async fn analyses_requested(app: &TestApp, trace_id: &str) -> i64 {
 
 #[tokio::test]
 async fn every_signal_is_tracked_and_an_error_queues_one_analysis() {
-    let app = spawn_app().await;
+    let app = spawn_app_dispatching_by_hand(&[]).await;
     send_log(&app, "t-info", "checkout", "INFO", "all good").await;
     assert_eq!(incident(&app, "t-info").await, Some(("low".into(), 1.0, vec!["checkout".into()])));
     assert_eq!(analyses_requested(&app, "t-info").await, 0, "LOW incidents are not analysed");
@@ -74,10 +82,8 @@ async fn every_signal_is_tracked_and_an_error_queues_one_analysis() {
     );
     assert_eq!(analyses_requested(&app, "t-err").await, 1);
 
-    wait_for("the dispatcher to send the request", Duration::from_secs(10), || async {
-        app.outbox().await == [("sent".to_owned(), 1)]
-    })
-    .await;
+    assert_eq!(app.dispatch_all().await, [StepOutcome::Dispatched { sent: 1, deduplicated: 0 }]);
+    assert_eq!(app.outbox().await, [("sent".to_owned(), 1)]);
     assert_eq!(app.queued_trace_ids("celery"), ["t-err"]);
     let ttl: i64 =
         redis::cmd("TTL").arg("analysis:triggered:t-err").query(&mut app.redis.connection()).unwrap();
@@ -238,29 +244,24 @@ async fn concurrent_batches_on_overlapping_traces_neither_deadlock_nor_lose_upda
 async fn with_redis_unreachable_errors_are_accepted_and_each_delivered_once_when_it_returns() {
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}/0");
-    let app = spawn_app_with(&[
-        "--redis-url",
-        &url,
-        "--dispatch-interval-ms",
-        "100",
-        "--dispatch-max-backoff-ms",
-        "300",
-    ])
-    .await;
+    let app = spawn_app_dispatching_by_hand(&["--redis-url", &url, "--dispatch-max-backoff-ms", "300"]).await;
     for trace in ["t-a", "t-b", "t-c"] {
         send_log(&app, trace, "api", "ERROR", "boom").await;
     }
     assert_eq!(app.outbox().await, [("pending".to_owned(), 3)]);
-    wait_for("the dispatcher to try and fail", Duration::from_secs(10), || async {
-        let row = app
-            .db()
-            .await
-            .query_one("SELECT min(attempts), count(last_error) FROM analysis_outbox", &[])
-            .await
-            .unwrap();
-        row.get::<_, i32>(0) >= 1 && row.get::<_, i64>(1) == 3
-    })
-    .await;
+    match app.dispatch_all().await.as_slice() {
+        [StepOutcome::QueueUnavailable { postponed: 3, reason }] => {
+            assert!(!reason.is_empty(), "the refusal carries Redis's reason")
+        }
+        other => panic!("expected one step postponing all three: {other:?}"),
+    }
+    let row = app
+        .db()
+        .await
+        .query_one("SELECT min(attempts), count(last_error) FROM analysis_outbox", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i64>(1)), (1, 3), "each tried once, its error kept");
     assert_eq!(app.outbox().await, [("pending".to_owned(), 3)], "nothing dropped while Redis is down");
 
     let mut redis = tokio::process::Command::new("redis-server")
@@ -269,7 +270,9 @@ async fn with_redis_unreachable_errors_are_accepted_and_each_delivered_once_when
         .kill_on_drop(true)
         .spawn()
         .expect("redis-server is installed");
+    // Due again after the (capped) backoff; Redis may take a moment to accept connections.
     wait_for("all three requests delivered", Duration::from_secs(20), || async {
+        app.dispatch_all().await;
         app.outbox().await == [("sent".to_owned(), 3)]
     })
     .await;

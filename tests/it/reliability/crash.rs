@@ -14,6 +14,10 @@ async fn kill_9_under_mixed_load_loses_nothing_acknowledged() {
     let db = TestDb::new();
     let mut server = ServerProcess::start(&db, &[]).await;
     let load = Load::start(&Targets::from(&server), ALL, 3, 20);
+    crate::helpers::wait_for("the load stored before the kill", Duration::from_secs(20), || async {
+        count(&db).await > 0
+    })
+    .await;
 
     // A random moment, so the kill lands in a different phase of the batch cycle each run.
     let delay = Duration::from_millis(1_000 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 8);

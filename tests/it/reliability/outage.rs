@@ -40,8 +40,10 @@ async fn a_database_outage_under_load_is_answered_retryably_and_recovered_from()
     let mut server = ServerProcess::start(&db, &[]).await;
     let probe = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let load = Load::start(&Targets::from(&server), &[Kind::Grpc, Kind::OtlpHttp, Kind::Legacy], 2, 20);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(stored(&db).await > 0, "the load is being stored before the outage");
+    crate::helpers::wait_for("the load stored before the outage", Duration::from_secs(20), || async {
+        stored(&db).await > 0
+    })
+    .await;
 
     db.allow_connections(false).await;
     let noticed = until_ready_is(&probe, &server.api, false, Duration::from_secs(10)).await;

@@ -16,7 +16,12 @@ async fn sigterm_under_load_flushes_what_it_acknowledged_and_exits_0_in_time() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut server = ServerProcess::start(&db, &env).await;
     let load = Load::start(&Targets::from(&server), &[Kind::Grpc, Kind::OtlpHttp, Kind::Legacy], 3, 20);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Under way before the signal, however slowly the machine starts the clients.
+    crate::helpers::wait_for("requests acknowledged before SIGTERM", Duration::from_secs(20), || async {
+        !load.acked_so_far().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // and a little more of it in flight
 
     let term = Instant::now();
     server.sigterm();
