@@ -25,6 +25,8 @@
 //! - [`error`]: how a class of failure is answered on each transport, and logged.
 //! - [`shutdown`], [`telemetry`]: process signals; our own logs and metrics.
 
+#![deny(clippy::unwrap_used)]
+
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -190,7 +190,7 @@ fn log(
 ) -> LogRecord {
     LogRecord {
         time_unix_nano: T0 + i * 1_000_000,
-        observed_time_unix_nano: if i % 2 == 0 { T0 + i * 1_000_000 + 500 } else { 0 },
+        observed_time_unix_nano: if i.is_multiple_of(2) { T0 + i * 1_000_000 + 500 } else { 0 },
         severity_number,
         severity_text: severity_text.into(),
         body,

@@ -155,3 +155,58 @@ async fn requests_write_no_log_lines_and_log_level_filters() {
     let lines = quiet.log_lines();
     assert!(lines.iter().all(|l| l.contains("\"ERROR\"")), "LOG_LEVEL=ERROR shows errors only: {lines:?}");
 }
+
+/// The binary started against a database that is not there, so it logs a few lines (text
+/// format) and exits; `wrap` runs it under `script`, which gives it a terminal.
+fn failing_start(dir: &std::path::Path, on_a_terminal: bool, no_color: Option<&str>) -> Command {
+    let port = crate::helpers::free_port();
+    let mut command = if on_a_terminal {
+        // util-linux script: -q quiet, -e the child's exit code, -f flush, -c the command.
+        let mut command = Command::new("script");
+        command.args(["-qefc", env!("CARGO_BIN_EXE_prodsentinel"), "/dev/null"]).current_dir(dir);
+        for setting in SETTINGS {
+            command.env_remove(setting);
+        }
+        command
+    } else {
+        prodsentinel(dir)
+    };
+    command
+        .env("LOG_FORMAT", "text")
+        .env("DATABASE_URL", format!("postgres://postgres@127.0.0.1:{port}/prodsentinel"))
+        .env("DATABASE_WAIT_SECONDS", "1")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null());
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    command
+}
+
+async fn output_of(mut command: Command) -> (Option<i32>, String) {
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("exits within 30 s")
+        .expect("runs");
+    // Under script, what the binary wrote to its terminal comes out on script's stdout.
+    let text = [output.stdout, output.stderr].concat();
+    (output.status.code(), String::from_utf8_lossy(&text).into_owned())
+}
+
+#[tokio::test]
+async fn text_logs_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+    let dir = temp_dir();
+    let (code, to_a_pipe) = output_of(failing_start(&dir, false, None)).await;
+    assert_eq!(code, Some(1), "{to_a_pipe}");
+    assert!(to_a_pipe.contains("ERROR"), "the failure is logged: {to_a_pipe}");
+    assert!(!to_a_pipe.contains('\u{1b}'), "escape codes in a redirected log: {to_a_pipe:?}");
+
+    let (code, on_a_terminal) = output_of(failing_start(&dir, true, None)).await;
+    assert_eq!(code, Some(1), "{on_a_terminal}");
+    assert!(on_a_terminal.contains("\u{1b}["), "a terminal gets colour: {on_a_terminal:?}");
+
+    let (code, no_color) = output_of(failing_start(&dir, true, Some("1"))).await;
+    assert_eq!(code, Some(1), "{no_color}");
+    assert!(no_color.contains("ERROR"), "{no_color}");
+    assert!(!no_color.contains('\u{1b}'), "NO_COLOR is honoured: {no_color:?}");
+}
