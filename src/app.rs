@@ -2,9 +2,11 @@
 //!
 //! Start-up order: wait for PostgreSQL, create the database if missing, apply migrations, open
 //! the pool, bind the three listeners (API, OTLP/gRPC, OTLP/HTTP); Redis is not needed to start.
-//! Running: the three servers and the outbox dispatcher. Shutdown order: readiness goes false,
-//! every listener stops accepting, in-flight requests finish and the dispatcher finishes its
-//! current step (up to `SHUTDOWN_TIMEOUT_SECONDS`), the pool closes.
+//! Before serving: partitions for the current interval and the next ones. Running: the three
+//! servers, the outbox dispatcher (unless [`App::dispatch_by_hand`]) and the maintenance job.
+//! Shutdown order: readiness goes false, every listener stops accepting, in-flight requests
+//! finish, the pipeline commits what it acknowledged, the dispatcher and the maintenance job
+//! finish their current step (all within `SHUTDOWN_TIMEOUT_SECONDS`), the pool closes.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;

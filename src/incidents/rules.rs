@@ -1,5 +1,5 @@
 //! Severity rules, from a TOML file (`RULES_FILE`) or the built-in defaults, which are the
-//! original backend's rules (CONTRACTS §5) plus ours:
+//! original backend's rules (docs/contracts.md §5) plus ours:
 //!
 //! ```toml
 //! [signals]

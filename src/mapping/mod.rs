@@ -16,7 +16,7 @@ use crate::model::correlation::correlation_key;
 /// Settings the mappings need; no clock and no I/O.
 #[derive(Debug, Clone, Copy)]
 pub struct MappingOptions {
-    /// Width of the window that groups a service's trace-less signals (CONTRACTS §6).
+    /// Width of the window that groups a service's trace-less signals (docs/contracts.md §6).
     pub correlation_window: Duration,
     /// `ATTRIBUTE_COUNT_LIMIT` and `VALUE_LENGTH_LIMIT`, applied as payloads are made.
     pub limits: limits::ValueLimits,

@@ -1,4 +1,4 @@
-//! The correlation key of a signal that has no trace id (CONTRACTS §6).
+//! The correlation key of a signal that has no trace id (docs/contracts.md §6).
 
 use chrono::{DateTime, TimeZone, Utc};
 use std::time::Duration;

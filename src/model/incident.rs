@@ -88,7 +88,7 @@ labelled_enum!(IncidentSeverity {
     Critical => "CRITICAL", "critical",
 });
 
-/// One incident row, in the dashboard's shape (CONTRACTS §3).
+/// One incident row, in the dashboard's shape (docs/contracts.md §3).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Incident {
     pub id: Uuid,
@@ -127,7 +127,7 @@ pub struct Problem {
     pub analysis_requested_at: Option<DateTime<Utc>>,
 }
 
-/// One analysis written by the pipeline (CONTRACTS §1 `analysis_results`).
+/// One analysis written by the pipeline (docs/contracts.md §1 `analysis_results`).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AnalysisResult {
     pub id: Uuid,

@@ -11,7 +11,7 @@ use super::payload::{api_form, Facts, Payload, Shared};
 pub use super::signal_type::SignalType;
 
 /// A signal ready to be stored: every field already validated and normalised
-/// (no NUL characters, canonical payload keys of CONTRACTS §1, value limits applied).
+/// (no NUL characters, canonical payload keys of docs/contracts.md §1, value limits applied).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
     pub signal_id: Uuid,

@@ -1,7 +1,7 @@
 //! The Celery 5.4 task message for `analyze_trace(trace_id)`, built by one pure function.
 //!
 //! A malformed envelope can crash the Python worker or loop forever as a poison message
-//! (`docs/celery-wire.md` §6), so the shape is exactly the one Celery itself writes (protocol 2,
+//! (docs/contracts.md §2), so the shape is exactly the one Celery itself writes (protocol 2,
 //! JSON serializer, body `[args, kwargs, embed]` in base64), checked against a golden file and
 //! against a real worker in the integration tests.
 
@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(ours, golden);
     }
 
-    /// The fields whose absence or damage crashes the worker (celery-wire.md §3 and §6).
+    /// The fields whose absence or damage crashes the worker (docs/contracts.md §2).
     #[test]
     fn envelope_has_every_field_the_worker_requires() {
         for trace_id in ["abc123", "svc:checkout:2024-05-01T10:20:00Z", "quote\"and'backslash\\", "ünïcödé"]

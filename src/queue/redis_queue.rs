@@ -1,4 +1,4 @@
-//! Redis, as the analysis worker expects it (CONTRACTS §2): the dedup lock
+//! Redis, as the analysis worker expects it (docs/contracts.md §2): the dedup lock
 //! `SET analysis:triggered:{trace_id} 1 NX EX <ttl>`, then `LPUSH <queue> <envelope>`.
 
 use std::time::Duration;

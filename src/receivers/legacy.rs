@@ -1,4 +1,5 @@
-//! `POST /ingest/logs|traces|metrics`: the original backend's JSON endpoints (CONTRACTS §4).
+//! `POST /ingest/logs|traces|metrics`: the original backend's JSON endpoints
+//! (docs/contracts.md §4).
 //!
 //! `202 {"status": "accepted"}` is answered only after the signals are committed. The body is
 //! read as JSON under a JSON, missing or form content type: the original README's own example

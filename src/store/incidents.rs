@@ -1,4 +1,6 @@
-//! Reading `incidents` and `analysis_results` (writing them arrives with triage).
+//! Reading `incidents` and `analysis_results`, and the one write of the query API: an
+//! incident's status. Incidents are opened and escalated by the batch write (tracking.rs);
+//! analyses are written by the analysis worker (docs/contracts.md §1).
 
 use tokio_postgres::Row;
 use uuid::Uuid;

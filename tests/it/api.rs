@@ -1,4 +1,4 @@
-//! The query API (CONTRACTS §3) against the real database.
+//! The query API (docs/contracts.md §3) against the real database.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -136,8 +136,8 @@ async fn incidents_are_listed_newest_first_in_lower_case_with_filters() {
     );
     assert_eq!(
         page["items"][0],
-        // The dashboard's fields exactly (CONTRACTS §3), plus `problem_id` (issue 8: added, and
-        // null here: this incident was written directly, not from fingerprinted signals).
+        // The dashboard's fields exactly (docs/contracts.md §3), plus `problem_id` (issue 8: added,
+        // and null here: this incident was written directly, not from fingerprinted signals).
         json!({
             "id": new.to_string(), "trace_id": "t-new", "status": "open", "severity": "high",
             "detected_at": "2024-05-01T10:00:00Z", "resolved_at": null,

@@ -553,8 +553,8 @@ async fn every_answer_keeps_its_shape_for_one_export_of_each_kind() {
     assert!(found.is_empty(), "{} differences from {FIXTURE}:\n{}", found.len(), found.join("\n"));
 }
 
-/// The stored form: the analysis worker's keys (CONTRACTS §1) in every payload, the resource
-/// and scope once per distinct value and in no payload, and no time stored twice.
+/// The stored form: the analysis worker's keys (docs/contracts.md §1) in every payload, the
+/// resource and scope once per distinct value and in no payload, and no time stored twice.
 #[tokio::test]
 async fn payloads_keep_the_workers_keys_and_store_each_resource_once() {
     let app = spawn_app().await;

@@ -1,5 +1,5 @@
-//! `POST /ingest/metrics` bodies -> metric signals, in both shapes clients send (CONTRACTS §4):
-//! the code shape (`signal_id`, `trace_id`, `metric_name`, `unit`) and the README shape
+//! `POST /ingest/metrics` bodies -> metric signals, in both shapes clients send (docs/contracts.md
+//! §4): the code shape (`signal_id`, `trace_id`, `metric_name`, `unit`) and the README shape
 //! (`name`, `value`, `service_name`, `timestamp` only). A missing `signal_id` is derived from the
 //! content, so a resend is stored once; a missing `trace_id` gets the correlation key.
 

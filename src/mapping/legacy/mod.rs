@@ -1,4 +1,4 @@
-//! The original backend's JSON bodies (CONTRACTS §4) -> signals.
+//! The original backend's JSON bodies (docs/contracts.md §4) -> signals.
 //!
 //! A body is one object or an array of them. Every object is validated in full; if any is
 //! invalid the whole body is refused with every problem located (`["body", index, field]`), so a

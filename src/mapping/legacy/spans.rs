@@ -1,5 +1,5 @@
-//! `POST /ingest/traces` bodies -> trace signals, in both shapes clients send (CONTRACTS §4):
-//! the original's code shape (`timestamp`, `duration_ms`, `status`) and its README shape
+//! `POST /ingest/traces` bodies -> trace signals, in both shapes clients send (docs/contracts.md
+//! §4): the original's code shape (`timestamp`, `duration_ms`, `status`) and its README shape
 //! (`name`, `start_time`, `end_time`). A body with `start_time` is read as the README shape.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};

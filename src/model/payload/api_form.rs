@@ -32,7 +32,7 @@ impl Omitted {
 }
 
 /// Per signal type, the keys an OTLP payload omits when they hold the default given. None of
-/// them is a key the analysis worker reads (CONTRACTS §1).
+/// them is a key the analysis worker reads (docs/contracts.md §1).
 pub const OTLP_DEFAULTS: [(SignalType, &[(&str, Omitted)]); 3] = [
     (
         SignalType::Trace,

@@ -1,5 +1,5 @@
-//! A signal's payload in its two forms: as stored (what the analysis worker reads, CONTRACTS §1)
-//! and as the query API answers it. They differ only for OTLP signals:
+//! A signal's payload in its two forms: as stored (what the analysis worker reads,
+//! docs/contracts.md §1) and as the query API answers it. They differ only for OTLP signals:
 //!
 //! - what the records of one export share (the resource's attributes and the instrumentation
 //!   scope) is stored once per distinct value, in `signal_shared`, and re-attached on read;

@@ -153,7 +153,7 @@ async fn our_unpartitioned_table_of_100k_rows_is_migrated_whole_with_its_duplica
     running.stop().await;
 }
 
-/// The tables as the original backend's SQLAlchemy models create them (CONTRACTS §1).
+/// The tables as the original backend's SQLAlchemy models create them (docs/contracts.md §1).
 const ORIGINAL_SCHEMA: &str = r#"
 CREATE TYPE signaltypeenum AS ENUM ('log', 'trace', 'metric');
 CREATE TYPE incidentstatus AS ENUM ('OPEN', 'INVESTIGATING', 'RESOLVED', 'CLOSED');
