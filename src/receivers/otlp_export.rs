@@ -42,74 +42,60 @@ pub trait ExportRequest: prost::Message + Default + Send + Sync + 'static {
     fn response(rejected: Option<Rejected>) -> Self::Response;
 }
 
-impl ExportRequest for ExportTraceServiceRequest {
-    type Response = ExportTraceServiceResponse;
-    const SIGNAL: SignalType = SignalType::Trace;
-    const REJECTED_JSON_FIELD: &'static str = "rejectedSpans";
+/// One `ExportRequest` impl per signal kind: they differ only in names.
+macro_rules! export_request {
+    ($request:ty, $response:ident, $partial:ident { $rejected:ident }, $signal:expr, $json_field:literal,
+     $map:path, $from_json:path) => {
+        impl ExportRequest for $request {
+            type Response = $response;
+            const SIGNAL: SignalType = $signal;
+            const REJECTED_JSON_FIELD: &'static str = $json_field;
 
-    fn map(&self, received_at: DateTime<Utc>, options: &MappingOptions) -> Mapped {
-        spans_to_signals(self, received_at, options)
-    }
+            fn map(&self, received_at: DateTime<Utc>, options: &MappingOptions) -> Mapped {
+                $map(self, received_at, options)
+            }
 
-    fn from_json(body: &serde_json::Value) -> JsonResult<Self> {
-        otlp_json::traces_request(body)
-    }
+            fn from_json(body: &serde_json::Value) -> JsonResult<Self> {
+                $from_json(body)
+            }
 
-    fn response(rejected: Option<Rejected>) -> ExportTraceServiceResponse {
-        ExportTraceServiceResponse {
-            partial_success: rejected.map(|r| ExportTracePartialSuccess {
-                rejected_spans: r.count as i64,
-                error_message: r.message,
-            }),
+            fn response(rejected: Option<Rejected>) -> $response {
+                $response {
+                    partial_success: rejected
+                        .map(|r| $partial { $rejected: r.count as i64, error_message: r.message }),
+                }
+            }
         }
-    }
+    };
 }
 
-impl ExportRequest for ExportLogsServiceRequest {
-    type Response = ExportLogsServiceResponse;
-    const SIGNAL: SignalType = SignalType::Log;
-    const REJECTED_JSON_FIELD: &'static str = "rejectedLogRecords";
-
-    fn map(&self, received_at: DateTime<Utc>, options: &MappingOptions) -> Mapped {
-        logs_to_signals(self, received_at, options)
-    }
-
-    fn from_json(body: &serde_json::Value) -> JsonResult<Self> {
-        otlp_json::logs_request(body)
-    }
-
-    fn response(rejected: Option<Rejected>) -> ExportLogsServiceResponse {
-        ExportLogsServiceResponse {
-            partial_success: rejected.map(|r| ExportLogsPartialSuccess {
-                rejected_log_records: r.count as i64,
-                error_message: r.message,
-            }),
-        }
-    }
-}
-
-impl ExportRequest for ExportMetricsServiceRequest {
-    type Response = ExportMetricsServiceResponse;
-    const SIGNAL: SignalType = SignalType::Metric;
-    const REJECTED_JSON_FIELD: &'static str = "rejectedDataPoints";
-
-    fn map(&self, received_at: DateTime<Utc>, options: &MappingOptions) -> Mapped {
-        metrics_to_signals(self, received_at, options)
-    }
-
-    fn from_json(body: &serde_json::Value) -> JsonResult<Self> {
-        otlp_json::metrics_request(body)
-    }
-
-    fn response(rejected: Option<Rejected>) -> ExportMetricsServiceResponse {
-        ExportMetricsServiceResponse {
-            partial_success: rejected.map(|r| ExportMetricsPartialSuccess {
-                rejected_data_points: r.count as i64,
-                error_message: r.message,
-            }),
-        }
-    }
-}
+export_request!(
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+    ExportTracePartialSuccess { rejected_spans },
+    SignalType::Trace,
+    "rejectedSpans",
+    spans_to_signals,
+    otlp_json::traces_request
+);
+export_request!(
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+    ExportLogsPartialSuccess { rejected_log_records },
+    SignalType::Log,
+    "rejectedLogRecords",
+    logs_to_signals,
+    otlp_json::logs_request
+);
+export_request!(
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess { rejected_data_points },
+    SignalType::Metric,
+    "rejectedDataPoints",
+    metrics_to_signals,
+    otlp_json::metrics_request
+);
 
 /// Maps and stores exports; shared by the gRPC services and the HTTP handlers.
 #[derive(Clone)]

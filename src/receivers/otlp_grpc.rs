@@ -103,35 +103,21 @@ impl OtlpGrpc {
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        OtlpGrpc::export(self, request).await
-    }
+/// The three generated service traits, each one call into [`OtlpGrpc::export`].
+macro_rules! export_service {
+    ($service:ident, $request:ty, $response:ty) => {
+        #[tonic::async_trait]
+        impl $service for OtlpGrpc {
+            async fn export(&self, request: Request<$request>) -> Result<Response<$response>, Status> {
+                OtlpGrpc::export(self, request).await
+            }
+        }
+    };
 }
 
-#[tonic::async_trait]
-impl LogsService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        OtlpGrpc::export(self, request).await
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for OtlpGrpc {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        OtlpGrpc::export(self, request).await
-    }
-}
+export_service!(TraceService, ExportTraceServiceRequest, ExportTraceServiceResponse);
+export_service!(LogsService, ExportLogsServiceRequest, ExportLogsServiceResponse);
+export_service!(MetricsService, ExportMetricsServiceRequest, ExportMetricsServiceResponse);
 
 /// Rewrites two codes tonic picks before our handlers run, which OTLP clients misread:
 /// an oversized message is OUT_OF_RANGE in tonic, which clients retry forever, so it becomes

@@ -141,15 +141,18 @@ impl Store {
         // Written by the analysis worker: read by name, and a value of another type is an
         // error (500, logged), not a panic.
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(AnalysisResult {
-            id: row.try_get("id")?,
-            incident_id: row.try_get("incident_id")?,
-            root_cause: row.try_get("root_cause")?,
-            confidence_score: row.try_get("confidence_score")?,
-            evidence_signals: row.try_get("evidence_signals")?,
-            ai_explanation: row.try_get("ai_explanation")?,
-            generated_at: row.try_get("generated_at")?,
-        }))
+        Ok(Some(from_columns!(
+            row,
+            AnalysisResult {
+                id,
+                incident_id,
+                root_cause,
+                confidence_score,
+                evidence_signals,
+                ai_explanation,
+                generated_at,
+            }
+        )))
     }
 }
 
@@ -158,16 +161,11 @@ impl Store {
 pub(super) fn incident_from_row(row: &Row) -> Result<Incident, StoreError> {
     let status: String = row.try_get("status")?;
     let severity: String = row.try_get("severity")?;
-    Ok(Incident {
-        id: row.try_get("id")?,
-        trace_id: row.try_get("trace_id")?,
+    Ok(from_columns!(row, Incident {
+        id, trace_id, detected_at, resolved_at, affected_services, error_count, problem_id,
+    } with {
         // The enum columns only hold these labels.
         status: IncidentStatus::from_db_label(&status).unwrap_or(IncidentStatus::Open),
         severity: IncidentSeverity::from_db_label(&severity).unwrap_or(IncidentSeverity::Low),
-        detected_at: row.try_get("detected_at")?,
-        resolved_at: row.try_get("resolved_at")?,
-        affected_services: row.try_get("affected_services")?,
-        error_count: row.try_get("error_count")?,
-        problem_id: row.try_get("problem_id")?,
-    })
+    }))
 }

@@ -1,6 +1,15 @@
 //! All SQL lives here: start-up (wait, create, migrate), the connection pool, writes and reads.
 //! Callers get plain model types and a [`StoreError`] that says whether retrying can help.
 
+/// `Type { field: row.try_get("field")?, … }`: each field read from the result column of the
+/// same name, so a renamed column is an error (StoreError), never a value read from the wrong
+/// place, and never a panic. Fields that need converting follow `with`.
+macro_rules! from_columns {
+    ($row:expr, $type:ident { $($field:ident),* $(,)? } $(with { $($name:ident: $value:expr),* $(,)? })?) => {
+        $type { $($field: $row.try_get(stringify!($field))?,)* $($($name: $value,)*)? }
+    };
+}
+
 mod bootstrap;
 mod filter;
 mod incidents;

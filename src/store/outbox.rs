@@ -34,14 +34,7 @@ impl Store {
             .await?;
         let mut claimed = rows
             .iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    id: r.try_get("id")?,
-                    trace_id: r.try_get("trace_id")?,
-                    created_at: r.try_get("created_at")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
+            .map(|r| Ok(from_columns!(r, OutboxRow { id, trace_id, created_at, attempts })))
             .collect::<Result<Vec<OutboxRow>, StoreError>>()?;
         claimed.sort_by_key(|r| (r.created_at, r.id));
         Ok(claimed)

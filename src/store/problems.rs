@@ -93,18 +93,11 @@ impl Store {
 /// A row of `PROBLEM_COLUMNS`, read by name.
 fn problem_from_row(row: &Row) -> Result<Problem, StoreError> {
     let severity: String = row.try_get("severity")?;
-    Ok(Problem {
-        id: row.try_get("id")?,
-        fingerprint: row.try_get("fingerprint")?,
-        title: row.try_get("title")?,
-        first_seen: row.try_get("first_seen")?,
-        last_seen: row.try_get("last_seen")?,
-        trace_count: row.try_get("trace_count")?,
-        signal_count: row.try_get("signal_count")?,
-        services: row.try_get("services")?,
+    Ok(from_columns!(row, Problem {
+        id, fingerprint, title, first_seen, last_seen, trace_count, signal_count, services,
+        representative_trace_id, analysis_requested_at,
+    } with {
         // The column's enum type only holds these labels.
         severity: IncidentSeverity::from_db_label(&severity).unwrap_or(IncidentSeverity::Low),
-        representative_trace_id: row.try_get("representative_trace_id")?,
-        analysis_requested_at: row.try_get("analysis_requested_at")?,
-    })
+    }))
 }

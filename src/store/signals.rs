@@ -135,14 +135,10 @@ impl Store {
             .await?;
         rows.iter()
             .map(|row| {
-                Ok(ServiceSummary {
-                    service_name: row.try_get("service_name")?,
-                    logs: row.try_get("logs")?,
-                    traces: row.try_get("traces")?,
-                    metrics: row.try_get("metrics")?,
-                    errors: row.try_get("errors")?,
-                    last_seen: row.try_get("last_seen")?,
-                })
+                Ok(from_columns!(
+                    row,
+                    ServiceSummary { service_name, logs, traces, metrics, errors, last_seen }
+                ))
             })
             .collect()
     }
@@ -191,12 +187,8 @@ fn signal_from_row(row: &Row) -> Result<StoredSignal, StoreError> {
     let signal_type = SignalType::parse(&signal_type).unwrap_or(SignalType::Log);
     let resource: Option<Value> = row.try_get("resource")?;
     let scope: Option<Value> = row.try_get("scope")?;
-    Ok(StoredSignal {
-        id: row.try_get("id")?,
-        signal_type,
-        trace_id: row.try_get("trace_id")?,
-        service_name: row.try_get("service_name")?,
-        timestamp: row.try_get("timestamp")?,
+    Ok(from_columns!(row, StoredSignal { id, trace_id, service_name, timestamp } with {
+        signal_type: signal_type,
         payload: api_form(signal_type, row.try_get("payload")?, resource.zip(scope)),
-    })
+    }))
 }

@@ -25,7 +25,7 @@ use prost::Message;
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
 
-use crate::helpers::{fixture, spawn_app, TestApp};
+use crate::helpers::{fixture, one, spawn_app, TestApp};
 
 const FIXTURE: &str = "api_shapes.json";
 /// 2024-05-01T10:20:30Z: fixed, so every id and correlation key is the same in every run.
@@ -598,8 +598,7 @@ async fn payloads_keep_the_workers_keys_and_store_each_resource_once() {
         .expect("the root span");
     assert_eq!(error.stored["status"], "ERROR");
     assert_eq!(error.stored["duration_ms"], 250.0);
-    let shared: i64 =
-        app.db().await.query_one("SELECT count(*) FROM signal_shared", &[]).await.unwrap().get(0);
+    let shared: i64 = one(&app.db().await, "SELECT count(*) FROM signal_shared").await;
     // checkout+shapes (spans), none+none (spans), inventory+shapes (logs), payments+shapes.
     assert_eq!(shared, 4, "one row per distinct resource and scope");
 }

@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-use crate::helpers::TestDb;
+use crate::helpers::{one, TestDb};
 use crate::process::{prodsentinel, temp_dir, ServerProcess, SETTINGS};
 
 async fn run_to_end(mut command: Command) -> (Option<i32>, String) {
@@ -94,8 +94,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
 
     assert_eq!(server.exit_code(Duration::from_secs(15)).await, Some(0));
-    let stored: i64 =
-        db.connect().await.query_one("SELECT count(*) FROM raw_signals", &[]).await.unwrap().get(0);
+    let stored: i64 = one(&db.connect().await, "SELECT count(*) FROM raw_signals").await;
     assert_eq!(stored, 1, "the in-flight request's signal was committed");
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::helpers::{log_body, python_with_requirements, spawn_app_dispatching_by_hand, wait_for};
+use crate::helpers::{column, log_body, python_with_requirements, spawn_app_dispatching_by_hand, wait_for};
 
 /// The complete lines of a file another process is appending to: a last line without its
 /// newline is still being written and is left for the next read.
@@ -35,15 +35,7 @@ async fn a_real_celery_worker_runs_one_analysis_per_trace_no_earlier_than_its_et
     assert_eq!(status, reqwest::StatusCode::ACCEPTED);
 
     // One task per trace goes to the queue, and nothing else: the worker can run only these.
-    assert_eq!(
-        app.dispatch_all().await,
-        [prodsentinel::queue::StepOutcome::Dispatched { sent: 2, deduplicated: 0 }]
-    );
-    wait_for("the worker to run both analyses", Duration::from_secs(90), || async {
-        worker.runs().len() >= 2
-    })
-    .await;
-    let runs = worker.runs();
+    let runs = worker.run_what_is_dispatched(&app, 2).await;
     let worker_log = worker.log();
     assert_eq!(runs.len(), 2, "exactly one run per trace: {runs:?}\n{worker_log}");
     let mut traces: Vec<&str> = runs.iter().map(|r| r["trace_id"].as_str().unwrap()).collect();
@@ -57,15 +49,11 @@ async fn a_real_celery_worker_runs_one_analysis_per_trace_no_earlier_than_its_et
         assert_eq!(run["routing_key"], "celery");
     }
     worker.assert_healthy();
-    let ids: Vec<String> = app
-        .db()
-        .await
-        .query("SELECT task_id::text FROM analysis_outbox WHERE status = 'sent' ORDER BY trace_id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids: Vec<String> = column(
+        &app.db().await,
+        "SELECT task_id::text FROM analysis_outbox WHERE status = 'sent' ORDER BY trace_id",
+    )
+    .await;
     let mut run_ids: Vec<String> = runs.iter().map(|r| r["task_id"].as_str().unwrap().to_owned()).collect();
     run_ids.sort();
     let mut sent_ids = ids.clone();
@@ -102,6 +90,20 @@ impl Worker {
     }
 
     /// The tasks run so far, one JSON object each.
+    /// Steps `app`'s outbox dispatcher by hand, asserts it sent `tasks` tasks and nothing
+    /// else, and returns the worker's runs once it ran that many.
+    pub async fn run_what_is_dispatched(&self, app: &crate::helpers::TestApp, tasks: usize) -> Vec<Value> {
+        assert_eq!(
+            app.dispatch_all().await,
+            [prodsentinel::queue::StepOutcome::Dispatched { sent: tasks, deduplicated: 0 }]
+        );
+        wait_for("the worker to run what was dispatched", Duration::from_secs(90), || async {
+            self.runs().len() >= tasks
+        })
+        .await;
+        self.runs()
+    }
+
     pub fn runs(&self) -> Vec<Value> {
         lines(&self.dir.join("runs.jsonl"))
     }

@@ -596,3 +596,20 @@ pub async fn machine_load_turn() -> std::fs::File {
     .await
     .unwrap()
 }
+
+/// The first column of every row `sql` returns.
+pub async fn column<T>(db: &Client, sql: &str) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    let rows = db.query(sql, &[]).await.unwrap_or_else(|why| panic!("{sql}: {why}"));
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// The one value `sql` returns.
+pub async fn one<T>(db: &Client, sql: &str) -> T
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    db.query_one(sql, &[]).await.unwrap_or_else(|why| panic!("{sql}: {why}")).get(0)
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{log_body, spawn_app_with, TestApp};
+use crate::helpers::{log_body, one, spawn_app_with, TestApp};
 
 /// Holds an exclusive lock on `raw_signals` (writers block) until the returned client commits.
 async fn block_writes(app: &TestApp) -> tokio_postgres::Client {
@@ -82,8 +82,7 @@ async fn a_failed_batch_fails_every_request_in_it_retryably_and_stores_none() {
     }
     assert_eq!(app.count_signals().await, 0, "nothing of the failed batch is stored");
     assert_eq!(app.outbox().await, [], "nor its incidents' analysis requests");
-    let incidents: i64 =
-        app.db().await.query_one("SELECT count(*) FROM incidents", &[]).await.unwrap().get(0);
+    let incidents: i64 = one(&app.db().await, "SELECT count(*) FROM incidents").await;
     assert_eq!(incidents, 0);
 
     // The clients' retries, without the poison, go through.
@@ -128,13 +127,7 @@ async fn duplicates_inside_one_batch_and_across_batches_are_stored_once() {
     }
     assert_eq!(post(&app, json!([same, other])).await.unwrap().0, StatusCode::ACCEPTED);
     assert_eq!(app.count_signals().await, 2);
-    let count: f64 = app
-        .db()
-        .await
-        .query_one("SELECT error_count FROM incidents WHERE trace_id = 't-dup'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count: f64 = one(&app.db().await, "SELECT error_count FROM incidents WHERE trace_id = 't-dup'").await;
     assert_eq!(count, 2.0, "each signal counted once");
 }
 

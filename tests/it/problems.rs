@@ -1,8 +1,6 @@
 //! Storm control across traces (issue 8): a fault failing many requests, each in its own trace,
 //! is one problem and one analysis.
 
-use std::time::Duration;
-
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -15,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::celery_worker::Worker;
-use crate::helpers::{spawn_app_with, wait_for, TestApp};
+use crate::helpers::{column, spawn_app_with, TestApp};
 
 fn string(text: &str) -> Option<AnyValue> {
     Some(AnyValue { value: Some(any_value::Value::StringValue(text.to_owned())) })
@@ -134,25 +132,12 @@ async fn a_thousand_failing_traces_of_two_faults_are_two_problems_and_at_most_tw
     );
 
     // Every request in the outbox, and nothing else, goes to the worker's queue.
-    assert_eq!(
-        app.dispatch_all().await,
-        [prodsentinel::queue::StepOutcome::Dispatched { sent: 2, deduplicated: 0 }]
-    );
-    wait_for("the worker to run the problems' analyses", Duration::from_secs(90), || async {
-        worker.runs().len() >= 2
-    })
-    .await;
-    let runs = worker.runs();
+    let runs = worker.run_what_is_dispatched(&app, 2).await;
     worker.assert_healthy();
     assert_eq!(runs.len(), 2, "one analyze_trace per problem: {runs:?}");
     let db = app.db().await;
-    let representatives: Vec<String> = db
-        .query("SELECT representative_trace_id FROM problems ORDER BY title", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let representatives: Vec<String> =
+        column(&db, "SELECT representative_trace_id FROM problems ORDER BY title").await;
     let mut ran: Vec<String> = runs.iter().map(|r| r["trace_id"].as_str().unwrap().to_owned()).collect();
     ran.sort();
     let mut expected = representatives.clone();

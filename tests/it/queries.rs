@@ -13,7 +13,7 @@ use prost::Message;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{log_body, spawn_app, TestApp};
+use crate::helpers::{column, log_body, spawn_app, TestApp};
 
 /// A legacy log at `timestamp`.
 fn log_at(trace_id: &str, level: &str, message: &str, timestamp: &str) -> Value {
@@ -73,9 +73,9 @@ async fn keyset_pages_of_signals_and_incidents_have_no_gaps_or_repeats_while_dat
     // One incident as the worker might leave it, without `detected_at`: it sorts last.
     db.execute("UPDATE incidents SET detected_at = NULL WHERE trace_id = 't-page-7'", &[]).await.unwrap();
     let signals: HashSet<String> =
-        db.query("SELECT id::text FROM raw_signals", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        column(&db, "SELECT id::text FROM raw_signals").await.into_iter().collect();
     let incidents: HashSet<String> =
-        db.query("SELECT id::text FROM incidents", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        column(&db, "SELECT id::text FROM incidents").await.into_iter().collect();
 
     // New data between pages: newer signals and new incidents, which must not shift the walk.
     let arrive = |page: usize| {

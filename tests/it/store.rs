@@ -4,7 +4,7 @@ use prodsentinel::store::migrate::{Migration, MIGRATIONS};
 use prodsentinel::store::migrate_database;
 use prodsentinel::App;
 
-use crate::helpers::{connect, log_body, server_url, spawn_app, test_config, TestDb};
+use crate::helpers::{column, connect, log_body, one, server_url, spawn_app, test_config, TestDb};
 
 #[tokio::test]
 async fn app_creates_its_database_when_missing() {
@@ -94,13 +94,8 @@ async fn schema_has_the_contract_tables_types_and_labels() {
 /// range partitions, each signal type's, the default), naming the table aimed at. Returns how
 /// many tables were checked.
 async fn assert_every_change_is_refused(db: &tokio_postgres::Client) -> usize {
-    let tables: Vec<String> = db
-        .query("SELECT relid::regclass::text FROM pg_partition_tree('raw_signals')", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables: Vec<String> =
+        column(db, "SELECT relid::regclass::text FROM pg_partition_tree('raw_signals')").await;
     for table in &tables {
         for (statement, operation) in [
             (format!("UPDATE {table} SET service_name = 'x'"), "UPDATE"),
@@ -129,13 +124,8 @@ async fn raw_signals_reject_update_delete_and_truncate_on_the_parent_and_every_p
     }
     assert_every_change_is_refused(&db).await;
     assert_eq!(app.count_signals().await, 2);
-    let places: Vec<String> = db
-        .query("SELECT tableoid::regclass::text FROM raw_signals ORDER BY \"timestamp\"", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let places: Vec<String> =
+        column(&db, "SELECT tableoid::regclass::text FROM raw_signals ORDER BY \"timestamp\"").await;
     let today = format!("raw_signals_p{}_log", chrono::Utc::now().format("%Y%m%d"));
     assert_eq!(places, ["raw_signals_default".to_owned(), today]);
 }
@@ -149,8 +139,7 @@ async fn restart_applies_nothing_new_and_keeps_one_record_per_migration() {
     assert_eq!(report.already_applied, MIGRATIONS.len());
     let second = App::build(config).await.expect("a second start on a migrated database works");
     drop(second);
-    let count: i64 =
-        app.db().await.query_one("SELECT count(*) FROM schema_migrations", &[]).await.unwrap().get(0);
+    let count: i64 = one(&app.db().await, "SELECT count(*) FROM schema_migrations").await;
     assert_eq!(count, MIGRATIONS.len() as i64);
 }
 
@@ -163,13 +152,7 @@ async fn an_edited_migration_is_refused_naming_the_file() {
     let error = migrate_database(&config.database, &edited).await.expect_err("edited migration refused");
     let text = format!("{error:#}");
     assert!(text.contains("0001_signals.sql") && text.contains("edited"), "{text}");
-    let sneaky: i64 = app
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'sneaky'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let sneaky: i64 = one(&app.db().await, "SELECT count(*) FROM pg_tables WHERE tablename = 'sneaky'").await;
     assert_eq!(sneaky, 0);
 }
 
@@ -199,14 +182,9 @@ async fn a_failing_migration_is_rolled_back_and_named() {
     let error = migrate_database(&config.database, &broken).await.expect_err("broken migration fails");
     assert!(format!("{error:#}").contains("9999_broken.sql"));
     let db = app.db().await;
-    let half: i64 =
-        db.query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'half'", &[]).await.unwrap().get(0);
+    let half: i64 = one(&db, "SELECT count(*) FROM pg_tables WHERE tablename = 'half'").await;
     assert_eq!(half, 0, "the failed migration's transaction is rolled back");
-    let recorded: i64 = db
-        .query_one("SELECT count(*) FROM schema_migrations WHERE version = 9999", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let recorded: i64 = one(&db, "SELECT count(*) FROM schema_migrations WHERE version = 9999").await;
     assert_eq!(recorded, 0);
 }
 
@@ -221,25 +199,14 @@ async fn new_incidents_get_time_ordered_ids_and_one_index_serves_trace_lookups_a
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let db = app.db().await;
-    let ids: Vec<uuid::Uuid> = db
-        .query("SELECT id FROM incidents ORDER BY detected_at", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids: Vec<uuid::Uuid> = column(&db, "SELECT id FROM incidents ORDER BY detected_at").await;
     assert!(ids.iter().all(|id| id.get_version_num() == 7), "{ids:?}");
     assert!(ids[0] < ids[1], "later incidents sort after earlier ones: {ids:?}");
-    let indexes: Vec<String> = db
-        .query(
-            "SELECT indexdef FROM pg_indexes WHERE tablename = 'incidents' AND indexdef LIKE '%trace%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let indexes: Vec<String> = column(
+        &db,
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'incidents' AND indexdef LIKE '%trace%'",
+    )
+    .await;
     assert_eq!(indexes.len(), 1, "{indexes:?}");
     assert!(indexes[0].contains("UNIQUE") && indexes[0].contains("(trace_id, trace_key)"), "{indexes:?}");
     // The worker's lookup by trace id can use it (a two-row table would be scanned otherwise).

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::load::{Kind, Load, Targets};
-use crate::helpers::TestDb;
+use crate::helpers::{one, TestDb};
 use crate::process::ServerProcess;
 
 const ALL: &[Kind] = &[Kind::Grpc, Kind::OtlpHttp, Kind::Legacy];
@@ -42,5 +42,5 @@ async fn kill_9_under_mixed_load_loses_nothing_acknowledged() {
 }
 
 async fn count(db: &TestDb) -> i64 {
-    db.connect().await.query_one("SELECT count(*) FROM raw_signals", &[]).await.unwrap().get(0)
+    one(&db.connect().await, "SELECT count(*) FROM raw_signals").await
 }

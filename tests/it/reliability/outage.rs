@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::load::{Kind, Load, Targets};
-use crate::helpers::TestDb;
+use crate::helpers::{one, TestDb};
 use crate::process::ServerProcess;
 
 async fn ready(client: &reqwest::Client, api: &str) -> bool {
@@ -30,7 +30,7 @@ async fn until_ready_is(
 }
 
 async fn stored(db: &TestDb) -> i64 {
-    db.connect().await.query_one("SELECT count(*) FROM raw_signals", &[]).await.unwrap().get(0)
+    one(&db.connect().await, "SELECT count(*) FROM raw_signals").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use super::{days, log_at};
 use prodsentinel::store::partitions::Turn;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{column, one, spawn_app_with};
 
 #[tokio::test]
 async fn unanalysed_incidents_go_with_their_signals_and_analysed_ones_after_incident_retention() {
@@ -55,7 +55,7 @@ async fn unanalysed_incidents_go_with_their_signals_and_analysed_ones_after_inci
     )
     .await
     .unwrap();
-    let problems: i64 = db.query_one("SELECT count(*) FROM problems", &[]).await.unwrap().get(0);
+    let problems: i64 = one(&db, "SELECT count(*) FROM problems").await;
     assert_eq!(problems, 2, "two faults: the ERROR and the CRITICAL log");
 
     // Three days on: the logs' partition (today's) is past a one-day retention, so the quiet
@@ -69,8 +69,7 @@ async fn unanalysed_incidents_go_with_their_signals_and_analysed_ones_after_inci
     assert_eq!(incident("t-quiet").await, None);
     assert!(incident("t-failing").await.is_some());
     assert!(incident("t-pending").await.is_some());
-    let outbox: Vec<String> =
-        db.query("SELECT status FROM analysis_outbox", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let outbox: Vec<String> = column(&db, "SELECT status FROM analysis_outbox").await;
     assert_eq!(outbox, ["pending"]);
 
     // Eleven days on: past INCIDENT_RETENTION without activity, the others go with their
@@ -84,6 +83,6 @@ async fn unanalysed_incidents_go_with_their_signals_and_analysed_ones_after_inci
         assert_eq!(left, 0, "{table}");
     }
     // A pending analysis request is never expired.
-    let pending: i64 = db.query_one("SELECT count(*) FROM analysis_outbox", &[]).await.unwrap().get(0);
+    let pending: i64 = one(&db, "SELECT count(*) FROM analysis_outbox").await;
     assert_eq!(pending, 1);
 }

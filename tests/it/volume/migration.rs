@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio_postgres::Client;
 
-use crate::helpers::{test_config, RedisDb, TestDb};
+use crate::helpers::{column, one, test_config, RedisDb, TestDb};
 
 const ROWS: i64 = 100_000;
 
@@ -197,22 +197,9 @@ async fn the_original_backends_database_is_adopted_and_migrated_whole() {
 
     let (addr, running, took) = start(&db).await;
     assert_migrated_whole(&client, addr, took, "the original backend's schema").await;
-    let versions: Vec<i32> = client
-        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let versions: Vec<i32> = column(&client, "SELECT version FROM schema_migrations ORDER BY version").await;
     assert_eq!(versions, (1..=MIGRATIONS.len() as i32).collect::<Vec<_>>());
-    let payload_type: String = client
-        .query_one(
-            "SELECT data_type FROM information_schema.columns WHERE table_name = 'raw_signals' AND column_name = 'payload'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let payload_type: String = one(&client, "SELECT data_type FROM information_schema.columns WHERE table_name = 'raw_signals' AND column_name = 'payload'").await;
     assert_eq!(payload_type, "jsonb");
     // Its incidents are served, the one without a status as open, its analysis too.
     let http = reqwest::Client::new();
@@ -233,11 +220,7 @@ async fn the_original_backends_database_is_adopted_and_migrated_whole() {
     body["timestamp"] = json!(chrono::Utc::now().to_rfc3339());
     let answer = http.post(format!("http://{addr}/ingest/logs")).json(&body).send().await.unwrap();
     assert_eq!(answer.status(), StatusCode::ACCEPTED);
-    let count: f64 = client
-        .query_one("SELECT error_count FROM incidents WHERE trace_id = 'legacy-42'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count: f64 = one(&client, "SELECT error_count FROM incidents WHERE trace_id = 'legacy-42'").await;
     assert_eq!(count, 11.0);
     running.stop().await;
 }

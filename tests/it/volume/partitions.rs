@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{day_partition, days, exists, log_at, placed};
 use prodsentinel::store::partitions::Turn;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{one, spawn_app_with};
 
 #[tokio::test]
 async fn partitions_exist_ahead_of_now_and_later_passes_create_the_next_ones() {
@@ -23,7 +23,7 @@ async fn partitions_exist_ahead_of_now_and_later_passes_create_the_next_ones() {
         }
     }
     assert!(!exists(&db, &day_partition(now + days(3), "log")).await, "not further than two days ahead");
-    let recorded: i64 = db.query_one("SELECT count(*) FROM raw_signal_partitions", &[]).await.unwrap().get(0);
+    let recorded: i64 = one(&db, "SELECT count(*) FROM raw_signal_partitions").await;
     assert_eq!(recorded, 3);
 
     // Five days on, a pass adds what is missing around that time, and nothing else.
