@@ -87,6 +87,7 @@ impl App {
         }
         let store = Store::new(
             &config.database,
+            config.query_database.as_ref(),
             StorageSettings {
                 retention: config.retention,
                 partition_interval: config.partition_interval,

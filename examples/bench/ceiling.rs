@@ -34,7 +34,7 @@ pub async fn partitions_until(url: &str, now: chrono::DateTime<chrono::Utc>) -> 
         partition_interval: config.partition_interval,
         exact_total_limit: config.query_exact_total_limit,
     };
-    let store = prodsentinel::store::Store::new(&config.database, settings)?;
+    let store = prodsentinel::store::Store::new(&config.database, None, settings)?;
     let wait = prodsentinel::store::partitions::Turn::Wait;
     store.ensure_partitions(now, wait).await?;
     store.close();

@@ -43,17 +43,26 @@ pub async fn live() -> Json<Value> {
 }
 
 /// 200 once migrations are applied and the pool reaches the database; 503 before, during a
-/// database outage, and once shutdown has begun.
+/// database outage, and once shutdown has begun. With `QUERY_DATABASE_URL`, `query_replica`
+/// reports the replica and its replay lag; a replica away does not make the service unready
+/// (queries read from the primary meanwhile).
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Readiness), (status = 503, description = "Not ready: migrations pending, database unreachable, or shutting down", body = Readiness)))]
 pub async fn ready(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
     let migrated = state.ready.load(Ordering::Acquire);
     let connected = migrated && state.store.ping(PROBE_TIMEOUT).await.is_ok();
     let status = if connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({
+    let mut body = json!({
         "status": if connected { "ready" } else { "not_ready" },
         "migrations": if migrated { "applied" } else { "pending" },
         "database": if connected { "connected" } else if migrated { "disconnected" } else { "unknown" },
     });
+    if let Some(replica) = state.store.replica_status(PROBE_TIMEOUT).await {
+        body["query_replica"] = json!({
+            "status": if replica.reachable { "connected" } else { "unavailable" },
+            "queries_read_from": if replica.reachable { "replica" } else { "primary" },
+            "replay_lag_seconds": replica.replay_lag_seconds,
+        });
+    }
     (status, Json(body))
 }

@@ -59,7 +59,7 @@ pub async fn patch_incident(
 ) -> Result<Json<Incident>, ApiError> {
     let id = path_uuid("incident_id", &incident_id)?;
     let to = requested_status(body)?;
-    let Some(current) = state.store.get_incident(id).await? else {
+    let Some(current) = state.store.current_incident(id).await? else {
         return Err(ApiError::NotFound("Incident not found"));
     };
     if current.status == to {

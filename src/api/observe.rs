@@ -1,7 +1,7 @@
 //! `GET /metrics` and the per-endpoint request latency middleware.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -22,6 +22,12 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     metrics.pool_connections.get_or_create(&PoolLabels { state: "in_use" }).set(in_use as i64);
     metrics.pool_connections.get_or_create(&PoolLabels { state: "idle" }).set(idle as i64);
     metrics.pool_max.set(max as i64);
+    if let Some(replica) = state.store.replica_status(Duration::from_secs(2)).await {
+        metrics.replica_up.set(i64::from(replica.reachable));
+        if let Some(lag) = replica.replay_lag_seconds {
+            metrics.replica_lag.set(lag);
+        }
+    }
     if let Ok((backlog, oldest)) = state.store.outbox_backlog().await {
         metrics.outbox_backlog.set(backlog);
         metrics.outbox_oldest_age.set(oldest);

@@ -141,6 +141,19 @@ pub struct Readiness {
     pub migrations: String,
     /// `connected`, `disconnected` or `unknown`.
     pub database: String,
+    /// Only with `QUERY_DATABASE_URL`.
+    pub query_replica: Option<ReplicaReadiness>,
+}
+
+/// The query replica in `/health/ready`.
+#[derive(Serialize, ToSchema)]
+pub struct ReplicaReadiness {
+    /// `connected` or `unavailable`.
+    pub status: String,
+    /// `replica`, or `primary` while the replica is unavailable.
+    pub queries_read_from: String,
+    /// Replay behind what the replica received, in seconds; null when it cannot be asked.
+    pub replay_lag_seconds: Option<f64>,
 }
 
 /// `/ingest/health` (the original's shape).

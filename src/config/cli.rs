@@ -15,6 +15,12 @@ pub struct Cli {
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/prodsentinel")]
     pub database_url: String,
 
+    /// A streaming replica for the query API's reads (`/query/*`, not PATCH, not ingest); same
+    /// forms and TLS settings as DATABASE_URL. Empty: the primary serves them. When the replica
+    /// cannot be reached, reads fall back to the primary.
+    #[arg(long, env = "QUERY_DATABASE_URL", default_value = "")]
+    pub query_database_url: String,
+
     /// Maximum number of PostgreSQL connections in the pool.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value = "16")]
     pub database_pool_size: String,

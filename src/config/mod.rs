@@ -19,7 +19,7 @@ use crate::pipeline::PipelineSettings;
 use crate::tls::{TlsFiles, TlsSettingError};
 
 pub use cli::Cli;
-pub use database::DatabaseConfig;
+pub use database::{DatabaseConfig, DatabaseTls, RootCerts, SslMode};
 
 /// A setting with a bad value: which one, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +81,8 @@ impl fmt::Debug for RedisUrl {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseConfig,
+    /// `QUERY_DATABASE_URL`: the replica the query API reads, with the primary's pool settings.
+    pub query_database: Option<DatabaseConfig>,
     pub redis_url: RedisUrl,
     /// A tracing filter directive (`info`, `warn,prodsentinel=debug`, …).
     pub log_filter: String,
@@ -154,8 +156,10 @@ impl Config {
         let ingest_timeout = values::bounded_integer(&cli.ingest_timeout_ms, 10, 600_000)
             .map(Duration::from_millis)
             .map_err(invalid("INGEST_TIMEOUT_MS"))?;
+        let (pg, tls) = database::parse_url(&cli.database_url).map_err(invalid("DATABASE_URL"))?;
         let database = DatabaseConfig {
-            pg: database::parse_url(&cli.database_url).map_err(invalid("DATABASE_URL"))?,
+            pg,
+            tls,
             pool_size: values::bounded_integer(&cli.database_pool_size, 1, 1000)
                 .map_err(invalid("DATABASE_POOL_SIZE"))? as usize,
             wait: values::seconds(&cli.database_wait_seconds, 0, 86_400)
@@ -164,8 +168,21 @@ impl Config {
                 .map(Duration::from_millis)
                 .map_err(invalid("DATABASE_ACQUIRE_TIMEOUT_MS"))?,
         };
+        let query_database = match cli.query_database_url.trim() {
+            "" => None,
+            url => {
+                let (pg, tls) = database::parse_url(url).map_err(invalid("QUERY_DATABASE_URL"))?;
+                // A replica that is away must not hold a read for long: the primary answers.
+                let mut pg = pg;
+                if pg.get_connect_timeout().is_none() {
+                    pg.connect_timeout(Duration::from_secs(2));
+                }
+                Some(DatabaseConfig { pg, tls, ..database.clone() })
+            }
+        };
         Ok(Config {
             database,
+            query_database,
             redis_url: parse_redis_url(&cli.redis_url).map_err(invalid("REDIS_URL"))?,
             log_filter: values::log_filter(&cli.log_level).map_err(invalid("LOG_LEVEL"))?,
             log_format: parse_log_format(&cli.log_format).map_err(invalid("LOG_FORMAT"))?,

@@ -3,14 +3,18 @@
 use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tracing::{info, warn};
 
+use super::tls::{is_certificate_refusal, PgTls};
 use crate::config::DatabaseConfig;
 
 /// Connects to `pg` once, driving the connection on a background task.
-pub(crate) async fn connect(pg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = pg.connect(NoTls).await?;
+pub(crate) async fn connect(
+    pg: &tokio_postgres::Config,
+    tls: &PgTls,
+) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = pg.connect(tls.clone()).await?;
     tokio::spawn(async move {
         if let Err(why) = connection.await {
             warn!(error = %why, "database connection closed with an error");
@@ -32,12 +36,24 @@ fn maintenance_config(config: &DatabaseConfig) -> tokio_postgres::Config {
 /// `postgres` database.
 pub async fn wait_for_server(config: &DatabaseConfig) -> anyhow::Result<Client> {
     let pg = maintenance_config(config);
+    let tls = PgTls::new(&config.tls)?;
     let deadline = Instant::now() + config.wait;
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1u32;
     loop {
-        match connect(&pg).await {
+        match connect(&pg, &tls).await {
             Ok(client) => return Ok(client),
+            // A certificate the settings refuse will be refused again: say so now, once.
+            Err(why) if is_certificate_refusal(&why) => {
+                let host = match config.pg.get_hosts().first() {
+                    Some(tokio_postgres::config::Host::Tcp(name)) => name.clone(),
+                    _ => String::new(),
+                };
+                return Err(anyhow::Error::new(why).context(format!(
+                    "the database's TLS certificate is not accepted (sslmode={}, host {host})",
+                    config.tls.mode.as_str()
+                )));
+            }
             Err(why) if Instant::now() + delay < deadline => {
                 warn!(attempt, error = %why, retry_in_ms = delay.as_millis() as u64, "waiting for database");
                 tokio::time::sleep(delay).await;

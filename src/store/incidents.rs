@@ -71,7 +71,7 @@ impl Store {
             Some((None, id)) => conditions.push_page_only("(detected_at IS NULL AND id < $)", &[id]),
             None => {}
         }
-        let client = self.client().await?;
+        let client = self.read_client().await?;
         let order = "detected_at DESC NULLS LAST, id DESC";
         let (rows, total) = conditions
             .fetch_page(
@@ -118,17 +118,21 @@ impl Store {
         row.as_ref().map(incident_from_row).transpose()
     }
 
+    /// An incident as the query API shows it (from the query replica, when there is one).
     pub async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>, StoreError> {
+        let client = self.read_client().await?;
+        incident_by_id(&client, id).await
+    }
+
+    /// An incident as the primary has it now: what a status change is checked against.
+    pub async fn current_incident(&self, id: Uuid) -> Result<Option<Incident>, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"), &[&id])
-            .await?;
-        row.as_ref().map(incident_from_row).transpose()
+        incident_by_id(&client, id).await
     }
 
     /// The newest analysis of an incident, if the worker has written one.
     pub async fn latest_analysis(&self, incident_id: Uuid) -> Result<Option<AnalysisResult>, StoreError> {
-        let client = self.client().await?;
+        let client = self.read_client().await?;
         let row = client
             .query_opt(
                 "SELECT id, incident_id, root_cause, confidence_score, evidence_signals,
@@ -154,6 +158,12 @@ impl Store {
             }
         )))
     }
+}
+
+async fn incident_by_id(client: &tokio_postgres::Client, id: Uuid) -> Result<Option<Incident>, StoreError> {
+    let row =
+        client.query_opt(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"), &[&id]).await?;
+    row.as_ref().map(incident_from_row).transpose()
 }
 
 /// A row of [`INCIDENT_COLUMNS`]. The analysis worker writes incidents too: columns are read by

@@ -18,14 +18,16 @@ pub mod migrate;
 mod outbox;
 pub mod partitions;
 mod problems;
+mod replica;
 mod signals;
+pub mod tls;
 mod tracking;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use crate::config::DatabaseConfig;
 use crate::model::{PartitionInterval, Retention};
@@ -35,6 +37,8 @@ pub use filter::Total;
 pub use incidents::{IncidentFilter, StatusChange};
 pub use outbox::OutboxRow;
 pub use problems::ProblemFilter;
+use replica::Replica;
+pub use replica::ReplicaStatus;
 pub use signals::{PageStart, ServiceSummary, SignalFilter};
 pub use tracking::BatchOutcome;
 
@@ -89,33 +93,63 @@ pub struct StorageSettings {
     pub exact_total_limit: i64,
 }
 
-/// The connection pool; cheap to clone.
+fn pool(config: &DatabaseConfig) -> anyhow::Result<Pool> {
+    let manager = Manager::from_config(
+        config.pg.clone(),
+        tls::PgTls::new(&config.tls)?,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(config.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.acquire_timeout))
+        .create_timeout(Some(config.acquire_timeout))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()?)
+}
+
+/// The connection pools; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// The query API's reads (`QUERY_DATABASE_URL`), when they go to a replica.
+    replica: Option<Arc<Replica>>,
     settings: StorageSettings,
 }
 
 impl Store {
-    /// A pool for `config`. Connections are made lazily; a broken one is replaced on next use.
-    pub fn new(config: &DatabaseConfig, settings: StorageSettings) -> anyhow::Result<Store> {
-        let manager = Manager::from_config(
-            config.pg.clone(),
-            NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(config.acquire_timeout))
-            .create_timeout(Some(config.acquire_timeout))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()?;
-        Ok(Store { pool, settings })
+    /// A pool for `config`, and one for the query API's reads on `query` (a replica) when
+    /// given. Connections are made lazily; a broken one is replaced on next use.
+    pub fn new(
+        config: &DatabaseConfig,
+        query: Option<&DatabaseConfig>,
+        settings: StorageSettings,
+    ) -> anyhow::Result<Store> {
+        let replica = query.map(|query| pool(query).map(Replica::new)).transpose()?.map(Arc::new);
+        Ok(Store { pool: pool(config)?, replica, settings })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
+    }
+
+    /// A connection for a query API read: the replica's when there is one and it is reachable,
+    /// the primary's otherwise.
+    async fn read_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        if let Some(replica) = &self.replica {
+            if let Some(client) = replica.client().await {
+                return Ok(client);
+            }
+        }
+        self.client().await
+    }
+
+    /// The query replica's reachability and replay lag; `None` without `QUERY_DATABASE_URL`.
+    pub async fn replica_status(&self, timeout: Duration) -> Option<ReplicaStatus> {
+        match &self.replica {
+            Some(replica) => Some(replica.status(timeout).await),
+            None => None,
+        }
     }
 
     /// Round-trips `SELECT 1`, within `timeout`: the health and readiness probe.
@@ -152,6 +186,6 @@ pub async fn migrate_database(
     config: &DatabaseConfig,
     migrations: &[migrate::Migration],
 ) -> anyhow::Result<migrate::MigrationReport> {
-    let mut client = bootstrap::connect(&config.pg).await?;
+    let mut client = bootstrap::connect(&config.pg, &tls::PgTls::new(&config.tls)?).await?;
     Ok(migrate::run(&mut client, migrations).await?)
 }

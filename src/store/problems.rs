@@ -47,7 +47,7 @@ impl Store {
         if let Some(end) = &filter.end_time {
             conditions.push("first_seen <= $", end);
         }
-        let client = self.client().await?;
+        let client = self.read_client().await?;
         let (rows, total) = conditions
             .fetch_page(
                 &client,
@@ -66,7 +66,7 @@ impl Store {
     }
 
     pub async fn get_problem(&self, id: Uuid) -> Result<Option<Problem>, StoreError> {
-        let client = self.client().await?;
+        let client = self.read_client().await?;
         let row = client
             .query_opt(&format!("SELECT {PROBLEM_COLUMNS} FROM problems WHERE id = $1"), &[&id])
             .await?;
@@ -75,7 +75,7 @@ impl Store {
 
     /// The problem's incidents, newest first, at most `limit`.
     pub async fn problem_incidents(&self, id: Uuid, limit: i64) -> Result<Vec<Incident>, StoreError> {
-        let client = self.client().await?;
+        let client = self.read_client().await?;
         let rows = client
             .query(
                 &format!(

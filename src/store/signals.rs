@@ -89,7 +89,7 @@ impl Store {
         if let Some((Some(at), id)) = &after {
             conditions.push_page_only(r#"("timestamp", id) < ($, $)"#, &[at, id]);
         }
-        let client = self.client().await?;
+        let client = self.read_client().await?;
         let order = r#""timestamp" DESC, id DESC"#;
         let (rows, total) = conditions.fetch_page(&client, &self.signal_page(order, limit, offset)).await?;
         Ok((rows.iter().map(signal_from_row).collect::<Result<_, _>>()?, total))
@@ -104,7 +104,7 @@ impl Store {
     ) -> Result<(Vec<StoredSignal>, Total), StoreError> {
         let mut conditions = Conditions::default();
         conditions.push("trace_id = $", &trace_id);
-        let client = self.client().await?;
+        let client = self.read_client().await?;
         let order = format!(r#"{} DESC, "timestamp", id"#, is_error_sql());
         let (rows, total) = conditions.fetch_page(&client, &self.signal_page(&order, limit, offset)).await?;
         Ok((rows.iter().map(signal_from_row).collect::<Result<_, _>>()?, total))
@@ -116,7 +116,7 @@ impl Store {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Vec<ServiceSummary>, StoreError> {
-        let client = self.client().await?;
+        let client = self.read_client().await?;
         let rows = client
             .query(
                 &format!(
@@ -145,7 +145,7 @@ impl Store {
 
     /// The signals of one trace, oldest first, at most `limit`.
     pub async fn trace_signals(&self, trace_id: &str, limit: i64) -> Result<Vec<StoredSignal>, StoreError> {
-        let client = self.client().await?;
+        let client = self.read_client().await?;
         let rows = client
             .query(
                 &format!(

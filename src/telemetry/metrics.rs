@@ -179,6 +179,9 @@ pub struct Metrics {
     pub analysis_requests: Family<OutcomeLabels, Counter>,
     pub outbox_backlog: Gauge,
     pub outbox_oldest_age: Gauge<f64, AtomicU64>,
+    /// Only registered with QUERY_DATABASE_URL.
+    pub replica_up: Gauge,
+    pub replica_lag: Gauge<f64, AtomicU64>,
     pub signals_expired_on_arrival: Family<SignalLabels, Counter>,
     pub partitions_created: Counter,
     pub partitions_dropped: Family<StoredLabels, Counter>,
@@ -215,6 +218,8 @@ impl Metrics {
             analysis_requests: Family::default(),
             outbox_backlog: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
+            replica_up: Gauge::default(),
+            replica_lag: Gauge::default(),
             signals_expired_on_arrival: Family::default(),
             partitions_created: Counter::default(),
             partitions_dropped: Family::default(),
@@ -306,6 +311,16 @@ impl Metrics {
             "prodsentinel_outbox_oldest_age_seconds",
             "Age of the oldest analysis request waiting in the outbox (0 when none)",
             m.outbox_oldest_age.clone(),
+        );
+        registry.register(
+            "prodsentinel_query_replica_up",
+            "1 when the query replica (QUERY_DATABASE_URL) answers, 0 when queries read from the primary",
+            m.replica_up.clone(),
+        );
+        registry.register(
+            "prodsentinel_query_replica_replay_lag_seconds",
+            "How far the query replica's replay is behind what it received (0 when caught up)",
+            m.replica_lag.clone(),
         );
         registry.register(
             "prodsentinel_ingest_signals_expired_on_arrival",

@@ -155,11 +155,15 @@ pub struct TestApp {
 
 /// Settings every test app gets; `extra` flags come after and win.
 pub fn test_config(db: &TestDb, extra: &[&str]) -> Config {
-    let url = db.url();
+    test_config_for(&db.url(), extra)
+}
+
+/// The same settings on a database of any server (a test's own PostgreSQL).
+pub fn test_config_for(url: &str, extra: &[&str]) -> Config {
     let mut args = vec![
         "prodsentinel",
         "--database-url",
-        &url,
+        url,
         "--api-addr",
         "127.0.0.1:0",
         "--otlp-grpc-addr",

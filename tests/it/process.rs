@@ -14,6 +14,7 @@ use crate::helpers::{free_port, wait_for, TestDb};
 /// Every setting the binary reads; the tests start it with none of them inherited.
 pub const SETTINGS: &[&str] = &[
     "DATABASE_URL",
+    "QUERY_DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_WAIT_SECONDS",
     "DATABASE_ACQUIRE_TIMEOUT_MS",

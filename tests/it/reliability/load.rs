@@ -70,7 +70,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn merge(&mut self, other: Report) {
+    pub fn merge(&mut self, other: Report) {
         self.sent.extend(other.sent);
         self.acked.extend(other.acked);
         self.retryable += other.retryable;

@@ -1,0 +1,173 @@
+//! A PostgreSQL server of a test's own: initdb in a temporary directory, a free port, the
+//! settings the test needs (TLS, replication), stopped and removed when dropped. Tests never
+//! change the shared cluster. Run as root, the server runs as the `postgres` user.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct OwnPostgres {
+    pub dir: PathBuf,
+    pub port: u16,
+    running: bool,
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `program` of the PostgreSQL binaries, as the `postgres` user when we are root (initdb and
+/// postgres refuse to run as root).
+fn as_postgres(program: &str) -> Command {
+    let path = Path::new(BIN).join(program);
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(path);
+        command
+    } else {
+        Command::new(path)
+    }
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command.output().unwrap_or_else(|why| panic!("{what}: {why}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Gives `path` to the postgres user (when we are root), with `mode`.
+fn hand_over(path: &Path, mode: &str) {
+    if is_root() {
+        let mut chown = Command::new("chown");
+        chown.args(["-R", "postgres:postgres"]).arg(path);
+        run(chown, "chown");
+    }
+    let mut chmod = Command::new("chmod");
+    chmod.arg(mode).arg(path);
+    run(chmod, "chmod");
+}
+
+/// A new directory the postgres user owns, and a free port.
+fn new_place() -> (PathBuf, u16) {
+    let dir = std::env::temp_dir().join(format!("prodsentinel-it-pg-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    hand_over(&dir, "700");
+    (dir, crate::helpers::free_port())
+}
+
+impl OwnPostgres {
+    /// A new cluster (not started), trusting local connections.
+    pub fn init() -> OwnPostgres {
+        let (dir, port) = new_place();
+        let mut initdb = as_postgres("initdb");
+        initdb
+            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+            .arg(dir.join("data"));
+        run(initdb, "initdb");
+        let server = OwnPostgres { dir, port, running: false };
+        server.configure(&format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
+            server.dir.display()
+        ));
+        server
+    }
+
+    /// A streaming replica of `primary` (pg_basebackup, not started).
+    pub fn replica_of(primary: &OwnPostgres) -> OwnPostgres {
+        let (dir, port) = new_place();
+        let mut backup = as_postgres("pg_basebackup");
+        backup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-D",
+            ])
+            .arg(dir.join("data"));
+        run(backup, "pg_basebackup");
+        let replica = OwnPostgres { dir, port, running: false };
+        replica.configure(&format!(
+            "port = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            replica.dir.display()
+        ));
+        replica
+    }
+
+    /// Appends `lines` to postgresql.conf (the last value of a setting wins).
+    pub fn configure(&self, lines: &str) {
+        self.append("postgresql.conf", lines);
+    }
+
+    /// Puts `lines` first in pg_hba.conf (the first matching line wins).
+    pub fn hba_first(&self, lines: &str) {
+        let path = self.dir.join("data/pg_hba.conf");
+        let old = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{lines}\n{old}")).unwrap();
+    }
+
+    /// Copies `source` into the data directory as `name`, readable by the server only.
+    pub fn install_file(&self, source: &str, name: &str) {
+        let target = self.dir.join("data").join(name);
+        std::fs::copy(source, &target).unwrap();
+        hand_over(&target, "600");
+    }
+
+    fn append(&self, file: &str, lines: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(self.dir.join("data").join(file)).unwrap();
+        writeln!(f, "{lines}").unwrap();
+    }
+
+    pub fn start(&mut self) {
+        let mut ctl = as_postgres("pg_ctl");
+        ctl.args(["-w", "-t", "60", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .arg("start");
+        run(ctl, "pg_ctl start");
+        self.running = true;
+    }
+
+    /// Stops it at once (as a crash would, for a replica gone away).
+    pub fn stop(&mut self) {
+        if self.running {
+            let mut ctl = as_postgres("pg_ctl");
+            ctl.args(["-w", "-t", "30", "-m", "immediate", "-D"]).arg(self.dir.join("data")).arg("stop");
+            run(ctl, "pg_ctl stop");
+            self.running = false;
+        }
+    }
+
+    /// The server's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, database: &str, query: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}{query}", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
