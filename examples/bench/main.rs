@@ -42,6 +42,9 @@ pub struct Options {
     pub only: Vec<String>,
     /// Extra settings for the server under test (`--server-env PROBLEM_GROUPING=false`).
     pub server_env: Vec<(String, String)>,
+    /// Appended to the server's DATABASE_URL (`--database-options sslmode=disable`): to compare
+    /// TLS to PostgreSQL with plain TCP in one sitting.
+    pub database_options: Option<String>,
     /// Apply only the first N migrations to the fresh databases: for the binary of an older
     /// commit, run in the same sitting for a before/after comparison (`--migrations 8`).
     pub migrations: Option<usize>,
@@ -73,6 +76,7 @@ fn options() -> Result<Options, BoxError> {
             .unwrap_or_else(|_| "redis://127.0.0.1:6379/15".to_owned()),
         only: Vec::new(),
         server_env: Vec::new(),
+        database_options: None,
         migrations: None,
         scenarios: Vec::new(),
     };
@@ -88,6 +92,7 @@ fn options() -> Result<Options, BoxError> {
             "--only" => options.only.push(value()?),
             "--migrations" => options.migrations = Some(value()?.parse()?),
             "--scenario" => options.scenarios.push(value()?),
+            "--database-options" => options.database_options = Some(value()?),
             "--server-env" => {
                 let pair = value()?;
                 let (key, value) = pair.split_once('=').ok_or("--server-env takes KEY=VALUE")?;
@@ -95,7 +100,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario"
+                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options"
                 )
                 .into())
             }
