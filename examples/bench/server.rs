@@ -31,10 +31,13 @@ impl Server {
         let (api, grpc, http) = (free_addr(), free_addr(), free_addr());
         let mut command = Command::new(&options.server_binary);
         command
-            .env("DATABASE_URL", match &options.database_options {
-                Some(query) => format!("{database_url}?{query}"),
-                None => database_url.to_owned(),
-            })
+            .env(
+                "DATABASE_URL",
+                match &options.database_options {
+                    Some(query) => format!("{database_url}?{query}"),
+                    None => database_url.to_owned(),
+                },
+            )
             .env("REDIS_URL", &options.redis_url)
             .env("API_ADDR", api.to_string())
             .env("OTLP_GRPC_ADDR", grpc.to_string())
