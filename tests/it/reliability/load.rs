@@ -355,21 +355,14 @@ fn grpc_outcome(status: &tonic::Status) -> Outcome {
         Code::Unavailable | Code::ResourceExhausted => {
             Outcome::Retryable(format!("gRPC {:?}: {}", status.code(), status.message()))
         }
-        // The connection broke under the call (a killed server): no answer was given.
-        Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
-            if !status.message().is_empty() && is_transport(status) =>
-        {
-            Outcome::NoAnswer
-        }
+        // Made here, from a transport error, not sent by the server: the connection broke under
+        // the call (a killed server), or the stream was refused by the server's GOAWAY as it
+        // shut down, which tonic reports as INTERNAL ("h2 protocol error", reason NO_ERROR)
+        // where the gRPC spec and grpc-go treat it as not processed, to be retried. Either way
+        // no answer was given. A status the server sent carries no source.
+        _ if std::error::Error::source(status).is_some() => Outcome::NoAnswer,
         code => Outcome::Unexpected(format!("gRPC {code:?}: {}", status.message())),
     }
-}
-
-fn is_transport(status: &tonic::Status) -> bool {
-    let text = format!("{status:?}").to_lowercase();
-    ["transport", "connection", "h2 protocol", "broken pipe", "timeout", "timed out", "reset"]
-        .iter()
-        .any(|needle| text.contains(needle))
 }
 
 async fn http_outcome(
@@ -480,4 +473,15 @@ pub fn logs_request(client: &str, trace: &[u8], count: usize, n: usize) -> Expor
             ..Default::default()
         }],
     }
+}
+
+#[test]
+fn a_status_the_server_sent_is_told_from_a_transport_failure() {
+    // From the server's trailers: no source. INTERNAL from the server would drop data.
+    assert!(matches!(grpc_outcome(&tonic::Status::internal("internal error")), Outcome::Unexpected(_)));
+    assert!(matches!(grpc_outcome(&tonic::Status::unavailable("retry later")), Outcome::Retryable(_)));
+    // Made by the client from a broken connection: not an answer, retried.
+    let broken =
+        tonic::Status::from_error(Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+    assert!(matches!(grpc_outcome(&broken), Outcome::NoAnswer), "{broken:?}");
 }
