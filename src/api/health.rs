@@ -60,7 +60,7 @@ pub async fn ready(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
     if let Some(replica) = state.store.replica_status(PROBE_TIMEOUT).await {
         body["query_replica"] = json!({
             "status": if replica.reachable { "connected" } else { "unavailable" },
-            "queries_read_from": if replica.reachable { "replica" } else { "primary" },
+            "queries_read_from": if replica.serving { "replica" } else { "primary" },
             "replay_lag_seconds": replica.replay_lag_seconds,
         });
     }

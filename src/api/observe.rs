@@ -23,7 +23,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     metrics.pool_connections.get_or_create(&PoolLabels { state: "idle" }).set(idle as i64);
     metrics.pool_max.set(max as i64);
     if let Some(replica) = state.store.replica_status(Duration::from_secs(2)).await {
-        metrics.replica_up.set(i64::from(replica.reachable));
+        metrics.replica_up.set(i64::from(replica.serving));
         if let Some(lag) = replica.replay_lag_seconds {
             metrics.replica_lag.set(lag);
         }

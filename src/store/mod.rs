@@ -125,7 +125,9 @@ impl Store {
         query: Option<&DatabaseConfig>,
         settings: StorageSettings,
     ) -> anyhow::Result<Store> {
-        let replica = query.map(|query| pool(query).map(Replica::new)).transpose()?.map(Arc::new);
+        let schema = migrate::MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+        let replica =
+            query.map(|query| pool(query).map(|p| Replica::new(p, schema))).transpose()?.map(Arc::new);
         Ok(Store { pool: pool(config)?, replica, settings })
     }
 

@@ -1,7 +1,9 @@
 //! Reads of the query API on a streaming replica (`QUERY_DATABASE_URL`), with the primary as
-//! the fallback: when the replica cannot be reached, reads go to the primary (logged once) and
-//! the replica is tried again after [`RETRY_AFTER`]. A read is never refused because the
-//! replica is away; it may be as stale as the replica's replay lag while it is there.
+//! the fallback: when the replica cannot be reached, or has not yet replayed the schema this
+//! binary migrated the primary to (a first start, a new migration), reads go to the primary
+//! (logged once) and the replica is tried again after [`RETRY_AFTER`]. A read is never refused
+//! because the replica is away or behind; it may be as stale as the replica's replay lag while
+//! it serves.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -18,14 +20,25 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub(super) struct Replica {
     pub pool: Pool,
-    /// Since when reads bypass the replica, while it is away.
-    away_since: Mutex<Option<Instant>>,
+    /// The newest migration this binary applies: the replica serves once it has it.
+    schema_version: i32,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Since when reads bypass the replica, while it is away or behind the schema.
+    away_since: Option<Instant>,
+    /// Seen once: schemas only move forward.
+    has_schema: bool,
 }
 
 /// The replica as `/health/ready` and `/metrics` report it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReplicaStatus {
     pub reachable: bool,
+    /// Whether queries read from it now (reachable, and it has the schema).
+    pub serving: bool,
     /// How far replay is behind what the replica has received (0 when caught up); `None`
     /// when it cannot be asked.
     pub replay_lag_seconds: Option<f64>,
@@ -40,37 +53,65 @@ const REPLAY_LAG: &str = "SELECT CASE
         ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)
     END::float8 AS lag";
 
+/// Why reads bypass the replica.
+#[derive(Debug, thiserror::Error)]
+enum Away {
+    #[error("unreachable")]
+    Unreachable(#[source] StoreError),
+    #[error("it has not replayed the schema yet (migration {have} of {want})")]
+    BehindSchema { have: i32, want: i32 },
+}
+
 impl Replica {
-    pub fn new(pool: Pool) -> Replica {
-        Replica { pool, away_since: Mutex::new(None) }
+    pub fn new(pool: Pool, schema_version: i32) -> Replica {
+        Replica { pool, schema_version, state: Mutex::new(State::default()) }
     }
 
     /// A connection to the replica, or `None` when reads should go to the primary.
     pub async fn client(&self) -> Option<Object> {
-        let skipping =
-            self.away_since.lock().ok().and_then(|away| *away).is_some_and(|t| t.elapsed() < RETRY_AFTER);
+        let skipping = self.lock().away_since.is_some_and(|t| t.elapsed() < RETRY_AFTER);
         if skipping {
             return None;
         }
-        match self.pool.get().await {
+        match self.usable().await {
             Ok(client) => {
-                if let Ok(mut away) = self.away_since.lock() {
-                    if away.take().is_some() {
-                        info!("query replica reachable again: queries read from it");
-                    }
+                if self.lock().away_since.take().is_some() {
+                    info!("query replica serving again: queries read from it");
                 }
                 Some(client)
             }
             Err(why) => {
-                if let Ok(mut away) = self.away_since.lock() {
-                    if away.is_none() {
-                        warn!(error = %error_chain(&why), "query replica unavailable: queries read from the primary");
-                    }
-                    *away = Some(Instant::now());
+                let mut state = self.lock();
+                if state.away_since.is_none() {
+                    warn!(reason = %error_chain(&why), "query replica not used: queries read from the primary");
                 }
+                state.away_since = Some(Instant::now());
                 None
             }
         }
+    }
+
+    /// A connection, once the replica has the schema.
+    async fn usable(&self) -> Result<Object, Away> {
+        let client = self.pool.get().await.map_err(|why| Away::Unreachable(why.into()))?;
+        if !self.lock().has_schema {
+            let version = "SELECT coalesce(max(version), 0) AS version FROM schema_migrations";
+            // No table yet: the replica has not replayed even the first migration.
+            let have: i32 = match client.query_one(version, &[]).await {
+                Ok(row) => row.try_get("version").map_err(|why| Away::Unreachable(why.into()))?,
+                Err(_) => 0,
+            };
+            if have < self.schema_version {
+                return Err(Away::BehindSchema { have, want: self.schema_version });
+            }
+            self.lock().has_schema = true;
+        }
+        Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding it cannot leave the state inconsistent (two plain fields).
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub async fn status(&self, timeout: Duration) -> ReplicaStatus {
@@ -79,9 +120,16 @@ impl Replica {
             let row = client.query_one(REPLAY_LAG, &[]).await?;
             Ok::<f64, StoreError>(row.try_get("lag")?)
         };
-        match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(lag)) => ReplicaStatus { reachable: true, replay_lag_seconds: Some(lag.max(0.0)) },
-            _ => ReplicaStatus { reachable: false, replay_lag_seconds: None },
+        let lag = match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(lag)) => lag.max(0.0),
+            _ => return ReplicaStatus { reachable: false, serving: false, replay_lag_seconds: None },
+        };
+        if !self.lock().has_schema {
+            // Learn whether it has the schema now, so the answer does not wait for a query.
+            let _ = tokio::time::timeout(timeout, self.usable()).await;
         }
+        let state = self.lock();
+        let serving = state.has_schema && state.away_since.is_none_or(|t| t.elapsed() >= RETRY_AFTER);
+        ReplicaStatus { reachable: true, serving, replay_lag_seconds: Some(lag) }
     }
 }

@@ -314,7 +314,7 @@ impl Metrics {
         );
         registry.register(
             "prodsentinel_query_replica_up",
-            "1 when the query replica (QUERY_DATABASE_URL) answers, 0 when queries read from the primary",
+            "1 while queries read from the replica (QUERY_DATABASE_URL), 0 while they read from the primary",
             m.replica_up.clone(),
         );
         registry.register(

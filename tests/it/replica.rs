@@ -72,6 +72,17 @@ async fn queries_read_the_replica_writes_go_to_the_primary_and_a_replica_away_fa
     replica.start();
     let redis = RedisDb::acquire().await;
 
+    // The database exists on both; the replica's replay is paused before the app migrates the
+    // primary, as a replica behind a new deploy's migration would be.
+    connect(&primary, "postgres").await.batch_execute(&format!("CREATE DATABASE {DB}")).await.unwrap();
+    let replica_url = replica.url(DB, "");
+    wait_for("the database replicated", Duration::from_secs(30), || async {
+        tokio_postgres::connect(&replica_url, NoTls).await.is_ok()
+    })
+    .await;
+    let standby = connect(&replica, DB).await;
+    standby.batch_execute("SELECT pg_wal_replay_pause()").await.unwrap();
+
     let (primary_url, replica_url, redis_url) = (primary.url(DB, ""), replica.url(DB, ""), redis.url());
     let config = crate::helpers::test_config_for(
         &primary_url,
@@ -85,19 +96,24 @@ async fn queries_read_the_replica_writes_go_to_the_primary_and_a_replica_away_fa
     }));
     let app = Running { addr, http: reqwest::Client::new(), stop: Some(stop), server };
 
-    // Streaming: what the primary commits reaches the replica.
+    // The replica has not replayed the schema the app migrated the primary to: queries read
+    // from the primary (not a 500 for tables the replica lacks).
     app.send("first").await;
-    wait_for("the first log replicated", Duration::from_secs(30), || async {
-        app.messages().await == ["first"]
+    assert_eq!(app.messages().await, ["first"], "answered by the primary");
+    let (_, ready) = app.get("/health/ready").await;
+    assert_eq!(ready["query_replica"]["queries_read_from"], "primary", "{ready}");
+    // Replay resumed: the replica catches up, then serves the queries.
+    standby.batch_execute("SELECT pg_wal_replay_resume()").await.unwrap();
+    wait_for("the replica serving the queries, with the first log", Duration::from_secs(30), || async {
+        let (_, ready) = app.get("/health/ready").await;
+        ready["query_replica"]["queries_read_from"] == "replica" && app.messages().await == ["first"]
     })
     .await;
     let (status, ready) = app.get("/health/ready").await;
     assert_eq!(status, StatusCode::OK, "{ready}");
     assert_eq!(ready["query_replica"]["status"], "connected", "{ready}");
-    assert_eq!(ready["query_replica"]["queries_read_from"], "replica", "{ready}");
 
     // Replay paused: the primary has the second log, the queries do not see it.
-    let standby = connect(&replica, DB).await;
     standby.batch_execute("SELECT pg_wal_replay_pause()").await.unwrap();
     app.send("second").await;
     let on_primary: i64 =
