@@ -67,10 +67,24 @@ pub enum RootCerts {
     Pem(Vec<u8>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseTls {
     pub mode: SslMode,
     pub root_certs: RootCerts,
+    /// `sslcert` and `sslkey`: the PEM certificate chain and key this client presents, for a
+    /// server that authenticates clients by certificate.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for DatabaseTls {
+    // Never print the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseTls")
+            .field("mode", &self.mode)
+            .field("root_certs", &self.root_certs)
+            .field("client_certificate", &self.client_identity.is_some())
+            .finish()
+    }
 }
 
 /// Parses a PostgreSQL URL. The original backend's SQLAlchemy form `postgresql+asyncpg://…`
@@ -102,15 +116,15 @@ pub(super) fn parse_url(text: &str) -> Result<(tokio_postgres::Config, DatabaseT
     Ok((config, tls))
 }
 
-/// The URL without `sslmode` and `sslrootcert`, and what they say.
+/// The URL without `sslmode`, `sslrootcert`, `sslcert` and `sslkey`, and what they say.
 fn take_tls_parameters(text: &str) -> Result<(String, DatabaseTls), String> {
     let Some((base, query)) = text.split_once('?') else {
         return Ok((
             text.to_owned(),
-            DatabaseTls { mode: SslMode::Prefer, root_certs: default_root_certs() },
+            DatabaseTls { mode: SslMode::Prefer, root_certs: default_root_certs(), client_identity: None },
         ));
     };
-    let (mut mode, mut root_file) = (SslMode::Prefer, None);
+    let (mut mode, mut root_file, mut cert_file, mut key_file) = (SslMode::Prefer, None, None, None);
     let mut kept = Vec::new();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*key {
@@ -120,6 +134,8 @@ fn take_tls_parameters(text: &str) -> Result<(String, DatabaseTls), String> {
                 })?;
             }
             "sslrootcert" => root_file = Some(value.into_owned()),
+            "sslcert" => cert_file = Some(value.into_owned()),
+            "sslkey" => key_file = Some(value.into_owned()),
             _ => kept.push((key.into_owned(), value.into_owned())),
         }
     }
@@ -136,12 +152,21 @@ fn take_tls_parameters(text: &str) -> Result<(String, DatabaseTls), String> {
             mode.as_str()
         ));
     }
+    let read = |what: &str, path: &str| {
+        std::fs::read(path).map_err(|why| format!("{what} {path}: cannot read it: {why}"))
+    };
+    let client_identity = match (cert_file, key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((read("sslcert", &cert)?, read("sslkey", &key)?)),
+        (Some(_), None) => return Err("sslcert needs sslkey (the certificate's private key)".into()),
+        (None, Some(_)) => return Err("sslkey needs sslcert".into()),
+    };
     let mut url = base.to_owned();
     if !kept.is_empty() {
         url.push('?');
         url.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(kept).finish());
     }
-    Ok((url, DatabaseTls { mode, root_certs }))
+    Ok((url, DatabaseTls { mode, root_certs, client_identity }))
 }
 
 /// libpq's default root certificate, `~/.postgresql/root.crt`, when it exists.
@@ -197,5 +222,11 @@ mod tests {
         let (_, tls) = parse_url("postgres://u@db/x?sslmode=verify-full&sslrootcert=system").unwrap();
         assert_eq!(tls.root_certs, RootCerts::System);
         assert_eq!(parse_url("postgres://u@db/x").unwrap().1.mode, SslMode::Prefer, "libpq's default");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+        let (_, tls) =
+            parse_url(&format!("postgres://u@db/x?sslcert={dir}/cert.pem&sslkey={dir}/key.pem")).unwrap();
+        let (cert, key) = tls.client_identity.clone().expect("a client identity");
+        assert!(!cert.is_empty() && !key.is_empty());
+        assert!(!format!("{tls:?}").contains("PRIVATE"), "the key is never printed: {tls:?}");
     }
 }

@@ -8,6 +8,9 @@
 //!   operating system's roots, by default `~/.postgresql/root.crt` as libpq);
 //! - `verify-full`: as `verify-ca`, and the certificate must name the host connected to (the
 //!   URL's host, also when `hostaddr` gives the address).
+//!
+//! With `sslcert` and `sslkey`, the client presents that certificate (servers that
+//! authenticate by certificate).
 
 use std::future::Future;
 use std::io;
@@ -18,7 +21,7 @@ use std::task::{Context, Poll};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
@@ -31,9 +34,9 @@ pub struct PgTls {
     config: Arc<ClientConfig>,
 }
 
-/// Why the TLS settings cannot be used (a bad `sslrootcert`).
+/// Why the TLS settings cannot be used (a bad `sslrootcert`, `sslcert` or `sslkey`).
 #[derive(Debug, thiserror::Error)]
-#[error("DATABASE_URL sslrootcert: {0}")]
+#[error("DATABASE_URL {0}")]
 pub struct PgTlsError(String);
 
 impl PgTls {
@@ -47,8 +50,12 @@ impl PgTls {
             match &tls.root_certs {
                 RootCerts::Pem(pem) => {
                     for cert in CertificateDer::pem_slice_iter(pem) {
-                        let cert = cert.map_err(|why| PgTlsError(format!("not a PEM certificate: {why}")))?;
-                        store.add(cert).map_err(|why| PgTlsError(format!("unusable certificate: {why}")))?;
+                        let cert = cert.map_err(|why| {
+                            PgTlsError(format!("sslrootcert: not a PEM certificate: {why}"))
+                        })?;
+                        store
+                            .add(cert)
+                            .map_err(|why| PgTlsError(format!("sslrootcert: unusable certificate: {why}")))?;
                     }
                 }
                 RootCerts::System | RootCerts::NotGiven => {
@@ -56,7 +63,7 @@ impl PgTls {
                 }
             }
             if store.is_empty() {
-                return Err(PgTlsError("holds no certificate".into()));
+                return Err(PgTlsError("sslrootcert: holds no certificate".into()));
             }
             Ok(Arc::new(store))
         };
@@ -74,8 +81,23 @@ impl PgTls {
             (SslMode::Require | SslMode::VerifyCa, _) => checked(false)?,
             (SslMode::VerifyFull, _) => checked(true)?,
         };
-        let config =
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth();
+        let builder = builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier));
+        let config = match &tls.client_identity {
+            None => builder.with_no_client_auth(),
+            Some((cert_pem, key_pem)) => {
+                let chain = CertificateDer::pem_slice_iter(cert_pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|why| PgTlsError(format!("sslcert: not a PEM certificate chain: {why}")))?;
+                if chain.is_empty() {
+                    return Err(PgTlsError("sslcert: holds no certificate".into()));
+                }
+                let key = PrivateKeyDer::from_pem_slice(key_pem)
+                    .map_err(|why| PgTlsError(format!("sslkey: not a PEM private key: {why}")))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|why| PgTlsError(format!("sslkey: does not match sslcert: {why}")))?
+            }
+        };
         Ok(PgTls { config: Arc::new(config) })
     }
 }

@@ -158,3 +158,96 @@ async fn verify_full_against_the_wrong_host_name_stops_start_up_at_once_with_one
         assert!(lines[0].contains(part), "{part:?} missing from: {}", lines[0]);
     }
 }
+
+/// `openssl` with `args`, in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslcert_and_sslkey_authenticate_us_to_a_server_that_wants_a_client_certificate() {
+    let dir = temp_dir();
+    // A CA for clients, and a client certificate for the user `postgres` signed by it.
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-subj", "/CN=client CA", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &dir,
+        &[&["req"][..], &ec, &["-subj", "/CN=postgres", "-keyout", "client.key", "-out", "client.csr"]]
+            .concat(),
+    );
+    // Version 3, with the extensions of a client certificate (rustls refuses version 1).
+    let extensions = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n";
+    std::fs::write(dir.join("client.ext"), extensions).unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.pem",
+        ],
+    );
+    openssl(
+        &dir,
+        &[&["req"][..], &ec, &["-subj", "/CN=someone else", "-keyout", "other.key", "-out", "other.csr"]]
+            .concat(),
+    );
+
+    let mut pg = OwnPostgres::init();
+    pg.install_file(&format!("{FIXTURES}/cert.pem"), "server.crt");
+    pg.install_file(&format!("{FIXTURES}/key.pem"), "server.key");
+    pg.install_file(&dir.join("ca.pem").display().to_string(), "client-ca.pem");
+    pg.configure(
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'client-ca.pem'",
+    );
+    // Authentication by certificate: its CN must be the user's name.
+    pg.hba_first("hostnossl all all 0.0.0.0/0 reject\nhostssl all all 127.0.0.1/32 cert");
+    pg.start();
+    let redis = RedisDb::acquire().await;
+    let (cert, key, other_key) = (
+        dir.join("client.pem").display().to_string(),
+        dir.join("client.key").display().to_string(),
+        dir.join("other.key").display().to_string(),
+    );
+    let base = format!("?sslmode=verify-full&sslrootcert={FIXTURES}/ca.pem");
+
+    let with_ours = pg.url("prodsentinel_tls", &format!("{base}&sslcert={cert}&sslkey={key}"));
+    store_and_read_one_log(&with_ours, &redis).await.unwrap_or_else(|why| panic!("{why}\n{}", pg.log()));
+
+    let without =
+        store_and_read_one_log(&pg.url("prodsentinel_tls", &base), &redis).await.expect_err("no certificate");
+    assert!(without.contains("certificate"), "{without}");
+    let mismatched = pg.url("prodsentinel_tls", &format!("{base}&sslcert={cert}&sslkey={other_key}"));
+    let mismatched =
+        store_and_read_one_log(&mismatched, &redis).await.expect_err("a key of another certificate");
+    assert!(mismatched.contains("sslkey: does not match sslcert"), "{mismatched}");
+    let half = pg.url("prodsentinel_tls", &format!("{base}&sslcert={cert}"));
+    let half = prodsentinel::Config::from_args(["prodsentinel", "--database-url", &half])
+        .expect_err("half an identity");
+    assert!(half.to_string().contains("sslcert needs sslkey"), "{half}");
+}
