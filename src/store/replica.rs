@@ -33,6 +33,13 @@ struct State {
     has_schema: bool,
 }
 
+impl State {
+    /// Whether reads bypass the replica now: it failed less than [`RETRY_AFTER`] ago.
+    fn bypassing(&self) -> bool {
+        self.away_since.is_some_and(|t| t.elapsed() < RETRY_AFTER)
+    }
+}
+
 /// The replica as `/health/ready` and `/metrics` report it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReplicaStatus {
@@ -69,8 +76,7 @@ impl Replica {
 
     /// A connection to the replica, or `None` when reads should go to the primary.
     pub async fn client(&self) -> Option<Object> {
-        let skipping = self.lock().away_since.is_some_and(|t| t.elapsed() < RETRY_AFTER);
-        if skipping {
+        if self.lock().bypassing() {
             return None;
         }
         match self.usable().await {
@@ -129,7 +135,7 @@ impl Replica {
             let _ = tokio::time::timeout(timeout, self.usable()).await;
         }
         let state = self.lock();
-        let serving = state.has_schema && state.away_since.is_none_or(|t| t.elapsed() >= RETRY_AFTER);
+        let serving = state.has_schema && !state.bypassing();
         ReplicaStatus { reachable: true, serving, replay_lag_seconds: Some(lag) }
     }
 }
