@@ -6,7 +6,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
-use super::tls::{is_certificate_refusal, PgTls};
+use super::tls::{is_certificate_refusal, pg_tls, PgTls};
 use crate::config::DatabaseConfig;
 
 /// Connects to `pg` once, driving the connection on a background task.
@@ -36,7 +36,7 @@ fn maintenance_config(config: &DatabaseConfig) -> tokio_postgres::Config {
 /// `postgres` database.
 pub async fn wait_for_server(config: &DatabaseConfig) -> anyhow::Result<Client> {
     let pg = maintenance_config(config);
-    let tls = PgTls::new(&config.tls)?;
+    let tls = pg_tls(&config.tls)?;
     let deadline = Instant::now() + config.wait;
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1u32;

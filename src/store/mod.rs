@@ -11,6 +11,7 @@ macro_rules! from_columns {
 }
 
 mod bootstrap;
+mod certificate;
 mod filter;
 mod incidents;
 pub mod lifecycle;
@@ -96,7 +97,7 @@ pub struct StorageSettings {
 fn pool(config: &DatabaseConfig) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
         config.pg.clone(),
-        tls::PgTls::new(&config.tls)?,
+        tls::pg_tls(&config.tls)?,
         ManagerConfig { recycling_method: RecyclingMethod::Fast },
     );
     Ok(Pool::builder(manager)
@@ -188,6 +189,6 @@ pub async fn migrate_database(
     config: &DatabaseConfig,
     migrations: &[migrate::Migration],
 ) -> anyhow::Result<migrate::MigrationReport> {
-    let mut client = bootstrap::connect(&config.pg, &tls::PgTls::new(&config.tls)?).await?;
+    let mut client = bootstrap::connect(&config.pg, &tls::pg_tls(&config.tls)?).await?;
     Ok(migrate::run(&mut client, migrations).await?)
 }

@@ -1,185 +1,137 @@
-//! TLS to PostgreSQL through rustls, with libpq's `sslmode` meanings:
+//! TLS to PostgreSQL with libpq's `sslmode` meanings. The session, and SCRAM's channel binding
+//! (`tls-server-end-point`: the server's certificate hashed into the authentication, so that a
+//! man in the middle holding another valid certificate fails it), come from
+//! tokio-postgres-rustls; what is checked of the server's certificate is ours
+//! ([`super::certificate`]), because libpq's rules are not webpki's:
 //!
-//! - `disable`: never; `prefer` (the default): when the server offers it, else plain, the
-//!   certificate not checked;
-//! - `require`: always, the certificate not checked, unless `sslrootcert` is given: then it is
-//!   checked as for `verify-ca` (libpq does the same when a root certificate exists);
-//! - `verify-ca`: always, the chain checked against `sslrootcert` (a PEM file, `system` for the
-//!   operating system's roots, by default `~/.postgresql/root.crt` as libpq);
-//! - `verify-full`: as `verify-ca`, and the certificate must name the host connected to (the
-//!   URL's host, also when `hostaddr` gives the address).
+//! - `disable`: never; `prefer` (the default): when the server offers it, else plain;
+//!   `require`: always. In these the certificate authenticates nothing, so no property of it
+//!   (X.509 version, dates, extensions) stops the connection; only the handshake's signature is
+//!   checked against the key it carries;
+//! - `require` with `sslrootcert` given is `verify-ca`, as libpq does when a root certificate
+//!   exists;
+//! - `verify-ca`: the chain to `sslrootcert` (a PEM file, `system` for the operating system's
+//!   roots, by default `~/.postgresql/root.crt` as libpq), or the server's certificate is
+//!   self-issued, is itself one of `sslrootcert`'s and is within its dates (OpenSSL finds it as
+//!   its own issuer; the self-signed certificate the PostgreSQL manual tells users to make is a
+//!   CA, which webpki refuses as a server's);
+//! - `verify-full`: as `verify-ca`, and the certificate names the host the URL names, matched
+//!   as libpq matches it.
 //!
 //! With `sslcert` and `sslkey`, the client presents that certificate (servers that
-//! authenticate by certificate).
+//! authenticate by certificate). `channel_binding` (disable, prefer, require) is read by
+//! tokio-postgres from the URL, with libpq's meanings.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
+use super::certificate::{self, Parsed};
 use crate::config::{DatabaseTls, RootCerts, SslMode};
 
 /// Makes the TLS session of each new connection; cheap to clone.
-#[derive(Clone)]
-pub struct PgTls {
-    config: Arc<ClientConfig>,
-}
+pub type PgTls = tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Why the TLS settings cannot be used (a bad `sslrootcert`, `sslcert` or `sslkey`).
 #[derive(Debug, thiserror::Error)]
 #[error("DATABASE_URL {0}")]
 pub struct PgTlsError(String);
 
-impl PgTls {
-    pub fn new(tls: &DatabaseTls) -> Result<PgTls, PgTlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|why| PgTlsError(why.to_string()))?;
-        let roots = || -> Result<Arc<RootCertStore>, PgTlsError> {
-            let mut store = RootCertStore::empty();
-            match &tls.root_certs {
-                RootCerts::Pem(pem) => {
-                    for cert in CertificateDer::pem_slice_iter(pem) {
-                        let cert = cert.map_err(|why| {
-                            PgTlsError(format!("sslrootcert: not a PEM certificate: {why}"))
-                        })?;
-                        store
-                            .add(cert)
-                            .map_err(|why| PgTlsError(format!("sslrootcert: unusable certificate: {why}")))?;
-                    }
-                }
-                RootCerts::System | RootCerts::NotGiven => {
-                    store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                }
+/// The connector for `tls`'s settings.
+pub fn pg_tls(tls: &DatabaseTls) -> Result<PgTls, PgTlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|why| PgTlsError(why.to_string()))?;
+    let check = match (tls.mode, &tls.root_certs) {
+        // With disable, tokio-postgres never starts a handshake; the connector is only asked for.
+        (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, RootCerts::NotGiven) => Check::Nothing,
+        (SslMode::Require | SslMode::VerifyCa, roots) => {
+            Check::Chain(Anchors::new(roots, &provider)?, Names::Ignored)
+        }
+        (SslMode::VerifyFull, roots) => Check::Chain(Anchors::new(roots, &provider)?, Names::Checked),
+    };
+    let verifier = Verifier { provider, check };
+    let builder = builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier));
+    let config = match &tls.client_identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|why| PgTlsError(format!("sslcert: not a PEM certificate chain: {why}")))?;
+            if chain.is_empty() {
+                return Err(PgTlsError("sslcert: holds no certificate".into()));
             }
-            if store.is_empty() {
-                return Err(PgTlsError("sslrootcert: holds no certificate".into()));
-            }
-            Ok(Arc::new(store))
-        };
-        let checked = |names: bool| -> Result<Verifier, PgTlsError> {
-            let chain = WebPkiServerVerifier::builder_with_provider(roots()?, provider.clone())
-                .build()
-                .map_err(|why| PgTlsError(why.to_string()))?;
-            Ok(Verifier { provider: provider.clone(), chain: Some(chain), names })
-        };
-        let verifier = match (tls.mode, &tls.root_certs) {
-            // With disable, tokio-postgres never starts a handshake; the connector is only asked for.
-            (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, RootCerts::NotGiven) => {
-                Verifier { provider: provider.clone(), chain: None, names: false }
-            }
-            (SslMode::Require | SslMode::VerifyCa, _) => checked(false)?,
-            (SslMode::VerifyFull, _) => checked(true)?,
-        };
-        let builder = builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier));
-        let config = match &tls.client_identity {
-            None => builder.with_no_client_auth(),
-            Some((cert_pem, key_pem)) => {
-                let chain = CertificateDer::pem_slice_iter(cert_pem)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|why| PgTlsError(format!("sslcert: not a PEM certificate chain: {why}")))?;
-                if chain.is_empty() {
-                    return Err(PgTlsError("sslcert: holds no certificate".into()));
-                }
-                let key = PrivateKeyDer::from_pem_slice(key_pem)
-                    .map_err(|why| PgTlsError(format!("sslkey: not a PEM private key: {why}")))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|why| PgTlsError(format!("sslkey: does not match sslcert: {why}")))?
-            }
-        };
-        Ok(PgTls { config: Arc::new(config) })
-    }
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|why| PgTlsError(format!("sslkey: not a PEM private key: {why}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|why| PgTlsError(format!("sslkey: does not match sslcert: {why}")))?
+        }
+    };
+    Ok(PgTls::new(config))
 }
 
-impl<S> MakeTlsConnect<S> for PgTls
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    type Stream = PgTlsStream<S>;
-    type TlsConnect = PgTlsConnect;
-    type Error = io::Error;
-
-    fn make_tls_connect(&mut self, host: &str) -> io::Result<PgTlsConnect> {
-        let config = self.config.clone();
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("not a host name: {host:?}")))?;
-        Ok(PgTlsConnect { config, name })
-    }
-}
-
-pub struct PgTlsConnect {
-    config: Arc<ClientConfig>,
-    name: ServerName<'static>,
-}
-
-impl<S> TlsConnect<S> for PgTlsConnect
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    type Stream = PgTlsStream<S>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<PgTlsStream<S>>> + Send>>;
-
-    fn connect(self, stream: S) -> Self::Future {
-        let connector = tokio_rustls::TlsConnector::from(self.config);
-        Box::pin(async move { Ok(PgTlsStream(connector.connect(self.name, stream).await?)) })
-    }
-}
-
-/// A TLS session to the server.
-pub struct PgTlsStream<S>(tokio_rustls::client::TlsStream<S>);
-
-impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for PgTlsStream<S> {
-    fn channel_binding(&self) -> ChannelBinding {
-        // SCRAM without channel binding, as libpq's channel_binding=prefer falls back to.
-        ChannelBinding::none()
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PgTlsStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PgTlsStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-/// What is checked of the server's certificate. The handshake's signatures are checked in
-/// every case.
+/// What is checked of the server's certificate. The handshake's signature is checked in every
+/// case, with the key the certificate carries.
 #[derive(Debug)]
 struct Verifier {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    /// `None`: nothing (`prefer`, `require` without a root certificate: encrypted, the server
-    /// not authenticated, libpq's meaning). `Some`: the chain, and the name with `names`.
+    provider: Arc<CryptoProvider>,
+    check: Check,
+}
+
+#[derive(Debug)]
+enum Check {
+    /// `prefer`, `require` without a root certificate: encrypted, the server not authenticated
+    /// (libpq's meaning).
+    Nothing,
+    Chain(Anchors, Names),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Names {
+    Ignored,
+    Checked,
+}
+
+/// The `sslrootcert` certificates: as webpki's trust anchors, and as they were given (a server
+/// certificate that is one of them is trusted as itself, as OpenSSL does).
+#[derive(Debug)]
+struct Anchors {
+    /// `None` when webpki can take none of them as an anchor (all of version 1, say).
     chain: Option<Arc<WebPkiServerVerifier>>,
-    names: bool,
+    given: Vec<CertificateDer<'static>>,
+}
+
+impl Anchors {
+    fn new(roots: &RootCerts, provider: &Arc<CryptoProvider>) -> Result<Anchors, PgTlsError> {
+        let given: Vec<CertificateDer<'static>> = match roots {
+            RootCerts::Pem(pem) => CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<_, _>>()
+                .map_err(|why| PgTlsError(format!("sslrootcert: not a PEM certificate: {why}")))?,
+            RootCerts::System | RootCerts::NotGiven => rustls_native_certs::load_native_certs().certs,
+        };
+        if given.is_empty() {
+            return Err(PgTlsError("sslrootcert: holds no certificate".into()));
+        }
+        let mut store = RootCertStore::empty();
+        store.add_parsable_certificates(given.iter().cloned());
+        let chain = match store.is_empty() {
+            true => None,
+            false => Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                    .build()
+                    .map_err(|why| PgTlsError(why.to_string()))?,
+            ),
+        };
+        Ok(Anchors { chain, given })
+    }
 }
 
 impl ServerCertVerifier for Verifier {
@@ -191,13 +143,31 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
-        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.names => Ok(ServerCertVerified::assertion()),
-            other => other,
+        let Check::Chain(anchors, names) = &self.check else { return Ok(ServerCertVerified::assertion()) };
+        let parsed = Parsed::from_der(end_entity)?;
+        if parsed.is_self_issued()
+            && anchors.given.iter().any(|anchor| anchor.as_ref() == end_entity.as_ref())
+        {
+            // Trusted as itself, as OpenSSL trusts a self-issued certificate found in the
+            // store; it still checks its dates.
+            parsed.check_dates(now)?;
+        } else {
+            let Some(chain) = &anchors.chain else {
+                return Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer));
+            };
+            match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+                // The chain is checked before the name: the name is ours to check, below.
+                Ok(_)
+                | Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+                )) => {}
+                Err(other) => return Err(other),
+            }
         }
+        if *names == Names::Checked {
+            parsed.check_host(server_name)?;
+        }
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -206,12 +176,7 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        certificate::verify_tls12_signature(message, cert, dss, &self.provider)
     }
 
     fn verify_tls13_signature(
@@ -220,12 +185,7 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        certificate::verify_tls13_signature(message, cert, dss, &self.provider)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -22,6 +22,7 @@ mod otlp_http;
 mod own_postgres;
 mod pipeline;
 mod postgres_tls;
+mod postgres_tls_libpq;
 mod problems;
 mod process;
 mod queries;

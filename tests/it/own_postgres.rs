@@ -82,6 +82,18 @@ impl OwnPostgres {
         server
     }
 
+    /// A started server with the PEM files `cert` and `key`, refusing every connection without
+    /// TLS, and `hba` for the ones with.
+    pub fn serving_tls(cert: &str, key: &str, hba: &str) -> OwnPostgres {
+        let mut pg = OwnPostgres::init();
+        pg.install_file(cert, "server.crt");
+        pg.install_file(key, "server.key");
+        pg.configure("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'");
+        pg.hba_first(&format!("hostnossl all all 0.0.0.0/0 reject\n{hba}"));
+        pg.start();
+        pg
+    }
+
     /// A streaming replica of `primary` (pg_basebackup, not started).
     pub fn replica_of(primary: &OwnPostgres) -> OwnPostgres {
         let (dir, port) = new_place();

@@ -15,13 +15,11 @@ use crate::process::{prodsentinel, temp_dir};
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
 
 fn tls_postgres() -> OwnPostgres {
-    let mut pg = OwnPostgres::init();
-    pg.install_file(&format!("{FIXTURES}/cert.pem"), "server.crt");
-    pg.install_file(&format!("{FIXTURES}/key.pem"), "server.key");
-    pg.configure("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'");
-    pg.hba_first("hostnossl all all 0.0.0.0/0 reject\nhostssl all all 127.0.0.1/32 trust");
-    pg.start();
-    pg
+    OwnPostgres::serving_tls(
+        &format!("{FIXTURES}/cert.pem"),
+        &format!("{FIXTURES}/key.pem"),
+        "hostssl all all 127.0.0.1/32 trust",
+    )
 }
 
 /// A CA that signed nothing of the server's.
@@ -42,7 +40,7 @@ fn unrelated_ca(dir: &std::path::Path) -> String {
 
 /// The app on `url`: builds (database created, migrated over TLS), stores one log through the
 /// legacy endpoint and reads it back; then stops.
-async fn store_and_read_one_log(url: &str, redis: &RedisDb) -> Result<(), String> {
+pub(crate) async fn store_and_read_one_log(url: &str, redis: &RedisDb) -> Result<(), String> {
     let redis_url = redis.url();
     let config =
         crate::helpers::test_config_for(url, &["--redis-url", &redis_url, "--database-wait-seconds", "2"]);
@@ -160,7 +158,7 @@ async fn verify_full_against_the_wrong_host_name_stops_start_up_at_once_with_one
 }
 
 /// `openssl` with `args`, in `dir`.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
+pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) {
     let status = std::process::Command::new("openssl")
         .args(args)
         .current_dir(dir)
