@@ -24,12 +24,16 @@
 //! - [`validation`]: field errors in the FastAPI shape legacy clients parse.
 //! - [`error`]: how a class of failure is answered on each transport, and logged.
 //! - [`shutdown`], [`telemetry`]: process signals; our own logs and metrics.
+//! - [`canary`]: `prodsentinel canary`, a client of a running service that checks it end to
+//!   end; of ours it imports [`model`], [`config`], [`shutdown`] and [`error`]'s cause chain,
+//!   never the store, the pipeline, the receivers or the API.
 
 #![deny(clippy::unwrap_used)]
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod canary;
 pub mod config;
 pub mod error;
 pub mod http;

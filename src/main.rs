@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+use prodsentinel::config::Invocation;
 use prodsentinel::{App, Config};
 use tracing::{error, info};
 
@@ -10,8 +11,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::load() {
-        Ok(config) => config,
+    let config = match Invocation::load() {
+        Ok(Invocation::Serve(config)) => *config,
+        Ok(Invocation::Canary(settings)) => {
+            prodsentinel::telemetry::init(&settings.log_filter, settings.log_format);
+            return prodsentinel::canary::run(*settings).await;
+        }
         Err(why) => {
             eprintln!("prodsentinel: {why}");
             return ExitCode::from(2);

@@ -14,8 +14,8 @@ use crate::store::{IncidentFilter, StatusChange};
 use crate::validation::{FieldError, LocPart};
 use serde_json::Value;
 
-/// Incidents newest first, filtered by `status` and `severity` (lower-case values) and by an
-/// affected `service`; `limit` 1 to 200 (default 50); `offset` from 0 or `cursor`.
+/// Incidents newest first, filtered by `status` and `severity` (lower-case values), by an
+/// affected `service` and by `trace_id`; `limit` 1 to 200 (default 50); `offset` from 0 or `cursor`.
 #[utoipa::path(get, path = "/query/incidents", tag = "query", params(IncidentQuery, PageStartQuery),
     responses((status = 200, description = "A page of incidents, newest first", body = Page<Incident>), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn list_incidents(
@@ -35,6 +35,7 @@ pub async fn list_incidents(
             &["low", "medium", "high", "critical"],
         ),
         service: params.text("service"),
+        trace_id: params.text("trace_id"),
         problem: params.text("problem").and_then(|text| params.uuid("problem", &text)),
     };
     let limit = params.integer("limit", 50, 1, 200);

@@ -86,6 +86,8 @@ pub struct IncidentQuery {
     pub severity: Option<IncidentSeverity>,
     /// Incidents whose `affected_services` include this service.
     pub service: Option<String>,
+    /// The incident of this trace (its `trace_id`, or a correlation key).
+    pub trace_id: Option<String>,
     /// Incidents grouped under this problem.
     pub problem: Option<Uuid>,
     /// 1 to 200, default 50.

@@ -1,7 +1,9 @@
 //! Every setting as a command-line flag backed by an environment variable. Flags override the
 //! environment, which overrides `.env`. Values stay text here; `values.rs` checks them.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+use super::canary::CanaryArgs;
 
 /// ProdSentinel backend: OTLP and legacy JSON ingestion, incident tracking and the query API.
 ///
@@ -10,6 +12,9 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "prodsentinel", version, about, long_about, args_override_self = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// PostgreSQL URL (`postgres://`, `postgresql://`, or the original's `postgresql+asyncpg://`).
     /// The database is created when missing.
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/prodsentinel")]
@@ -226,4 +231,13 @@ pub struct Cli {
     /// Most signals `GET /query/traces/{trace_id}` returns (oldest first).
     #[arg(long, env = "TRACE_QUERY_MAX_SIGNALS", default_value = "10000")]
     pub trace_query_max_signals: String,
+}
+
+/// What the binary does besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Prove continuously that what a running ProdSentinel acknowledges is stored and served
+    /// intact: writes every signal type over every transport, reads it back, checks every field
+    /// (`prodsentinel canary --help`).
+    Canary(CanaryArgs),
 }

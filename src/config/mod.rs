@@ -1,6 +1,7 @@
 //! Typed configuration: read once at start-up from flags, the environment and `.env`, checked
 //! in full before anything starts. Secrets never appear in `Debug` output or logs.
 
+mod canary;
 mod cli;
 mod database;
 mod values;
@@ -18,7 +19,8 @@ use crate::model::{IncidentSeverity, PartitionInterval, Retention};
 use crate::pipeline::PipelineSettings;
 use crate::tls::{TlsFiles, TlsSettingError};
 
-pub use cli::Cli;
+pub use canary::{CanaryArgs, CanarySettings, Endpoint, ReportFormat};
+pub use cli::{Cli, Command};
 pub use database::{DatabaseConfig, DatabaseTls, RootCerts, SslMode};
 
 /// A setting with a bad value: which one, and what is wrong with it.
@@ -128,18 +130,31 @@ pub struct Config {
     pub query_exact_total_limit: i64,
 }
 
-impl Config {
+/// What the process was asked to do.
+#[derive(Debug)]
+pub enum Invocation {
+    Serve(Box<Config>),
+    Canary(Box<CanarySettings>),
+}
+
+impl Invocation {
     /// Reads `.env` (when present in the working directory), the environment and the process
     /// arguments. `--help` and `--version` print and exit here, as clap does.
-    pub fn load() -> Result<Config, ConfigError> {
+    pub fn load() -> Result<Invocation, ConfigError> {
         match dotenvy::from_path(".env") {
             Ok(()) => {}
             Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(why) => return Err(ConfigError { setting: ".env", reason: why.to_string() }),
         }
-        Config::from_cli(Cli::parse())
+        let mut cli = Cli::parse();
+        match cli.command.take() {
+            Some(Command::Canary(args)) => Ok(Invocation::Canary(Box::new(CanarySettings::from_args(args)?))),
+            None => Ok(Invocation::Serve(Box::new(Config::from_cli(cli)?))),
+        }
     }
+}
 
+impl Config {
     /// Builds a configuration from explicit arguments (plus the environment), as tests do.
     pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
     where
@@ -153,6 +168,12 @@ impl Config {
 
     /// Checks every value; the first bad one is reported with its setting's name.
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        if cli.command.is_some() {
+            return Err(ConfigError {
+                setting: "arguments",
+                reason: "a subcommand is not the service".into(),
+            });
+        }
         let ingest_timeout = values::bounded_integer(&cli.ingest_timeout_ms, 10, 600_000)
             .map(Duration::from_millis)
             .map_err(invalid("INGEST_TIMEOUT_MS"))?;

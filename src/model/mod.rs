@@ -6,6 +6,7 @@ pub mod incident;
 pub mod payload;
 pub mod retention;
 pub mod signal;
+pub mod signal_id;
 pub mod signal_type;
 pub mod time;
 

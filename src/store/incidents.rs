@@ -17,6 +17,8 @@ pub struct IncidentFilter {
     pub severity: Option<IncidentSeverity>,
     /// Incidents whose `affected_services` include this one.
     pub service: Option<String>,
+    /// The incident of this trace (or correlation key).
+    pub trace_id: Option<String>,
     /// Incidents linked to this problem.
     pub problem: Option<Uuid>,
 }
@@ -52,6 +54,9 @@ impl Store {
         }
         if let Some(service) = &filter.service {
             conditions.push("affected_services @> ARRAY[$::varchar]", service);
+        }
+        if let Some(trace_id) = &filter.trace_id {
+            conditions.push("trace_id = $", trace_id);
         }
         if let Some(problem) = &filter.problem {
             conditions

@@ -147,6 +147,8 @@ async fn incidents_are_listed_newest_first_in_lower_case_with_filters() {
     assert_eq!(ids(&app.get_json("/query/incidents?status=resolved").await.1), vec![old.to_string()]);
     assert_eq!(ids(&app.get_json("/query/incidents?severity=high").await.1), vec![new.to_string()]);
     assert_eq!(app.get_json("/query/incidents?severity=critical").await.1["total"], 0);
+    assert_eq!(ids(&app.get_json("/query/incidents?trace_id=t-old").await.1), vec![old.to_string()]);
+    assert_eq!(app.get_json("/query/incidents?trace_id=t-none").await.1["total"], 0);
 }
 
 #[tokio::test]

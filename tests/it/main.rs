@@ -7,6 +7,7 @@ mod api;
 mod api_shapes;
 mod auth;
 mod binary;
+mod canary;
 mod celery_worker;
 mod collector_config;
 mod error_signals;
