@@ -9,11 +9,13 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::warn;
 
-use crate::error::Reject;
+use crate::error::{error_chain, Reject};
 use crate::mapping::otlp::Mapped;
 use crate::model::time::at_stored_precision;
 use crate::model::{Retention, Signal, SignalType};
 use crate::pipeline::{Pipeline, SubmitError};
+use crate::store::StoreError;
+use crate::telemetry::episodes::{Cause, Source};
 use crate::telemetry::metrics::{Metrics, RequestCount, Transport};
 
 /// What happened to an accepted request's signals.
@@ -64,8 +66,24 @@ pub fn client_message(error: &IngestError) -> &'static str {
         }
         IngestError::Pipeline(SubmitError::ShuttingDown) => "shutting down, retry later",
         IngestError::TimedOut(_) => "storage did not confirm in time (INGEST_TIMEOUT_MS), retry later",
+        IngestError::Pipeline(SubmitError::Storage(cause)) if matches!(**cause, StoreError::DiskFull(_)) => {
+            DISK_FULL_MESSAGE
+        }
         error if error.is_transient() => "storage temporarily unavailable, retry later",
         IngestError::Pipeline(SubmitError::Storage(_)) => "internal error",
+    }
+}
+
+/// What a client is told while the database's disk is full.
+pub const DISK_FULL_MESSAGE: &str = "the database's disk is full, retry later";
+
+/// The cause of a retryable ingest failure.
+fn ingest_cause(error: &IngestError) -> Cause {
+    match error {
+        IngestError::Pipeline(SubmitError::Saturated) => Cause::ingest_queue_full,
+        IngestError::Pipeline(SubmitError::ShuttingDown) => Cause::shutting_down,
+        IngestError::Pipeline(SubmitError::Storage(cause)) => Cause::from(&**cause),
+        IngestError::TimedOut(_) => Cause::database_slow,
     }
 }
 
@@ -106,6 +124,15 @@ impl Ingest {
     ) -> Result<Accepted, IngestError> {
         let received = signals.len() as u64;
         let result = self.store(signals).await;
+        // A retryable failure repeats for every request while its cause lasts: logged once per
+        // episode (a permanent one is logged where it is answered).
+        match &result {
+            Ok(_) => self.metrics.episodes.recovered(Source::ingest),
+            Err(error) if error.is_transient() => {
+                self.metrics.episodes.failed(Source::ingest, ingest_cause(error), &error_chain(error))
+            }
+            Err(_) => {}
+        }
         let count = match &result {
             Ok(accepted) => RequestCount {
                 received,
@@ -169,8 +196,6 @@ impl Ingest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::error_chain;
-    use crate::store::StoreError;
 
     #[test]
     fn unavailable_or_slow_storage_is_retryable() {
@@ -182,6 +207,9 @@ mod tests {
         assert_eq!(Reject::from(&full), Reject::RetryLater);
         let slow = IngestError::TimedOut(std::time::Duration::from_secs(3));
         assert_eq!(Reject::from(&slow), Reject::RetryLater);
+        assert_eq!(ingest_cause(&slow), Cause::database_slow);
+        assert_eq!(ingest_cause(&full), Cause::ingest_queue_full);
+        assert_eq!(ingest_cause(&down), Cause::database_unreachable);
     }
 
     #[test]

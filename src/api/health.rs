@@ -43,7 +43,8 @@ pub async fn live() -> Json<Value> {
 }
 
 /// 200 once migrations are applied and the pool reaches the database; 503 before, during a
-/// database outage, and once shutdown has begun. With `QUERY_DATABASE_URL`, `query_replica`
+/// database outage, and once shutdown has begun. `failing` lists the episodes of repeated
+/// failures in progress (ingest refused because the database's disk is full, Redis away, …). With `QUERY_DATABASE_URL`, `query_replica`
 /// reports the replica and its replay lag; a replica away does not make the service unready
 /// (queries read from the primary meanwhile).
 #[utoipa::path(get, path = "/health/ready", tag = "health",
@@ -57,6 +58,19 @@ pub async fn ready(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
         "migrations": if migrated { "applied" } else { "pending" },
         "database": if connected { "connected" } else if migrated { "disconnected" } else { "unknown" },
     });
+    let failing: Vec<Value> = state
+        .metrics
+        .episodes
+        .in_progress()
+        .into_iter()
+        .map(|e| {
+            json!({
+                "source": e.source.label(), "cause": e.cause.label(), "reason": e.cause.explain(),
+                "since": format_timestamp(&e.since), "failures": e.failures,
+            })
+        })
+        .collect();
+    body["failing"] = Value::Array(failing);
     if let Some(replica) = state.store.replica_status(PROBE_TIMEOUT).await {
         body["query_replica"] = json!({
             "status": if replica.reachable { "connected" } else { "unavailable" },

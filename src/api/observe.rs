@@ -9,6 +9,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiState;
+use crate::http::StoreFailure;
+use crate::telemetry::episodes::Source;
 use crate::telemetry::metrics::{Metrics, PoolLabels};
 
 /// The OpenMetrics text exposition; gauges are read at scrape time. A database that cannot be
@@ -46,5 +48,11 @@ pub async fn track_latency(State(metrics): State<Arc<Metrics>>, request: Request
     let response = next.run(request).await;
     let status = response.status();
     metrics.observe_request(&endpoint, &method, status.as_str(), started.elapsed().as_secs_f64());
+    // The query API's database failures, logged once per episode.
+    if let Some(failure) = response.extensions().get::<StoreFailure>() {
+        metrics.episodes.failed(Source::queries, failure.cause, &failure.detail);
+    } else if status.is_success() && endpoint.starts_with("/query") {
+        metrics.episodes.recovered(Source::queries);
+    }
     response
 }

@@ -145,6 +145,25 @@ pub struct Readiness {
     pub database: String,
     /// Only with `QUERY_DATABASE_URL`.
     pub query_replica: Option<ReplicaReadiness>,
+    /// What keeps failing right now (each logged once per episode): ingest refused because the
+    /// database's disk is full, Redis unreachable, … Empty when all is well; these do not make
+    /// the service unready (reads, and the other instances' work, go on).
+    pub failing: Vec<FailingNow>,
+}
+
+/// An episode of repeated failures in progress, in `/health/ready`.
+#[derive(Serialize, ToSchema)]
+pub struct FailingNow {
+    /// `ingest`, `queries`, `outbox` or `analysis_queue`.
+    pub source: String,
+    /// `database_unreachable`, `database_disk_full`, `database_slow`, `ingest_queue_full`,
+    /// `shutting_down` or `redis_unreachable`.
+    pub cause: String,
+    /// The cause in words.
+    pub reason: String,
+    pub since: DateTime<Utc>,
+    /// Failures so far in this episode.
+    pub failures: u64,
 }
 
 /// The query replica in `/health/ready`.

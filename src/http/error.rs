@@ -6,12 +6,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tracing::{error, warn};
+use tracing::error;
 
 use crate::error::{error_chain, Reject, RETRY_AFTER_SECONDS};
-use crate::ingest::client_message;
-use crate::ingest::IngestError;
+use crate::ingest::{client_message, IngestError, DISK_FULL_MESSAGE};
 use crate::store::StoreError;
+use crate::telemetry::episodes::Cause;
 use crate::validation::FieldError;
 
 #[derive(Debug)]
@@ -32,6 +32,17 @@ pub enum ApiError {
     BadRequest(String),
     /// A failure classified for the client (503 or 500), with the detail it is told.
     Rejected(Reject, &'static str),
+    /// 503: the database failed for a cause that lasts (counted as an episode of the query API
+    /// by the request middleware, which finds it on the response).
+    StoreUnavailable(StoreFailure),
+}
+
+/// Why a query could not be answered, carried on its 503 response for the middleware.
+#[derive(Debug, Clone)]
+pub struct StoreFailure {
+    pub cause: Cause,
+    /// The error's causes, for the log line that starts the episode.
+    pub detail: String,
 }
 
 impl ApiError {
@@ -42,15 +53,15 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        match &error {
-            StoreError::Unavailable(_) => {
-                warn!(error = %error_chain(&error), "database unavailable, answering 503");
-                ApiError::Rejected(Reject::RetryLater, "database temporarily unavailable, retry later")
-            }
-            StoreError::Query(_) => {
-                error!(error = %error_chain(&error), "database query failed");
-                ApiError::Rejected(Reject::Internal, "internal error")
-            }
+        if error.is_transient() {
+            ApiError::StoreUnavailable(StoreFailure {
+                cause: Cause::from(&error),
+                detail: error_chain(&error),
+            })
+        } else {
+            // A statement that fails is our bug: every occurrence is worth a line.
+            error!(error = %error_chain(&error), "database query failed");
+            ApiError::Rejected(Reject::Internal, "internal error")
         }
     }
 }
@@ -58,9 +69,9 @@ impl From<StoreError> for ApiError {
 impl From<IngestError> for ApiError {
     fn from(error: IngestError) -> Self {
         let reject = Reject::from(&error);
-        match reject {
-            Reject::RetryLater => warn!(error = %error_chain(&error), "ingest refused, answering 503"),
-            _ => error!(error = %error_chain(&error), "ingest failed"),
+        // Retryable refusals are logged once per episode by ingest.
+        if reject != Reject::RetryLater {
+            error!(error = %error_chain(&error), "ingest failed");
         }
         ApiError::Rejected(reject, client_message(&error))
     }
@@ -98,6 +109,15 @@ impl IntoResponse for ApiError {
                 .into_response(),
             ApiError::BadRequest(detail) => {
                 (StatusCode::BAD_REQUEST, Json(json!({ "detail": detail }))).into_response()
+            }
+            ApiError::StoreUnavailable(failure) => {
+                let detail = match failure.cause {
+                    Cause::database_disk_full => DISK_FULL_MESSAGE,
+                    _ => "database temporarily unavailable, retry later",
+                };
+                let mut response = ApiError::Rejected(Reject::RetryLater, detail).into_response();
+                response.extensions_mut().insert(failure);
+                response
             }
             ApiError::Rejected(reject, detail) => {
                 let status = reject.http_status();

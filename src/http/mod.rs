@@ -5,4 +5,4 @@
 pub mod error;
 pub mod schema;
 
-pub use error::{require_token, ApiError};
+pub use error::{require_token, ApiError, StoreFailure};

@@ -35,7 +35,7 @@ impl SubmitError {
     pub fn is_transient(&self) -> bool {
         match self {
             SubmitError::Saturated | SubmitError::ShuttingDown => true,
-            SubmitError::Storage(cause) => matches!(**cause, StoreError::Unavailable(_)),
+            SubmitError::Storage(cause) => cause.is_transient(),
         }
     }
 }

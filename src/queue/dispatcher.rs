@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+
 use uuid::Uuid;
 
 use super::celery::{analyze_trace_envelope, TaskMessage};
 use super::redis_queue::{AnalysisQueue, Delivery};
 use crate::store::{Store, StoreError};
+use crate::telemetry::episodes::{Cause, Source};
 use crate::telemetry::metrics::{AnalysisOutcome, Metrics};
 
 /// How the dispatcher paces itself.
@@ -117,27 +118,27 @@ impl Dispatcher {
 
     /// Steps until `stop` is cancelled; a step in progress is finished first.
     pub async fn run(self, stop: CancellationToken) {
-        let mut queue_down = false;
+        let episodes = &self.metrics.episodes;
         loop {
             let pause = match self.step().await {
                 Ok(StepOutcome::Dispatched { .. }) => {
-                    if queue_down {
-                        info!("analysis queue reachable again");
-                        queue_down = false;
-                    }
+                    episodes.recovered(Source::outbox);
+                    episodes.recovered(Source::analysis_queue);
                     Duration::ZERO
                 }
-                Ok(StepOutcome::NothingDue) => self.settings.interval,
-                Ok(StepOutcome::QueueUnavailable { postponed, reason }) => {
-                    if !queue_down {
-                        // The reason tells a wrong password or TLS setting from a Redis that is down.
-                        warn!(postponed, error = %reason, "analysis queue (Redis) unavailable, requests kept in the outbox");
-                        queue_down = true;
-                    }
+                Ok(StepOutcome::NothingDue) => {
+                    episodes.recovered(Source::outbox);
+                    self.settings.interval
+                }
+                Ok(StepOutcome::QueueUnavailable { reason, .. }) => {
+                    episodes.recovered(Source::outbox);
+                    // The reason tells a wrong password or TLS setting from a Redis that is
+                    // down; the requests wait in the outbox.
+                    episodes.failed(Source::analysis_queue, Cause::redis_unreachable, &reason);
                     self.settings.interval
                 }
                 Err(why) => {
-                    warn!(error = %crate::error::error_chain(&why), "outbox unavailable");
+                    episodes.failed(Source::outbox, Cause::from(&why), &crate::error::error_chain(&why));
                     self.settings.interval
                 }
             };

@@ -115,7 +115,10 @@ impl ExportCore {
         let mapped = request.map(Utc::now(), &self.options);
         let accepted =
             self.ingest.submit_mapped(transport, R::SIGNAL, mapped).await.inspect_err(|error| {
-                tracing::warn!(transport = ?transport, error = %error_chain(error), "otlp export failed");
+                // Retryable refusals are logged once per episode by ingest.
+                if !error.is_transient() {
+                    tracing::error!(transport = ?transport, error = %error_chain(error), "otlp export failed");
+                }
             })?;
         Ok(accepted
             .rejection_message

@@ -49,14 +49,27 @@ pub enum StoreError {
     /// The database cannot be reached, is restarting, or is overloaded: retry later.
     #[error("database unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database cannot extend a file: its data disk is full (SQLSTATE 53100). Retry once
+    /// space is freed (retention, the size budget, or an operator).
+    #[error("the database's disk is full")]
+    DiskFull(#[source] tokio_postgres::Error),
     /// The statement itself failed; retrying the same request will fail again.
     #[error("database query failed")]
     Query(#[source] tokio_postgres::Error),
 }
 
+impl StoreError {
+    /// Whether the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::DiskFull(_))
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        if is_transient(&error) {
+        if error.code() == Some(&SqlState::DISK_FULL) {
+            StoreError::DiskFull(error)
+        } else if is_transient(&error) {
             StoreError::Unavailable(Box::new(error))
         } else {
             StoreError::Query(error)

@@ -190,6 +190,8 @@ pub struct Metrics {
     pub rows_expired: Family<TableLabels, Counter>,
     pub maintenance_errors: Counter,
     pub maintenance_passes: Counter,
+    /// Repeated failures, logged once per episode.
+    pub episodes: super::episodes::Episodes,
 }
 
 impl Default for Metrics {
@@ -201,6 +203,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
+        let episodes = super::episodes::Episodes::new(&mut registry);
         let metrics = Metrics {
             signals_received: Family::default(),
             signals_stored: Family::default(),
@@ -228,6 +231,7 @@ impl Metrics {
             rows_expired: Family::default(),
             maintenance_errors: Counter::default(),
             maintenance_passes: Counter::default(),
+            episodes,
             registry: Registry::default(),
         };
         let m = &metrics;

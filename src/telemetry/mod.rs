@@ -1,5 +1,6 @@
 //! Our own logs (`tracing` to standard error, as text or JSON lines) and metrics.
 
+pub mod episodes;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;

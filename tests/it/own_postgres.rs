@@ -11,6 +11,8 @@ pub struct OwnPostgres {
     pub dir: PathBuf,
     pub port: u16,
     running: bool,
+    /// The data directory, when it is a file system of its own (unmounted when dropped).
+    small_disk: Option<PathBuf>,
 }
 
 fn is_root() -> bool {
@@ -69,12 +71,41 @@ impl OwnPostgres {
     /// A new cluster (not started), trusting local connections.
     pub fn init() -> OwnPostgres {
         let (dir, port) = new_place();
+        OwnPostgres::init_in(dir, port, None, &[])
+    }
+
+    /// A new cluster (not started) whose data directory is a tmpfs of `megabytes` of its own,
+    /// and whose WAL is elsewhere: what fills is the data disk (SQLSTATE 53100), never the WAL
+    /// (which would make PostgreSQL PANIC). Needs root, as CI runs; says so otherwise.
+    pub fn init_on_small_disk(megabytes: u64) -> OwnPostgres {
+        let (dir, port) = new_place();
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let owner = |flag: &str| {
+            let output = Command::new("id").args([flag, "postgres"]).output().expect("id runs");
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        };
+        let options = format!("size={megabytes}m,uid={},gid={},mode=0700", owner("-u"), owner("-g"));
+        let mount = Command::new("mount").args(["-t", "tmpfs", "-o", &options, "tmpfs"]).arg(&data).output();
+        let mounted = mount.as_ref().is_ok_and(|output| output.status.success());
+        assert!(
+            mounted,
+            "this test needs a small file system of its own for PostgreSQL's data (mount -t tmpfs -o {options}), \
+             which only root may mount (CI runs as root): {mount:?}"
+        );
+        let wal = dir.join("wal").display().to_string();
+        OwnPostgres::init_in(dir, port, Some(data), &[&format!("--waldir={wal}")])
+    }
+
+    fn init_in(dir: PathBuf, port: u16, small_disk: Option<PathBuf>, extra: &[&str]) -> OwnPostgres {
         let mut initdb = as_postgres("initdb");
         initdb
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync"])
+            .args(extra)
+            .arg("-D")
             .arg(dir.join("data"));
+        let server = OwnPostgres { dir, port, running: false, small_disk };
         run(initdb, "initdb");
-        let server = OwnPostgres { dir, port, running: false };
         server.configure(&format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
             server.dir.display()
@@ -113,7 +144,7 @@ impl OwnPostgres {
             ])
             .arg(dir.join("data"));
         run(backup, "pg_basebackup");
-        let replica = OwnPostgres { dir, port, running: false };
+        let replica = OwnPostgres { dir, port, running: false, small_disk: None };
         replica.configure(&format!(
             "port = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n",
             replica.dir.display()
@@ -180,6 +211,9 @@ impl OwnPostgres {
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
         self.stop();
+        if let Some(data) = &self.small_disk {
+            let _ = Command::new("umount").arg(data).status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -117,6 +117,11 @@ impl ServerProcess {
     /// Starts the binary against `db` on three free ports with `env` on top of the test
     /// defaults, and waits until it is ready.
     pub async fn start(db: &TestDb, env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_at(db.url(), env).await
+    }
+
+    /// The same against the database at `database_url` (a PostgreSQL of the test's own).
+    pub async fn start_at(database_url: String, env: &[(&str, &str)]) -> ServerProcess {
         let loopback = |port: u16| format!("127.0.0.1:{port}");
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut server = ServerProcess {
@@ -127,7 +132,7 @@ impl ServerProcess {
             logs: Arc::default(),
             drain: None,
             env,
-            database_url: db.url(),
+            database_url,
             dir: temp_dir(),
         };
         server.restart().await;

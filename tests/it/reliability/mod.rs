@@ -2,6 +2,7 @@
 //! overload and SIGTERM, each under a mixed load; and hostile input at every door.
 
 mod crash;
+mod disk_full;
 mod hostile;
 pub mod load;
 mod outage;
