@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::api::openapi::{self, ApiDoc};
 use crate::api::{self, ApiState};
+use crate::config::TlsFiles;
 use crate::config::{Config, CorsOrigins};
 use crate::incidents::Triage;
 use crate::ingest::Ingest;
@@ -41,7 +42,7 @@ use crate::receivers::otlp_grpc::OtlpGrpc;
 use crate::receivers::otlp_http::{self, OtlpHttpState};
 use crate::store::{self, migrate, StorageSettings, Store};
 use crate::telemetry::metrics::Metrics;
-use crate::tls::{TlsFiles, TlsListener};
+use crate::tls::TlsListener;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;

@@ -2,7 +2,8 @@
 //!
 //! Crate map (data flows top to bottom; a module imports only modules below it or beside it,
 //! never one that imports it):
-//! - [`config`]: typed settings from flags, environment and `.env`, validated at start-up.
+//! - [`config`]: typed settings from flags, environment and `.env`, validated at start-up
+//!   (the bearer tokens and TLS files among them); it imports nothing of ours but [`model`].
 //! - [`app`]: wiring: start-up (database, migrations), listeners, serving until shutdown.
 //! - [`receivers`]: transports only: OTLP/gRPC and OTLP/HTTP (one export core), legacy
 //!   `POST /ingest/*`.
@@ -20,7 +21,7 @@
 //! - [`queue`]: the outbox dispatcher, the Redis lock and the Celery task message.
 //! - [`maintenance`]: partitions created ahead, expiry of partitions and of incidents.
 //! - [`model`]: our plain data types and the payload's keys and facts; imports nothing of ours.
-//! - [`auth`], [`tls`]: bearer tokens; TLS for the three listeners.
+//! - [`tls`]: TLS for the three listeners.
 //! - [`validation`]: field errors in the FastAPI shape legacy clients parse.
 //! - [`error`]: how a class of failure is answered on each transport, and logged.
 //! - [`shutdown`], [`telemetry`]: process signals; our own logs and metrics.
@@ -32,7 +33,6 @@
 
 pub mod api;
 pub mod app;
-pub mod auth;
 pub mod canary;
 pub mod config;
 pub mod error;

@@ -30,7 +30,7 @@ pub struct ApiState {
     /// Cap on the signals `GET /query/traces/{trace_id}` returns.
     pub trace_query_max_signals: i64,
     /// `QUERY_TOKENS`: required on `/query/*` when any is configured.
-    pub query_tokens: crate::auth::Tokens,
+    pub query_tokens: crate::config::Tokens,
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
     pub queue_depth: crate::pipeline::QueueDepth,
 }

@@ -4,6 +4,9 @@
 mod canary;
 mod cli;
 mod database;
+mod pipeline;
+mod tls_files;
+mod tokens;
 mod values;
 
 use std::fmt;
@@ -12,16 +15,14 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::auth::Tokens;
-use crate::incidents::Rules;
-use crate::mapping::limits::ValueLimits;
-use crate::model::{IncidentSeverity, PartitionInterval, Retention};
-use crate::pipeline::PipelineSettings;
-use crate::tls::{TlsFiles, TlsSettingError};
+use crate::model::{IncidentSeverity, PartitionInterval, Retention, Rules, ValueLimits};
 
 pub use canary::{CanaryArgs, CanarySettings, Endpoint, ReportFormat};
 pub use cli::{Cli, Command};
 pub use database::{DatabaseConfig, DatabaseTls, RootCerts, SslMode};
+pub use pipeline::PipelineSettings;
+pub use tls_files::{TlsFiles, TlsSettingError};
+pub use tokens::Tokens;
 
 /// A setting with a bad value: which one, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

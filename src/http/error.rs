@@ -143,7 +143,7 @@ impl IntoResponse for ApiError {
 
 /// Middleware: refuses the request with 401 unless it carries one of `tokens`.
 pub async fn require_token(
-    axum::extract::State(tokens): axum::extract::State<crate::auth::Tokens>,
+    axum::extract::State(tokens): axum::extract::State<crate::config::Tokens>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {

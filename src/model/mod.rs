@@ -3,13 +3,17 @@
 
 pub mod correlation;
 pub mod incident;
+pub mod limits;
 pub mod payload;
 pub mod retention;
+pub mod rules;
 pub mod signal;
 pub mod signal_id;
 pub mod signal_type;
 pub mod time;
 
 pub use incident::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus, Problem};
+pub use limits::ValueLimits;
 pub use retention::{PartitionInterval, Retention};
+pub use rules::Rules;
 pub use signal::{Signal, SignalKey, SignalType, StoredSignal};

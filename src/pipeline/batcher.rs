@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 
 use super::job::{Job, JobOutcome, JobResult, SubmitError};
 use super::rate::{too_slow, DrainRate};
-use super::settings::PipelineSettings;
 use super::writer::{run_writer, Writer};
+use crate::config::PipelineSettings;
 use crate::incidents::Triage;
 use crate::model::Signal;
 use crate::store::Store;

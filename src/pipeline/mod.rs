@@ -5,9 +5,8 @@
 mod batcher;
 mod job;
 mod rate;
-mod settings;
 mod writer;
 
+pub use crate::config::PipelineSettings;
 pub use batcher::{Pipeline, QueueDepth};
 pub use job::{JobOutcome, SubmitError};
-pub use settings::PipelineSettings;

@@ -8,7 +8,7 @@ use tracing::warn;
 
 use super::job::{Job, JobOutcome, SubmitError};
 use super::rate::{batch_cap, DrainRate};
-use super::settings::PipelineSettings;
+use crate::config::PipelineSettings;
 use crate::error::error_chain;
 use crate::incidents::Triage;
 use crate::model::{Signal, SignalKey};

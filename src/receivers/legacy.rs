@@ -30,7 +30,7 @@ pub struct LegacyState {
     /// `MAX_BODY_BYTES`, for the 413 message (the limit itself is a router layer).
     pub max_body_bytes: usize,
     /// `INGEST_TOKENS`: required when any is configured.
-    pub tokens: crate::auth::Tokens,
+    pub tokens: crate::config::Tokens,
 }
 
 pub fn router(state: LegacyState) -> OpenApiRouter {

@@ -39,7 +39,7 @@ pub struct OtlpGrpc {
     /// Exports decoded at once; more wait before decoding (`OTLP_MAX_CONCURRENT_EXPORTS`).
     pub max_concurrent_exports: usize,
     /// `INGEST_TOKENS`, checked on the `authorization` metadata when any is configured.
-    pub tokens: crate::auth::Tokens,
+    pub tokens: crate::config::Tokens,
     pub metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>,
 }
 

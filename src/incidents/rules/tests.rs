@@ -1,5 +1,7 @@
 use serde_json::{json, Value};
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 fn signal(signal_type: SignalType, payload: Value) -> Signal {

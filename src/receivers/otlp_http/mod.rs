@@ -31,7 +31,7 @@ pub struct OtlpHttpState {
     /// `OTLP_MAX_MESSAGE_BYTES`, applied to the body before and after decompression.
     pub max_message_bytes: usize,
     /// `INGEST_TOKENS`: required when any is configured.
-    pub tokens: crate::auth::Tokens,
+    pub tokens: crate::config::Tokens,
 }
 
 pub fn router(state: OtlpHttpState) -> Router {
@@ -105,7 +105,7 @@ async fn read_request<R: ExportRequest>(
 
 /// 401 with a `google.rpc.Status` (UNAUTHENTICATED) unless the request carries a token.
 async fn require_token(
-    State(tokens): State<crate::auth::Tokens>,
+    State(tokens): State<crate::config::Tokens>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {

@@ -1,5 +1,5 @@
 //! Optional bearer tokens (`INGEST_TOKENS` for everything that writes, `QUERY_TOKENS` for the
-//! query API). No tokens configured means open, as the original backend was. Tokens are
+//! query API), as configured and as checked on a request. No tokens configured means open, as the original backend was. Tokens are
 //! compared in constant time, and a refusal says nothing about why.
 
 use std::fmt;
