@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 
 use crate::helpers::{one, TestDb};
-use crate::process::{prodsentinel, temp_dir, ServerProcess, SETTINGS};
+use crate::process::{prodsentinel, settings, temp_dir, ServerProcess};
 
 async fn run_to_end(mut command: Command) -> (Option<i32>, String) {
     let output = tokio::time::timeout(Duration::from_secs(30), command.output())
@@ -25,12 +25,12 @@ async fn help_lists_every_setting() {
     let output = command.output().await.unwrap();
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
-    for setting in SETTINGS {
-        assert!(help.contains(setting), "--help should mention {setting}");
+    for setting in settings() {
+        assert!(help.contains(&setting), "--help should mention {setting}");
     }
     // .env.example documents the same settings.
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
-    for setting in SETTINGS {
+    for setting in settings() {
         assert!(example.contains(&format!("{setting}=")), ".env.example should list {setting}");
     }
 }
@@ -163,7 +163,7 @@ fn failing_start(dir: &std::path::Path, on_a_terminal: bool, no_color: Option<&s
         // util-linux script: -q quiet, -e the child's exit code, -f flush, -c the command.
         let mut command = Command::new("script");
         command.args(["-qefc", env!("CARGO_BIN_EXE_prodsentinel"), "/dev/null"]).current_dir(dir);
-        for setting in SETTINGS {
+        for setting in settings() {
             command.env_remove(setting);
         }
         command

@@ -11,62 +11,36 @@ use tokio::task::JoinHandle;
 
 use crate::helpers::{free_port, wait_for, TestDb};
 
-/// Every setting the binary reads; the tests start it with none of them inherited.
-pub const SETTINGS: &[&str] = &[
-    "DATABASE_URL",
-    "QUERY_DATABASE_URL",
-    "DATABASE_POOL_SIZE",
-    "DATABASE_WAIT_SECONDS",
-    "DATABASE_ACQUIRE_TIMEOUT_MS",
-    "REDIS_URL",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "API_ADDR",
-    "OTLP_GRPC_ADDR",
-    "OTLP_HTTP_ADDR",
-    "MAX_BODY_BYTES",
-    "INGEST_TOKENS",
-    "QUERY_TOKENS",
-    "OTLP_MAX_MESSAGE_BYTES",
-    "OTLP_MAX_CONCURRENT_EXPORTS",
-    "OTLP_HTTP_CORS_ALLOWED_ORIGINS",
-    "INGEST_TIMEOUT_MS",
-    "INGEST_WRITERS",
-    "INGEST_BATCH_MAX_SIGNALS",
-    "INGEST_BATCH_LINGER_MS",
-    "INGEST_QUEUE_SIGNALS",
-    "INGEST_ENQUEUE_WAIT_MS",
-    "ATTRIBUTE_COUNT_LIMIT",
-    "VALUE_LENGTH_LIMIT",
-    "TLS_CERT_FILE",
-    "TLS_KEY_FILE",
-    "CORS_ALLOWED_ORIGINS",
-    "CORRELATION_WINDOW_SECONDS",
-    "RULES_FILE",
-    "INCIDENT_MIN_SEVERITY",
-    "ANALYSIS_DEBOUNCE_SECONDS",
-    "ANALYSIS_LOCK_TTL_SECONDS",
-    "PROBLEM_GROUPING",
-    "PROBLEM_ANALYSIS_WINDOW_SECONDS",
-    "CELERY_QUEUE",
-    "DISPATCH_INTERVAL_MS",
-    "DISPATCH_MAX_BACKOFF_MS",
-    "SHUTDOWN_TIMEOUT_SECONDS",
-    "TRACE_QUERY_MAX_SIGNALS",
-    "PARTITION_INTERVAL",
-    "RETENTION_TRACES",
-    "RETENTION_LOGS",
-    "RETENTION_METRICS",
-    "RETENTION_CHECK_SECONDS",
-    "INCIDENT_RETENTION",
-    "OUTBOX_RETENTION",
-    "QUERY_EXACT_TOTAL_LIMIT",
-];
+/// Every setting the service reads (its environment variables), as its flags declare them:
+/// the tests start it with none of them inherited.
+pub fn settings() -> Vec<String> {
+    use clap::CommandFactory;
+    let command = prodsentinel::config::Cli::command();
+    let names: Vec<String> = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() >= 40, "the service's settings: {names:?}");
+    names
+}
+
+/// Every setting of `prodsentinel canary`, by its environment variable.
+pub fn canary_settings() -> Vec<String> {
+    use clap::CommandFactory;
+    let command = prodsentinel::config::Cli::command();
+    let canary = command.find_subcommand("canary").expect("the canary subcommand");
+    canary
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect()
+}
 
 /// The binary with none of our settings inherited, run in `dir`.
 pub fn prodsentinel(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_prodsentinel"));
-    for setting in SETTINGS {
+    for setting in settings() {
         command.env_remove(setting);
     }
     command.current_dir(dir).stdin(Stdio::null()).kill_on_drop(true);
