@@ -90,8 +90,7 @@ impl App {
             &config.database,
             config.query_database.as_ref(),
             StorageSettings {
-                retention: config.retention,
-                partition_interval: config.partition_interval,
+                lifecycle: config.lifecycle,
                 exact_total_limit: config.query_exact_total_limit,
             },
         )?;
@@ -189,18 +188,14 @@ impl App {
         Ingest::new(
             self.pipeline.clone(),
             self.config.ingest_timeout,
-            self.config.retention,
+            self.config.lifecycle,
             self.metrics.clone(),
         )
     }
 
     /// The maintenance job this app runs (tests run passes by hand, at any time).
     pub fn maintenance(&self) -> Maintenance {
-        let settings = MaintenanceSettings {
-            every: self.config.retention_check,
-            incident_retention: self.config.incident_retention,
-            outbox_retention: self.config.outbox_retention,
-        };
+        let settings = MaintenanceSettings { every: self.config.retention_check };
         Maintenance::new(self.store.clone(), settings, self.metrics.clone())
     }
 

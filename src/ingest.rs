@@ -12,7 +12,7 @@ use tracing::warn;
 use crate::error::{error_chain, Reject};
 use crate::mapping::otlp::Mapped;
 use crate::model::time::at_stored_precision;
-use crate::model::{Retention, Signal, SignalType};
+use crate::model::{Lifecycle, Signal, SignalType};
 use crate::pipeline::{Pipeline, SubmitError};
 use crate::store::StoreError;
 use crate::telemetry::episodes::{Cause, Source};
@@ -102,13 +102,13 @@ impl From<&IngestError> for Reject {
 pub struct Ingest {
     pipeline: Pipeline,
     timeout: Duration,
-    retention: Retention,
+    lifecycle: Lifecycle,
     metrics: Arc<Metrics>,
 }
 
 impl Ingest {
-    pub fn new(pipeline: Pipeline, timeout: Duration, retention: Retention, metrics: Arc<Metrics>) -> Ingest {
-        Ingest { pipeline, timeout, retention, metrics }
+    pub fn new(pipeline: Pipeline, timeout: Duration, lifecycle: Lifecycle, metrics: Arc<Metrics>) -> Ingest {
+        Ingest { pipeline, timeout, lifecycle, metrics }
     }
 
     /// Stores `signals` all-or-nothing, with their incidents and analysis requests, and returns
@@ -153,7 +153,7 @@ impl Ingest {
     async fn store(&self, mut signals: Vec<Signal>) -> Result<Accepted, IngestError> {
         let now = Utc::now();
         let before = signals.len();
-        signals.retain(|s| !self.retention.expired(s.signal_type, s.timestamp, now));
+        signals.retain(|s| !self.lifecycle.expired_on_arrival(s.signal_type, s.timestamp, now));
         let expired = (before - signals.len()) as u64;
         if signals.is_empty() {
             return Ok(Accepted { expired, ..Accepted::default() });

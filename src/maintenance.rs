@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::store::lifecycle::{Expiry, ExpiryRules};
+use crate::store::lifecycle::Expiry;
 use crate::store::partitions::{Created, Dropped, Turn};
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::Metrics;
@@ -29,8 +29,6 @@ const EXPIRY_BUDGET: Duration = Duration::from_secs(10);
 pub struct MaintenanceSettings {
     /// Between passes (`RETENTION_CHECK_SECONDS`).
     pub every: Duration,
-    pub incident_retention: Option<Duration>,
-    pub outbox_retention: Option<Duration>,
 }
 
 /// What one pass did; tests run passes by hand (at any `now`) and look at this.
@@ -119,14 +117,9 @@ impl Maintenance {
             Ok(None) => report.skipped = true,
             Err(why) => report.errors.push(fail("listing partitions", why)),
         }
-        let rules = ExpiryRules {
-            shortest_signal_retention: self.store.settings().retention.shortest(),
-            incident_retention: settings.incident_retention,
-            outbox_retention: settings.outbox_retention,
-            // Short, so that a pass never holds up a shutdown for long.
-            budget: (settings.every / 2).min(EXPIRY_BUDGET),
-        };
-        match self.store.expire_rows(&rules, now).await {
+        // Short, so that a pass never holds up a shutdown for long.
+        let budget = (settings.every / 2).min(EXPIRY_BUDGET);
+        match self.store.expire_rows(now, budget).await {
             Ok(expiry) => {
                 if expiry != Expiry::default() {
                     info!(

@@ -30,8 +30,7 @@ pub async fn server_version(options: &Options) -> Result<String, BoxError> {
 pub async fn partitions_until(url: &str, now: chrono::DateTime<chrono::Utc>) -> Result<(), BoxError> {
     let config = prodsentinel::Config::from_args(["bench", "--database-url", url])?;
     let settings = prodsentinel::store::StorageSettings {
-        retention: config.retention,
-        partition_interval: config.partition_interval,
+        lifecycle: config.lifecycle,
         exact_total_limit: config.query_exact_total_limit,
     };
     let store = prodsentinel::store::Store::new(&config.database, None, settings)?;

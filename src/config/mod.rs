@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::model::{IncidentSeverity, PartitionInterval, Retention, Rules, ValueLimits};
+use crate::model::{IncidentSeverity, Lifecycle, PartitionInterval, Retention, Rules, ValueLimits};
 
 pub use canary::{CanaryArgs, CanarySettings, Endpoint, ReportFormat};
 pub use cli::{Cli, Command};
@@ -117,16 +117,11 @@ pub struct Config {
     pub dispatch_max_backoff: Duration,
     pub shutdown_timeout: Duration,
     pub trace_query_max_signals: i64,
-    /// The time grid of `raw_signals`' partitions (`PARTITION_INTERVAL`).
-    pub partition_interval: PartitionInterval,
-    /// Per signal type (`RETENTION_TRACES`, `RETENTION_LOGS`, `RETENTION_METRICS`).
-    pub retention: Retention,
+    /// Every retention (`RETENTION_TRACES`, `_LOGS`, `_METRICS`, `INCIDENT_RETENTION`,
+    /// `OUTBOX_RETENTION`) and the partition grid (`PARTITION_INTERVAL`): the one policy.
+    pub lifecycle: Lifecycle,
     /// How often the maintenance job runs (`RETENTION_CHECK_SECONDS`).
     pub retention_check: Duration,
-    /// `None`: analysed incidents are kept forever.
-    pub incident_retention: Option<Duration>,
-    /// `None`: delivered outbox rows are kept forever.
-    pub outbox_retention: Option<Duration>,
     /// Totals are exact up to this many rows (`QUERY_EXACT_TOTAL_LIMIT`).
     pub query_exact_total_limit: i64,
 }
@@ -293,20 +288,22 @@ impl Config {
                 .map_err(invalid("SHUTDOWN_TIMEOUT_SECONDS"))?,
             trace_query_max_signals: values::bounded_integer(&cli.trace_query_max_signals, 1, 1_000_000)
                 .map_err(invalid("TRACE_QUERY_MAX_SIGNALS"))? as i64,
-            partition_interval: parse_partition_interval(&cli.partition_interval)
-                .map_err(invalid("PARTITION_INTERVAL"))?,
-            retention: Retention {
-                traces: values::duration(&cli.retention_traces, true).map_err(invalid("RETENTION_TRACES"))?,
-                logs: values::duration(&cli.retention_logs, true).map_err(invalid("RETENTION_LOGS"))?,
-                metrics: values::duration(&cli.retention_metrics, true)
-                    .map_err(invalid("RETENTION_METRICS"))?,
+            lifecycle: Lifecycle {
+                signals: Retention {
+                    traces: values::duration(&cli.retention_traces, true)
+                        .map_err(invalid("RETENTION_TRACES"))?,
+                    logs: values::duration(&cli.retention_logs, true).map_err(invalid("RETENTION_LOGS"))?,
+                    metrics: values::duration(&cli.retention_metrics, true)
+                        .map_err(invalid("RETENTION_METRICS"))?,
+                },
+                partition_interval: parse_partition_interval(&cli.partition_interval)
+                    .map_err(invalid("PARTITION_INTERVAL"))?,
+                incidents: values::duration(&cli.incident_retention, true)
+                    .map_err(invalid("INCIDENT_RETENTION"))?,
+                outbox: values::duration(&cli.outbox_retention, true).map_err(invalid("OUTBOX_RETENTION"))?,
             },
             retention_check: values::seconds(&cli.retention_check_seconds, 1, 86_400)
                 .map_err(invalid("RETENTION_CHECK_SECONDS"))?,
-            incident_retention: values::duration(&cli.incident_retention, true)
-                .map_err(invalid("INCIDENT_RETENTION"))?,
-            outbox_retention: values::duration(&cli.outbox_retention, true)
-                .map_err(invalid("OUTBOX_RETENTION"))?,
             query_exact_total_limit: values::bounded_integer(&cli.query_exact_total_limit, 0, 10_000_000)
                 .map_err(invalid("QUERY_EXACT_TOTAL_LIMIT"))? as i64,
         })
@@ -391,17 +388,22 @@ mod tests {
         assert_eq!(with(&["--problem-grouping", "false"]).unwrap().problem_window, None);
         assert_eq!(config.celery_queue, "celery");
         assert_eq!(config.correlation_window, Duration::from_secs(300));
-        assert_eq!(config.partition_interval, PartitionInterval::ONE_DAY);
         let days = |n: u64| Some(Duration::from_secs(n * 86_400));
-        assert_eq!(config.retention, Retention { traces: days(7), logs: days(7), metrics: days(30) });
+        assert_eq!(
+            config.lifecycle,
+            Lifecycle {
+                signals: Retention { traces: days(7), logs: days(7), metrics: days(30) },
+                partition_interval: PartitionInterval::ONE_DAY,
+                incidents: days(90),
+                outbox: days(7),
+            }
+        );
         assert_eq!(config.retention_check, Duration::from_secs(300));
-        assert_eq!(config.incident_retention, days(90));
-        assert_eq!(config.outbox_retention, days(7));
         assert_eq!(config.query_exact_total_limit, 10_000);
         let forever = with(&["--retention-logs", "0", "--incident-retention", "0"]).unwrap();
-        assert_eq!((forever.retention.logs, forever.incident_retention), (None, None));
+        assert_eq!((forever.lifecycle.signals.logs, forever.lifecycle.incidents), (None, None));
         let hourly = with(&["--partition-interval", "6h"]).unwrap();
-        assert_eq!(hourly.partition_interval.length(), Duration::from_secs(6 * 3600));
+        assert_eq!(hourly.lifecycle.partition_interval.length(), Duration::from_secs(6 * 3600));
     }
 
     #[test]

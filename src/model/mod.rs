@@ -3,6 +3,7 @@
 
 pub mod correlation;
 pub mod incident;
+pub mod lifecycle;
 pub mod limits;
 pub mod payload;
 pub mod retention;
@@ -13,6 +14,7 @@ pub mod signal_type;
 pub mod time;
 
 pub use incident::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus, Problem};
+pub use lifecycle::Lifecycle;
 pub use limits::ValueLimits;
 pub use retention::{PartitionInterval, Retention};
 pub use rules::Rules;

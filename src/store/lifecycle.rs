@@ -1,7 +1,8 @@
-//! What grows with traffic besides signals, expired in batches: incidents nobody analysed once
-//! their signals are gone, analysed ones (with their analyses) and problems after
-//! `INCIDENT_RETENTION` without activity, delivered outbox rows after `OUTBOX_RETENTION`.
-//! Links of incidents to problems go with either (ON DELETE CASCADE).
+//! What grows with traffic besides signals, expired in batches by the rules of
+//! [`crate::model::lifecycle`]: incidents nobody analysed once their signals are gone, analysed
+//! ones (with their analyses) and problems after `INCIDENT_RETENTION` without activity,
+//! delivered outbox rows after `OUTBOX_RETENTION`. Links of incidents to problems go with
+//! either (ON DELETE CASCADE).
 //!
 //! Each statement deletes at most `BATCH` rows, so a backlog (the first pass over a large old
 //! database) is worked off in short transactions that never hold many locks. The candidate
@@ -14,7 +15,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError};
-use crate::model::time::before;
 
 /// Rows per delete statement.
 const BATCH: i64 = 5_000;
@@ -26,20 +26,6 @@ pub struct Expiry {
     pub analyses: u64,
     pub problems: u64,
     pub outbox_rows: u64,
-}
-
-/// The settings an expiry pass runs with.
-#[derive(Debug, Clone, Copy)]
-pub struct ExpiryRules {
-    /// The shortest signal retention; `None`: signals are kept forever, so no incident outlives
-    /// its signals.
-    pub shortest_signal_retention: Option<Duration>,
-    /// `None`: analysed incidents and problems are kept forever.
-    pub incident_retention: Option<Duration>,
-    /// `None`: delivered outbox rows are kept forever.
-    pub outbox_retention: Option<Duration>,
-    /// A pass stops starting new batches after this long; the rest waits for the next pass.
-    pub budget: Duration,
 }
 
 // An incident never analysed: nobody asked for an analysis, the worker wrote none, nobody
@@ -79,14 +65,15 @@ DELETE FROM analysis_outbox WHERE id IN (
     SELECT id FROM analysis_outbox WHERE status <> 'pending' AND sent_at < $1 LIMIT $2)";
 
 impl Store {
-    /// Deletes what the rules say has expired at `now`, in batches, within `rules.budget`.
-    pub async fn expire_rows(&self, rules: &ExpiryRules, now: DateTime<Utc>) -> Result<Expiry, StoreError> {
+    /// Deletes what the lifecycle says has expired at `now`, in batches, for at most `budget`
+    /// (a pass stops starting new batches then; the rest waits for the next pass).
+    pub async fn expire_rows(&self, now: DateTime<Utc>, budget: Duration) -> Result<Expiry, StoreError> {
         let started = Instant::now();
-        let in_budget = || started.elapsed() < rules.budget;
+        let in_budget = || started.elapsed() < budget;
+        let cutoffs = self.settings.lifecycle.row_cutoffs(now);
         let client = self.client().await?;
         let mut expiry = Expiry::default();
-        if let Some(shortest) = rules.shortest_signal_retention {
-            let detected_before = before(now, shortest);
+        if let Some(detected_before) = cutoffs.unanalysed_detected_before {
             loop {
                 let n = client.execute(UNANALYSED_EXPIRED, &[&detected_before, &now, &BATCH]).await?;
                 expiry.incidents += n;
@@ -95,8 +82,7 @@ impl Store {
                 }
             }
         }
-        if let Some(keep) = rules.incident_retention {
-            let inactive_since = before(now, keep);
+        if let Some(inactive_since) = cutoffs.inactive_since {
             loop {
                 let row = client.query_one(INACTIVE, &[&inactive_since, &now, &BATCH]).await?;
                 let (incidents, analyses): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
@@ -114,8 +100,7 @@ impl Store {
                 }
             }
         }
-        if let Some(keep) = rules.outbox_retention {
-            let sent_before = before(now, keep);
+        if let Some(sent_before) = cutoffs.outbox_sent_before {
             loop {
                 let n = client.execute(OUTBOX, &[&sent_before, &BATCH]).await?;
                 expiry.outbox_rows += n;

@@ -31,7 +31,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 
 use crate::config::DatabaseConfig;
-use crate::model::{PartitionInterval, Retention};
+use crate::model::Lifecycle;
 
 pub use bootstrap::{ensure_database, wait_for_server};
 pub use filter::Total;
@@ -101,8 +101,8 @@ fn is_transient(error: &tokio_postgres::Error) -> bool {
 /// How the data is laid out and kept: what the writes and the totals of the reads need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorageSettings {
-    pub retention: Retention,
-    pub partition_interval: PartitionInterval,
+    /// When partitions, incidents and outbox rows expire.
+    pub lifecycle: Lifecycle,
     /// List totals are exact up to this many rows (`QUERY_EXACT_TOTAL_LIMIT`).
     pub exact_total_limit: i64,
 }

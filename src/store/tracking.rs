@@ -209,13 +209,9 @@ impl Store {
         })
     }
 
-    /// When `signal`'s partition will have been dropped: its time plus its type's retention plus
-    /// one partition length (a partition goes once its end is past the retention); `None` when
-    /// the type is kept forever.
+    /// When `signal` will have gone as noise (`None`: kept forever).
     fn expires_at(&self, signal: &Signal) -> Option<DateTime<Utc>> {
-        let keep = self.settings.retention.of(signal.signal_type)?;
-        let until = keep + self.settings.partition_interval.length();
-        Some(signal.timestamp + chrono::Duration::from_std(until).ok()?)
+        self.settings.lifecycle.noise_gone_by(signal.signal_type, signal.timestamp)
     }
 }
 

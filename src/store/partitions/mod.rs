@@ -19,7 +19,7 @@ pub use plan::{expired, leaf_name, ranges_to_create, Expired, NewRange, RangePar
 
 use super::bootstrap::quote_identifier;
 use super::{StorageSettings, Store, StoreError};
-use crate::model::{Retention, SignalType};
+use crate::model::SignalType;
 
 /// Arbitrary but fixed, and distinct from the migration lock: serialises partition changes.
 const MAINTENANCE_LOCK_KEY: i64 = 0x7072_6f64_7061_7274; // "prodpart"
@@ -109,12 +109,6 @@ async fn read_partitions(client: &impl GenericClient) -> Result<Vec<RangePartiti
         .collect()
 }
 
-/// Per type, the oldest time still kept, or `None` to keep the type forever; the form the
-/// default partition's queries take.
-fn cutoffs(retention: &Retention, now: DateTime<Utc>) -> [Option<DateTime<Utc>>; 3] {
-    SignalType::ALL.map(|t| retention.cutoff(t, now))
-}
-
 /// Whether a row of the default partition is kept: `$1`, `$2`, `$3` are the cutoffs of logs,
 /// traces and metrics (in `SignalType::ALL` order), NULL for "forever".
 const KEPT: &str = r#"NOT coalesce(CASE signal_type WHEN 'log' THEN "timestamp" < $1
@@ -138,15 +132,15 @@ impl Store {
         now: DateTime<Utc>,
         turn: Turn,
     ) -> Result<Option<Created>, StoreError> {
-        let StorageSettings { partition_interval: interval, ref retention, .. } = self.settings;
+        let StorageSettings { ref lifecycle, .. } = self.settings;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if !take_lock(&tx, turn).await? {
             return Ok(None);
         }
         let existing = read_partitions(&tx).await?;
-        let missing = ranges_to_create(&existing, interval, now);
-        let cutoffs = cutoffs(retention, now);
+        let missing = ranges_to_create(&existing, lifecycle.partition_interval, now);
+        let cutoffs = lifecycle.noise_cutoffs(now);
         let mut claimed = false;
         for range in &missing {
             let sql = r#"SELECT EXISTS (SELECT 1 FROM raw_signals_default WHERE "timestamp" >= $1 AND "timestamp" < $2)"#;
@@ -199,7 +193,7 @@ impl Store {
         now: DateTime<Utc>,
         turn: Turn,
     ) -> Result<Option<(Vec<Dropped>, Vec<StoreError>)>, StoreError> {
-        let drops = expired(&self.range_partitions().await?, &self.settings.retention, now);
+        let drops = expired(&self.range_partitions().await?, &self.settings.lifecycle, now);
         let (mut dropped, mut failed) = (Vec::new(), Vec::new());
         for drop in drops {
             match self.drop_one(&drop, turn).await {

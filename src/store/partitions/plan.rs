@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{PartitionInterval, Retention, SignalType};
+use crate::model::{Lifecycle, PartitionInterval, SignalType};
 
 /// How many intervals ahead of now partitions exist, so that a signal stamped a little in the
 /// future (clock skew) lands in a partition of its own and a pass that runs late is harmless.
@@ -93,10 +93,9 @@ pub enum Expired {
 /// What has expired at `now`: a type's partition once its whole range is older than the
 /// type's retention (every row in it is then past the retention). The legacy table holds all
 /// types mixed, so it goes only once every type's retention has passed its end.
-pub fn expired(partitions: &[RangePartition], retention: &Retention, now: DateTime<Utc>) -> Vec<Expired> {
-    let past = |signal_type: SignalType, ends: DateTime<Utc>| {
-        retention.cutoff(signal_type, now).is_some_and(|cutoff| ends <= cutoff)
-    };
+pub fn expired(partitions: &[RangePartition], lifecycle: &Lifecycle, now: DateTime<Utc>) -> Vec<Expired> {
+    let past =
+        |signal_type: SignalType, ends: DateTime<Utc>| lifecycle.partition_expired(signal_type, ends, now);
     let mut drops = Vec::new();
     for partition in partitions {
         let gone: Vec<SignalType> =
@@ -119,6 +118,13 @@ pub fn expired(partitions: &[RangePartition], retention: &Retention, now: DateTi
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use crate::model::Retention;
+
+    /// The policy with these signal retentions.
+    fn keeping(signals: Retention) -> Lifecycle {
+        Lifecycle { signals, partition_interval: PartitionInterval::ONE_DAY, incidents: None, outbox: None }
+    }
 
     use super::*;
 
@@ -214,7 +220,7 @@ mod tests {
         let retention = Retention { traces: days(7), logs: days(7), metrics: days(30) };
         let old = day("2026-11-01T00:00:00Z", &SignalType::ALL);
         let now = utc("2026-11-10T00:00:00Z");
-        let mut drops = expired(std::slice::from_ref(&old), &retention, now);
+        let mut drops = expired(std::slice::from_ref(&old), &keeping(retention), now);
         drops.sort_by_key(|d| format!("{d:?}"));
         assert_eq!(
             drops,
@@ -224,10 +230,10 @@ mod tests {
             ]
         );
         let metrics_only = day("2026-11-01T00:00:00Z", &[SignalType::Metric]);
-        assert!(expired(std::slice::from_ref(&metrics_only), &retention, now).is_empty());
+        assert!(expired(std::slice::from_ref(&metrics_only), &keeping(retention), now).is_empty());
         let later = utc("2026-12-02T00:00:00Z");
         assert_eq!(
-            expired(std::slice::from_ref(&metrics_only), &retention, later),
+            expired(std::slice::from_ref(&metrics_only), &keeping(retention), later),
             [Expired::Whole { partition: old.name.clone(), types: vec![SignalType::Metric], legacy: false }]
         );
     }
@@ -236,13 +242,14 @@ mod tests {
     fn a_partition_expires_only_once_its_end_is_past_the_retention() {
         let retention = Retention { traces: Some(Duration::from_secs(86_400)), ..Retention::FOREVER };
         let partition = day("2026-12-01T00:00:00Z", &[SignalType::Trace]);
-        assert!(expired(std::slice::from_ref(&partition), &retention, utc("2026-12-02T23:59:59Z")).is_empty());
+        assert!(expired(std::slice::from_ref(&partition), &keeping(retention), utc("2026-12-02T23:59:59Z"))
+            .is_empty());
         assert_eq!(
-            expired(std::slice::from_ref(&partition), &retention, utc("2026-12-03T00:00:00Z")).len(),
+            expired(std::slice::from_ref(&partition), &keeping(retention), utc("2026-12-03T00:00:00Z")).len(),
             1
         );
         assert!(
-            expired(&[partition], &Retention::FOREVER, utc("2099-01-01T00:00:00Z")).is_empty(),
+            expired(&[partition], &keeping(Retention::FOREVER), utc("2099-01-01T00:00:00Z")).is_empty(),
             "0: forever"
         );
     }
@@ -254,12 +261,12 @@ mod tests {
         let retention = Retention { traces: days(7), logs: days(7), metrics: days(30) };
         let legacy_only = std::slice::from_ref(&legacy);
         assert!(
-            expired(legacy_only, &retention, utc("2026-12-20T00:00:00Z")).is_empty(),
+            expired(legacy_only, &keeping(retention), utc("2026-12-20T00:00:00Z")).is_empty(),
             "metrics still kept"
         );
-        assert_eq!(expired(legacy_only, &retention, utc("2027-01-01T00:00:00Z")).len(), 1);
+        assert_eq!(expired(legacy_only, &keeping(retention), utc("2027-01-01T00:00:00Z")).len(), 1);
         let forever_logs = Retention { logs: None, ..retention };
-        assert!(expired(legacy_only, &forever_logs, utc("2099-01-01T00:00:00Z")).is_empty());
+        assert!(expired(legacy_only, &keeping(forever_logs), utc("2099-01-01T00:00:00Z")).is_empty());
     }
 
     #[test]
@@ -267,7 +274,7 @@ mod tests {
         let shell = day("2026-11-01T00:00:00Z", &[]);
         let retention = Retention { traces: Some(Duration::from_secs(86_400)), ..Retention::FOREVER };
         assert_eq!(
-            expired(std::slice::from_ref(&shell), &retention, utc("2026-11-03T00:00:00Z")),
+            expired(std::slice::from_ref(&shell), &keeping(retention), utc("2026-11-03T00:00:00Z")),
             [Expired::Whole { partition: shell.name, types: vec![], legacy: false }]
         );
     }

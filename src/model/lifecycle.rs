@@ -1,0 +1,137 @@
+//! When each thing we store expires, and why: one policy, asked by ingest (a signal already
+//! expired on arrival), the batch write (when an incident's signals will all have gone), the
+//! maintenance pass (which partitions expire, which incidents, problems and outbox rows go) and
+//! the API. Nothing else restates these rules.
+//!
+//! - **Signals** are noise or evidence. Noise lives its type's retention (`RETENTION_TRACES`,
+//!   `_LOGS`, `_METRICS`): a type's partition expires once its whole range is older than that,
+//!   so a signal lives between its retention and its retention plus one partition interval.
+//!   Evidence (the signals of a trace whose incident was analysed, or that represents a
+//!   problem) is kept, its trace whole, as long as that incident or problem is kept: when its
+//!   partition expires, the evidence is kept in a small partition of the same range.
+//! - **Incidents** nobody analysed go once every signal they counted has gone; analysed ones
+//!   (with their analyses, links and problems) after `INCIDENT_RETENTION` without a signal, once
+//!   their signals' own retention has passed too.
+//! - **Delivered outbox rows** go after `OUTBOX_RETENTION`; pending ones never.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::retention::{PartitionInterval, Retention};
+use super::time::before;
+use super::SignalType;
+
+/// Every retention setting, and the rules that follow from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Per signal type; `None` keeps that type forever.
+    pub signals: Retention,
+    /// The time grid of `raw_signals`' partitions.
+    pub partition_interval: PartitionInterval,
+    /// Analysed incidents, their problems, analyses and evidence; `None`: forever.
+    pub incidents: Option<Duration>,
+    /// Delivered outbox rows; `None`: forever.
+    pub outbox: Option<Duration>,
+}
+
+/// Cut-off times of the row expiry at one moment: a row older than its cut-off goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowCutoffs {
+    /// Incidents nobody analysed detected before this may have outlived their signals (none
+    /// can before the shortest retention has passed); `None`: signals are kept forever.
+    pub unanalysed_detected_before: Option<DateTime<Utc>>,
+    /// Analysed incidents (and problems) without a signal since this go; `None`: forever.
+    pub inactive_since: Option<DateTime<Utc>>,
+    /// Delivered outbox rows sent before this go; `None`: forever.
+    pub outbox_sent_before: Option<DateTime<Utc>>,
+}
+
+impl Lifecycle {
+    /// A signal stamped `at` is already past its type's retention at `now`: it would be
+    /// dropped by the next pass, so it is acknowledged and not stored.
+    pub fn expired_on_arrival(&self, signal_type: SignalType, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.signals.expired(signal_type, at, now)
+    }
+
+    /// When a signal stamped `at` will have gone as noise: its partition ends within one
+    /// interval of it, and goes once that end is past the retention. `None`: kept forever.
+    pub fn noise_gone_by(&self, signal_type: SignalType, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let keep = self.signals.of(signal_type)? + self.partition_interval.length();
+        Some(at + chrono::Duration::from_std(keep).ok()?)
+    }
+
+    /// Whether the `signal_type` partition of a range ending at `ends` has expired as noise at
+    /// `now` (its evidence, if any, is kept).
+    pub fn partition_expired(
+        &self,
+        signal_type: SignalType,
+        ends: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        self.signals.cutoff(signal_type, now).is_some_and(|cutoff| ends <= cutoff)
+    }
+
+    /// Per type, the oldest time still kept as noise at `now` (`None`: forever), in
+    /// `SignalType::ALL` order.
+    pub fn noise_cutoffs(&self, now: DateTime<Utc>) -> [Option<DateTime<Utc>>; 3] {
+        SignalType::ALL.map(|t| self.signals.cutoff(t, now))
+    }
+
+    /// The row expiry's cut-offs at `now`.
+    pub fn row_cutoffs(&self, now: DateTime<Utc>) -> RowCutoffs {
+        RowCutoffs {
+            unanalysed_detected_before: self.signals.shortest().map(|shortest| before(now, shortest)),
+            inactive_since: self.incidents.map(|keep| before(now, keep)),
+            outbox_sent_before: self.outbox.map(|keep| before(now, keep)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn lifecycle() -> Lifecycle {
+        Lifecycle {
+            signals: Retention { traces: Some(7 * DAY), logs: Some(DAY), metrics: None },
+            partition_interval: PartitionInterval::ONE_DAY,
+            incidents: Some(90 * DAY),
+            outbox: Some(7 * DAY),
+        }
+    }
+
+    #[test]
+    fn noise_lives_between_its_retention_and_one_partition_more() {
+        let l = lifecycle();
+        let at = utc("2026-12-01T10:00:00Z");
+        assert_eq!(l.noise_gone_by(SignalType::Log, at), Some(utc("2026-12-03T10:00:00Z")));
+        assert_eq!(l.noise_gone_by(SignalType::Metric, at), None, "kept forever");
+        let ends = utc("2026-12-02T00:00:00Z");
+        assert!(!l.partition_expired(SignalType::Log, ends, utc("2026-12-02T23:59:59Z")));
+        assert!(l.partition_expired(SignalType::Log, ends, utc("2026-12-03T00:00:00Z")));
+        assert!(!l.partition_expired(SignalType::Metric, ends, utc("2099-01-01T00:00:00Z")));
+        assert!(l.expired_on_arrival(SignalType::Log, utc("2026-11-30T09:00:00Z"), at));
+        assert!(!l.expired_on_arrival(SignalType::Trace, utc("2026-11-30T09:00:00Z"), at));
+    }
+
+    #[test]
+    fn row_cutoffs_follow_the_shortest_retention_and_the_incident_and_outbox_ones() {
+        let now = utc("2026-12-31T00:00:00Z");
+        let cutoffs = lifecycle().row_cutoffs(now);
+        assert_eq!(cutoffs.unanalysed_detected_before, Some(utc("2026-12-30T00:00:00Z")));
+        assert_eq!(cutoffs.inactive_since, Some(utc("2026-10-02T00:00:00Z")));
+        assert_eq!(cutoffs.outbox_sent_before, Some(utc("2026-12-24T00:00:00Z")));
+        let forever = Lifecycle { incidents: None, outbox: None, signals: Retention::FOREVER, ..lifecycle() };
+        assert_eq!(
+            forever.row_cutoffs(now),
+            RowCutoffs { unanalysed_detected_before: None, inactive_since: None, outbox_sent_before: None }
+        );
+    }
+}
