@@ -105,8 +105,14 @@ impl Maintenance {
         match self.store.drop_expired_partitions(now, turn).await {
             Ok(Some((dropped, failures))) => {
                 for partition in &dropped {
-                    info!(partition = %partition.name, signal_types = ?partition.types, bytes = partition.bytes,
-                          "dropped expired partition");
+                    let signal_type = partition.signal_type.map(crate::model::SignalType::as_str);
+                    match partition.kept_signals {
+                        0 => info!(partition = %partition.name, signal_type, bytes = partition.bytes,
+                                   "dropped expired partition"),
+                        kept => info!(partition = %partition.name, signal_type, kept_signals = kept,
+                                      bytes_freed = partition.bytes,
+                                      "expired partition: its evidence kept in its place, the rest dropped"),
+                    }
                     self.metrics.count_dropped_partition(partition);
                 }
                 report.dropped = dropped;
@@ -134,6 +140,10 @@ impl Maintenance {
                 report.expired_rows = expiry;
             }
             Err(why) => report.errors.push(fail("expiring incidents and outbox rows", why)),
+        }
+        match self.store.evidence_kept().await {
+            Ok(kept) => self.metrics.set_evidence(&kept),
+            Err(why) => report.errors.push(fail("reading the evidence kept", why)),
         }
         match self.store.oldest_retained().await {
             Ok(oldest) => self.metrics.set_oldest_retained(&oldest),

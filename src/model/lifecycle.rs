@@ -9,9 +9,9 @@
 //!   Evidence (the signals of a trace whose incident was analysed, or that represents a
 //!   problem) is kept, its trace whole, as long as that incident or problem is kept: when its
 //!   partition expires, the evidence is kept in a small partition of the same range.
-//! - **Incidents** nobody analysed go once every signal they counted has gone; analysed ones
-//!   (with their analyses, links and problems) after `INCIDENT_RETENTION` without a signal, once
-//!   their signals' own retention has passed too.
+//! - **Incidents** nobody analysed go once every signal they counted has gone; any incident
+//!   (with its analyses and links) and any problem after `INCIDENT_RETENTION` without a signal,
+//!   and its evidence with it.
 //! - **Delivered outbox rows** go after `OUTBOX_RETENTION`; pending ones never.
 
 use std::time::Duration;

@@ -28,26 +28,45 @@ pub struct Expiry {
     pub outbox_rows: u64,
 }
 
-// An incident never analysed: nobody asked for an analysis, the worker wrote none, nobody
-// moved it out of OPEN. It goes once every signal it counted has expired.
-const UNANALYSED_EXPIRED: &str = "
-WITH doomed AS (
-    SELECT id FROM incidents i
-    WHERE detected_at < $1 AND signals_expire_at < $2
-      AND status = 'OPEN' AND analysis_requested_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM analysis_results a WHERE a.incident_id = i.id)
-    LIMIT $3 FOR UPDATE SKIP LOCKED
-)
-DELETE FROM incidents WHERE id IN (SELECT id FROM doomed)";
+/// An incident someone analysed or asked to (its signals are evidence): an analysis was
+/// requested, or moved out of OPEN by a person (for `incidents` as `i`; the partial index
+/// `incidents_analysed_idx` holds these)...
+const ANALYSED_BY_REQUEST: &str = "(i.analysis_requested_at IS NOT NULL OR i.status <> 'OPEN')";
+/// ...or the worker wrote an analysis of it.
+const ANALYSED_BY_WORKER: &str = "EXISTS (SELECT 1 FROM analysis_results a WHERE a.incident_id = i.id)";
 
-// Any incident, analysed or not, inactive for INCIDENT_RETENTION and whose signals are gone
-// (NULL: from before signals_expire_at existed, or the worker's own), with its analyses.
+/// The traces whose signals are evidence, as long as their incident or problem is kept: those
+/// of analysed incidents, and problems' representative traces.
+pub(super) fn evidence_traces() -> String {
+    format!(
+        "SELECT i.trace_id FROM incidents i WHERE {ANALYSED_BY_REQUEST}
+         UNION SELECT i.trace_id FROM incidents i WHERE {ANALYSED_BY_WORKER}
+         UNION SELECT representative_trace_id FROM problems WHERE representative_trace_id IS NOT NULL"
+    )
+}
+
+/// An incident never analysed goes once every signal it counted has expired.
+fn unanalysed_expired() -> String {
+    format!(
+        "WITH doomed AS (
+             SELECT id FROM incidents i
+             WHERE detected_at < $1 AND signals_expire_at < $2
+               AND NOT {ANALYSED_BY_REQUEST} AND NOT {ANALYSED_BY_WORKER}
+             LIMIT $3 FOR UPDATE SKIP LOCKED
+         )
+         DELETE FROM incidents WHERE id IN (SELECT id FROM doomed)"
+    )
+}
+
+// Any incident, analysed or not, without a signal for INCIDENT_RETENTION, with its analyses
+// (its evidence goes at the next pass; signals of it still within their own retention stay as
+// noise until then). Not its signals' expiry as recorded at write time: a retention changed
+// since would hold the incident forever.
 const INACTIVE: &str = "
 WITH doomed AS (
     SELECT id FROM incidents
     WHERE detected_at < $1 AND coalesce(last_signal_at, detected_at) < $1
-      AND coalesce(signals_expire_at, '-infinity') < $2
-    LIMIT $3 FOR UPDATE SKIP LOCKED
+    LIMIT $2 FOR UPDATE SKIP LOCKED
 ),
 analyses AS (
     DELETE FROM analysis_results WHERE incident_id IN (SELECT id FROM doomed) RETURNING 1
@@ -74,8 +93,9 @@ impl Store {
         let client = self.client().await?;
         let mut expiry = Expiry::default();
         if let Some(detected_before) = cutoffs.unanalysed_detected_before {
+            let unanalysed = unanalysed_expired();
             loop {
-                let n = client.execute(UNANALYSED_EXPIRED, &[&detected_before, &now, &BATCH]).await?;
+                let n = client.execute(&unanalysed, &[&detected_before, &now, &BATCH]).await?;
                 expiry.incidents += n;
                 if n < BATCH as u64 || !in_budget() {
                     break;
@@ -84,7 +104,7 @@ impl Store {
         }
         if let Some(inactive_since) = cutoffs.inactive_since {
             loop {
-                let row = client.query_one(INACTIVE, &[&inactive_since, &now, &BATCH]).await?;
+                let row = client.query_one(INACTIVE, &[&inactive_since, &BATCH]).await?;
                 let (incidents, analyses): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
                 expiry.incidents += incidents as u64;
                 expiry.analyses += analyses as u64;

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_incident_indexes.sql"),
     migration!(9, "0009_shared_resources.sql"),
     migration!(10, "0010_incident_trigger_when.sql"),
+    migration!(11, "0011_evidence.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

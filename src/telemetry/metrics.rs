@@ -188,6 +188,8 @@ pub struct Metrics {
     pub bytes_freed: Family<StoredLabels, Counter>,
     pub oldest_retained: Family<StoredLabels, Gauge<f64, AtomicU64>>,
     pub rows_expired: Family<TableLabels, Counter>,
+    pub evidence_signals: Family<StoredLabels, Gauge>,
+    pub evidence_bytes: Family<StoredLabels, Gauge>,
     pub maintenance_errors: Counter,
     pub maintenance_passes: Counter,
     /// Repeated failures, logged once per episode.
@@ -229,6 +231,8 @@ impl Metrics {
             bytes_freed: Family::default(),
             oldest_retained: Family::default(),
             rows_expired: Family::default(),
+            evidence_signals: Family::default(),
+            evidence_bytes: Family::default(),
             maintenance_errors: Counter::default(),
             maintenance_passes: Counter::default(),
             episodes,
@@ -357,6 +361,16 @@ impl Metrics {
             m.rows_expired.clone(),
         );
         registry.register(
+            "prodsentinel_retention_evidence_signals",
+            "Signals kept as evidence (of analysed incidents, of problems) after their partition expired",
+            m.evidence_signals.clone(),
+        );
+        registry.register(
+            "prodsentinel_retention_evidence_bytes",
+            "Disk bytes of the evidence kept after its partition expired",
+            m.evidence_bytes.clone(),
+        );
+        registry.register(
             "prodsentinel_maintenance_errors",
             "Maintenance steps that failed (retried by the next pass)",
             m.maintenance_errors.clone(),
@@ -370,16 +384,24 @@ impl Metrics {
     }
 
     pub fn count_dropped_partition(&self, dropped: &crate::store::partitions::Dropped) {
-        let count = |signal: StoredLabel, bytes: i64| {
-            let labels = StoredLabels { signal };
-            self.partitions_dropped.get_or_create(&labels).inc();
-            self.bytes_freed.get_or_create(&labels).inc_by(bytes.max(0) as u64);
+        let signal = match (dropped.signal_type, dropped.legacy) {
+            (Some(signal_type), _) => signal_type.into(),
+            (None, true) => StoredLabel::mixed,
+            // An empty range partition: no signal left in it.
+            (None, false) => return,
         };
-        if dropped.legacy {
-            count(StoredLabel::mixed, dropped.bytes);
-        }
-        for (signal_type, bytes) in &dropped.bytes_by_type {
-            count((*signal_type).into(), *bytes);
+        let labels = StoredLabels { signal };
+        self.partitions_dropped.get_or_create(&labels).inc();
+        self.bytes_freed.get_or_create(&labels).inc_by(dropped.bytes.max(0) as u64);
+    }
+
+    /// Evidence kept in partitions whose noise expired: `(type or None for mixed, signals,
+    /// bytes)`, as [`crate::store::Store::evidence_kept`] reads it.
+    pub fn set_evidence(&self, kept: &[(Option<crate::model::SignalType>, i64, i64)]) {
+        for (signal_type, signals, bytes) in kept {
+            let labels = StoredLabels { signal: signal_type.map_or(StoredLabel::mixed, Into::into) };
+            self.evidence_signals.get_or_create(&labels).set(*signals);
+            self.evidence_bytes.get_or_create(&labels).set(*bytes);
         }
     }
 

@@ -10,12 +10,13 @@
 //! inserts or reads; dropping one takes its parent's ACCESS EXCLUSIVE lock for the moment the
 //! catalog changes.
 
+mod evidence;
 mod plan;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
 
-pub use plan::{expired, leaf_name, ranges_to_create, Expired, NewRange, RangePartition};
+pub use plan::{expired, leaf_name, ranges_to_create, Bounds, Expired, NewRange, RangePartition};
 
 use super::bootstrap::quote_identifier;
 use super::{StorageSettings, Store, StoreError};
@@ -38,24 +39,26 @@ pub struct Created {
     pub default_rows_expired: u64,
 }
 
-/// One partition dropped by [`Store::drop_expired_partitions`].
+/// One partition expired by [`Store::drop_expired_partitions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dropped {
     pub name: String,
-    /// The signal types whose rows it held.
-    pub types: Vec<SignalType>,
-    /// The table from before partitioning (all types mixed).
+    /// The type whose rows it held; `None`: the table from before partitioning (every type) or
+    /// an empty range partition.
+    pub signal_type: Option<SignalType>,
+    /// The table from before partitioning.
     pub legacy: bool,
     /// Disk bytes freed (heap, indexes, TOAST).
     pub bytes: i64,
-    /// The same, per signal type's partition (empty for the legacy table).
-    pub bytes_by_type: Vec<(SignalType, i64)>,
+    /// Evidence rows kept in its place (0: dropped whole).
+    pub kept_signals: u64,
 }
 
 enum DropStep {
     Dropped(Dropped),
-    /// Another instance dropped it after it was listed.
-    AlreadyGone,
+    /// Nothing to do: another instance dropped it after it was listed, or it still holds
+    /// evidence.
+    Unchanged,
     /// Another instance holds the maintenance lock: it is doing this pass.
     Busy,
 }
@@ -109,11 +112,18 @@ async fn read_partitions(client: &impl GenericClient) -> Result<Vec<RangePartiti
         .collect()
 }
 
-/// Whether a row of the default partition is kept: `$1`, `$2`, `$3` are the cutoffs of logs,
-/// traces and metrics (in `SignalType::ALL` order), NULL for "forever".
-const KEPT: &str = r#"NOT coalesce(CASE signal_type WHEN 'log' THEN "timestamp" < $1
-                                                    WHEN 'trace' THEN "timestamp" < $2
-                                                    ELSE "timestamp" < $3 END, false)"#;
+/// Whether a row of the default partition is kept: within its type's retention (`$1`, `$2`,
+/// `$3` are the cutoffs of logs, traces and metrics, in `SignalType::ALL` order, NULL for
+/// "forever"), or evidence.
+fn kept() -> String {
+    format!(
+        r#"(NOT coalesce(CASE signal_type WHEN 'log' THEN "timestamp" < $1
+                                          WHEN 'trace' THEN "timestamp" < $2
+                                          ELSE "timestamp" < $3 END, false)
+            OR trace_id IN ({}))"#,
+        super::lifecycle::evidence_traces()
+    )
+}
 
 impl Store {
     /// The range partitions as recorded, oldest first (the legacy table, when there is one).
@@ -146,7 +156,7 @@ impl Store {
             let sql = r#"SELECT EXISTS (SELECT 1 FROM raw_signals_default WHERE "timestamp" >= $1 AND "timestamp" < $2)"#;
             claimed |= tx.query_one(sql, &[&range.starts, &range.ends]).await?.try_get::<_, bool>(0)?;
         }
-        let expired_sql = format!("SELECT EXISTS (SELECT 1 FROM raw_signals_default WHERE NOT ({KEPT}))");
+        let expired_sql = format!("SELECT EXISTS (SELECT 1 FROM raw_signals_default WHERE NOT {})", kept());
         let has_expired: bool =
             tx.query_one(&expired_sql, &[&cutoffs[0], &cutoffs[1], &cutoffs[2]]).await?.try_get(0)?;
         let rotate = claimed || has_expired;
@@ -172,8 +182,9 @@ impl Store {
             let moved = format!(
                 r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id)
                    SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
-                   FROM raw_signals_default_rotating WHERE {KEPT}
-                   ON CONFLICT DO NOTHING"#
+                   FROM raw_signals_default_rotating WHERE {}
+                   ON CONFLICT DO NOTHING"#,
+                kept()
             );
             created.default_rows_kept = tx.execute(&moved, &[&cutoffs[0], &cutoffs[1], &cutoffs[2]]).await?;
             let total: i64 =
@@ -185,20 +196,27 @@ impl Store {
         Ok(Some(created))
     }
 
-    /// Drops what `retention` says has expired at `now`, each drop in a transaction of its own
-    /// (a lock timeout on one leaves the others done). Returns what was dropped and the errors
-    /// of the drops that could not be made this time; `None`: another instance was at it.
+    /// Expires what the lifecycle says has expired at `now`: a type's partition past its
+    /// retention keeps its evidence in its place (or is dropped whole when it holds none); a
+    /// partition holding only evidence is dropped once none of it is evidence any more; a range
+    /// partition left empty is dropped. Each in a transaction of its own (a lock timeout on one
+    /// leaves the others done). Returns what was dropped and the errors of the ones that could
+    /// not be done this time; `None`: another instance was at it.
     pub async fn drop_expired_partitions(
         &self,
         now: DateTime<Utc>,
         turn: Turn,
     ) -> Result<Option<(Vec<Dropped>, Vec<StoreError>)>, StoreError> {
-        let drops = expired(&self.range_partitions().await?, &self.settings.lifecycle, now);
+        let (partitions, evidence_only) = {
+            let client = self.client().await?;
+            (read_partitions(&client).await?, evidence::evidence_only(&client).await?)
+        };
+        let actions = expired(&partitions, &evidence_only, &self.settings.lifecycle, now);
         let (mut dropped, mut failed) = (Vec::new(), Vec::new());
-        for drop in drops {
-            match self.drop_one(&drop, turn).await {
+        for action in actions {
+            match self.expire_one(&action, turn).await {
                 Ok(DropStep::Dropped(done)) => dropped.push(done),
-                Ok(DropStep::AlreadyGone) => {}
+                Ok(DropStep::Unchanged) => {}
                 Ok(DropStep::Busy) if dropped.is_empty() && failed.is_empty() => return Ok(None),
                 Ok(DropStep::Busy) => break,
                 Err(why) => failed.push(why),
@@ -207,51 +225,76 @@ impl Store {
         Ok(Some((dropped, failed)))
     }
 
-    async fn drop_one(&self, drop: &Expired, turn: Turn) -> Result<DropStep, StoreError> {
+    async fn expire_one(&self, action: &Expired, turn: Turn) -> Result<DropStep, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if !take_lock(&tx, turn).await? {
             return Ok(DropStep::Busy);
         }
-        let (table, partition, types, legacy) = match drop {
-            Expired::Leaf { partition, signal_type } => {
-                (leaf_name(partition, *signal_type), partition, vec![*signal_type], false)
-            }
-            Expired::Whole { partition, types, legacy } => {
-                (partition.clone(), partition, types.clone(), *legacy)
-            }
+        let table = match action {
+            Expired::Noise { table, .. } | Expired::Evidence { table } => table,
+            Expired::Empty { partition } => partition,
         };
         // Another instance may have dropped it since it was listed.
         let present: bool =
-            tx.query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[&table]).await?.try_get(0)?;
+            tx.query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[table]).await?.try_get(0)?;
         if !present {
             tx.commit().await?;
-            return Ok(DropStep::AlreadyGone);
+            return Ok(DropStep::Unchanged);
         }
-        let bytes: i64 = tx
-            .query_one(
-                "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::int8 FROM pg_partition_tree($1::text::regclass)",
-                &[&table],
-            )
-            .await?
-            .try_get(0)?;
-        let mut bytes_by_type = Vec::new();
-        if !legacy {
-            for signal_type in &types {
-                let leaf = match drop {
-                    Expired::Leaf { .. } => table.clone(),
-                    Expired::Whole { .. } => leaf_name(partition, *signal_type),
+        let bytes = evidence::size(&tx, table).await?;
+        let mut dropped =
+            Dropped { name: table.clone(), signal_type: None, legacy: false, bytes, kept_signals: 0 };
+        match action {
+            Expired::Noise { bounds, .. } => {
+                (dropped.signal_type, dropped.legacy) = match bounds {
+                    Bounds::Type { signal_type, .. } => (Some(*signal_type), false),
+                    Bounds::Before(_) => (None, true),
                 };
-                let size = "SELECT pg_total_relation_size($1::text::regclass)";
-                bytes_by_type.push((*signal_type, tx.query_one(size, &[&leaf]).await?.try_get(0)?));
+                if let Some(kept) = evidence::keep_evidence(&tx, table, bounds).await? {
+                    dropped.bytes = kept.bytes_before - kept.bytes_after;
+                    dropped.kept_signals = kept.signals;
+                    tx.commit().await?;
+                    return Ok(DropStep::Dropped(dropped));
+                }
+            }
+            Expired::Evidence { .. } => {
+                if evidence::holds_evidence(&tx, table).await? {
+                    tx.commit().await?;
+                    return Ok(DropStep::Unchanged);
+                }
+                dropped.signal_type = evidence::forget(&tx, table).await?;
+                dropped.legacy = dropped.signal_type.is_none();
+            }
+            Expired::Empty { .. } => {
+                tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[table]).await?;
             }
         }
-        tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(&table))).await?;
-        if matches!(drop, Expired::Whole { .. }) {
-            tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[partition]).await?;
+        tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(table))).await?;
+        if dropped.legacy {
+            tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[table]).await?;
         }
         tx.commit().await?;
-        Ok(DropStep::Dropped(Dropped { name: table, types, legacy, bytes, bytes_by_type }))
+        Ok(DropStep::Dropped(dropped))
+    }
+
+    /// Evidence kept in partitions whose noise expired, per signal type (`None`: the table from
+    /// before partitioning): `(type, signals, bytes)`.
+    pub async fn evidence_kept(&self) -> Result<Vec<(Option<SignalType>, i64, i64)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT signal_type::text, sum(signals)::int8, sum(pg_total_relation_size(to_regclass(quote_ident(name))))::int8
+                 FROM raw_signal_evidence WHERE to_regclass(quote_ident(name)) IS NOT NULL GROUP BY 1",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let label: Option<String> = row.try_get(0)?;
+                Ok((label.as_deref().and_then(SignalType::parse), row.try_get(1)?, row.try_get(2)?))
+            })
+            .collect()
     }
 
     /// Per signal type, the oldest time still stored (the start of the oldest partition holding

@@ -1,6 +1,8 @@
 //! Which partitions to create and which to drop, decided from the recorded ones, the settings
 //! and a time. Pure, so that every rule is tested without a database or a clock.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 
 use crate::model::{Lifecycle, PartitionInterval, SignalType};
@@ -81,38 +83,59 @@ pub fn ranges_to_create(
     missing
 }
 
-/// A partition the retention says must go.
+/// Where an expiring partition sits, to put its evidence in its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expired {
-    /// One signal type's partition under a range partition that keeps other types.
-    Leaf { partition: String, signal_type: SignalType },
-    /// A whole range partition: every type it still holds has expired (or it holds none).
-    Whole { partition: String, types: Vec<SignalType>, legacy: bool },
+pub enum Bounds {
+    /// A signal type's partition, under the range partition `parent`.
+    Type { parent: String, signal_type: SignalType },
+    /// The table from before partitioning: every type, stamped before its cut-over.
+    Before(DateTime<Utc>),
 }
 
-/// What has expired at `now`: a type's partition once its whole range is older than the
-/// type's retention (every row in it is then past the retention). The legacy table holds all
-/// types mixed, so it goes only once every type's retention has passed its end.
-pub fn expired(partitions: &[RangePartition], lifecycle: &Lifecycle, now: DateTime<Utc>) -> Vec<Expired> {
+/// What the lifecycle asks of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expired {
+    /// Past its retention as noise: its evidence is kept in its place (a small table of the same
+    /// name and bounds), the rest dropped; dropped whole when it holds no evidence.
+    Noise { table: String, bounds: Bounds },
+    /// Holds only evidence: dropped once none of it is evidence any more.
+    Evidence { table: String },
+    /// A range partition with no type's partition left under it.
+    Empty { partition: String },
+}
+
+/// What expires at `now` ([`Lifecycle::partition_expired`]): a type's partition once its whole
+/// range is older than the type's retention; the legacy table, which holds every type mixed,
+/// once every type's retention has passed its end. `evidence_only` names the partitions that
+/// already hold only evidence.
+pub fn expired(
+    partitions: &[RangePartition],
+    evidence_only: &HashSet<String>,
+    lifecycle: &Lifecycle,
+    now: DateTime<Utc>,
+) -> Vec<Expired> {
     let past =
         |signal_type: SignalType, ends: DateTime<Utc>| lifecycle.partition_expired(signal_type, ends, now);
-    let mut drops = Vec::new();
+    let expiring = |table: String, bounds: Bounds| match evidence_only.contains(&table) {
+        true => Expired::Evidence { table },
+        false => Expired::Noise { table, bounds },
+    };
+    let mut expired = Vec::new();
     for partition in partitions {
-        let gone: Vec<SignalType> =
-            partition.types.iter().copied().filter(|t| past(*t, partition.ends)).collect();
         if partition.legacy {
             if SignalType::ALL.iter().all(|t| past(*t, partition.ends)) {
-                drops.push(Expired::Whole { partition: partition.name.clone(), types: gone, legacy: true });
+                expired.push(expiring(partition.name.clone(), Bounds::Before(partition.ends)));
             }
-        } else if gone.len() == partition.types.len() {
-            drops.push(Expired::Whole { partition: partition.name.clone(), types: gone, legacy: false });
+        } else if partition.types.is_empty() {
+            expired.push(Expired::Empty { partition: partition.name.clone() });
         } else {
-            for signal_type in gone {
-                drops.push(Expired::Leaf { partition: partition.name.clone(), signal_type });
+            for signal_type in partition.types.iter().copied().filter(|t| past(*t, partition.ends)) {
+                let bounds = Bounds::Type { parent: partition.name.clone(), signal_type };
+                expired.push(expiring(leaf_name(&partition.name, signal_type), bounds));
             }
         }
     }
-    drops
+    expired
 }
 
 #[cfg(test)]
@@ -214,27 +237,42 @@ mod tests {
         assert_eq!(made[0].name(), "raw_signals_p20261201t18");
     }
 
+    fn none() -> HashSet<String> {
+        HashSet::new()
+    }
+
+    fn noise(partition: &RangePartition, signal_type: SignalType) -> Expired {
+        let bounds = Bounds::Type { parent: partition.name.clone(), signal_type };
+        Expired::Noise { table: leaf_name(&partition.name, signal_type), bounds }
+    }
+
     #[test]
-    fn each_type_expires_on_its_own_and_the_last_takes_the_whole_partition() {
+    fn each_type_expires_on_its_own() {
         let days = |n: u64| Some(Duration::from_secs(n * 86_400));
         let retention = Retention { traces: days(7), logs: days(7), metrics: days(30) };
         let old = day("2026-11-01T00:00:00Z", &SignalType::ALL);
         let now = utc("2026-11-10T00:00:00Z");
-        let mut drops = expired(std::slice::from_ref(&old), &keeping(retention), now);
+        let mut drops = expired(std::slice::from_ref(&old), &none(), &keeping(retention), now);
         drops.sort_by_key(|d| format!("{d:?}"));
-        assert_eq!(
-            drops,
-            [
-                Expired::Leaf { partition: old.name.clone(), signal_type: SignalType::Log },
-                Expired::Leaf { partition: old.name.clone(), signal_type: SignalType::Trace },
-            ]
-        );
+        assert_eq!(drops, [noise(&old, SignalType::Log), noise(&old, SignalType::Trace)]);
         let metrics_only = day("2026-11-01T00:00:00Z", &[SignalType::Metric]);
-        assert!(expired(std::slice::from_ref(&metrics_only), &keeping(retention), now).is_empty());
+        assert!(expired(std::slice::from_ref(&metrics_only), &none(), &keeping(retention), now).is_empty());
         let later = utc("2026-12-02T00:00:00Z");
         assert_eq!(
-            expired(std::slice::from_ref(&metrics_only), &keeping(retention), later),
-            [Expired::Whole { partition: old.name.clone(), types: vec![SignalType::Metric], legacy: false }]
+            expired(std::slice::from_ref(&metrics_only), &none(), &keeping(retention), later),
+            [noise(&metrics_only, SignalType::Metric)]
+        );
+    }
+
+    #[test]
+    fn a_partition_holding_only_evidence_is_checked_not_expired_again() {
+        let retention = Retention { traces: Some(Duration::from_secs(86_400)), ..Retention::FOREVER };
+        let old = day("2026-11-01T00:00:00Z", &[SignalType::Trace, SignalType::Log]);
+        let kept: HashSet<String> = [leaf_name(&old.name, SignalType::Trace)].into();
+        assert_eq!(
+            expired(std::slice::from_ref(&old), &kept, &keeping(retention), utc("2026-11-05T00:00:00Z")),
+            [Expired::Evidence { table: leaf_name(&old.name, SignalType::Trace) }],
+            "logs are kept forever; the trace partition already holds only evidence"
         );
     }
 
@@ -242,40 +280,47 @@ mod tests {
     fn a_partition_expires_only_once_its_end_is_past_the_retention() {
         let retention = Retention { traces: Some(Duration::from_secs(86_400)), ..Retention::FOREVER };
         let partition = day("2026-12-01T00:00:00Z", &[SignalType::Trace]);
-        assert!(expired(std::slice::from_ref(&partition), &keeping(retention), utc("2026-12-02T23:59:59Z"))
-            .is_empty());
-        assert_eq!(
-            expired(std::slice::from_ref(&partition), &keeping(retention), utc("2026-12-03T00:00:00Z")).len(),
-            1
-        );
+        let at =
+            |now: &str| expired(std::slice::from_ref(&partition), &none(), &keeping(retention), utc(now));
+        assert!(at("2026-12-02T23:59:59Z").is_empty());
+        assert_eq!(at("2026-12-03T00:00:00Z"), [noise(&partition, SignalType::Trace)]);
         assert!(
-            expired(&[partition], &keeping(Retention::FOREVER), utc("2099-01-01T00:00:00Z")).is_empty(),
+            expired(
+                std::slice::from_ref(&partition),
+                &none(),
+                &keeping(Retention::FOREVER),
+                utc("2099-01-01T00:00:00Z")
+            )
+            .is_empty(),
             "0: forever"
         );
     }
 
     #[test]
-    fn the_legacy_table_goes_when_every_type_has_expired() {
+    fn the_legacy_table_expires_when_every_type_has() {
         let legacy = legacy_until("2026-12-01T10:00:00Z");
         let days = |n: u64| Some(Duration::from_secs(n * 86_400));
         let retention = Retention { traces: days(7), logs: days(7), metrics: days(30) };
         let legacy_only = std::slice::from_ref(&legacy);
         assert!(
-            expired(legacy_only, &keeping(retention), utc("2026-12-20T00:00:00Z")).is_empty(),
+            expired(legacy_only, &none(), &keeping(retention), utc("2026-12-20T00:00:00Z")).is_empty(),
             "metrics still kept"
         );
-        assert_eq!(expired(legacy_only, &keeping(retention), utc("2027-01-01T00:00:00Z")).len(), 1);
+        assert_eq!(
+            expired(legacy_only, &none(), &keeping(retention), utc("2027-01-01T00:00:00Z")),
+            [Expired::Noise { table: legacy.name.clone(), bounds: Bounds::Before(legacy.ends) }]
+        );
         let forever_logs = Retention { logs: None, ..retention };
-        assert!(expired(legacy_only, &keeping(forever_logs), utc("2099-01-01T00:00:00Z")).is_empty());
+        assert!(expired(legacy_only, &none(), &keeping(forever_logs), utc("2099-01-01T00:00:00Z")).is_empty());
     }
 
     #[test]
-    fn an_empty_range_partition_is_dropped_whole() {
+    fn a_range_partition_with_no_type_left_goes() {
         let shell = day("2026-11-01T00:00:00Z", &[]);
         let retention = Retention { traces: Some(Duration::from_secs(86_400)), ..Retention::FOREVER };
         assert_eq!(
-            expired(std::slice::from_ref(&shell), &keeping(retention), utc("2026-11-03T00:00:00Z")),
-            [Expired::Whole { partition: shell.name, types: vec![], legacy: false }]
+            expired(std::slice::from_ref(&shell), &none(), &keeping(retention), utc("2026-11-03T00:00:00Z")),
+            [Expired::Empty { partition: shell.name }]
         );
     }
 }

@@ -1,0 +1,101 @@
+//! Evidence kept when its partition expires (`model::lifecycle`): the rows of evidence traces
+//! are copied into a new table that takes the expired partition's place (its name, parent and
+//! bounds) and the old table is dropped whole; a partition holding only evidence is dropped
+//! once none of its rows is evidence any more. No row is ever updated or deleted.
+
+use std::collections::HashSet;
+
+use deadpool_postgres::{GenericClient, Transaction};
+
+use super::plan::Bounds;
+use super::{append_only_trigger, quote_identifier};
+use crate::model::SignalType;
+use crate::store::lifecycle::evidence_traces;
+use crate::store::StoreError;
+
+/// What a partition kept when it expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Kept {
+    pub signals: u64,
+    pub bytes_before: i64,
+    pub bytes_after: i64,
+}
+
+/// The partitions that hold only evidence.
+pub(super) async fn evidence_only(client: &impl GenericClient) -> Result<HashSet<String>, StoreError> {
+    let rows = client.query("SELECT name FROM raw_signal_evidence", &[]).await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
+
+pub(super) async fn size(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
+    let sql = "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::int8 FROM pg_partition_tree($1::text::regclass)";
+    Ok(tx.query_one(sql, &[&table]).await?.try_get(0)?)
+}
+
+/// Puts a table holding only `table`'s evidence rows in its place; `None` (nothing changed)
+/// when it holds none, for the caller to drop it whole.
+pub(super) async fn keep_evidence(
+    tx: &Transaction<'_>,
+    table: &str,
+    bounds: &Bounds,
+) -> Result<Option<Kept>, StoreError> {
+    let (quoted, kept) = (quote_identifier(table), quote_identifier(&format!("{table}_kept")));
+    tx.batch_execute(&format!("CREATE TABLE {kept} (LIKE {quoted} INCLUDING DEFAULTS)")).await?;
+    let copy = format!("INSERT INTO {kept} SELECT * FROM {quoted} WHERE trace_id IN ({})", evidence_traces());
+    let signals = tx.execute(&copy, &[]).await?;
+    if signals == 0 {
+        tx.batch_execute(&format!("DROP TABLE {kept}")).await?;
+        return Ok(None);
+    }
+    let bytes_before = size(tx, table).await?;
+    // Bounds as literals (DDL takes no parameters), from our own names and timestamps.
+    let (parent, values, signal_type) = match bounds {
+        Bounds::Type { parent, signal_type } => {
+            (quote_identifier(parent), format!("IN ('{}')", signal_type.as_str()), Some(*signal_type))
+        }
+        Bounds::Before(ends) => {
+            ("raw_signals".to_owned(), format!("FROM (MINVALUE) TO ('{}')", ends.to_rfc3339()), None)
+        }
+    };
+    // Readers wait for the moment the catalog changes, then see the kept rows where the
+    // partition was (ATTACH builds the parent's indexes and key on the small table).
+    tx.batch_execute(&format!(
+        "ALTER TABLE {parent} DETACH PARTITION {quoted};
+         DROP TABLE {quoted};
+         ALTER TABLE {kept} RENAME TO {quoted};
+         ALTER TABLE {parent} ATTACH PARTITION {quoted} FOR VALUES {values};
+         {};",
+        append_only_trigger(table)
+    ))
+    .await?;
+    tx.execute(
+        "INSERT INTO raw_signal_evidence (name, signal_type, signals, bytes_before)
+         VALUES ($1, $2::text::signaltypeenum, $3, $4)",
+        &[&table, &signal_type.map(SignalType::as_str), &(signals as i64), &bytes_before],
+    )
+    .await?;
+    let bytes_after = size(tx, table).await?;
+    Ok(Some(Kept { signals, bytes_before, bytes_after }))
+}
+
+/// Whether `table`, which holds only evidence, still holds some.
+pub(super) async fn holds_evidence(tx: &Transaction<'_>, table: &str) -> Result<bool, StoreError> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE trace_id IN ({}))",
+        quote_identifier(table),
+        evidence_traces()
+    );
+    Ok(tx.query_one(&sql, &[]).await?.try_get(0)?)
+}
+
+/// The type an evidence partition held (`None`: the table from before partitioning).
+pub(super) async fn forget(tx: &Transaction<'_>, table: &str) -> Result<Option<SignalType>, StoreError> {
+    let row = tx
+        .query_opt("DELETE FROM raw_signal_evidence WHERE name = $1 RETURNING signal_type::text", &[&table])
+        .await?;
+    let label: Option<String> = match row {
+        Some(row) => row.try_get(0)?,
+        None => None,
+    };
+    Ok(label.as_deref().and_then(SignalType::parse))
+}

@@ -1,0 +1,128 @@
+//! Evidence outlives noise: when a partition expires, the signals of analysed incidents' traces
+//! stay, their trace whole and exactly as the API and the worker read them, while the healthy
+//! traffic beside them goes; the evidence goes with its incident.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use prodsentinel::store::partitions::Turn;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use super::{day_partition, days, exists, log_at};
+use crate::helpers::{one, spawn_app_dispatching_by_hand, wait_for, TestApp};
+use crate::metrics::{get, scrape_addr};
+
+/// A legacy span and point of `trace` stamped `at`.
+async fn span_and_point(app: &TestApp, trace: &str, at: DateTime<Utc>) {
+    let span = json!({
+        "signal_id": uuid::Uuid::new_v4().to_string(), "trace_id": trace, "span_id": "s1",
+        "parent_span_id": null, "service_name": "checkout", "timestamp": at.to_rfc3339(),
+        "duration_ms": 12.5, "status": "ok"
+    });
+    let point = json!({
+        "signal_id": uuid::Uuid::new_v4().to_string(), "trace_id": trace, "service_name": "checkout",
+        "timestamp": at.to_rfc3339(), "metric_name": "queue_depth", "value": 3, "unit": "1"
+    });
+    for (path, body) in [("/ingest/traces", span), ("/ingest/metrics", point)] {
+        assert_eq!(app.post_json(path, &body).await.0, StatusCode::ACCEPTED, "{path}");
+    }
+}
+
+/// The worker's read (docs/contracts.md §1), every column, as JSON.
+async fn worker_read(db: &Client, trace: &str) -> Vec<Value> {
+    db.query(r#"SELECT to_jsonb(r) FROM (SELECT * FROM raw_signals WHERE trace_id = $1 ORDER BY "timestamp", id) r"#, &[&trace])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+async fn size(db: &Client, table: &str) -> i64 {
+    db.query_one("SELECT pg_total_relation_size($1::text::regclass)", &[&table]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysed_trace_outlives_its_partition_whole_and_the_healthy_traffic_beside_it_goes() {
+    let app = spawn_app_dispatching_by_hand(&[]).await;
+    let db = app.db().await;
+    let old = Utc::now() - days(3);
+    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    // Three days ago, in one day's partitions: a trace whose ERROR log asked for an analysis, and
+    // the healthy traffic of a thousand traces beside it.
+    let evidence = "t-evidence";
+    for level in ["INFO", "ERROR"] {
+        assert_eq!(
+            app.post_json("/ingest/logs", &log_at(evidence, level, old)).await.0,
+            StatusCode::ACCEPTED
+        );
+    }
+    span_and_point(&app, evidence, old).await;
+    for batch in 0..10 {
+        let logs: Vec<Value> = (0..100)
+            .map(|n| {
+                let mut log = log_at(&format!("t-healthy-{batch}-{n}"), "INFO", old);
+                log["message"] = json!(format!("all is well {}", "x".repeat(1000)));
+                log
+            })
+            .collect();
+        assert_eq!(app.post_json("/ingest/logs", &json!(logs)).await.0, StatusCode::ACCEPTED);
+        span_and_point(&app, &format!("t-healthy-{batch}"), old).await;
+    }
+    let requested: i64 = one(
+        &db,
+        "SELECT count(*) FROM incidents WHERE trace_id = 't-evidence' AND analysis_requested_at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(requested, 1, "the ERROR asked for an analysis");
+    let (api_before, worker_before) =
+        (app.get_json("/query/traces/t-evidence").await.1, worker_read(&db, evidence).await);
+    assert_eq!(worker_before.len(), 4);
+    let log_leaf = day_partition(old, "log");
+    let bytes_before = size(&db, &log_leaf).await;
+
+    // The operator shortens every retention to a day: that day's partitions expire.
+    let shorter = ["--retention-logs", "1d", "--retention-traces", "1d", "--retention-metrics", "1d"];
+    let args: Vec<&str> = shorter.iter().copied().chain(["--retention-check-seconds", "1"]).collect();
+    let instance = app.second_instance(&args).await;
+    wait_for(
+        "the three partitions of that day to keep only their evidence",
+        StdDuration::from_secs(30),
+        || async { one::<i64>(&db, "SELECT count(*) FROM raw_signal_evidence").await == 3 },
+    )
+    .await;
+    let healthy: i64 = one(&db, "SELECT count(*) FROM raw_signals WHERE trace_id LIKE 't-healthy-%'").await;
+    assert_eq!(healthy, 0, "the healthy traffic expired");
+    assert_eq!(
+        app.get_json("/query/traces/t-evidence").await.1,
+        api_before,
+        "the API answers it whole, unchanged"
+    );
+    assert_eq!(worker_read(&db, evidence).await, worker_before, "the worker reads every row, unchanged");
+    assert!(exists(&db, &log_leaf).await, "the evidence sits where the partition was");
+    let bytes_after = size(&db, &log_leaf).await;
+    assert!(
+        bytes_after * 10 < bytes_before,
+        "the partition shrank to its evidence: {bytes_before} -> {bytes_after}"
+    );
+    let kept = scrape_addr(instance.addr).await;
+    assert_eq!(get(&kept, r#"prodsentinel_retention_evidence_signals{signal="log"}"#), 2.0);
+    assert_eq!(get(&kept, r#"prodsentinel_retention_evidence_signals{signal="trace"}"#), 1.0);
+    assert!(get(&kept, r#"prodsentinel_retention_evidence_bytes{signal="log"}"#) > 0.0);
+    assert!(get(&kept, r#"prodsentinel_retention_partitions_dropped_total{signal="log"}"#) >= 1.0);
+    eprintln!("evidence: the log partition went from {bytes_before} to {bytes_after} bytes, its 2 evidence rows kept");
+
+    // Its incident and problem expire (INCIDENT_RETENTION): the evidence goes with them.
+    drop(instance);
+    let args: Vec<&str> = args.into_iter().chain(["--incident-retention", "1s"]).collect();
+    let _expiring = app.second_instance(&args).await;
+    wait_for("the evidence to go with its incident", StdDuration::from_secs(30), || async {
+        one::<i64>(&db, "SELECT count(*) FROM raw_signal_evidence").await == 0
+    })
+    .await;
+    assert!(worker_read(&db, evidence).await.is_empty());
+    assert!(!exists(&db, &log_leaf).await);
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM incidents WHERE trace_id = 't-evidence'").await, 0);
+}
