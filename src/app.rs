@@ -195,7 +195,8 @@ impl App {
 
     /// The maintenance job this app runs (tests run passes by hand, at any time).
     pub fn maintenance(&self) -> Maintenance {
-        let settings = MaintenanceSettings { every: self.config.retention_check };
+        let settings =
+            MaintenanceSettings { every: self.config.retention_check, size_every: self.config.size_check };
         Maintenance::new(self.store.clone(), settings, self.metrics.clone())
     }
 

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::store::lifecycle::Expiry;
-use crate::store::partitions::{Created, Dropped, Turn};
+use crate::store::partitions::{Created, Dropped, SizePass, Turn};
 use crate::store::{Store, StoreError};
+use crate::telemetry::episodes::{Cause, Source};
 use crate::telemetry::metrics::Metrics;
 
 /// Start-up tries to create the partitions this many times, a second apart.
@@ -29,6 +30,8 @@ const EXPIRY_BUDGET: Duration = Duration::from_secs(10);
 pub struct MaintenanceSettings {
     /// Between passes (`RETENTION_CHECK_SECONDS`).
     pub every: Duration,
+    /// Between size checks, with a budget (`RETENTION_SIZE_CHECK_SECONDS`).
+    pub size_every: Duration,
 }
 
 /// What one pass did; tests run passes by hand (at any `now`) and look at this.
@@ -141,6 +144,12 @@ impl Maintenance {
             }
             Err(why) => report.errors.push(fail("expiring incidents and outbox rows", why)),
         }
+        match self.store.database_size().await {
+            Ok(size) => {
+                self.metrics.database_size.set(size);
+            }
+            Err(why) => report.errors.push(fail("measuring the database", why)),
+        }
         match self.store.evidence_kept().await {
             Ok(kept) => self.metrics.set_evidence(&kept),
             Err(why) => report.errors.push(fail("reading the evidence kept", why)),
@@ -167,18 +176,71 @@ impl Maintenance {
         self.metrics.partitions_created.inc_by(created.partitions.len() as u64);
     }
 
-    /// A pass now, then one every `RETENTION_CHECK_SECONDS`, until `stop`. A pass in progress
-    /// when `stop` comes is abandoned: its open transaction rolls back (each step is atomic)
-    /// and the next start does it again.
+    /// With a size budget: the database's size checked, and whole partitions dropped oldest
+    /// first while it is over ([`Store::enforce_size_budget`]); each drop logged once, with its
+    /// reason. `None`: no budget, or another instance did it.
+    pub async fn size_pass_at(&self, now: DateTime<Utc>, turn: Turn) -> Option<SizePass> {
+        let budget = self.store.settings().lifecycle.max_database_bytes?;
+        self.metrics.database_size_budget.set(budget as i64);
+        let episodes = &self.metrics.episodes;
+        let pass = match self.store.enforce_size_budget(budget, now, turn).await {
+            Ok(pass) => pass?,
+            Err(why) => {
+                self.metrics.maintenance_errors.inc();
+                episodes.failed(Source::size_budget, Cause::from(&why), &crate::error::error_chain(&why));
+                return None;
+            }
+        };
+        for partition in &pass.dropped {
+            warn!(partition = %partition.name, signal_type = partition.signal_type.map(crate::model::SignalType::as_str),
+                  bytes_freed = partition.bytes, evidence_kept = partition.kept_signals, reason = "size", budget,
+                  "dropped a partition: the database is over RETENTION_MAX_DATABASE_SIZE");
+            self.metrics.count_dropped_partition(partition);
+        }
+        self.metrics.database_size.set(pass.bytes_after);
+        if pass.bytes_after as u64 > budget {
+            // Only the partitions being written (and evidence) are left: the budget is too small
+            // for the traffic, or something else fills the database.
+            let detail = format!("{} bytes, budget {budget}", pass.bytes_after);
+            episodes.failed(Source::size_budget, Cause::database_over_budget, &detail);
+        } else {
+            episodes.recovered(Source::size_budget);
+        }
+        Some(pass)
+    }
+
+    /// A pass now, then one every `RETENTION_CHECK_SECONDS`, until `stop`; with a size budget,
+    /// a size pass every `RETENTION_SIZE_CHECK_SECONDS` and at once when a write finds the disk
+    /// full. A pass in progress when `stop` comes is abandoned: its open transaction rolls back
+    /// (each step is atomic) and the next start does it again.
     pub async fn run(self, stop: CancellationToken) {
+        let budgeted = self.store.settings().lifecycle.max_database_bytes.is_some();
+        let pressure = self.store.size_pressure();
+        let mut size_checks = tokio::time::interval(self.settings.size_every);
+        size_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_pass = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = self.pass_at(Utc::now(), Turn::SkipIfBusy) => {}
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(self.settings.every) => {}
+                () = tokio::time::sleep_until(next_pass) => {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = self.pass_at(Utc::now(), Turn::SkipIfBusy) => {}
+                    }
+                    next_pass = tokio::time::Instant::now() + self.settings.every;
+                }
+                _ = size_checks.tick(), if budgeted => {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = self.size_pass_at(Utc::now(), Turn::SkipIfBusy) => {}
+                    }
+                }
+                () = pressure.notified(), if budgeted => {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = self.size_pass_at(Utc::now(), Turn::SkipIfBusy) => {}
+                    }
+                }
             }
         }
     }

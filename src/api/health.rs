@@ -71,6 +71,13 @@ pub async fn ready(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
         })
         .collect();
     body["failing"] = Value::Array(failing);
+    if let Some(budget) = state.store.settings().lifecycle.max_database_bytes {
+        let size = state.metrics.database_size.get();
+        body["database_size"] = json!({
+            "bytes": size, "budget_bytes": budget,
+            "used_of_budget": (size as f64 / budget as f64 * 1000.0).round() / 1000.0,
+        });
+    }
     if let Some(replica) = state.store.replica_status(PROBE_TIMEOUT).await {
         body["query_replica"] = json!({
             "status": if replica.reachable { "connected" } else { "unavailable" },

@@ -149,6 +149,18 @@ pub struct Readiness {
     /// database's disk is full, Redis unreachable, … Empty when all is well; these do not make
     /// the service unready (reads, and the other instances' work, go on).
     pub failing: Vec<FailingNow>,
+    /// Only with `RETENTION_MAX_DATABASE_SIZE`: the size as last measured, against the budget.
+    pub database_size: Option<DatabaseSize>,
+}
+
+/// The database's size against its budget, in `/health/ready`.
+#[derive(Serialize, ToSchema)]
+pub struct DatabaseSize {
+    /// `pg_database_size`, as last measured (every `RETENTION_SIZE_CHECK_SECONDS`).
+    pub bytes: i64,
+    pub budget_bytes: u64,
+    /// `bytes / budget_bytes`.
+    pub used_of_budget: f64,
 }
 
 /// An episode of repeated failures in progress, in `/health/ready`.

@@ -209,6 +209,17 @@ pub struct Cli {
     #[arg(long, env = "RETENTION_CHECK_SECONDS", default_value = "300")]
     pub retention_check_seconds: String,
 
+    /// A size budget for the database (`500GB`, `2TB`; K, M, G, T are powers of 1024): above it,
+    /// whole partitions are dropped oldest first (healthy traffic before evidence, never the one
+    /// being written) until it is back under. Empty: no budget.
+    #[arg(long, env = "RETENTION_MAX_DATABASE_SIZE", default_value = "")]
+    pub retention_max_database_size: String,
+
+    /// How often the database's size is checked against RETENTION_MAX_DATABASE_SIZE, in
+    /// seconds (and at once when PostgreSQL reports its disk full).
+    #[arg(long, env = "RETENTION_SIZE_CHECK_SECONDS", default_value = "10")]
+    pub retention_size_check_seconds: String,
+
     /// How long incidents whose analysis was requested (and their analyses and problems) are
     /// kept after their last signal (`0`: forever). Incidents never analysed go with their
     /// signals.

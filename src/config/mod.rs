@@ -122,6 +122,9 @@ pub struct Config {
     pub lifecycle: Lifecycle,
     /// How often the maintenance job runs (`RETENTION_CHECK_SECONDS`).
     pub retention_check: Duration,
+    /// How often the database's size is checked against its budget
+    /// (`RETENTION_SIZE_CHECK_SECONDS`).
+    pub size_check: Duration,
     /// Totals are exact up to this many rows (`QUERY_EXACT_TOTAL_LIMIT`).
     pub query_exact_total_limit: i64,
 }
@@ -301,9 +304,15 @@ impl Config {
                 incidents: values::duration(&cli.incident_retention, true)
                     .map_err(invalid("INCIDENT_RETENTION"))?,
                 outbox: values::duration(&cli.outbox_retention, true).map_err(invalid("OUTBOX_RETENTION"))?,
+                max_database_bytes: match cli.retention_max_database_size.trim() {
+                    "" | "0" => None,
+                    size => Some(values::storage_size(size).map_err(invalid("RETENTION_MAX_DATABASE_SIZE"))?),
+                },
             },
             retention_check: values::seconds(&cli.retention_check_seconds, 1, 86_400)
                 .map_err(invalid("RETENTION_CHECK_SECONDS"))?,
+            size_check: values::seconds(&cli.retention_size_check_seconds, 1, 3_600)
+                .map_err(invalid("RETENTION_SIZE_CHECK_SECONDS"))?,
             query_exact_total_limit: values::bounded_integer(&cli.query_exact_total_limit, 0, 10_000_000)
                 .map_err(invalid("QUERY_EXACT_TOTAL_LIMIT"))? as i64,
         })
@@ -396,8 +405,12 @@ mod tests {
                 partition_interval: PartitionInterval::ONE_DAY,
                 incidents: days(90),
                 outbox: days(7),
+                max_database_bytes: None,
             }
         );
+        assert_eq!(config.size_check, Duration::from_secs(10));
+        let budget = with(&["--retention-max-database-size", "500GB"]).unwrap();
+        assert_eq!(budget.lifecycle.max_database_bytes, Some(500 << 30));
         assert_eq!(config.retention_check, Duration::from_secs(300));
         assert_eq!(config.query_exact_total_limit, 10_000);
         let forever = with(&["--retention-logs", "0", "--incident-retention", "0"]).unwrap();
@@ -456,6 +469,9 @@ mod tests {
             (&["--incident-retention", "90"], "INCIDENT_RETENTION"),
             (&["--outbox-retention", "x"], "OUTBOX_RETENTION"),
             (&["--query-exact-total-limit", "lots"], "QUERY_EXACT_TOTAL_LIMIT"),
+            (&["--retention-max-database-size", "huge"], "RETENTION_MAX_DATABASE_SIZE"),
+            (&["--retention-max-database-size", "10KB"], "RETENTION_MAX_DATABASE_SIZE"),
+            (&["--retention-size-check-seconds", "0"], "RETENTION_SIZE_CHECK_SECONDS"),
         ];
         for (args, setting) in cases {
             let error = with(args).expect_err(setting);

@@ -81,23 +81,37 @@ pub fn duration(text: &str, zero_is_forever: bool) -> Result<Option<Duration>, S
 
 /// A byte count: `4194304`, `4MiB`, `512KiB`, `1GiB` (binary units; `K`/`M`/`G` mean the same).
 pub fn byte_size(text: &str) -> Result<usize, String> {
+    let bytes = bytes(text, "4194304, 512KiB or 4MiB")?;
+    if !(1024..=(4u64 << 30)).contains(&bytes) {
+        return Err(format!("{text:?} must be between 1KiB and 4GiB"));
+    }
+    usize::try_from(bytes).map_err(|_| format!("{text:?} is too large for this machine"))
+}
+
+/// A size of storage (`500GB`, `2TB`, `750MiB`: K, M, G, T are powers of 1024), from 1 MiB.
+pub fn storage_size(text: &str) -> Result<u64, String> {
+    let bytes = bytes(text, "500GB, 2TB or 750MB")?;
+    if bytes < 1 << 20 {
+        return Err(format!("{text:?} is less than 1MiB"));
+    }
+    Ok(bytes)
+}
+
+fn bytes(text: &str, examples: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(split);
+    let not_a_size = || format!("{text:?} is not a size like {examples}");
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("{text:?} is not a size like 4194304, 512KiB or 4MiB")),
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(not_a_size()),
     };
-    let count: u64 =
-        digits.parse().map_err(|_| format!("{text:?} is not a size like 4194304, 512KiB or 4MiB"))?;
-    let bytes = count
-        .checked_mul(multiplier)
-        .filter(|b| (1024..=(4u64 << 30)).contains(b))
-        .ok_or_else(|| format!("{text:?} must be between 1KiB and 4GiB"))?;
-    usize::try_from(bytes).map_err(|_| format!("{text:?} is too large for this machine"))
+    let count: u64 = digits.parse().map_err(|_| not_a_size())?;
+    count.checked_mul(multiplier).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Python logging names (and tracing's) mapped to a tracing filter; anything containing `=` is

@@ -33,6 +33,10 @@ pub struct Lifecycle {
     pub incidents: Option<Duration>,
     /// Delivered outbox rows; `None`: forever.
     pub outbox: Option<Duration>,
+    /// `RETENTION_MAX_DATABASE_SIZE`: above it, partitions go oldest first, whatever their age
+    /// (healthy traffic before evidence, never the one being written or the next); `None`: no
+    /// budget.
+    pub max_database_bytes: Option<u64>,
 }
 
 /// Cut-off times of the row expiry at one moment: a row older than its cut-off goes.
@@ -104,6 +108,7 @@ mod tests {
             partition_interval: PartitionInterval::ONE_DAY,
             incidents: Some(90 * DAY),
             outbox: Some(7 * DAY),
+            max_database_bytes: None,
         }
     }
 

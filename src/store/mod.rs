@@ -129,6 +129,8 @@ pub struct Store {
     /// The query API's reads (`QUERY_DATABASE_URL`), when they go to a replica.
     replica: Option<Arc<Replica>>,
     settings: StorageSettings,
+    /// Woken when PostgreSQL reports its disk full: the size budget's pass runs at once.
+    size_pressure: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -142,7 +144,7 @@ impl Store {
         let schema = migrate::MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
         let replica =
             query.map(|query| pool(query).map(|p| Replica::new(p, schema))).transpose()?.map(Arc::new);
-        Ok(Store { pool: pool(config)?, replica, settings })
+        Ok(Store { pool: pool(config)?, replica, settings, size_pressure: Arc::default() })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -189,6 +191,11 @@ impl Store {
 
     pub fn settings(&self) -> &StorageSettings {
         &self.settings
+    }
+
+    /// Notified when a write found the database's disk full.
+    pub fn size_pressure(&self) -> Arc<tokio::sync::Notify> {
+        self.size_pressure.clone()
     }
 
     /// Closes the pool: idle connections are dropped, later requests fail fast.

@@ -125,8 +125,22 @@ static STATEMENTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|
 const TIMELESS_LOCK_SPACE: i32 = 0x5349_474e; // "SIGN"
 
 impl Store {
-    /// Stores `signals` and tracks their incidents atomically; returns after the commit.
+    /// Stores `signals` and tracks their incidents atomically; returns after the commit. A
+    /// full disk wakes the size budget's pass.
     pub async fn write_batch(&self, signals: &[Signal], triage: &Triage) -> Result<BatchOutcome, StoreError> {
+        let written = self.write_batch_once(signals, triage).await;
+        if let Err(StoreError::DiskFull(_)) = &written {
+            self.size_pressure.notify_one();
+        }
+        written
+    }
+
+    /// [`Self::write_batch`]: stores `signals` and tracks their incidents atomically; returns after the commit.
+    async fn write_batch_once(
+        &self,
+        signals: &[Signal],
+        triage: &Triage,
+    ) -> Result<BatchOutcome, StoreError> {
         if signals.is_empty() {
             return Ok(BatchOutcome::default());
         }

@@ -36,6 +36,8 @@ pub enum Source {
     outbox,
     /// Redis, where analyses are queued.
     analysis_queue,
+    /// Keeping the database under RETENTION_MAX_DATABASE_SIZE.
+    size_budget,
 }
 
 /// Why: the causes a client or an operator acts on differently.
@@ -53,6 +55,8 @@ pub enum Cause {
     shutting_down,
     /// Redis refuses connections, authentication or TLS.
     redis_unreachable,
+    /// Over its size budget with nothing left that may be dropped.
+    database_over_budget,
 }
 
 impl Cause {
@@ -64,6 +68,7 @@ impl Cause {
             Cause::ingest_queue_full => "ingest_queue_full",
             Cause::shutting_down => "shutting_down",
             Cause::redis_unreachable => "redis_unreachable",
+            Cause::database_over_budget => "database_over_budget",
         }
     }
 
@@ -76,6 +81,9 @@ impl Cause {
             Cause::ingest_queue_full => "the ingest queue is full (the database is not keeping up)",
             Cause::shutting_down => "the service is shutting down",
             Cause::redis_unreachable => "analysis queue (Redis) unavailable, requests kept in the outbox",
+            Cause::database_over_budget => {
+                "the database is over RETENTION_MAX_DATABASE_SIZE with only the partitions being written left"
+            }
         }
     }
 }
@@ -97,6 +105,7 @@ impl Source {
             Source::queries => "queries",
             Source::outbox => "outbox",
             Source::analysis_queue => "analysis_queue",
+            Source::size_budget => "size_budget",
         }
     }
 }

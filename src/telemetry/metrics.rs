@@ -112,6 +112,22 @@ pub struct StoredLabels {
     pub signal: StoredLabel,
 }
 
+/// Why a partition was dropped.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DropReasonLabel {
+    /// Past its retention.
+    age,
+    /// Over RETENTION_MAX_DATABASE_SIZE.
+    size,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub signal: StoredLabel,
+    pub reason: DropReasonLabel,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
     pub table: &'static str,
@@ -184,12 +200,14 @@ pub struct Metrics {
     pub replica_lag: Gauge<f64, AtomicU64>,
     pub signals_expired_on_arrival: Family<SignalLabels, Counter>,
     pub partitions_created: Counter,
-    pub partitions_dropped: Family<StoredLabels, Counter>,
+    pub partitions_dropped: Family<DropLabels, Counter>,
     pub bytes_freed: Family<StoredLabels, Counter>,
     pub oldest_retained: Family<StoredLabels, Gauge<f64, AtomicU64>>,
     pub rows_expired: Family<TableLabels, Counter>,
     pub evidence_signals: Family<StoredLabels, Gauge>,
     pub evidence_bytes: Family<StoredLabels, Gauge>,
+    pub database_size: Gauge,
+    pub database_size_budget: Gauge,
     pub maintenance_errors: Counter,
     pub maintenance_passes: Counter,
     /// Repeated failures, logged once per episode.
@@ -233,6 +251,8 @@ impl Metrics {
             rows_expired: Family::default(),
             evidence_signals: Family::default(),
             evidence_bytes: Family::default(),
+            database_size: Gauge::default(),
+            database_size_budget: Gauge::default(),
             maintenance_errors: Counter::default(),
             maintenance_passes: Counter::default(),
             episodes,
@@ -342,7 +362,7 @@ impl Metrics {
         );
         registry.register(
             "prodsentinel_retention_partitions_dropped",
-            "Partitions dropped past their retention, by the signal type they held",
+            "Partitions dropped, by the signal type they held and why: age (past their retention) or size (over RETENTION_MAX_DATABASE_SIZE)",
             m.partitions_dropped.clone(),
         );
         registry.register(
@@ -371,6 +391,16 @@ impl Metrics {
             m.evidence_bytes.clone(),
         );
         registry.register(
+            "prodsentinel_database_size_bytes",
+            "The database's size on disk (pg_database_size, WAL excluded), as last measured",
+            m.database_size.clone(),
+        );
+        registry.register(
+            "prodsentinel_database_size_budget_bytes",
+            "RETENTION_MAX_DATABASE_SIZE (0: no budget)",
+            m.database_size_budget.clone(),
+        );
+        registry.register(
             "prodsentinel_maintenance_errors",
             "Maintenance steps that failed (retried by the next pass)",
             m.maintenance_errors.clone(),
@@ -390,9 +420,12 @@ impl Metrics {
             // An empty range partition: no signal left in it.
             (None, false) => return,
         };
-        let labels = StoredLabels { signal };
-        self.partitions_dropped.get_or_create(&labels).inc();
-        self.bytes_freed.get_or_create(&labels).inc_by(dropped.bytes.max(0) as u64);
+        let reason = match dropped.reason {
+            crate::store::partitions::DropReason::Age => DropReasonLabel::age,
+            crate::store::partitions::DropReason::Size => DropReasonLabel::size,
+        };
+        self.partitions_dropped.get_or_create(&DropLabels { signal, reason }).inc();
+        self.bytes_freed.get_or_create(&StoredLabels { signal }).inc_by(dropped.bytes.max(0) as u64);
     }
 
     /// Evidence kept in partitions whose noise expired: `(type or None for mixed, signals,

@@ -16,7 +16,7 @@ mod plan;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
 
-pub use plan::{expired, leaf_name, ranges_to_create, Bounds, Expired, NewRange, RangePartition};
+pub use plan::{expired, leaf_name, ranges_to_create, size_drops, Bounds, Expired, NewRange, RangePartition};
 
 use super::bootstrap::quote_identifier;
 use super::{StorageSettings, Store, StoreError};
@@ -52,6 +52,25 @@ pub struct Dropped {
     pub bytes: i64,
     /// Evidence rows kept in its place (0: dropped whole).
     pub kept_signals: u64,
+    pub reason: DropReason,
+}
+
+/// Why a partition was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Past its retention (or its evidence past its incidents').
+    Age,
+    /// The database was over `RETENTION_MAX_DATABASE_SIZE`.
+    Size,
+}
+
+/// What one size pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SizePass {
+    /// `pg_database_size` before and after.
+    pub bytes_before: i64,
+    pub bytes_after: i64,
+    pub dropped: Vec<Dropped>,
 }
 
 enum DropStep {
@@ -214,7 +233,7 @@ impl Store {
         let actions = expired(&partitions, &evidence_only, &self.settings.lifecycle, now);
         let (mut dropped, mut failed) = (Vec::new(), Vec::new());
         for action in actions {
-            match self.expire_one(&action, turn).await {
+            match self.expire_one(&action, turn, DropReason::Age).await {
                 Ok(DropStep::Dropped(done)) => dropped.push(done),
                 Ok(DropStep::Unchanged) => {}
                 Ok(DropStep::Busy) if dropped.is_empty() && failed.is_empty() => return Ok(None),
@@ -225,14 +244,61 @@ impl Store {
         Ok(Some((dropped, failed)))
     }
 
-    async fn expire_one(&self, action: &Expired, turn: Turn) -> Result<DropStep, StoreError> {
+    /// The database's size on disk (`pg_database_size`), WAL excluded.
+    pub async fn database_size(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        Ok(client.query_one("SELECT pg_database_size(current_database())", &[]).await?.try_get(0)?)
+    }
+
+    /// Brings the database under `budget` bytes: whole partitions oldest first, healthy traffic
+    /// before evidence ([`size_drops`]), re-measuring after each, until it is under or nothing
+    /// that may go is left. `None`: another instance holds the maintenance lock.
+    pub async fn enforce_size_budget(
+        &self,
+        budget: u64,
+        now: DateTime<Utc>,
+        turn: Turn,
+    ) -> Result<Option<SizePass>, StoreError> {
+        let budget = budget as i64;
+        let bytes_before = self.database_size().await?;
+        let mut pass = SizePass { bytes_before, bytes_after: bytes_before, dropped: Vec::new() };
+        if bytes_before <= budget {
+            return Ok(Some(pass));
+        }
+        let (partitions, evidence_only) = {
+            let client = self.client().await?;
+            (read_partitions(&client).await?, evidence::evidence_only(&client).await?)
+        };
+        for action in size_drops(&partitions, &evidence_only, now) {
+            match self.expire_one(&action, turn, DropReason::Size).await? {
+                DropStep::Dropped(dropped) => pass.dropped.push(dropped),
+                DropStep::Unchanged => continue,
+                DropStep::Busy if pass.dropped.is_empty() => return Ok(None),
+                DropStep::Busy => break,
+            }
+            pass.bytes_after = self.database_size().await?;
+            if pass.bytes_after <= budget {
+                break;
+            }
+        }
+        Ok(Some(pass))
+    }
+
+    async fn expire_one(
+        &self,
+        action: &Expired,
+        turn: Turn,
+        reason: DropReason,
+    ) -> Result<DropStep, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if !take_lock(&tx, turn).await? {
             return Ok(DropStep::Busy);
         }
         let table = match action {
-            Expired::Noise { table, .. } | Expired::Evidence { table } => table,
+            Expired::Noise { table, .. } | Expired::Evidence { table } | Expired::Everything { table } => {
+                table
+            }
             Expired::Empty { partition } => partition,
         };
         // Another instance may have dropped it since it was listed.
@@ -244,7 +310,7 @@ impl Store {
         }
         let bytes = evidence::size(&tx, table).await?;
         let mut dropped =
-            Dropped { name: table.clone(), signal_type: None, legacy: false, bytes, kept_signals: 0 };
+            Dropped { name: table.clone(), signal_type: None, legacy: false, bytes, kept_signals: 0, reason };
         match action {
             Expired::Noise { bounds, .. } => {
                 (dropped.signal_type, dropped.legacy) = match bounds {
@@ -258,11 +324,11 @@ impl Store {
                     return Ok(DropStep::Dropped(dropped));
                 }
             }
-            Expired::Evidence { .. } => {
-                if evidence::holds_evidence(&tx, table).await? {
-                    tx.commit().await?;
-                    return Ok(DropStep::Unchanged);
-                }
+            Expired::Evidence { .. } if evidence::holds_evidence(&tx, table).await? => {
+                tx.commit().await?;
+                return Ok(DropStep::Unchanged);
+            }
+            Expired::Evidence { .. } | Expired::Everything { .. } => {
                 dropped.signal_type = evidence::forget(&tx, table).await?;
                 dropped.legacy = dropped.signal_type.is_none();
             }

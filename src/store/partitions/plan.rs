@@ -100,6 +100,8 @@ pub enum Expired {
     Noise { table: String, bounds: Bounds },
     /// Holds only evidence: dropped once none of it is evidence any more.
     Evidence { table: String },
+    /// Dropped whole, evidence and all: the size budget's last resort.
+    Everything { table: String },
     /// A range partition with no type's partition left under it.
     Empty { partition: String },
 }
@@ -138,6 +140,40 @@ pub fn expired(
     expired
 }
 
+/// What the size budget may drop, in its order: whole type partitions oldest first, their
+/// healthy traffic before any evidence (an expiring partition keeps its evidence), then the
+/// partitions holding only evidence, oldest first. Never a range that has not ended at `now`:
+/// the partition being written, the next one, and those made ahead.
+pub fn size_drops(
+    partitions: &[RangePartition],
+    evidence_only: &HashSet<String>,
+    now: DateTime<Utc>,
+) -> Vec<Expired> {
+    let mut ended: Vec<&RangePartition> = partitions.iter().filter(|p| p.ends <= now).collect();
+    ended.sort_by_key(|p| (p.starts, p.ends));
+    let tables = |p: &RangePartition| -> Vec<(String, Bounds)> {
+        if p.legacy {
+            vec![(p.name.clone(), Bounds::Before(p.ends))]
+        } else {
+            let leaf = |t: SignalType| {
+                (leaf_name(&p.name, t), Bounds::Type { parent: p.name.clone(), signal_type: t })
+            };
+            p.types.iter().map(|t| leaf(*t)).collect()
+        }
+    };
+    let noise = ended
+        .iter()
+        .flat_map(|p| tables(p))
+        .filter(|(table, _)| !evidence_only.contains(table))
+        .map(|(table, bounds)| Expired::Noise { table, bounds });
+    let evidence = ended
+        .iter()
+        .flat_map(|p| tables(p))
+        .filter(|(table, _)| evidence_only.contains(table))
+        .map(|(table, _)| Expired::Everything { table });
+    noise.chain(evidence).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -146,7 +182,13 @@ mod tests {
 
     /// The policy with these signal retentions.
     fn keeping(signals: Retention) -> Lifecycle {
-        Lifecycle { signals, partition_interval: PartitionInterval::ONE_DAY, incidents: None, outbox: None }
+        Lifecycle {
+            signals,
+            partition_interval: PartitionInterval::ONE_DAY,
+            incidents: None,
+            outbox: None,
+            max_database_bytes: None,
+        }
     }
 
     use super::*;
@@ -312,6 +354,37 @@ mod tests {
         );
         let forever_logs = Retention { logs: None, ..retention };
         assert!(expired(legacy_only, &none(), &keeping(forever_logs), utc("2099-01-01T00:00:00Z")).is_empty());
+    }
+
+    #[test]
+    fn the_size_budget_drops_oldest_first_noise_before_evidence_and_never_the_current_range() {
+        let all = SignalType::ALL;
+        let (old, older, today) = (
+            day("2026-11-02T00:00:00Z", &all),
+            day("2026-11-01T00:00:00Z", &all),
+            day("2026-11-03T00:00:00Z", &all),
+        );
+        let kept: HashSet<String> = [leaf_name(&older.name, SignalType::Log)].into();
+        let plan = size_drops(&[old.clone(), today, older.clone()], &kept, utc("2026-11-03T12:00:00Z"));
+        let names: Vec<String> = plan
+            .iter()
+            .map(|e| match e {
+                Expired::Noise { table, .. } => format!("noise {table}"),
+                Expired::Everything { table } => format!("all {table}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "noise raw_signals_p20261101_trace",
+                "noise raw_signals_p20261101_metric",
+                "noise raw_signals_p20261102_log",
+                "noise raw_signals_p20261102_trace",
+                "noise raw_signals_p20261102_metric",
+                "all raw_signals_p20261101_log",
+            ]
+        );
     }
 
     #[test]

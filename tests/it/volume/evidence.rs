@@ -111,7 +111,9 @@ async fn an_analysed_trace_outlives_its_partition_whole_and_the_healthy_traffic_
     assert_eq!(get(&kept, r#"prodsentinel_retention_evidence_signals{signal="log"}"#), 2.0);
     assert_eq!(get(&kept, r#"prodsentinel_retention_evidence_signals{signal="trace"}"#), 1.0);
     assert!(get(&kept, r#"prodsentinel_retention_evidence_bytes{signal="log"}"#) > 0.0);
-    assert!(get(&kept, r#"prodsentinel_retention_partitions_dropped_total{signal="log"}"#) >= 1.0);
+    assert!(
+        get(&kept, r#"prodsentinel_retention_partitions_dropped_total{signal="log",reason="age"}"#) >= 1.0
+    );
     eprintln!("evidence: the log partition went from {bytes_before} to {bytes_after} bytes, its 2 evidence rows kept");
 
     // Its incident and problem expire (INCIDENT_RETENTION): the evidence goes with them.

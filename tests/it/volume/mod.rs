@@ -2,6 +2,7 @@
 //! partitions, idempotency across partitions, the lifecycle of incidents, the migration of an
 //! unpartitioned table, and totals that never count every row.
 
+mod budget;
 mod evidence;
 mod idempotency;
 mod lifecycle;

@@ -89,8 +89,11 @@ async fn a_short_retention_drops_only_that_types_expired_partitions_and_fresh_si
     })
     .await;
     let m = scrape_addr(instance.addr).await;
-    assert_eq!(get(&m, r#"prodsentinel_retention_partitions_dropped_total{signal="log"}"#), 1.0);
-    assert_eq!(get(&m, r#"prodsentinel_retention_partitions_dropped_total{signal="trace"}"#), 0.0);
+    assert_eq!(get(&m, r#"prodsentinel_retention_partitions_dropped_total{signal="log",reason="age"}"#), 1.0);
+    assert_eq!(
+        get(&m, r#"prodsentinel_retention_partitions_dropped_total{signal="trace",reason="age"}"#),
+        0.0
+    );
     assert!(get(&m, r#"prodsentinel_retention_bytes_freed_total{signal="log"}"#) >= 8192.0, "{m:?}");
     let oldest_log = get(&m, r#"prodsentinel_retention_oldest_retained_timestamp_seconds{signal="log"}"#);
     let two_days_ago =
@@ -153,7 +156,7 @@ async fn two_instances_create_and_drop_partitions_without_error_or_double_work()
     let (mut dropped, mut created, mut errors) = (0.0, 0.0, 0.0);
     for addr in &addrs {
         let m = scrape_addr(*addr).await;
-        dropped += get(&m, r#"prodsentinel_retention_partitions_dropped_total{signal="log"}"#);
+        dropped += get(&m, r#"prodsentinel_retention_partitions_dropped_total{signal="log",reason="age"}"#);
         created += get(&m, "prodsentinel_retention_partitions_created_total");
         errors += get(&m, "prodsentinel_maintenance_errors_total");
     }
