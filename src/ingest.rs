@@ -189,7 +189,36 @@ impl Ingest {
         }
         let rejected = mapped.rejected;
         let accepted = self.submit(transport, signal_type, mapped.signals).await?;
-        Ok(Accepted { rejected, rejection_message, ..accepted })
+        // Records past their retention are not stored: the sender is told, as a partial
+        // success (it must not retry them), rather than by an empty success.
+        let expired = (accepted.expired > 0).then(|| self.expired_message(signal_type, accepted.expired));
+        let rejection_message = match (rejection_message, expired) {
+            (Some(invalid), Some(expired)) => Some(format!("{invalid}; {expired}")),
+            (invalid, expired) => invalid.or(expired),
+        };
+        Ok(Accepted { rejected: rejected + accepted.expired, rejection_message, ..accepted })
+    }
+
+    fn expired_message(&self, signal_type: SignalType, count: u64) -> String {
+        let setting = match signal_type {
+            SignalType::Trace => "RETENTION_TRACES",
+            SignalType::Log => "RETENTION_LOGS",
+            SignalType::Metric => "RETENTION_METRICS",
+        };
+        let keep =
+            self.lifecycle.signals.of(signal_type).map_or_else(|| "forever".to_owned(), short_duration);
+        format!("{count} older than {setting} ({keep}) on arrival: acknowledged, not stored")
+    }
+}
+
+/// `7d`, `36h`, `90m`, `45s`: the largest whole unit.
+fn short_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s > 0 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s > 0 && s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        s if s > 0 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -210,6 +239,14 @@ mod tests {
         assert_eq!(ingest_cause(&slow), Cause::database_slow);
         assert_eq!(ingest_cause(&full), Cause::ingest_queue_full);
         assert_eq!(ingest_cause(&down), Cause::database_unreachable);
+    }
+
+    #[test]
+    fn retentions_are_named_as_they_are_set() {
+        assert_eq!(short_duration(Duration::from_secs(7 * 86_400)), "7d");
+        assert_eq!(short_duration(Duration::from_secs(36 * 3_600)), "36h");
+        assert_eq!(short_duration(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(short_duration(Duration::from_secs(61)), "61s");
     }
 
     #[test]

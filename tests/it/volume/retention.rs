@@ -170,3 +170,46 @@ async fn two_instances_create_and_drop_partitions_without_error_or_double_work()
     assert_eq!(count(&db, "t-day-3", "trace").await, 1);
     drop(stops);
 }
+
+#[tokio::test]
+async fn otlp_records_past_their_retention_on_arrival_are_a_partial_success_naming_the_retention() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    let app = spawn_app_with(&["--retention-logs", "1d"]).await;
+    let nanos = |at: chrono::DateTime<Utc>| at.timestamp_nanos_opt().unwrap().to_string();
+    let (fresh, stale) = (Utc::now(), Utc::now() - days(5));
+    // OTLP/JSON: one record of now, one of five days ago.
+    let body = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"timeUnixNano": nanos(fresh), "severityNumber": 9, "body": {"stringValue": "fresh"}},
+        {"timeUnixNano": nanos(stale), "severityNumber": 9, "body": {"stringValue": "stale"}},
+    ]}]}]});
+    let (status, _, answer) = app
+        .post_otlp("/v1/logs", &[("content-type", "application/json")], body.to_string().into_bytes())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["partialSuccess"]["rejectedLogRecords"], "1", "{answer}");
+    let message = answer["partialSuccess"]["errorMessage"].as_str().unwrap_or_default();
+    assert!(message.contains("older than RETENTION_LOGS (1d) on arrival"), "{message}");
+    assert_eq!(app.rows().await.len(), 1, "the fresh record is stored, the stale one not");
+
+    // gRPC says the same.
+    let time = |at: chrono::DateTime<Utc>| at.timestamp_nanos_opt().unwrap() as u64;
+    let record = |at| LogRecord { time_unix_nano: time(at), severity_number: 9, ..Default::default() };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![record(stale), record(stale)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut client = LogsServiceClient::connect(format!("http://{}", app.grpc_addr)).await.unwrap();
+    let partial =
+        client.export(request).await.unwrap().into_inner().partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_log_records, 2);
+    assert!(partial.error_message.contains("RETENTION_LOGS (1d)"), "{}", partial.error_message);
+}
