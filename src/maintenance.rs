@@ -128,22 +128,29 @@ impl Maintenance {
         }
         // Short, so that a pass never holds up a shutdown for long.
         let budget = (settings.every / 2).min(EXPIRY_BUDGET);
-        match self.store.expire_rows(now, budget).await {
-            Ok(expiry) => {
-                if expiry != Expiry::default() {
-                    info!(
-                        incidents = expiry.incidents,
-                        analyses = expiry.analyses,
-                        problems = expiry.problems,
-                        outbox_rows = expiry.outbox_rows,
-                        "expired rows"
-                    );
-                }
-                self.metrics.count_expired_rows(&expiry);
-                report.expired_rows = expiry;
+        let mut expiry = match self.store.expire_rows(now, budget).await {
+            Ok(expiry) => expiry,
+            Err(why) => {
+                report.errors.push(fail("expiring incidents and outbox rows", why));
+                Expiry::default()
             }
-            Err(why) => report.errors.push(fail("expiring incidents and outbox rows", why)),
+        };
+        match self.store.sweep_shared(now, budget).await {
+            Ok(swept) => expiry.shared = swept,
+            Err(why) => report.errors.push(fail("sweeping unused resources and scopes", why)),
         }
+        if expiry != Expiry::default() {
+            info!(
+                incidents = expiry.incidents,
+                analyses = expiry.analyses,
+                problems = expiry.problems,
+                outbox_rows = expiry.outbox_rows,
+                shared = expiry.shared,
+                "expired rows"
+            );
+        }
+        self.metrics.count_expired_rows(&expiry);
+        report.expired_rows = expiry;
         match self.store.database_size().await {
             Ok(size) => {
                 self.metrics.database_size.set(size);

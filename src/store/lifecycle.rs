@@ -26,6 +26,8 @@ pub struct Expiry {
     pub analyses: u64,
     pub problems: u64,
     pub outbox_rows: u64,
+    /// `signal_shared` rows no signal can refer to any more (store/shared.rs).
+    pub shared: u64,
 }
 
 /// An incident someone analysed or asked to (its signals are evidence): an analysis was

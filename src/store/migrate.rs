@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_shared_resources.sql"),
     migration!(10, "0010_incident_trigger_when.sql"),
     migration!(11, "0011_evidence.sql"),
+    migration!(12, "0012_shared_sweep_and_helpers.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

@@ -20,6 +20,7 @@ mod outbox;
 pub mod partitions;
 mod problems;
 mod replica;
+mod shared;
 mod signals;
 pub mod tls;
 mod tracking;
@@ -131,6 +132,8 @@ pub struct Store {
     settings: StorageSettings,
     /// Woken when PostgreSQL reports its disk full: the size budget's pass runs at once.
     size_pressure: Arc<tokio::sync::Notify>,
+    /// When this instance last marked each `signal_shared` row in use.
+    shared_use: Arc<shared::SharedUse>,
 }
 
 impl Store {
@@ -144,7 +147,13 @@ impl Store {
         let schema = migrate::MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
         let replica =
             query.map(|query| pool(query).map(|p| Replica::new(p, schema))).transpose()?.map(Arc::new);
-        Ok(Store { pool: pool(config)?, replica, settings, size_pressure: Arc::default() })
+        Ok(Store {
+            pool: pool(config)?,
+            replica,
+            settings,
+            size_pressure: Arc::default(),
+            shared_use: Arc::default(),
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {

@@ -78,6 +78,8 @@ batch_params! {
     fingerprints: Vec<Option<String>>,
     titles: Vec<Option<String>>,
     shared_keys: Vec<Uuid>,
+    // Of those, the ones this instance has not marked in use lately (store/shared.rs).
+    shared_used: Vec<Uuid>,
     resources: Vec<&'a str>,
     scopes: Vec<&'a str>,
     critical_after_high: i64,
@@ -164,6 +166,7 @@ impl Store {
             fingerprints: assessed.fingerprints,
             titles: assessed.titles,
             shared_keys: shared.iter().map(|p| p.id).collect(),
+            shared_used: self.shared_use.due(shared.iter().map(|p| p.id)),
             resources: shared.iter().map(|p| p.resource.as_str()).collect(),
             scopes: shared.iter().map(|p| p.scope.as_str()).collect(),
             critical_after_high: escalation.critical_after_high as i64,
@@ -171,6 +174,7 @@ impl Store {
             grouping: escalation.problem_window.is_some(),
             problem_window_secs: escalation.problem_window.unwrap_or_default().as_secs_f64(),
         };
+        let shared_used = params.shared_used.clone();
         let params = params.values();
 
         let mut client = self.client().await?;
@@ -192,6 +196,7 @@ impl Store {
             tx.commit().await?;
             row
         };
+        self.shared_use.marked(&shared_used);
         let ids: Vec<Uuid> = row.try_get("inserted_ids")?;
         let times: Vec<DateTime<Utc>> = row.try_get("inserted_times")?;
         let kinds: Vec<String> = row.try_get("inserted_types")?;

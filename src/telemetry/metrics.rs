@@ -444,6 +444,7 @@ impl Metrics {
             ("analysis_results", expiry.analyses),
             ("problems", expiry.problems),
             ("analysis_outbox", expiry.outbox_rows),
+            ("signal_shared", expiry.shared),
         ] {
             if n > 0 {
                 self.rows_expired.get_or_create(&TableLabels { table }).inc_by(n);

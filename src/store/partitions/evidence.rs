@@ -32,21 +32,17 @@ pub(super) async fn size(tx: &Transaction<'_>, table: &str) -> Result<i64, Store
     Ok(tx.query_one(sql, &[&table]).await?.try_get(0)?)
 }
 
-/// Puts a table holding only `table`'s evidence rows in its place; `None` (nothing changed)
-/// when it holds none, for the caller to drop it whole.
+/// Puts a table holding only `table`'s evidence rows (perhaps none) in its place, so that its
+/// range keeps a partition for the type: a late signal is stored there, never refused.
 pub(super) async fn keep_evidence(
     tx: &Transaction<'_>,
     table: &str,
     bounds: &Bounds,
-) -> Result<Option<Kept>, StoreError> {
+) -> Result<Kept, StoreError> {
     let (quoted, kept) = (quote_identifier(table), quote_identifier(&format!("{table}_kept")));
     tx.batch_execute(&format!("CREATE TABLE {kept} (LIKE {quoted} INCLUDING DEFAULTS)")).await?;
     let copy = format!("INSERT INTO {kept} SELECT * FROM {quoted} WHERE trace_id IN ({})", evidence_traces());
     let signals = tx.execute(&copy, &[]).await?;
-    if signals == 0 {
-        tx.batch_execute(&format!("DROP TABLE {kept}")).await?;
-        return Ok(None);
-    }
     let bytes_before = size(tx, table).await?;
     // Bounds as literals (DDL takes no parameters), from our own names and timestamps.
     let (parent, values, signal_type) = match bounds {
@@ -75,10 +71,11 @@ pub(super) async fn keep_evidence(
     )
     .await?;
     let bytes_after = size(tx, table).await?;
-    Ok(Some(Kept { signals, bytes_before, bytes_after }))
+    Ok(Kept { signals, bytes_before, bytes_after })
 }
 
-/// Whether `table`, which holds only evidence, still holds some.
+/// Whether `table` (a range, or the legacy table, whose partitions hold only evidence) still
+/// holds some.
 pub(super) async fn holds_evidence(tx: &Transaction<'_>, table: &str) -> Result<bool, StoreError> {
     let sql = format!(
         "SELECT EXISTS (SELECT 1 FROM {} WHERE trace_id IN ({}))",
@@ -88,14 +85,13 @@ pub(super) async fn holds_evidence(tx: &Transaction<'_>, table: &str) -> Result<
     Ok(tx.query_one(&sql, &[]).await?.try_get(0)?)
 }
 
-/// The type an evidence partition held (`None`: the table from before partitioning).
-pub(super) async fn forget(tx: &Transaction<'_>, table: &str) -> Result<Option<SignalType>, StoreError> {
-    let row = tx
-        .query_opt("DELETE FROM raw_signal_evidence WHERE name = $1 RETURNING signal_type::text", &[&table])
-        .await?;
-    let label: Option<String> = match row {
-        Some(row) => row.try_get(0)?,
-        None => None,
-    };
-    Ok(label.as_deref().and_then(SignalType::parse))
+/// Forgets the partitions of `table` (a range, or the legacy table) that held only evidence.
+pub(super) async fn forget(tx: &Transaction<'_>, table: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM raw_signal_evidence WHERE name = $1
+            OR name IN (SELECT $1 || '_' || t::text FROM unnest(enum_range(NULL::signaltypeenum)) AS t)",
+        &[&table],
+    )
+    .await?;
+    Ok(())
 }

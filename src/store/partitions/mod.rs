@@ -299,7 +299,6 @@ impl Store {
             Expired::Noise { table, .. } | Expired::Evidence { table } | Expired::Everything { table } => {
                 table
             }
-            Expired::Empty { partition } => partition,
         };
         // Another instance may have dropped it since it was listed.
         let present: bool =
@@ -317,29 +316,23 @@ impl Store {
                     Bounds::Type { signal_type, .. } => (Some(*signal_type), false),
                     Bounds::Before(_) => (None, true),
                 };
-                if let Some(kept) = evidence::keep_evidence(&tx, table, bounds).await? {
-                    dropped.bytes = kept.bytes_before - kept.bytes_after;
-                    dropped.kept_signals = kept.signals;
-                    tx.commit().await?;
-                    return Ok(DropStep::Dropped(dropped));
-                }
+                let kept = evidence::keep_evidence(&tx, table, bounds).await?;
+                dropped.bytes = kept.bytes_before - kept.bytes_after;
+                dropped.kept_signals = kept.signals;
+                tx.commit().await?;
+                return Ok(DropStep::Dropped(dropped));
             }
             Expired::Evidence { .. } if evidence::holds_evidence(&tx, table).await? => {
                 tx.commit().await?;
                 return Ok(DropStep::Unchanged);
             }
             Expired::Evidence { .. } | Expired::Everything { .. } => {
-                dropped.signal_type = evidence::forget(&tx, table).await?;
-                dropped.legacy = dropped.signal_type.is_none();
-            }
-            Expired::Empty { .. } => {
-                tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[table]).await?;
+                dropped.legacy = table == "raw_signals_legacy";
+                evidence::forget(&tx, table).await?;
             }
         }
         tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(table))).await?;
-        if dropped.legacy {
-            tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[table]).await?;
-        }
+        tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[table]).await?;
         tx.commit().await?;
         Ok(DropStep::Dropped(dropped))
     }
@@ -372,12 +365,19 @@ impl Store {
             .await?
             .try_get::<_, bool>(0)?;
         // The legacy table mixes types: its oldest row stands for each of them.
-        let legacy_oldest =
-            if legacy { r#"(SELECT min("timestamp") FROM raw_signals_legacy)"# } else { "NULL::timestamptz" };
+        // A partition holding only evidence is not retained traffic: the gauge tells whether
+        // expiry keeps up.
+        let legacy_oldest = if legacy {
+            r#"(SELECT min("timestamp") FROM raw_signals_legacy
+                WHERE NOT EXISTS (SELECT 1 FROM raw_signal_evidence WHERE name = 'raw_signals_legacy'))"#
+        } else {
+            "NULL::timestamptz"
+        };
         let sql = format!(
             r#"SELECT t::text, least(
                    (SELECT min(p.starts) FROM raw_signal_partitions p
-                    WHERE NOT p.legacy AND to_regclass(quote_ident(p.name || '_' || t::text)) IS NOT NULL),
+                    WHERE NOT p.legacy AND to_regclass(quote_ident(p.name || '_' || t::text)) IS NOT NULL
+                      AND p.name || '_' || t::text NOT IN (SELECT name FROM raw_signal_evidence)),
                    (SELECT min("timestamp") FROM raw_signals_default WHERE signal_type = t),
                    {legacy_oldest})
                FROM unnest(enum_range(NULL::signaltypeenum)) AS t"#
@@ -392,6 +392,11 @@ impl Store {
         }
         Ok(oldest)
     }
+}
+
+/// The partitions holding only evidence that exist.
+pub(crate) async fn evidence_tables(client: &impl GenericClient) -> Result<Vec<String>, StoreError> {
+    Ok(evidence::evidence_only(client).await?.into_iter().collect())
 }
 
 /// The statement-level trigger refusing UPDATE, DELETE and TRUNCATE, for one more table.

@@ -95,55 +95,74 @@ pub enum Bounds {
 /// What the lifecycle asks of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expired {
-    /// Past its retention as noise: its evidence is kept in its place (a small table of the same
-    /// name and bounds), the rest dropped; dropped whole when it holds no evidence.
+    /// A type's partition (or the legacy table) past its retention, or taken by the size
+    /// budget: replaced by a table of the same name and bounds holding only its evidence
+    /// (perhaps none). A range never loses the partition of a type: a late signal stamped in it
+    /// is stored there, never refused for want of a partition.
     Noise { table: String, bounds: Bounds },
-    /// Holds only evidence: dropped once none of it is evidence any more.
+    /// A range partition (or the legacy table) whose partitions all hold only evidence and are
+    /// past their type's retention: dropped whole once none of it is evidence any more.
     Evidence { table: String },
-    /// Dropped whole, evidence and all: the size budget's last resort.
+    /// A range partition (or the legacy table) whose partitions all hold only evidence,
+    /// dropped whole, evidence and all: the size budget's last resort.
     Everything { table: String },
-    /// A range partition with no type's partition left under it.
-    Empty { partition: String },
+}
+
+/// The partitions of a range (the legacy table: itself), with their bounds.
+fn tables(partition: &RangePartition) -> Vec<(String, Bounds)> {
+    if partition.legacy {
+        return vec![(partition.name.clone(), Bounds::Before(partition.ends))];
+    }
+    let leaf = |t: SignalType| {
+        (leaf_name(&partition.name, t), Bounds::Type { parent: partition.name.clone(), signal_type: t })
+    };
+    partition.types.iter().map(|t| leaf(*t)).collect()
+}
+
+fn types_of(bounds: &Bounds) -> Vec<SignalType> {
+    match bounds {
+        Bounds::Type { signal_type, .. } => vec![*signal_type],
+        Bounds::Before(_) => SignalType::ALL.to_vec(),
+    }
 }
 
 /// What expires at `now` ([`Lifecycle::partition_expired`]): a type's partition once its whole
 /// range is older than the type's retention; the legacy table, which holds every type mixed,
-/// once every type's retention has passed its end. `evidence_only` names the partitions that
-/// already hold only evidence.
+/// once every type's retention has passed its end; a range once all its partitions hold only
+/// evidence past their retention. `evidence_only` names the partitions already replaced.
 pub fn expired(
     partitions: &[RangePartition],
     evidence_only: &HashSet<String>,
     lifecycle: &Lifecycle,
     now: DateTime<Utc>,
 ) -> Vec<Expired> {
-    let past =
-        |signal_type: SignalType, ends: DateTime<Utc>| lifecycle.partition_expired(signal_type, ends, now);
-    let expiring = |table: String, bounds: Bounds| match evidence_only.contains(&table) {
-        true => Expired::Evidence { table },
-        false => Expired::Noise { table, bounds },
+    let past = |bounds: &Bounds, ends: DateTime<Utc>| {
+        types_of(bounds).into_iter().all(|t| lifecycle.partition_expired(t, ends, now))
     };
     let mut expired = Vec::new();
     for partition in partitions {
-        if partition.legacy {
-            if SignalType::ALL.iter().all(|t| past(*t, partition.ends)) {
-                expired.push(expiring(partition.name.clone(), Bounds::Before(partition.ends)));
-            }
-        } else if partition.types.is_empty() {
-            expired.push(Expired::Empty { partition: partition.name.clone() });
+        let tables = tables(partition);
+        let noise: Vec<Expired> = tables
+            .iter()
+            .filter(|(table, bounds)| !evidence_only.contains(table) && past(bounds, partition.ends))
+            .map(|(table, bounds)| Expired::Noise { table: table.clone(), bounds: bounds.clone() })
+            .collect();
+        let done = tables
+            .iter()
+            .all(|(table, bounds)| evidence_only.contains(table) && past(bounds, partition.ends));
+        if done {
+            expired.push(Expired::Evidence { table: partition.name.clone() });
         } else {
-            for signal_type in partition.types.iter().copied().filter(|t| past(*t, partition.ends)) {
-                let bounds = Bounds::Type { parent: partition.name.clone(), signal_type };
-                expired.push(expiring(leaf_name(&partition.name, signal_type), bounds));
-            }
+            expired.extend(noise);
         }
     }
     expired
 }
 
-/// What the size budget may drop, in its order: whole type partitions oldest first, their
-/// healthy traffic before any evidence (an expiring partition keeps its evidence), then the
-/// partitions holding only evidence, oldest first. Never a range that has not ended at `now`:
-/// the partition being written, the next one, and those made ahead.
+/// What the size budget may take, in its order: type partitions oldest first, their healthy
+/// traffic before any evidence (each keeps its evidence), then whole ranges holding only
+/// evidence, oldest first. Never a range that has not ended at `now`: the partition being
+/// written, the next one, and those made ahead.
 pub fn size_drops(
     partitions: &[RangePartition],
     evidence_only: &HashSet<String>,
@@ -151,27 +170,14 @@ pub fn size_drops(
 ) -> Vec<Expired> {
     let mut ended: Vec<&RangePartition> = partitions.iter().filter(|p| p.ends <= now).collect();
     ended.sort_by_key(|p| (p.starts, p.ends));
-    let tables = |p: &RangePartition| -> Vec<(String, Bounds)> {
-        if p.legacy {
-            vec![(p.name.clone(), Bounds::Before(p.ends))]
-        } else {
-            let leaf = |t: SignalType| {
-                (leaf_name(&p.name, t), Bounds::Type { parent: p.name.clone(), signal_type: t })
-            };
-            p.types.iter().map(|t| leaf(*t)).collect()
-        }
-    };
     let noise = ended
         .iter()
         .flat_map(|p| tables(p))
         .filter(|(table, _)| !evidence_only.contains(table))
         .map(|(table, bounds)| Expired::Noise { table, bounds });
-    let evidence = ended
-        .iter()
-        .flat_map(|p| tables(p))
-        .filter(|(table, _)| evidence_only.contains(table))
-        .map(|(table, _)| Expired::Everything { table });
-    noise.chain(evidence).collect()
+    // A range whose partitions the noise pass above replaces holds only evidence after it.
+    let everything = ended.iter().map(|p| Expired::Everything { table: p.name.clone() });
+    noise.chain(everything).collect()
 }
 
 #[cfg(test)]
@@ -297,24 +303,30 @@ mod tests {
         let mut drops = expired(std::slice::from_ref(&old), &none(), &keeping(retention), now);
         drops.sort_by_key(|d| format!("{d:?}"));
         assert_eq!(drops, [noise(&old, SignalType::Log), noise(&old, SignalType::Trace)]);
-        let metrics_only = day("2026-11-01T00:00:00Z", &[SignalType::Metric]);
-        assert!(expired(std::slice::from_ref(&metrics_only), &none(), &keeping(retention), now).is_empty());
         let later = utc("2026-12-02T00:00:00Z");
         assert_eq!(
-            expired(std::slice::from_ref(&metrics_only), &none(), &keeping(retention), later),
-            [noise(&metrics_only, SignalType::Metric)]
+            expired(std::slice::from_ref(&old), &none(), &keeping(retention), later).len(),
+            3,
+            "the metric partition too, a month on"
         );
     }
 
     #[test]
-    fn a_partition_holding_only_evidence_is_checked_not_expired_again() {
+    fn a_range_goes_whole_once_all_its_partitions_hold_only_evidence_past_their_retention() {
         let retention = Retention { traces: Some(Duration::from_secs(86_400)), ..Retention::FOREVER };
         let old = day("2026-11-01T00:00:00Z", &[SignalType::Trace, SignalType::Log]);
-        let kept: HashSet<String> = [leaf_name(&old.name, SignalType::Trace)].into();
-        assert_eq!(
-            expired(std::slice::from_ref(&old), &kept, &keeping(retention), utc("2026-11-05T00:00:00Z")),
-            [Expired::Evidence { table: leaf_name(&old.name, SignalType::Trace) }],
+        let trace_kept: HashSet<String> = [leaf_name(&old.name, SignalType::Trace)].into();
+        let now = utc("2026-11-05T00:00:00Z");
+        assert!(
+            expired(std::slice::from_ref(&old), &trace_kept, &keeping(retention), now).is_empty(),
             "logs are kept forever; the trace partition already holds only evidence"
+        );
+        let all_kept: HashSet<String> =
+            [leaf_name(&old.name, SignalType::Trace), leaf_name(&old.name, SignalType::Log)].into();
+        let everything = Retention { logs: Some(Duration::from_secs(86_400)), ..retention };
+        assert_eq!(
+            expired(std::slice::from_ref(&old), &all_kept, &keeping(everything), now),
+            [Expired::Evidence { table: old.name.clone() }]
         );
     }
 
@@ -352,12 +364,17 @@ mod tests {
             expired(legacy_only, &none(), &keeping(retention), utc("2027-01-01T00:00:00Z")),
             [Expired::Noise { table: legacy.name.clone(), bounds: Bounds::Before(legacy.ends) }]
         );
+        let kept: HashSet<String> = [legacy.name.clone()].into();
+        assert_eq!(
+            expired(legacy_only, &kept, &keeping(retention), utc("2027-01-01T00:00:00Z")),
+            [Expired::Evidence { table: legacy.name.clone() }]
+        );
         let forever_logs = Retention { logs: None, ..retention };
         assert!(expired(legacy_only, &none(), &keeping(forever_logs), utc("2099-01-01T00:00:00Z")).is_empty());
     }
 
     #[test]
-    fn the_size_budget_drops_oldest_first_noise_before_evidence_and_never_the_current_range() {
+    fn the_size_budget_takes_oldest_noise_first_then_whole_ranges_and_never_the_current_one() {
         let all = SignalType::ALL;
         let (old, older, today) = (
             day("2026-11-02T00:00:00Z", &all),
@@ -382,18 +399,9 @@ mod tests {
                 "noise raw_signals_p20261102_log",
                 "noise raw_signals_p20261102_trace",
                 "noise raw_signals_p20261102_metric",
-                "all raw_signals_p20261101_log",
+                "all raw_signals_p20261101",
+                "all raw_signals_p20261102",
             ]
-        );
-    }
-
-    #[test]
-    fn a_range_partition_with_no_type_left_goes() {
-        let shell = day("2026-11-01T00:00:00Z", &[]);
-        let retention = Retention { traces: Some(Duration::from_secs(86_400)), ..Retention::FOREVER };
-        assert_eq!(
-            expired(std::slice::from_ref(&shell), &none(), &keeping(retention), utc("2026-11-03T00:00:00Z")),
-            [Expired::Empty { partition: shell.name }]
         );
     }
 }

@@ -20,6 +20,10 @@ shared AS (
     ORDER BY id
     ON CONFLICT (shared_id) DO NOTHING
 ),
+shared_used AS (
+    -- Those used again, at most hourly per instance (store/shared.rs): the sweep keeps them.
+    UPDATE signal_shared SET last_seen = now() WHERE shared_id = ANY($shared_used::uuid[])
+),
 inserted AS (
     -- In key order, so that two batches retrying the same signals wait for each other in one
     -- order. TIMELESS_CHECK is empty unless the batch has records without a time (see there).
@@ -64,15 +68,14 @@ upserted AS (
         signals_expire_at = greatest(i.signals_expire_at, excluded.signals_expire_at),
         error_count = coalesce(i.error_count, 0) + excluded.error_count,
         high_signal_count = i.high_signal_count + excluded.high_signal_count,
-        affected_services = i.affected_services || ARRAY(
-            SELECT s FROM unnest(excluded.affected_services) AS s WHERE s <> ALL(i.affected_services)),
+        affected_services = array_add_missing(i.affected_services, excluded.affected_services),
         severity = greatest(i.severity, excluded.severity,
             CASE WHEN $critical_after_high::int8 > 0 AND i.high_signal_count + excluded.high_signal_count >= $critical_after_high::int8
                  THEN 'CRITICAL'::incidentseverity END),
         last_signal_at = now(),
         analysis_requested_at = CASE
-            WHEN excluded.analysis_requested_at IS NOT NULL AND (i.analysis_requested_at IS NULL
-                 OR i.analysis_requested_at <= now() - make_interval(secs => $analysis_window_secs::float8))
+            WHEN excluded.analysis_requested_at IS NOT NULL
+                 AND analysis_window_passed(i.analysis_requested_at, $analysis_window_secs::float8)
             THEN now() ELSE i.analysis_requested_at END
     RETURNING i.id, i.trace_id, i.trace_key, i.severity,
               i.analysis_requested_at = now() AS requested, i.xmax = 0 AS opened
@@ -98,18 +101,15 @@ problems_upserted AS (
     ON CONFLICT (fingerprint) DO UPDATE SET
         last_seen = now(),
         signal_count = p.signal_count + excluded.signal_count,
-        services = p.services || ARRAY(
-            SELECT s FROM unnest(excluded.services) AS s WHERE s <> ALL(p.services)),
+        services = array_add_missing(p.services, excluded.services),
         severity = greatest(p.severity, excluded.severity),
-        representative_trace_id = CASE
-            WHEN excluded.analysis_requested_at IS NOT NULL AND (p.analysis_requested_at IS NULL
-                 OR p.analysis_requested_at <= now() - make_interval(secs => $problem_window_secs::float8))
-            THEN excluded.representative_trace_id
-            ELSE coalesce(p.representative_trace_id, excluded.representative_trace_id) END,
-        analysis_requested_at = CASE
-            WHEN excluded.analysis_requested_at IS NOT NULL AND (p.analysis_requested_at IS NULL
-                 OR p.analysis_requested_at <= now() - make_interval(secs => $problem_window_secs::float8))
-            THEN now() ELSE p.analysis_requested_at END
+        -- A claim of this window's analysis moves the representative to the claiming trace.
+        (representative_trace_id, analysis_requested_at) = (
+            SELECT CASE WHEN claim THEN excluded.representative_trace_id
+                        ELSE coalesce(p.representative_trace_id, excluded.representative_trace_id) END,
+                   CASE WHEN claim THEN now() ELSE p.analysis_requested_at END
+            FROM (SELECT excluded.analysis_requested_at IS NOT NULL
+                         AND analysis_window_passed(p.analysis_requested_at, $problem_window_secs::float8) AS claim) AS w)
     RETURNING p.id, p.fingerprint, p.representative_trace_id,
               p.analysis_requested_at = now() AND $grouping::bool AS claimed
 ),

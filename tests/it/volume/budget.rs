@@ -25,6 +25,9 @@ enum Left {
     Whole,
     /// Only its evidence.
     Evidence,
+    /// Its healthy traffic gone, and it had no evidence.
+    Emptied,
+    /// The whole range gone (the budget's last resort).
     Nothing,
 }
 
@@ -118,15 +121,16 @@ async fn a_budget_below_the_disk_drops_the_oldest_partitions_first_evidence_last
         let leaf = format!("raw_signals_p{}_log", hour(h).format(format));
         let present: bool =
             db.query_one("SELECT to_regclass($1) IS NOT NULL", &[&leaf]).await.unwrap().get(0);
-        let evidence: i64 = db
-            .query_one("SELECT count(*) FROM raw_signal_evidence WHERE name = $1", &[&leaf])
+        let kept: Option<i64> = db
+            .query_opt("SELECT signals FROM raw_signal_evidence WHERE name = $1", &[&leaf])
             .await
             .unwrap()
-            .get(0);
-        left.push(match (present, evidence) {
+            .map(|row| row.get(0));
+        left.push(match (present, kept) {
             (false, _) => Left::Nothing,
-            (true, 0) => Left::Whole,
-            (true, _) => Left::Evidence,
+            (true, None) => Left::Whole,
+            (true, Some(0)) => Left::Emptied,
+            (true, Some(_)) => Left::Evidence,
         });
     }
     let first_whole = left.iter().position(|l| *l == Left::Whole).expect("recent hours kept whole");

@@ -9,6 +9,7 @@ mod lifecycle;
 mod migration;
 mod partitions;
 mod retention;
+mod shared;
 mod totals;
 
 use chrono::{DateTime, Duration, Utc};
@@ -49,4 +50,15 @@ pub fn day_partition(at: DateTime<Utc>, signal_type: &str) -> String {
 /// Whether a table of that name exists.
 pub async fn exists(db: &Client, table: &str) -> bool {
     db.query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[&table]).await.unwrap().get(0)
+}
+
+/// Whether a type's partition has expired: gone, or replaced by one holding only its evidence
+/// (its range keeps a partition for the type).
+pub async fn expired_away(db: &Client, table: &str) -> bool {
+    let replaced: i64 = db
+        .query_one("SELECT count(*) FROM raw_signal_evidence WHERE name = $1", &[&table])
+        .await
+        .unwrap()
+        .get(0);
+    !exists(db, table).await || replaced == 1
 }

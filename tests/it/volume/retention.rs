@@ -8,7 +8,7 @@ use prodsentinel::App;
 use reqwest::StatusCode;
 use tokio::sync::oneshot;
 
-use super::{day_partition, days, exists, log_at};
+use super::{day_partition, days, exists, expired_away, log_at};
 use prodsentinel::store::partitions::Turn;
 
 use crate::helpers::{spawn_app_with, test_config, wait_for, TestApp};
@@ -70,7 +70,7 @@ async fn a_short_retention_drops_only_that_types_expired_partitions_and_fresh_si
     // hours left; traces and metrics are kept forever.
     let expired = day_partition(now - days(3), "log");
     wait_for("the expired log partition dropped", StdDuration::from_secs(30), || async {
-        !exists(&db, &expired).await
+        expired_away(&db, &expired).await
     })
     .await;
     assert_eq!(count(&db, "t-day-3", "log").await, 0, "expired with its partition");
@@ -79,8 +79,8 @@ async fn a_short_retention_drops_only_that_types_expired_partitions_and_fresh_si
     {
         assert_eq!(count(&db, trace, signal_type).await, 1, "{trace} {signal_type} kept");
     }
-    assert!(exists(&db, &day_partition(now - days(3), "trace")).await);
-    assert!(exists(&db, &day_partition(now - days(2), "log")).await);
+    assert!(!expired_away(&db, &day_partition(now - days(3), "trace")).await);
+    assert!(!expired_away(&db, &day_partition(now - days(2), "log")).await);
 
     // The pass that dropped it may still be updating its metrics: wait for the next to finish.
     let passes = get(&scrape_addr(instance.addr).await, "prodsentinel_maintenance_passes_total");
@@ -164,9 +164,14 @@ async fn two_instances_create_and_drop_partitions_without_error_or_double_work()
     assert_eq!(created, 0.0, "the partitions around now were there already");
     assert_eq!(errors, 0.0);
     for day in [3, 2] {
-        assert!(!exists(&db, &day_partition(now - days(day), "log")).await);
+        assert!(expired_away(&db, &day_partition(now - days(day), "log")).await);
+        assert_eq!(count(&db, &format!("t-day-{day}"), "log").await, 0);
     }
-    assert!(exists(&db, &day_partition(now - days(1), "log")).await, "yesterday's has not expired");
+    let yesterday = day_partition(now - days(1), "log");
+    assert!(
+        exists(&db, &yesterday).await && !expired_away(&db, &yesterday).await,
+        "yesterday's has not expired"
+    );
     assert_eq!(count(&db, "t-day-3", "trace").await, 1);
     drop(stops);
 }
