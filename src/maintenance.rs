@@ -1,6 +1,7 @@
 //! The background job that keeps storage the same size at any age: at start-up and every
 //! `RETENTION_CHECK_SECONDS` it creates `raw_signals` partitions ahead of time, drops the ones
-//! past their type's retention, and expires incidents, problems and delivered outbox rows.
+//! past their type's retention, and expires incidents, problems and delivered outbox rows;
+//! every [`ACTIVITY_MERGE_EVERY`] it merges the per-service counts of `GET /query/services`.
 //!
 //! Several instances run it; the store's advisory lock makes one of them do each step (the
 //! others find it held and skip, or find the work done). Every step is also safe to repeat: a
@@ -15,12 +16,16 @@ use tracing::{error, info, warn};
 
 use crate::store::lifecycle::Expiry;
 use crate::store::partitions::{Created, Dropped, SizePass, Turn};
-use crate::store::{Store, StoreError};
+use crate::store::{Merged, Store, StoreError};
 use crate::telemetry::episodes::{Cause, Source};
 use crate::telemetry::metrics::Metrics;
 
 /// Start-up tries to create the partitions this many times, a second apart.
 const PREPARE_ATTEMPTS: u32 = 3;
+
+/// Between merges of the per-service counts: what `GET /query/services` reads beyond the
+/// merged counts is at most this much of the batches' own rows.
+pub const ACTIVITY_MERGE_EVERY: Duration = Duration::from_secs(10);
 
 /// Longest time a pass spends deleting expired rows; a backlog is worked off over passes.
 const EXPIRY_BUDGET: Duration = Duration::from_secs(10);
@@ -42,6 +47,8 @@ pub struct PassReport {
     pub created: Created,
     pub dropped: Vec<Dropped>,
     pub expired_rows: Expiry,
+    /// The per-service counts merged, and recounted where partitions changed.
+    pub merged: Merged,
     /// Steps that failed (a lock timeout, the database away); retried by the next pass.
     pub errors: Vec<String>,
 }
@@ -125,6 +132,10 @@ impl Maintenance {
             }
             Ok(None) => report.skipped = true,
             Err(why) => report.errors.push(fail("listing partitions", why)),
+        }
+        match self.store.merge_activity(turn).await {
+            Ok(merged) => report.merged = merged.unwrap_or_default(),
+            Err(why) => report.errors.push(fail("merging the per-service counts", why)),
         }
         // Short, so that a pass never holds up a shutdown for long.
         let budget = (settings.every / 2).min(EXPIRY_BUDGET);
@@ -216,6 +227,23 @@ impl Maintenance {
         Some(pass)
     }
 
+    /// Merges the per-service counts ([`Store::merge_activity`]); a failure counted and logged
+    /// once per episode (this runs every few seconds).
+    pub async fn merge_activity(&self, turn: Turn) -> Option<Merged> {
+        let episodes = &self.metrics.episodes;
+        match self.store.merge_activity(turn).await {
+            Ok(merged) => {
+                episodes.recovered(Source::activity_merge);
+                merged
+            }
+            Err(why) => {
+                self.metrics.maintenance_errors.inc();
+                episodes.failed(Source::activity_merge, Cause::from(&why), &crate::error::error_chain(&why));
+                None
+            }
+        }
+    }
+
     /// A pass now, then one every `RETENTION_CHECK_SECONDS`, until `stop`; with a size budget,
     /// a size pass every `RETENTION_SIZE_CHECK_SECONDS` and at once when a write finds the disk
     /// full. A pass in progress when `stop` comes is abandoned: its open transaction rolls back
@@ -225,6 +253,8 @@ impl Maintenance {
         let pressure = self.store.size_pressure();
         let mut size_checks = tokio::time::interval(self.settings.size_every);
         size_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut merges = tokio::time::interval(ACTIVITY_MERGE_EVERY);
+        merges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_pass = tokio::time::Instant::now();
         loop {
             tokio::select! {
@@ -235,6 +265,12 @@ impl Maintenance {
                         _ = self.pass_at(Utc::now(), Turn::SkipIfBusy) => {}
                     }
                     next_pass = tokio::time::Instant::now() + self.settings.every;
+                }
+                _ = merges.tick() => {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = self.merge_activity(Turn::SkipIfBusy) => {}
+                    }
                 }
                 _ = size_checks.tick(), if budgeted => {
                     tokio::select! {

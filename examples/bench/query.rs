@@ -26,6 +26,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     load(&url, options.query_rows).await?;
     let load_seconds = started.elapsed().as_secs_f64();
     eprintln!("bench: loaded {} signals in {load_seconds:.0} s", options.query_rows);
+    let activity_seconds = crate::volume::count_activity(options, &url).await?;
     let server = Server::start(options, &url, &[]).await?;
     let http = reqwest::Client::new();
     let base = format!("http://{}", server.api);
@@ -48,6 +49,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
             "GET /query/signals?trace_id=…",
             Box::new(move |i| format!("/query/signals?trace_id=trace-{}", (i as u64 * 7_919) % traces)),
         ),
+        ("GET /query/services (the last 24 h)", Box::new(|_| "/query/services".to_owned())),
         (
             "GET /query/incidents?limit=50 (first page)",
             Box::new(|_| "/query/incidents?limit=50&offset=0".to_owned()),
@@ -83,9 +85,8 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     }
     server.stop().await?;
     drop_database(options, &url).await?;
-    Ok(
-        json!({"rows": options.query_rows, "incidents": traces, "load_seconds": load_seconds, "latencies": latencies}),
-    )
+    Ok(json!({"rows": options.query_rows, "incidents": traces, "load_seconds": load_seconds,
+               "activity_count_seconds": activity_seconds, "latencies": latencies}))
 }
 
 /// `rows` signals (8 parallel COPY sessions, 10,000 rows each) and one incident per trace.

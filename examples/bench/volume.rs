@@ -133,6 +133,29 @@ async fn load(url: &str, rows: i64) -> Result<Value, BoxError> {
     }))
 }
 
+/// The per-service counts the batches would have kept as the signals arrived (the load went
+/// around them), made by the service's first merge, as after an upgrade (migration 0013 marks
+/// everything stored as to be counted): seconds taken.
+pub async fn count_activity(options: &Options, url: &str) -> Result<f64, BoxError> {
+    let started = Instant::now();
+    let server = Server::start(options, url, &[]).await?;
+    let db = connect(url).await?;
+    loop {
+        let stale: i64 = db.query_one("SELECT count(*) FROM service_activity_stale", &[]).await?.get(0);
+        if stale == 0 {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(3600) {
+            return Err("the per-service counts were not made within an hour".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    server.stop().await?;
+    db.batch_execute("VACUUM (ANALYZE) service_minutes, service_hours").await?;
+    Ok(seconds)
+}
+
 async fn signals_disk_bytes(db: &tokio_postgres::Client) -> Result<i64, BoxError> {
     let sql = "SELECT sum(pg_total_relation_size(relid))::int8 FROM pg_partition_tree('raw_signals')";
     Ok(db.query_one(sql, &[]).await?.get(0))
@@ -181,6 +204,7 @@ async fn queries(options: &Options, url: &str, traces: i64) -> Result<Value, Box
     let base = format!("http://{}", server.api);
     let trace = move |i: usize| trace_id((i as i64 * 104_729) % traces);
     let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let hour_ago_services = hour_ago.clone();
     let paths: Vec<crate::query::Query> = vec![
         ("GET /query/signals?limit=10", Box::new(|_| "/query/signals?limit=10".to_owned())),
         ("GET /query/signals?limit=100", Box::new(|_| "/query/signals?limit=100".to_owned())),
@@ -198,6 +222,11 @@ async fn queries(options: &Options, url: &str, traces: i64) -> Result<Value, Box
         (
             "GET /query/signals?service_name=…&limit=100",
             Box::new(|i| format!("/query/signals?service_name=svc-{}&limit=100", i % 20)),
+        ),
+        ("GET /query/services (the last 24 h)", Box::new(|_| "/query/services".to_owned())),
+        (
+            "GET /query/services?start_time=(1 h ago)",
+            Box::new(move |_| format!("/query/services?start_time={}", urlencode(&hour_ago_services))),
         ),
         (
             "GET /query/signals?start_time=(1 h ago)&signal_type=log",
@@ -268,7 +297,8 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let own = Options { database_server: pg.server_url(), ..options.clone() };
     let loaded_url = fresh_database(&own, "volume").await?;
     eprintln!("bench: loading {} signals over the last 24 hours", options.volume_rows);
-    let loaded = load(&loaded_url, options.volume_rows as i64).await?;
+    let mut loaded = load(&loaded_url, options.volume_rows as i64).await?;
+    loaded["activity_count_seconds"] = json!(count_activity(&own, &loaded_url).await?);
     eprintln!("bench: loaded {loaded}");
     let traces = options.volume_rows as i64 / SIGNALS_PER_TRACE;
     let mut runs = Vec::new();

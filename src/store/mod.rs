@@ -10,6 +10,7 @@ macro_rules! from_columns {
     };
 }
 
+mod activity;
 mod bootstrap;
 mod certificate;
 mod filter;
@@ -34,6 +35,7 @@ use tokio_postgres::error::SqlState;
 use crate::config::DatabaseConfig;
 use crate::model::Lifecycle;
 
+pub use activity::{Merged, ServiceSummary};
 pub use bootstrap::{ensure_database, wait_for_server};
 pub use filter::Total;
 pub use incidents::{IncidentFilter, StatusChange};
@@ -41,7 +43,7 @@ pub use outbox::OutboxRow;
 pub use problems::ProblemFilter;
 use replica::Replica;
 pub use replica::ReplicaStatus;
-pub use signals::{PageStart, ServiceSummary, SignalFilter};
+pub use signals::{PageStart, SignalFilter};
 pub use tracking::BatchOutcome;
 
 /// A failed database operation, classified by what the caller can do about it.

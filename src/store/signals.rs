@@ -24,18 +24,6 @@ pub struct SignalFilter {
     pub text: Option<String>,
 }
 
-/// One service's activity over a time range.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceSummary {
-    pub service_name: String,
-    pub logs: i64,
-    pub traces: i64,
-    pub metrics: i64,
-    /// Error signals ([`crate::model::payload::Facts::is_error`]).
-    pub errors: i64,
-    pub last_seen: DateTime<Utc>,
-}
-
 /// Where a page starts: after `offset` rows, or after the row with this sort key.
 #[derive(Debug, Clone, Copy)]
 pub enum PageStart {
@@ -109,40 +97,6 @@ impl Store {
         let (rows, total) = conditions.fetch_page(&client, &self.signal_page(&order, limit, offset)).await?;
         Ok((rows.iter().map(signal_from_row).collect::<Result<_, _>>()?, total))
     }
-
-    /// Every service that sent signals in `[start, end)`, by name, with its counts.
-    pub async fn service_summaries(
-        &self,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Vec<ServiceSummary>, StoreError> {
-        let client = self.read_client().await?;
-        let rows = client
-            .query(
-                &format!(
-                    r#"SELECT service_name,
-                              count(*) FILTER (WHERE signal_type = 'log') AS logs,
-                              count(*) FILTER (WHERE signal_type = 'trace') AS traces,
-                              count(*) FILTER (WHERE signal_type = 'metric') AS metrics,
-                              count(*) FILTER (WHERE {is_error}) AS errors,
-                              max("timestamp") AS last_seen
-                       FROM raw_signals WHERE "timestamp" >= $1 AND "timestamp" < $2
-                       GROUP BY service_name ORDER BY service_name"#,
-                    is_error = is_error_sql()
-                ),
-                &[&start, &end],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(from_columns!(
-                    row,
-                    ServiceSummary { service_name, logs, traces, metrics, errors, last_seen }
-                ))
-            })
-            .collect()
-    }
-
     /// The signals of one trace, oldest first, at most `limit`.
     pub async fn trace_signals(&self, trace_id: &str, limit: i64) -> Result<Vec<StoredSignal>, StoreError> {
         let client = self.read_client().await?;

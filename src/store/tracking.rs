@@ -72,6 +72,8 @@ batch_params! {
     time_unknown: Vec<bool>,
     expires_at: Vec<Option<DateTime<Utc>>>,
     shared_ids: Vec<Option<Uuid>>,
+    // Counted per service and minute (store/activity.rs).
+    errors: Vec<bool>,
     severities: Vec<&'static str>,
     tracked: Vec<bool>,
     requests: Vec<bool>,
@@ -160,6 +162,7 @@ impl Store {
             time_unknown: rows.iter().map(|s| s.time_unknown).collect(),
             expires_at: rows.iter().map(|s| self.expires_at(s)).collect(),
             shared_ids: rows.iter().map(|s| s.shared.as_ref().map(|p| p.id)).collect(),
+            errors: rows.iter().map(|s| s.facts.is_error(s.signal_type)).collect(),
             severities: assessed.severities,
             tracked: assessed.tracked,
             requests: assessed.requests_analysis,

@@ -38,6 +38,8 @@ pub enum Source {
     analysis_queue,
     /// Keeping the database under RETENTION_MAX_DATABASE_SIZE.
     size_budget,
+    /// Merging the per-service counts of GET /query/services (store/activity.rs).
+    activity_merge,
 }
 
 /// Why: the causes a client or an operator acts on differently.
@@ -57,6 +59,9 @@ pub enum Cause {
     redis_unreachable,
     /// Over its size budget with nothing left that may be dropped.
     database_over_budget,
+    /// The database refused a statement: retrying will not help (a bug, or a schema changed
+    /// under the service).
+    database_error,
 }
 
 impl Cause {
@@ -69,6 +74,7 @@ impl Cause {
             Cause::shutting_down => "shutting_down",
             Cause::redis_unreachable => "redis_unreachable",
             Cause::database_over_budget => "database_over_budget",
+            Cause::database_error => "database_error",
         }
     }
 
@@ -84,16 +90,18 @@ impl Cause {
             Cause::database_over_budget => {
                 "the database is over RETENTION_MAX_DATABASE_SIZE with only the partitions being written left"
             }
+            Cause::database_error => "the database refused a statement",
         }
     }
 }
 
 impl From<&crate::store::StoreError> for Cause {
-    /// The cause of a retryable storage failure.
+    /// The cause of a storage failure.
     fn from(error: &crate::store::StoreError) -> Cause {
         match error {
             crate::store::StoreError::DiskFull(_) => Cause::database_disk_full,
-            _ => Cause::database_unreachable,
+            crate::store::StoreError::Query(_) => Cause::database_error,
+            crate::store::StoreError::Unavailable(_) => Cause::database_unreachable,
         }
     }
 }
@@ -106,6 +114,7 @@ impl Source {
             Source::outbox => "outbox",
             Source::analysis_queue => "analysis_queue",
             Source::size_budget => "size_budget",
+            Source::activity_merge => "activity_merge",
         }
     }
 }

@@ -180,23 +180,37 @@ async fn three_receivers_share_one_database_and_redis_without_loss_duplicates_or
     stop_all(fleet).await;
 
     // The next deploy keeps a day: the old partition goes, dropped by one of the three.
-    let retention = ["--retention-logs", "1d", "--retention-traces", "1d", "--retention-metrics", "1d"];
-    let args: Vec<&str> = retention.iter().copied().chain(["--retention-check-seconds", "1"]).collect();
+    let args: Vec<&str> =
+        super::volume::A_DAY.into_iter().chain(["--retention-check-seconds", "1"]).collect();
+    // The old ranges past a day's retention (the last one made ahead is not).
+    let expiring: HashSet<String> = column::<String>(
+        &client,
+        "SELECT name FROM raw_signal_partitions WHERE ends + interval '1 day' <= now() AND NOT legacy",
+    )
+    .await
+    .into_iter()
+    .filter(|name| old_partitions.contains(name))
+    .collect();
+    assert!(!expiring.is_empty(), "the old day's range expires");
     let fleet = deploy(&db, &redis, &args).await;
-    // A drop is counted once per signal type's partition, by the instance that made it, just
-    // after its DROP committed: wait for the rows to go and for the counts to arrive. The three
-    // instances' counts add up to the type partitions that went, exactly: none was dropped (or
-    // counted) twice.
+    // A type's partition expires once: replaced by its evidence (none here), counted by the
+    // instance that did it, just after its transaction committed; then its range, holding
+    // only evidence no incident needs, goes whole (not counted again). Wait for the expiring
+    // ranges to be gone and the counts to arrive: the three instances' counts add up to the
+    // type partitions that expired, exactly: none was expired (or counted) twice.
     let gone_types = std::cell::Cell::new(0);
     wait_for("the expired partitions dropped and counted", Duration::from_secs(30), || async {
         let rows: i64 = one(&client, "SELECT count(*) FROM raw_signals WHERE trace_id = 't-old'").await;
-        let gone: HashSet<String> =
-            old_partitions.difference(&range_partitions(&client).await).cloned().collect();
+        let left = range_partitions(&client).await;
+        let gone: HashSet<String> = old_partitions.difference(&left).cloned().collect();
         gone_types.set(gone.iter().filter(|name| is_type_partition(name)).count());
         let dropped = fleet_sum(&fleet, "prodsentinel_retention_partitions_dropped").await;
-        rows == 0 && gone_types.get() > 0 && dropped as usize >= gone_types.get()
+        rows == 0
+            && expiring.iter().all(|range| !left.contains(range))
+            && dropped as usize >= gone_types.get()
     })
     .await;
+    assert_eq!(gone_types.get(), 3 * expiring.len(), "every type's partition of the expired ranges gone");
     let dropped = fleet_sum(&fleet, "prodsentinel_retention_partitions_dropped").await;
     assert_eq!(dropped as usize, gone_types.get(), "each expired partition dropped once");
     let created = fleet_sum(&fleet, "prodsentinel_retention_partitions_created").await;

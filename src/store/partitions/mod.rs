@@ -18,12 +18,13 @@ use deadpool_postgres::{GenericClient, Transaction};
 
 pub use plan::{expired, leaf_name, ranges_to_create, size_drops, Bounds, Expired, NewRange, RangePartition};
 
+use super::activity::mark_stale;
 use super::bootstrap::quote_identifier;
 use super::{StorageSettings, Store, StoreError};
 use crate::model::SignalType;
 
 /// Arbitrary but fixed, and distinct from the migration lock: serialises partition changes.
-const MAINTENANCE_LOCK_KEY: i64 = 0x7072_6f64_7061_7274; // "prodpart"
+pub const MAINTENANCE_LOCK_KEY: i64 = 0x7072_6f64_7061_7274; // "prodpart"
 
 /// How long a schema change waits for a table lock before giving up until the next pass.
 const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '500ms'";
@@ -91,7 +92,7 @@ pub enum Turn {
     SkipIfBusy,
 }
 
-async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, StoreError> {
+pub(super) async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, StoreError> {
     let took = match turn {
         Turn::Wait => {
             tx.batch_execute("SET LOCAL lock_timeout = '60s'").await?;
@@ -209,6 +210,15 @@ impl Store {
             let total: i64 =
                 tx.query_one("SELECT count(*) FROM raw_signals_default_rotating", &[]).await?.try_get(0)?;
             created.default_rows_expired = (total as u64).saturating_sub(created.default_rows_kept);
+            let expired = format!(
+                r#"SELECT signal_type::text, min("timestamp"), max("timestamp") + interval '1 microsecond'
+                   FROM raw_signals_default_rotating WHERE NOT {} GROUP BY 1"#,
+                kept()
+            );
+            for row in tx.query(&expired, &[&cutoffs[0], &cutoffs[1], &cutoffs[2]]).await? {
+                let label: String = row.try_get(0)?;
+                mark_stale(&tx, SignalType::parse(&label), row.try_get(1)?, row.try_get(2)?).await?;
+            }
             tx.batch_execute("DROP TABLE raw_signals_default_rotating").await?;
         }
         tx.commit().await?;
@@ -307,6 +317,21 @@ impl Store {
             tx.commit().await?;
             return Ok(DropStep::Unchanged);
         }
+        // The signals of its range (of its type, for a type's partition) change: their counts
+        // are recounted by the next merge.
+        let (range, signal_type) = match action {
+            Expired::Noise { bounds: Bounds::Type { parent, signal_type }, .. } => {
+                (parent, Some(*signal_type))
+            }
+            _ => (table, None),
+        };
+        let bounds =
+            tx.query_opt("SELECT starts, ends FROM raw_signal_partitions WHERE name = $1", &[range]).await?;
+        let (starts, ends) = match bounds {
+            Some(row) => (row.try_get(0)?, Some(row.try_get(1)?)),
+            None => (None, None),
+        };
+        mark_stale(&tx, signal_type, starts, ends).await?;
         let bytes = evidence::size(&tx, table).await?;
         let mut dropped =
             Dropped { name: table.clone(), signal_type: None, legacy: false, bytes, kept_signals: 0, reason };

@@ -1,16 +1,15 @@
--- The write of one batch (store/tracking.rs): signals, the incidents they touch, the problems
--- their errors belong to and the analysis requests they cause, in one statement: one round
--- trip, one atomic commit. Parameters are named (a dollar sign and the name) and bound from
--- `BatchParams`, in the order that struct lists them; the rules applied here (when an incident
--- becomes CRITICAL, how often an incident or a problem may ask for an analysis) are stated in
--- incidents::Escalation.
+-- The write of one batch (store/tracking.rs) in one statement, one round trip, one atomic
+-- commit: signals, their per-minute counts, their incidents and problems, the analyses they
+-- cause. Named parameters (a dollar sign, a name) are bound from `BatchParams`; the rules
+-- applied (when an incident becomes CRITICAL, how often an analysis may be asked for) are
+-- stated in incidents::Escalation.
 WITH input AS (
-    SELECT t.*, t.signal_type::signaltypeenum AS kind
+    SELECT t.*, t.signal_type::signaltypeenum AS kind, t.level::incidentseverity AS severity
     FROM unnest($ids::uuid[], $types::text[], $trace_ids::text[], $services::text[], $timestamps::timestamptz[], $payloads::text[],
-                $severities::text[], $tracked::bool[], $requests::bool[], $fingerprints::text[], $titles::text[], $time_unknown::bool[], $expires_at::timestamptz[],
-                $shared_ids::uuid[])
-        AS t(id, signal_type, trace_id, service_name, ts, payload, severity, tracked, requests,
-             fingerprint, title, time_unknown, expires_at, shared_id)
+                $severities::text[], $tracked::bool[], $requests::bool[], $fingerprints::text[], $titles::text[], $time_unknown::bool[],
+                $expires_at::timestamptz[], $shared_ids::uuid[], $errors::bool[])
+        AS t(id, signal_type, trace_id, service_name, ts, payload, level, tracked, requests,
+             fingerprint, title, time_unknown, expires_at, shared_id, error)
 ),
 shared AS (
     -- The resources and scopes of the batch's OTLP exports, each stored once ever (content-
@@ -34,20 +33,24 @@ inserted AS (
     ON CONFLICT ("timestamp", id, signal_type) DO NOTHING
     RETURNING id, "timestamp", signal_type
 ),
-fresh AS (
-    -- Only newly stored signals count, each once even if repeated within the batch.
-    SELECT DISTINCT ON (input.ts, input.id, input.kind) input.trace_id, input.service_name,
-           input.severity::incidentseverity AS severity, input.requests, input.fingerprint, input.title,
-           coalesce(input.expires_at, 'infinity') AS expires_at
+stored AS (
+    -- Only newly stored signals count, each once even if repeated within the batch; only
+    -- tracked ones (at INCIDENT_MIN_SEVERITY or above) touch incidents and problems.
+    SELECT DISTINCT ON (input.ts, input.id, input.kind) input.*
     FROM input JOIN inserted
          ON inserted.id = input.id AND inserted."timestamp" = input.ts AND inserted.signal_type = input.kind
-    WHERE input.tracked
+),
+counted AS (
+    -- For GET /query/services; merged by the maintenance (store/activity.rs).
+    INSERT INTO service_minutes (service_name, signal_type, minute, signals, errors, last_seen)
+    SELECT service_name, kind, date_bin('1 minute', ts, timestamptz 'epoch'), count(*), count(*) FILTER (WHERE error), max(ts)
+    FROM stored GROUP BY 1, 2, 3
 ),
 activity AS (
     SELECT trace_id, count(*) AS signals, count(*) FILTER (WHERE severity >= 'HIGH') AS high,
            max(severity) AS severity, bool_or(requests) AS requests,
-           array_agg(DISTINCT service_name::varchar) AS services, max(expires_at) AS expires_at
-    FROM fresh GROUP BY trace_id
+           array_agg(DISTINCT service_name::varchar) AS services, max(coalesce(expires_at, 'infinity')) AS expires_at
+    FROM stored WHERE tracked GROUP BY trace_id
 ),
 prior AS (
     -- The statement's snapshot: severities before this batch, to tell escalations.
@@ -55,11 +58,9 @@ prior AS (
     WHERE trace_id IN (SELECT trace_id FROM activity) AND trace_key = trace_id
 ),
 upserted AS (
-    INSERT INTO incidents AS i (id, trace_id, trace_key, status, severity, detected_at, affected_services,
-                                error_count, high_signal_count, last_signal_at, analysis_requested_at,
-                                signals_expire_at)
-    SELECT uuid_time_ordered(), a.trace_id, a.trace_id, 'OPEN',
-           greatest(a.severity, CASE WHEN $critical_after_high::int8 > 0 AND a.high >= $critical_after_high::int8 THEN 'CRITICAL'::incidentseverity END),
+    INSERT INTO incidents AS i (id, trace_id, trace_key, status, severity, detected_at, affected_services, error_count,
+                                high_signal_count, last_signal_at, analysis_requested_at, signals_expire_at)
+    SELECT uuid_time_ordered(), a.trace_id, a.trace_id, 'OPEN', escalated(a.severity, a.high, $critical_after_high::int8),
            now(), a.services, a.signals, a.high, now(), CASE WHEN a.requests THEN now() END, a.expires_at
     FROM activity a ORDER BY a.trace_id
     ON CONFLICT (trace_id, trace_key) DO UPDATE SET
@@ -69,14 +70,12 @@ upserted AS (
         error_count = coalesce(i.error_count, 0) + excluded.error_count,
         high_signal_count = i.high_signal_count + excluded.high_signal_count,
         affected_services = array_add_missing(i.affected_services, excluded.affected_services),
-        severity = greatest(i.severity, excluded.severity,
-            CASE WHEN $critical_after_high::int8 > 0 AND i.high_signal_count + excluded.high_signal_count >= $critical_after_high::int8
-                 THEN 'CRITICAL'::incidentseverity END),
+        severity = escalated(greatest(i.severity, excluded.severity),
+                             i.high_signal_count + excluded.high_signal_count, $critical_after_high::int8),
         last_signal_at = now(),
-        analysis_requested_at = CASE
-            WHEN excluded.analysis_requested_at IS NOT NULL
-                 AND analysis_window_passed(i.analysis_requested_at, $analysis_window_secs::float8)
-            THEN now() ELSE i.analysis_requested_at END
+        analysis_requested_at = CASE WHEN excluded.analysis_requested_at IS NOT NULL
+            AND analysis_window_passed(i.analysis_requested_at, $analysis_window_secs::float8) THEN now()
+            ELSE i.analysis_requested_at END
     RETURNING i.id, i.trace_id, i.trace_key, i.severity,
               i.analysis_requested_at = now() AS requested, i.xmax = 0 AS opened
 ),
@@ -85,9 +84,8 @@ faults AS (
     SELECT f.fingerprint, min(f.title) AS title, count(*) AS signals, max(f.severity) AS severity,
            array_agg(DISTINCT f.service_name::varchar) AS services,
            min(u.trace_key) FILTER (WHERE u.requested) AS wanting_trace, min(u.trace_key) AS any_trace
-    FROM fresh f JOIN upserted u ON u.trace_key = f.trace_id
-    WHERE f.fingerprint IS NOT NULL
-    GROUP BY f.fingerprint
+    FROM stored f JOIN upserted u ON u.trace_key = f.trace_id
+    WHERE f.tracked AND f.fingerprint IS NOT NULL GROUP BY f.fingerprint
 ),
 problems_upserted AS (
     -- In fingerprint order, like incidents in trace order: concurrent batches cannot deadlock.
@@ -116,7 +114,8 @@ problems_upserted AS (
 links AS (
     INSERT INTO incident_problems (incident_id, problem_id)
     SELECT DISTINCT u.id, pu.id
-    FROM fresh f JOIN upserted u ON u.trace_key = f.trace_id JOIN problems_upserted pu ON pu.fingerprint = f.fingerprint
+    FROM stored f JOIN upserted u ON u.trace_key = f.trace_id JOIN problems_upserted pu ON pu.fingerprint = f.fingerprint
+    WHERE f.tracked
     ON CONFLICT DO NOTHING
     RETURNING 1
 ),
@@ -127,7 +126,7 @@ outbox AS (
     SELECT u.trace_id, u.id FROM upserted u
     WHERE u.requested AND (
         NOT $grouping::bool
-        OR NOT EXISTS (SELECT 1 FROM fresh f WHERE f.trace_id = u.trace_key AND f.fingerprint IS NOT NULL)
+        OR NOT EXISTS (SELECT 1 FROM stored f WHERE f.tracked AND f.trace_id = u.trace_key AND f.fingerprint IS NOT NULL)
         OR EXISTS (SELECT 1 FROM problems_upserted pu WHERE pu.claimed AND pu.representative_trace_id = u.trace_key))
     RETURNING 1
 )

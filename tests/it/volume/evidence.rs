@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use super::{day_partition, days, exists, log_at};
+use super::{day_partition, days, exists, log_at, A_DAY};
 use crate::helpers::{one, spawn_app_dispatching_by_hand, wait_for, TestApp};
 use crate::metrics::{get, scrape_addr};
 
@@ -84,7 +84,7 @@ async fn an_analysed_trace_outlives_its_partition_whole_and_the_healthy_traffic_
     let bytes_before = size(&db, &log_leaf).await;
 
     // The operator shortens every retention to a day: that day's partitions expire.
-    let shorter = ["--retention-logs", "1d", "--retention-traces", "1d", "--retention-metrics", "1d"];
+    let shorter = A_DAY;
     let args: Vec<&str> = shorter.iter().copied().chain(["--retention-check-seconds", "1"]).collect();
     let instance = app.second_instance(&args).await;
     // That day's partitions, replaced by ones holding only evidence (others expired too, empty).

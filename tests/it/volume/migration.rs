@@ -130,6 +130,15 @@ async fn assert_migrated_whole(db: &Client, addr: std::net::SocketAddr, took: f6
     let page: Value =
         http.get(format!("http://{addr}/query/signals?limit=5")).send().await.unwrap().json().await.unwrap();
     assert_eq!(page["items"][0]["trace_id"], "legacy-ahead", "newest first across partitions");
+    // The signals from before are counted for GET /query/services by the first merge.
+    crate::helpers::wait_for("the first merge of the counts", std::time::Duration::from_secs(60), || async {
+        count(db, "SELECT count(*) FROM service_activity_stale").await == 0
+    })
+    .await;
+    let all = (chrono::DateTime::UNIX_EPOCH, chrono::Utc::now() + chrono::Duration::days(400));
+    let services = super::activity::answered(addr, all.0, all.1).await;
+    assert_eq!(services, super::activity::counted(db, all.0, all.1).await);
+    assert_eq!(services.iter().map(|s| s.1 + s.2 + s.3).sum::<i64>(), ROWS + 10);
     eprintln!(
         "{what}: {} rows migrated and started in {took:.2} s, {:.1} s per million rows",
         ROWS + 10,

@@ -2,6 +2,7 @@
 //! partitions, idempotency across partitions, the lifecycle of incidents, the migration of an
 //! unpartitioned table, and totals that never count every row.
 
+mod activity;
 mod budget;
 mod evidence;
 mod idempotency;
@@ -24,6 +25,10 @@ pub fn log_at(trace_id: &str, level: &str, at: DateTime<Utc>) -> Value {
     body["timestamp"] = Value::String(at.to_rfc3339());
     body
 }
+
+/// Every signal type kept a day.
+pub const A_DAY: [&str; 6] =
+    ["--retention-logs", "1d", "--retention-traces", "1d", "--retention-metrics", "1d"];
 
 pub fn days(n: i64) -> Duration {
     Duration::days(n)

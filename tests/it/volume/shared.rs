@@ -7,7 +7,7 @@ use prodsentinel::App;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::days;
+use super::{days, A_DAY};
 use crate::helpers::{one, spawn_app_dispatching_by_hand, test_config, TestApp};
 
 /// One OTLP/JSON log of `service` in `trace` at `at`.
@@ -37,16 +37,7 @@ async fn resources_no_stored_signal_refers_to_are_swept_and_evidence_keeps_its_o
     // Days later, with a day of retention: the healthy log and its partition are long gone, so
     // is every use of its resource; the analysed trace's log is evidence.
     let redis = app.redis.url();
-    let args = [
-        "--redis-url",
-        &redis,
-        "--retention-logs",
-        "1d",
-        "--retention-traces",
-        "1d",
-        "--retention-metrics",
-        "1d",
-    ];
+    let args: Vec<&str> = ["--redis-url", &redis].into_iter().chain(A_DAY).collect();
     let later = App::build(test_config(&app.db, &args)).await.expect("starts");
     let report = later.maintenance().pass_at(Utc::now() + days(5), Turn::Wait).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
