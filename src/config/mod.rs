@@ -332,7 +332,7 @@ fn parse_redis_url(text: &str) -> Result<RedisUrl, String> {
 fn parse_partition_interval(text: &str) -> Result<PartitionInterval, String> {
     let length = values::duration(text, false)?.unwrap_or_default();
     PartitionInterval::new(length).ok_or_else(|| {
-        format!("{text:?} is neither whole hours dividing a day (1h, 2h, 3h, 4h, 6h, 8h, 12h) nor whole days (1d, 7d)")
+        format!("{text:?} is neither whole minutes or hours dividing a day (1h, 6h, 12h; 5m, 15m for short retentions) nor whole days (1d, 7d)")
     })
 }
 
