@@ -19,6 +19,7 @@ mod pg;
 mod query;
 mod receive;
 mod server;
+mod soak;
 mod volume;
 mod workload;
 
@@ -50,6 +51,12 @@ pub struct Options {
     pub migrations: Option<usize>,
     /// Run only these server scenarios (`--scenario legacy_info_32`); all when empty.
     pub scenarios: Vec<String>,
+    /// The soak phase (`--only soak`): each run's length (`--soak-minutes`, 60 the reference),
+    /// the signals per second offered (`--soak-rate`), and whether a second run with a size
+    /// budget follows (`--soak-budget yes|no`).
+    pub soak_length: Duration,
+    pub soak_rate: u32,
+    pub soak_budget: bool,
 }
 
 impl Options {
@@ -60,6 +67,11 @@ impl Options {
     /// The volume phase loads tens of millions of rows (about half an hour): only on request.
     fn runs_volume(&self) -> bool {
         self.only.iter().any(|p| p == "volume")
+    }
+
+    /// The soak runs for an hour or more: only on request.
+    fn runs_soak(&self) -> bool {
+        self.only.iter().any(|p| p == "soak")
     }
 }
 
@@ -79,6 +91,9 @@ fn options() -> Result<Options, BoxError> {
         database_options: None,
         migrations: None,
         scenarios: Vec::new(),
+        soak_length: Duration::from_secs(60 * 60),
+        soak_rate: 1000,
+        soak_budget: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -92,6 +107,15 @@ fn options() -> Result<Options, BoxError> {
             "--only" => options.only.push(value()?),
             "--migrations" => options.migrations = Some(value()?.parse()?),
             "--scenario" => options.scenarios.push(value()?),
+            "--soak-minutes" => options.soak_length = Duration::from_secs(value()?.parse::<u64>()? * 60),
+            "--soak-rate" => options.soak_rate = value()?.parse()?,
+            "--soak-budget" => {
+                options.soak_budget = match value()?.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    other => return Err(format!("--soak-budget takes yes or no, not {other:?}").into()),
+                }
+            }
             "--database-options" => options.database_options = Some(value()?),
             "--server-env" => {
                 let pair = value()?;
@@ -100,7 +124,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options"
+                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget"
                 )
                 .into())
             }
@@ -149,6 +173,11 @@ async fn main() -> Result<(), BoxError> {
         volume = volume::measure(&options).await?;
     }
 
+    let mut soak = Value::Null;
+    if options.runs_soak() {
+        soak = soak::measure(&options).await?;
+    }
+
     let report = json!({
         "started_at": started.to_rfc3339(),
         "machine": machine,
@@ -158,6 +187,7 @@ async fn main() -> Result<(), BoxError> {
         "scenarios": scenarios,
         "queries": queries,
         "volume": volume,
+        "soak": soak,
     });
     print_table(&report);
     std::fs::write(&options.out, serde_json::to_string_pretty(&report)?)?;
@@ -225,6 +255,7 @@ fn print_table(report: &Value) {
         );
     }
     print_volume(&report["volume"]);
+    print_soak(&report["soak"]);
     println!("\nQueries over {} signals:", report["queries"]["rows"]);
     for q in report["queries"]["latencies"].as_array().into_iter().flatten() {
         println!(
@@ -265,6 +296,20 @@ fn print_volume(volume: &Value) {
                 f(q, "p99_ms")
             );
         }
+    }
+}
+
+fn print_soak(soak: &Value) {
+    for run in soak["runs"].as_array().into_iter().flatten() {
+        let v = &run["verdict"];
+        println!(
+            "\nSoak, {} minutes at {} signals/s offered, budget {}: {}",
+            run["minutes"], run["rate_offered"], run["budget_bytes"], run["csv"]
+        );
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+    if let Some(chart) = soak["chart"].as_str() {
+        println!("Soak chart: {chart}");
     }
 }
 

@@ -52,8 +52,12 @@ fn run(mut command: Command, what: &str) -> Result<(), BoxError> {
 impl OwnPostgres {
     /// A new cluster in a temporary directory (not started).
     pub fn init() -> Result<OwnPostgres, BoxError> {
-        let dir =
-            std::env::temp_dir().join(format!("prodsentinel-bench-pg-{}", uuid::Uuid::new_v4().simple()));
+        OwnPostgres::init_in(&std::env::temp_dir())
+    }
+
+    /// A new cluster in a new directory under `parent` (a small file system, say).
+    pub fn init_in(parent: &Path) -> Result<OwnPostgres, BoxError> {
+        let dir = parent.join(format!("prodsentinel-bench-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         if is_root() {
             run(
@@ -100,6 +104,12 @@ impl OwnPostgres {
             self.running = false;
         }
         Ok(())
+    }
+
+    /// The server's log, for a run that went wrong.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
     /// `postgres://postgres@127.0.0.1:<port>`, without a database name.

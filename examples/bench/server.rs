@@ -86,6 +86,11 @@ impl Server {
         (ticks(11) + ticks(12)) / 100.0
     }
 
+    /// Resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        rss_kib(self.pid).unwrap_or(0) as f64 / 1024.0
+    }
+
     /// Peak resident memory since the last reset, in MiB.
     pub fn take_peak_rss_mib(&self) -> f64 {
         let peak = self.peak_rss_kib.swap(rss_kib(self.pid).unwrap_or(0), Ordering::Relaxed);

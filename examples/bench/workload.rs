@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-fn kv(key: &str, value: &str) -> KeyValue {
+pub fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_owned())) }),
@@ -17,7 +17,7 @@ fn kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-fn now_nanos() -> u64 {
+pub fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

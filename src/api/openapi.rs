@@ -128,9 +128,9 @@ pub struct EvidenceQuery {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ServicesQuery {
-    /// Default: 24 hours before `end_time`.
+    /// Default: 24 hours before `end_time`. Counted from the start of its minute.
     pub start_time: Option<DateTime<Utc>>,
-    /// Default: now.
+    /// Default: now. Counted to the end of its minute (for now: everything stored so far).
     pub end_time: Option<DateTime<Utc>>,
 }
 

@@ -10,7 +10,7 @@ use super::openapi::{Detail, ServicesQuery, ValidationErrors};
 use super::params::Params;
 use super::ApiState;
 use crate::http::ApiError;
-use crate::store::ServiceSummary;
+use crate::store::{MinuteRange, ServiceSummary};
 use crate::validation::FieldError;
 
 /// The range when none is given: the last day.
@@ -18,6 +18,7 @@ const DEFAULT_RANGE_HOURS: i64 = 24;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Services {
+    /// The range counted: the one asked for, widened to whole minutes (UTC).
     #[serde(serialize_with = "crate::model::time::serialize")]
     pub start_time: DateTime<Utc>,
     #[serde(serialize_with = "crate::model::time::serialize")]
@@ -59,9 +60,10 @@ impl From<ServiceSummary> for ServiceItem {
     }
 }
 
-/// Services with signals in `[start_time, end_time)` (default: the last 24 hours), by name.
+/// Services with signals in `[start_time, end_time)` widened to whole minutes (default: the
+/// last 24 hours), by name; the answer gives the range counted.
 #[utoipa::path(get, path = "/query/services", tag = "query", params(ServicesQuery),
-    responses((status = 200, description = "Services with signals in the range, by name", body = Services), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
+    responses((status = 200, description = "Services with signals in the range (widened to whole minutes, as the answer's start_time and end_time say), by name", body = Services), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 422, description = "Invalid parameters", body = ValidationErrors), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn list_services(
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -78,6 +80,14 @@ pub async fn list_services(
             "Value error, start_time must be before end_time",
         )));
     }
-    let summaries = state.store.service_summaries(start_time, end_time).await?;
-    Ok(Json(Services { start_time, end_time, items: summaries.into_iter().map(ServiceItem::from).collect() }))
+    let Some(range) = MinuteRange::around(start_time, end_time) else {
+        return Err(ApiError::field(FieldError::new(
+            "value_error",
+            vec!["query".into(), "end_time".into()],
+            "Value error, the range is too far from the present to be counted",
+        )));
+    };
+    let summaries = state.store.service_summaries(range).await?;
+    let items = summaries.into_iter().map(ServiceItem::from).collect();
+    Ok(Json(Services { start_time: range.start, end_time: range.end, items }))
 }

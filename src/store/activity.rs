@@ -1,11 +1,12 @@
 //! Per-service activity (`GET /query/services`) at a cost that does not grow with the signals
-//! stored (migrations/0013). The batch that stores signals also counts them, per service, type
-//! and minute, in rows of its own (`service_minutes`, not `merged`): appended, never updated,
-//! so concurrent batches never wait for each other there. The maintenance merges them, often,
-//! into one row per minute (`merged`) and adds them to the hour (`service_hours`, the sum of
-//! the hour's merged minutes). A range is answered from the hours it covers whole, the merged
-//! minutes of its partial hours, the batches' rows not merged yet, and the raw signals of its
-//! partial minutes: at most a day's hours, two hours' minutes and two minutes' signals.
+//! stored or the rate they arrive at (migrations/0013). The batch that stores signals also
+//! counts them, per service, type and minute, in rows of its own (`service_minutes`, not
+//! `merged`): appended, never updated, so concurrent batches never wait for each other there.
+//! The maintenance merges them, often, into one row per minute (`merged`) and adds them to the
+//! hour (`service_hours`, the sum of the hour's merged minutes). A range, on whole minutes, is
+//! answered from the hours it covers whole, the merged minutes of its partial hours and the
+//! batches' rows not merged yet: at most a day's hours and two hours' minutes, and never a
+//! signal.
 //!
 //! The counts equal what `raw_signals` holds: a partition change (expiry, the size budget, the
 //! default partition emptied) records its range as stale in the same transaction, and the next
@@ -41,18 +42,30 @@ pub struct Merged {
     pub recounted: u64,
 }
 
-/// Where `[start, end)` is answered from: the signals of `[start, minutes)` and `[minutes_end,
-/// end)`; the merged minutes of `[minutes, hours)` and `[hours_end, minutes_end)`; the batch
-/// rows of `[minutes, minutes_end)`; the hours of `[hours, hours_end)`. Ordered, each piece
-/// possibly empty.
+/// A range on whole minutes (UTC): the start at or before the one asked for, the end at or
+/// after it. Counting is per minute, so a range is answered on whole minutes; the caller is
+/// told which (for a range ending now, the current minute holds everything stored so far).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Slices {
-    start: DateTime<Utc>,
-    minutes: DateTime<Utc>,
-    hours: DateTime<Utc>,
-    hours_end: DateTime<Utc>,
-    minutes_end: DateTime<Utc>,
-    end: DateTime<Utc>,
+pub struct MinuteRange {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl MinuteRange {
+    /// `None` for a time too far out to round (PostgreSQL refuses those anyway).
+    pub fn around(start: DateTime<Utc>, end: DateTime<Utc>) -> Option<MinuteRange> {
+        let minute = TimeDelta::minutes(1);
+        Some(MinuteRange { start: floor(start, minute)?, end: ceil(end, minute)? })
+    }
+
+    /// The whole hours inside: `[hours, hours_end)`, empty (both at `end`) when there are none.
+    fn hours(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let hour = TimeDelta::hours(1);
+        match (ceil(self.start, hour), floor(self.end, hour)) {
+            (Some(hours), Some(hours_end)) if hours < hours_end => (hours, hours_end),
+            _ => (self.end, self.end),
+        }
+    }
 }
 
 fn floor(at: DateTime<Utc>, step: TimeDelta) -> Option<DateTime<Utc>> {
@@ -65,24 +78,6 @@ fn ceil(at: DateTime<Utc>, step: TimeDelta) -> Option<DateTime<Utc>> {
         Some(at)
     } else {
         floor.checked_add_signed(step)
-    }
-}
-
-/// `[start, end)` cut on whole minutes and hours (UTC).
-fn slices(start: DateTime<Utc>, end: DateTime<Utc>) -> Slices {
-    let raw_only = Slices { start, minutes: end, hours: end, hours_end: end, minutes_end: end, end };
-    let (minute, hour) = (TimeDelta::minutes(1), TimeDelta::hours(1));
-    let (Some(minutes), Some(minutes_end)) = (ceil(start, minute), floor(end, minute)) else {
-        return raw_only;
-    };
-    if minutes >= minutes_end {
-        return raw_only;
-    }
-    match (ceil(minutes, hour), floor(minutes_end, hour)) {
-        (Some(hours), Some(hours_end)) if hours < hours_end => {
-            Slices { start, minutes, hours, hours_end, minutes_end, end }
-        }
-        _ => Slices { start, minutes, hours: minutes_end, hours_end: minutes_end, minutes_end, end },
     }
 }
 
@@ -221,38 +216,29 @@ impl Store {
         Ok(Some(Merged { batch_rows: batch_rows as u64, recounted: stale.len() as u64 }))
     }
 
-    /// Per service, its signals in `[start, end)` by type, its errors and its latest signal.
-    pub async fn service_summaries(
-        &self,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Vec<ServiceSummary>, StoreError> {
-        let Slices { start, minutes, hours, hours_end, minutes_end, end } = slices(start, end);
+    /// Per service, its signals in `range` by type, its errors and its latest signal: the
+    /// hours `range` covers whole, the merged minutes around them and the batches' rows not
+    /// merged yet. At most a day's hours and two hours' minutes, whatever is stored.
+    pub async fn service_summaries(&self, range: MinuteRange) -> Result<Vec<ServiceSummary>, StoreError> {
+        let (hours, hours_end) = range.hours();
         let client = self.read_client().await?;
-        let sql = format!(
-            r#"SELECT service_name,
-                      sum(signals) FILTER (WHERE signal_type = 'log')::int8 AS logs,
-                      sum(signals) FILTER (WHERE signal_type = 'trace')::int8 AS traces,
-                      sum(signals) FILTER (WHERE signal_type = 'metric')::int8 AS metrics,
-                      sum(errors)::int8 AS errors, max(last_seen) AS last_seen
-               FROM (
-                   SELECT service_name, signal_type, signals, errors, last_seen FROM service_hours
-                   WHERE hour >= $3 AND hour < $4
-                   UNION ALL
-                   SELECT service_name, signal_type, signals, errors, last_seen FROM service_minutes
-                   WHERE merged AND ((minute >= $2 AND minute < $3) OR (minute >= $4 AND minute < $5))
-                   UNION ALL
-                   SELECT service_name, signal_type, signals, errors, last_seen FROM service_minutes
-                   WHERE NOT merged AND minute >= $2 AND minute < $5
-                   UNION ALL
-                   SELECT service_name, signal_type, 1, CASE WHEN {is_error} THEN 1 ELSE 0 END, "timestamp"
-                   FROM raw_signals
-                   WHERE ("timestamp" >= $1 AND "timestamp" < $2) OR ("timestamp" >= $5 AND "timestamp" < $6)
-               ) AS counts
-               GROUP BY service_name ORDER BY service_name"#,
-            is_error = is_error_sql()
-        );
-        let rows = client.query(&sql, &[&start, &minutes, &hours, &hours_end, &minutes_end, &end]).await?;
+        let sql = r#"SELECT service_name,
+                            sum(signals) FILTER (WHERE signal_type = 'log')::int8 AS logs,
+                            sum(signals) FILTER (WHERE signal_type = 'trace')::int8 AS traces,
+                            sum(signals) FILTER (WHERE signal_type = 'metric')::int8 AS metrics,
+                            sum(errors)::int8 AS errors, max(last_seen) AS last_seen
+                     FROM (
+                         SELECT service_name, signal_type, signals, errors, last_seen FROM service_hours
+                         WHERE hour >= $2 AND hour < $3
+                         UNION ALL
+                         SELECT service_name, signal_type, signals, errors, last_seen FROM service_minutes
+                         WHERE merged AND ((minute >= $1 AND minute < $2) OR (minute >= $3 AND minute < $4))
+                         UNION ALL
+                         SELECT service_name, signal_type, signals, errors, last_seen FROM service_minutes
+                         WHERE NOT merged AND minute >= $1 AND minute < $4
+                     ) AS counts
+                     GROUP BY service_name ORDER BY service_name"#;
+        let rows = client.query(sql, &[&range.start, &hours, &hours_end, &range.end]).await?;
         rows.iter()
             .map(|row| {
                 let count = |column: &str| -> Result<i64, StoreError> {
@@ -279,57 +265,35 @@ mod tests {
         text.parse().expect("a test time")
     }
 
-    #[test]
-    fn a_day_is_its_whole_hours_the_minutes_around_them_and_the_seconds_around_those() {
-        let s = slices(at("2026-12-04T10:15:30.5Z"), at("2026-12-05T10:15:30.5Z"));
-        assert_eq!(s.minutes, at("2026-12-04T10:16:00Z"));
-        assert_eq!(s.hours, at("2026-12-04T11:00:00Z"));
-        assert_eq!(s.hours_end, at("2026-12-05T10:00:00Z"));
-        assert_eq!(s.minutes_end, at("2026-12-05T10:15:00Z"));
+    fn around(start: &str, end: &str) -> MinuteRange {
+        MinuteRange::around(at(start), at(end)).expect("roundable")
     }
 
     #[test]
-    fn aligned_bounds_leave_no_signals_to_count() {
-        let s = slices(at("2026-12-04T00:00:00Z"), at("2026-12-05T00:00:00Z"));
-        assert_eq!((s.start, s.minutes, s.hours), (s.minutes, s.hours, at("2026-12-04T00:00:00Z")));
-        assert_eq!((s.hours_end, s.minutes_end, s.end), (s.minutes_end, s.end, at("2026-12-05T00:00:00Z")));
+    fn a_range_is_widened_to_whole_minutes() {
+        let range = around("2026-12-04T10:15:30.5Z", "2026-12-05T10:15:30.5Z");
+        assert_eq!((range.start, range.end), (at("2026-12-04T10:15:00Z"), at("2026-12-05T10:16:00Z")));
+        let aligned = around("2026-12-04T00:00:00Z", "2026-12-05T00:00:00Z");
+        assert_eq!((aligned.start, aligned.end), (at("2026-12-04T00:00:00Z"), at("2026-12-05T00:00:00Z")));
+    }
+
+    #[test]
+    fn a_day_is_its_whole_hours_and_the_minutes_around_them() {
+        let range = around("2026-12-04T10:15:30Z", "2026-12-05T10:15:30Z");
+        assert_eq!(range.hours(), (at("2026-12-04T11:00:00Z"), at("2026-12-05T10:00:00Z")));
     }
 
     #[test]
     fn less_than_a_whole_hour_is_minutes_only() {
-        let s = slices(at("2026-12-05T10:15:30Z"), at("2026-12-05T11:10:00Z"));
-        assert_eq!(s.minutes, at("2026-12-05T10:16:00Z"));
-        assert_eq!(
-            (s.hours, s.hours_end, s.minutes_end),
-            (s.minutes_end, s.minutes_end, at("2026-12-05T11:10:00Z"))
-        );
-    }
-
-    #[test]
-    fn less_than_a_whole_minute_is_signals_only() {
         for (start, end) in [
-            ("2026-12-05T10:15:30Z", "2026-12-05T10:16:20Z"),
+            ("2026-12-05T10:15:30Z", "2026-12-05T11:10:00Z"),
+            ("2026-12-05T10:00:00Z", "2026-12-05T10:59:00Z"),
             ("2026-12-05T10:15:30Z", "2026-12-05T10:15:40Z"),
         ] {
-            let s = slices(at(start), at(end));
-            assert_eq!(s.minutes, s.end, "{start}..{end}");
-            assert_eq!(s.minutes_end, s.end, "{start}..{end}");
+            let range = around(start, end);
+            assert_eq!(range.hours(), (range.end, range.end), "{start}..{end}");
         }
-    }
-
-    #[test]
-    fn the_pieces_are_ordered_and_cover_the_range() {
-        let starts = ["2026-12-05T10:15:30Z", "2026-12-05T10:00:00Z", "2026-12-05T10:59:59.999Z"];
-        let ends =
-            ["2026-12-05T10:16:00Z", "2026-12-05T12:00:00Z", "2026-12-07T00:00:01Z", "2026-12-05T11:00:00Z"];
-        for start in starts {
-            // The API refuses a range that does not start before it ends.
-            for end in ends.into_iter().filter(|end| at(start) < at(end)) {
-                let s = slices(at(start), at(end));
-                let order = [s.start, s.minutes, s.hours, s.hours_end, s.minutes_end, s.end];
-                assert!(order.windows(2).all(|w| w[0] <= w[1]), "{start}..{end}: {s:?}");
-                assert_eq!((s.start, s.end), (at(start), at(end)));
-            }
-        }
+        let hour = around("2026-12-05T10:00:00Z", "2026-12-05T11:00:00Z");
+        assert_eq!(hour.hours(), (at("2026-12-05T10:00:00Z"), at("2026-12-05T11:00:00Z")));
     }
 }

@@ -35,7 +35,7 @@ use tokio_postgres::error::SqlState;
 use crate::config::DatabaseConfig;
 use crate::model::Lifecycle;
 
-pub use activity::{Merged, ServiceSummary};
+pub use activity::{Merged, MinuteRange, ServiceSummary};
 pub use bootstrap::{ensure_database, wait_for_server};
 pub use filter::Total;
 pub use incidents::{IncidentFilter, StatusChange};

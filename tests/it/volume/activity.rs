@@ -29,14 +29,18 @@ pub async fn counted(db: &Client, start: DateTime<Utc>, end: DateTime<Utc>) -> V
     rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect()
 }
 
-/// The endpoint's answer over `[start, end)`.
-pub async fn answered(app_addr: std::net::SocketAddr, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<Line> {
+/// The endpoint's answer over `[start, end)`, and the range it says it counted.
+pub async fn answered(
+    app_addr: std::net::SocketAddr,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>, Vec<Line>) {
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let url = format!("http://{app_addr}/query/services?start_time={}&end_time={}", time(start), time(end));
     let answer = reqwest::get(&url).await.unwrap();
     assert_eq!(answer.status(), StatusCode::OK, "{url}");
     let body: Value = answer.json().await.unwrap();
-    body["items"]
+    let lines = body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -53,7 +57,16 @@ pub async fn answered(app_addr: std::net::SocketAddr, start: DateTime<Utc>, end:
                 last_seen,
             )
         })
-        .collect()
+        .collect();
+    let bound = |key: &str| body[key].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    (bound("start_time"), bound("end_time"), lines)
+}
+
+/// `[start, end)` widened to whole minutes.
+fn whole_minutes(start: DateTime<Utc>, end: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let floor = start.duration_trunc(Duration::minutes(1)).unwrap();
+    let end_floor = end.duration_trunc(Duration::minutes(1)).unwrap();
+    (floor, if end_floor == end { end } else { end_floor + Duration::minutes(1) })
 }
 
 /// A deterministic spread of numbers (a linear congruential generator): the same run each time.
@@ -106,7 +119,7 @@ async fn send(app: &TestApp, spread: &mut Spread, from: DateTime<Utc>, span: Dur
 }
 
 /// Ranges of every shape over `[from, to)`: whole hours, whole minutes, parts of a minute,
-/// bounds on the signals' own edges, and arbitrary ones.
+/// bounds on the signals' own edges, and arbitrary ones (answered on whole minutes).
 fn ranges(
     spread: &mut Spread,
     from: DateTime<Utc>,
@@ -134,8 +147,10 @@ fn ranges(
 
 async fn assert_all_agree(app: &TestApp, db: &Client, ranges: &[(DateTime<Utc>, DateTime<Utc>)], when: &str) {
     for &(start, end) in ranges {
-        let expected = counted(db, start, end).await;
-        assert_eq!(answered(app.addr, start, end).await, expected, "{when}: [{start}, {end})");
+        let (counted_from, counted_to) = whole_minutes(start, end);
+        let expected = counted(db, counted_from, counted_to).await;
+        let answer = answered(app.addr, start, end).await;
+        assert_eq!(answer, (counted_from, counted_to, expected), "{when}: [{start}, {end})");
     }
 }
 
@@ -220,8 +235,8 @@ async fn expired_partitions_take_their_counts_with_them_and_evidence_keeps_its_o
     let mut spread = Spread(7);
     send(&app, &mut spread, old, Duration::hours(2), 300).await;
     app.maintenance.merge_activity(Turn::Wait).await.expect("merged");
-    let window = (old - Duration::hours(1), old + Duration::hours(3));
-    let before = answered(app.addr, window.0, window.1).await;
+    let window = whole_minutes(old - Duration::hours(1), old + Duration::hours(3));
+    let before = answered(app.addr, window.0, window.1).await.2;
     assert_eq!(before, counted(&db, window.0, window.1).await);
 
     // Every retention shortened to a day: that day's partitions expire, keeping the evidence.
@@ -233,7 +248,7 @@ async fn expired_partitions_take_their_counts_with_them_and_evidence_keeps_its_o
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(one::<i64>(&db, "SELECT count(*) FROM service_activity_stale").await, 0, "recounted");
     // The traces with errors asked for analyses: their signals are evidence and stay.
-    let left = answered(app.addr, window.0, window.1).await;
+    let left = answered(app.addr, window.0, window.1).await.2;
     assert_eq!(left, counted(&db, window.0, window.1).await);
     let total = |lines: &[Line]| lines.iter().map(|l| l.1 + l.2 + l.3).sum::<i64>();
     assert!(total(&left) > 0 && total(&left) < total(&before), "{} of {} left", total(&left), total(&before));

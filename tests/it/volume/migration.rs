@@ -136,7 +136,7 @@ async fn assert_migrated_whole(db: &Client, addr: std::net::SocketAddr, took: f6
     })
     .await;
     let all = (chrono::DateTime::UNIX_EPOCH, chrono::Utc::now() + chrono::Duration::days(400));
-    let services = super::activity::answered(addr, all.0, all.1).await;
+    let services = super::activity::answered(addr, all.0, all.1).await.2;
     assert_eq!(services, super::activity::counted(db, all.0, all.1).await);
     assert_eq!(services.iter().map(|s| s.1 + s.2 + s.3).sum::<i64>(), ROWS + 10);
     eprintln!(
