@@ -5,6 +5,9 @@
 #   examples/bench.sh --seconds 5 --query-rows 500000 --out /tmp/bench.json
 #   examples/bench.sh --only volume --seconds 30   # 20 M signals on a PostgreSQL of its own
 #                                                  # (initdb; ~16 min, ~40 GB of disk)
+#   examples/bench.sh --only soak                  # a month in an hour, then again with a size
+#                                                  # budget (--soak-minutes 60, --soak-rate 1000,
+#                                                  # --soak-budget yes|no, --soak-budget-minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin prodsentinel --example bench

@@ -57,6 +57,8 @@ pub struct Options {
     pub soak_length: Duration,
     pub soak_rate: u32,
     pub soak_budget: bool,
+    /// The budget run's length (`--soak-budget-minutes`); the first run's when not given.
+    pub soak_budget_length: Option<Duration>,
 }
 
 impl Options {
@@ -94,6 +96,7 @@ fn options() -> Result<Options, BoxError> {
         soak_length: Duration::from_secs(60 * 60),
         soak_rate: 1000,
         soak_budget: true,
+        soak_budget_length: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -109,6 +112,9 @@ fn options() -> Result<Options, BoxError> {
             "--scenario" => options.scenarios.push(value()?),
             "--soak-minutes" => options.soak_length = Duration::from_secs(value()?.parse::<u64>()? * 60),
             "--soak-rate" => options.soak_rate = value()?.parse()?,
+            "--soak-budget-minutes" => {
+                options.soak_budget_length = Some(Duration::from_secs(value()?.parse::<u64>()? * 60))
+            }
             "--soak-budget" => {
                 options.soak_budget = match value()?.as_str() {
                     "yes" => true,
@@ -124,7 +130,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget"
+                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget --soak-budget-minutes"
                 )
                 .into())
             }

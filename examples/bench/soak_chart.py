@@ -64,9 +64,10 @@ def draw(axes, rows, title):
     memory.legend(loc="upper left", fontsize=7)
     cpu.legend(loc="upper right", fontsize=7)
 
-    rate.plot(minutes, column(rows, "ingest_per_s"), label="signals acknowledged /s", color="tab:green")
+    acknowledged = column(rows, "ingest_per_s")
+    rate.plot(minutes, acknowledged, label="signals acknowledged /s", color="tab:green")
     rate.set_ylabel("signals/s")
-    rate.set_ylim(bottom=0)
+    rate.set_ylim(0, max([v for v in acknowledged if v == v] + [1.0]) * 1.25)
     rate.legend(fontsize=7)
 
     for name in sorted(k[len("p99_ms_"):] for k in rows[0] if k.startswith("p99_ms_")):

@@ -59,7 +59,8 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
         let steady = runs[0]["verdict"]["database"]["mean_bytes"].as_f64().unwrap_or(0.0);
         let budget = ((steady * 0.6) as u64 / (1 << 20)).max(64) << 20;
         eprintln!("bench: soak with a budget of {} MiB", budget >> 20);
-        let spec = RunSpec { budget: Some(budget), ..spec };
+        let length = options.soak_budget_length.unwrap_or(spec.length);
+        let spec = RunSpec { budget: Some(budget), length, ..spec };
         runs.push(run::soak(options, spec, &format!("{stem}-soak-budget.csv")).await?);
     }
     let csvs: Vec<String> = runs.iter().filter_map(|r| r["csv"].as_str().map(str::to_owned)).collect();
