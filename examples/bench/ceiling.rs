@@ -42,6 +42,14 @@ pub async fn partitions_until(url: &str, now: chrono::DateTime<chrono::Utc>) -> 
 
 /// A new, migrated database with the partitions around now; returns its URL.
 pub async fn fresh_database(options: &Options, purpose: &str) -> Result<String, BoxError> {
+    let url = migrated_database(options, purpose).await?;
+    partitions_until(&url, chrono::Utc::now()).await?;
+    Ok(url)
+}
+
+/// A new, migrated database without partitions: the server makes them at start-up, on the
+/// grid of its own `PARTITION_INTERVAL` (day partitions made here would hold the next days).
+pub async fn migrated_database(options: &Options, purpose: &str) -> Result<String, BoxError> {
     let name = format!("prodsentinel_bench_{purpose}_{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
     let admin = connect(&format!("{}/postgres", options.database_server)).await?;
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
@@ -52,7 +60,6 @@ pub async fn fresh_database(options: &Options, purpose: &str) -> Result<String, 
     let all = prodsentinel::store::migrate::MIGRATIONS;
     let migrations = &all[..options.migrations.unwrap_or(all.len()).min(all.len())];
     prodsentinel::store::migrate_database(&config.database, migrations).await?;
-    partitions_until(&url, chrono::Utc::now()).await?;
     Ok(url)
 }
 

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::sample::{self, lock, Row, Shared, Window};
 use super::traffic::{self, Endpoints};
 use super::{consumer, verdict, RunSpec};
-use crate::ceiling::{connect, fresh_database};
+use crate::ceiling::{connect, migrated_database};
 use crate::load::flush_redis;
 use crate::pg::OwnPostgres;
 use crate::server::Server;
@@ -71,7 +71,7 @@ pub async fn soak(options: &Options, spec: RunSpec, csv: &str) -> Result<Value, 
     };
     pg.start(&POSTGRES_SETTINGS)?;
     let own = Options { database_server: pg.server_url(), ..options.clone() };
-    let url = fresh_database(&own, "soak").await?;
+    let url = migrated_database(&own, "soak").await?;
     flush_redis(options)?;
     let budget = spec.budget.map(|b| b.to_string());
     let check = super::CHECK_SECONDS.to_string();
