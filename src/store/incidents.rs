@@ -30,6 +30,10 @@ pub struct StatusChange {
     pub to: IncidentStatus,
 }
 
+/// The order of every incident list, newest first; the list indexes (migrations/0014) are
+/// this order read backwards.
+pub const INCIDENT_ORDER: &str = "detected_at DESC NULLS LAST, id DESC";
+
 pub(super) const INCIDENT_COLUMNS: &str =
     "id, trace_id, status::text, severity::text, detected_at, resolved_at, \
      affected_services, error_count, (SELECT ip.problem_id FROM incident_problems ip \
@@ -77,14 +81,13 @@ impl Store {
             None => {}
         }
         let client = self.read_client().await?;
-        let order = "detected_at DESC NULLS LAST, id DESC";
         let (rows, total) = conditions
             .fetch_page(
                 &client,
                 &PageQuery {
                     table: "incidents",
                     columns: INCIDENT_COLUMNS,
-                    order,
+                    order: INCIDENT_ORDER,
                     key: Some("id"),
                     limit,
                     offset,

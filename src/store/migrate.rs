@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_evidence.sql"),
     migration!(12, "0012_shared_sweep_and_helpers.sql"),
     migration!(13, "0013_service_activity.sql"),
+    migration!(14, "0014_incident_list_indexes_ascending.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

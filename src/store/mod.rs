@@ -38,7 +38,7 @@ use crate::model::Lifecycle;
 pub use activity::{Merged, MinuteRange, ServiceSummary};
 pub use bootstrap::{ensure_database, wait_for_server};
 pub use filter::Total;
-pub use incidents::{IncidentFilter, StatusChange};
+pub use incidents::{IncidentFilter, StatusChange, INCIDENT_ORDER};
 pub use outbox::OutboxRow;
 pub use problems::ProblemFilter;
 use replica::Replica;

@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::filter::{Conditions, PageQuery, Total};
-use super::incidents::{incident_from_row, INCIDENT_COLUMNS};
+use super::incidents::{incident_from_row, INCIDENT_COLUMNS, INCIDENT_ORDER};
 use super::{Store, StoreError};
 use crate::model::{Incident, IncidentSeverity, Problem};
 
@@ -81,7 +81,7 @@ impl Store {
                 &format!(
                     "SELECT {INCIDENT_COLUMNS} FROM incidents
                      WHERE id IN (SELECT incident_id FROM incident_problems WHERE problem_id = $1)
-                     ORDER BY detected_at DESC NULLS LAST, id DESC LIMIT $2"
+                     ORDER BY {INCIDENT_ORDER} LIMIT $2"
                 ),
                 &[&id, &limit],
             )

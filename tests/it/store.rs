@@ -221,3 +221,25 @@ async fn new_incidents_get_time_ordered_ids_and_one_index_serves_trace_lookups_a
         .join("\n");
     assert!(plan.contains("incidents_trace_id_trace_key_key"), "{plan}");
 }
+
+/// The incident lists read their index backwards, with no sort: migration 0014 made the list
+/// indexes ascending (pages filled at the right edge) while the lists stay newest first.
+#[tokio::test]
+async fn incident_lists_read_the_ascending_list_indexes_backwards_without_sorting() {
+    use prodsentinel::store::INCIDENT_ORDER;
+    let app = spawn_app().await;
+    let db = app.db().await;
+    // Planned as on a large table: a two-row table would be scanned and sorted otherwise.
+    db.batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off").await.unwrap();
+    for (filter, index) in [
+        ("", "incidents_detected_at_idx"),
+        ("WHERE status = 'OPEN'", "incidents_status_detected_at_idx"),
+        ("WHERE severity = 'HIGH'", "incidents_severity_detected_at_idx"),
+    ] {
+        let sql = format!("EXPLAIN SELECT * FROM incidents {filter} ORDER BY {INCIDENT_ORDER} LIMIT 50");
+        let plan: Vec<String> = column(&db, &sql).await;
+        let plan = plan.join("\n");
+        assert!(plan.contains(&format!("Index Scan Backward using {index}")), "{sql}\n{plan}");
+        assert!(!plan.contains("Sort"), "{sql}\n{plan}");
+    }
+}
