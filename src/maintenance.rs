@@ -139,7 +139,7 @@ impl Maintenance {
         }
         // Short, so that a pass never holds up a shutdown for long.
         let budget = (settings.every / 2).min(EXPIRY_BUDGET);
-        let mut expiry = match self.store.expire_rows(now, budget).await {
+        let mut expiry = match self.store.expire_rows(now, turn, budget).await {
             Ok(expiry) => expiry,
             Err(why) => {
                 report.errors.push(fail("expiring incidents and outbox rows", why));
@@ -152,6 +152,8 @@ impl Maintenance {
         }
         if expiry != Expiry::default() {
             info!(
+                incident_ranges = expiry.incident_ranges,
+                incidents_kept = expiry.incidents_kept,
                 incidents = expiry.incidents,
                 analyses = expiry.analyses,
                 problems = expiry.problems,
@@ -183,6 +185,9 @@ impl Maintenance {
     fn record_created(&self, created: &Created) {
         for name in &created.partitions {
             info!(partition = %name, "created partition");
+        }
+        for name in &created.incident_ranges {
+            info!(partition = %name, "created incident range");
         }
         if created.default_rows_kept + created.default_rows_expired > 0 {
             info!(

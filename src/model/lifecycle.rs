@@ -11,7 +11,12 @@
 //!   partition expires, the evidence is kept in a small partition of the same range.
 //! - **Incidents** nobody analysed go once every signal they counted has gone; any incident
 //!   (with its analyses and links) and any problem after `INCIDENT_RETENTION` without a signal,
-//!   and its evidence with it.
+//!   and its evidence with it. Incidents live in time ranges (one per partition interval, by
+//!   when they were detected): a range is emptied at once when most of its incidents have
+//!   expired by those rules ([`Lifecycle::incident_range_expired`]), the few that have not
+//!   moving to the table of kept incidents, where they go one by one. So an unanalysed incident
+//!   lives until its range is emptied, at most one partition interval plus the longest signal
+//!   retention after it was detected, or `INCIDENT_RETENTION` when that is shorter.
 //! - **Delivered outbox rows** go after `OUTBOX_RETENTION`; pending ones never.
 
 use std::time::Duration;
@@ -82,6 +87,22 @@ impl Lifecycle {
         SignalType::ALL.map(|t| self.signals.cutoff(t, now))
     }
 
+    /// Whether the incidents detected in a range ending at `ends` are sorted at `now`: the
+    /// expired ones dropped with the range, the others kept. By then every incident nobody
+    /// analysed whose signals all have a finite retention has outlived them (a signal's
+    /// partition ends at most one interval after the incident's range), or every incident has
+    /// been inactive for `INCIDENT_RETENTION`, whichever comes first. Never when neither
+    /// retention is finite.
+    pub fn incident_range_expired(&self, ends: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let outlived_signals =
+            self.signals.longest().map(|longest| longest + self.partition_interval.length());
+        let wait = match (outlived_signals, self.incidents) {
+            (Some(signals), Some(incidents)) => Some(signals.min(incidents)),
+            (signals, incidents) => signals.or(incidents),
+        };
+        wait.and_then(|wait| chrono::Duration::from_std(wait).ok()).is_some_and(|wait| ends + wait <= now)
+    }
+
     /// The row expiry's cut-offs at `now`.
     pub fn row_cutoffs(&self, now: DateTime<Utc>) -> RowCutoffs {
         RowCutoffs {
@@ -124,6 +145,25 @@ mod tests {
         assert!(!l.partition_expired(SignalType::Metric, ends, utc("2099-01-01T00:00:00Z")));
         assert!(l.expired_on_arrival(SignalType::Log, utc("2026-11-30T09:00:00Z"), at));
         assert!(!l.expired_on_arrival(SignalType::Trace, utc("2026-11-30T09:00:00Z"), at));
+    }
+
+    #[test]
+    fn an_incident_range_is_sorted_once_its_signals_or_its_inactivity_have_run_out() {
+        let ends = utc("2026-12-02T00:00:00Z");
+        // Traces 7 days, logs 1, metrics forever: the longest finite one plus an interval.
+        let l = lifecycle();
+        assert!(!l.incident_range_expired(ends, utc("2026-12-09T23:59:59Z")));
+        assert!(l.incident_range_expired(ends, utc("2026-12-10T00:00:00Z")));
+        // INCIDENT_RETENTION shorter than that: it decides.
+        let short = Lifecycle { incidents: Some(3 * DAY), ..lifecycle() };
+        assert!(!short.incident_range_expired(ends, utc("2026-12-04T23:59:59Z")));
+        assert!(short.incident_range_expired(ends, utc("2026-12-05T00:00:00Z")));
+        // Signals kept forever: INCIDENT_RETENTION alone; nothing finite: never.
+        let signals_forever = Lifecycle { signals: Retention::FOREVER, ..lifecycle() };
+        assert!(signals_forever.incident_range_expired(ends, utc("2027-03-02T00:00:00Z")));
+        assert!(!signals_forever.incident_range_expired(ends, utc("2027-03-01T23:59:59Z")));
+        let forever = Lifecycle { incidents: None, ..signals_forever };
+        assert!(!forever.incident_range_expired(ends, utc("2099-01-01T00:00:00Z")));
     }
 
     #[test]

@@ -43,6 +43,11 @@ impl Retention {
     pub fn shortest(&self) -> Option<Duration> {
         [self.traces, self.logs, self.metrics].into_iter().flatten().min()
     }
+
+    /// The longest finite retention, if any type has one.
+    pub fn longest(&self) -> Option<Duration> {
+        [self.traces, self.logs, self.metrics].into_iter().flatten().max()
+    }
 }
 
 /// The length of one time partition, cut on a grid that starts at the Unix epoch (UTC): whole

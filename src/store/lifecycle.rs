@@ -1,19 +1,22 @@
-//! What grows with traffic besides signals, expired in batches by the rules of
-//! [`crate::model::lifecycle`]: incidents nobody analysed once their signals are gone, analysed
-//! ones (with their analyses) and problems after `INCIDENT_RETENTION` without activity,
-//! delivered outbox rows after `OUTBOX_RETENTION`. Links of incidents to problems go with
-//! either (ON DELETE CASCADE).
+//! What grows with traffic besides signals, expired by the rules of [`crate::model::lifecycle`]:
+//! incidents nobody analysed once their signals are gone, any incident (with its analyses,
+//! links and trace claim) and problems after `INCIDENT_RETENTION` without activity, delivered
+//! outbox rows after `OUTBOX_RETENTION`.
 //!
-//! Each statement deletes at most `BATCH` rows, so a backlog (the first pass over a large old
-//! database) is worked off in short transactions that never hold many locks. The candidate
-//! scans use the `detected_at` index: an incident cannot have outlived its signals before the
-//! shortest retention has passed since it was detected, nor been inactive for
-//! `INCIDENT_RETENTION` before that much time has passed since then.
+//! Incidents go by their time range first: a range past [`Lifecycle::incident_range_expired`]
+//! keeps the few that have not expired and is dropped whole (store/partitions/incidents.rs).
+//! Those kept go here one by one, like problems and outbox rows: each statement deletes at
+//! most `BATCH` rows, so a backlog (the first pass over a large old database) is worked off in
+//! short transactions. The candidate scans use the `detected_at` index: no incident can have
+//! expired before it was detected at the earlier of the two cut-offs.
+//!
+//! [`Lifecycle::incident_range_expired`]: crate::model::Lifecycle::incident_range_expired
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::partitions::Turn;
 use super::{Store, StoreError};
 
 /// Rows per delete statement.
@@ -22,6 +25,9 @@ const BATCH: i64 = 5_000;
 /// What one expiry pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expiry {
+    /// Incident ranges emptied and dropped, and the incidents of them kept past the range.
+    pub incident_ranges: u64,
+    pub incidents_kept: u64,
     pub incidents: u64,
     pub analyses: u64,
     pub problems: u64,
@@ -47,36 +53,36 @@ pub(super) fn evidence_traces() -> String {
     )
 }
 
-/// An incident never analysed goes once every signal it counted has expired.
-fn unanalysed_expired() -> String {
+/// Whether incident `i` has expired at `$1` (now), by either rule: nobody analysed it and every
+/// signal it counted has gone; or it has had no signal since `$2` (`INCIDENT_RETENTION` ago,
+/// NULL: kept forever). Its signals' expiry as recorded at write time decides only the first:
+/// a retention changed since would otherwise hold an analysed incident forever.
+pub(super) fn incident_expired() -> String {
     format!(
-        "WITH doomed AS (
-             SELECT id FROM incidents i
-             WHERE detected_at < $1 AND signals_expire_at < $2
-               AND NOT {ANALYSED_BY_REQUEST} AND NOT {ANALYSED_BY_WORKER}
-             LIMIT $3 FOR UPDATE SKIP LOCKED
-         )
-         DELETE FROM incidents WHERE id IN (SELECT id FROM doomed)"
+        "((coalesce(i.signals_expire_at < $1, false) AND NOT {ANALYSED_BY_REQUEST} AND NOT {ANALYSED_BY_WORKER})
+          OR coalesce(coalesce(i.last_signal_at, i.detected_at) < $2, false))"
     )
 }
 
-// Any incident, analysed or not, without a signal for INCIDENT_RETENTION, with its analyses
-// (its evidence goes at the next pass; signals of it still within their own retention stay as
-// noise until then). Not its signals' expiry as recorded at write time: a retention changed
-// since would hold the incident forever.
-const INACTIVE: &str = "
-WITH doomed AS (
-    SELECT id FROM incidents
-    WHERE detected_at < $1 AND coalesce(last_signal_at, detected_at) < $1
-    LIMIT $2 FOR UPDATE SKIP LOCKED
-),
-analyses AS (
-    DELETE FROM analysis_results WHERE incident_id IN (SELECT id FROM doomed) RETURNING 1
-),
-gone AS (
-    DELETE FROM incidents WHERE id IN (SELECT id FROM doomed) RETURNING 1
-)
-SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM analyses)";
+/// The tables whose incidents go one by one: those kept past their range, and what no range
+/// holds. The ranges themselves are emptied whole (store/partitions/incidents.rs).
+const ROW_BY_ROW: [&str; 2] = ["incidents_kept", "incidents_live_default"];
+
+/// Up to `$4` expired incidents of `table` (only those detected before `$3`: none can have
+/// expired later), with their analyses, links and trace claims.
+fn expired_rows(table: &str) -> String {
+    format!(
+        "WITH doomed AS (
+             SELECT id, trace_id, trace_key FROM {table} i WHERE i.detected_at < $3 AND {expired} LIMIT $4
+         ),
+         links AS (DELETE FROM incident_problems WHERE incident_id IN (SELECT id FROM doomed)),
+         claims AS (DELETE FROM incident_traces WHERE trace_id IN (SELECT trace_id FROM doomed WHERE trace_key = trace_id)),
+         analyses AS (DELETE FROM analysis_results WHERE incident_id IN (SELECT id FROM doomed) RETURNING 1),
+         gone AS (DELETE FROM {table} WHERE id IN (SELECT id FROM doomed) RETURNING 1)
+         SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM analyses)",
+        expired = incident_expired()
+    )
+}
 
 const PROBLEMS: &str = "
 DELETE FROM problems WHERE id IN (SELECT id FROM problems WHERE last_seen < $1 LIMIT $2)";
@@ -88,32 +94,53 @@ DELETE FROM analysis_outbox WHERE id IN (
 impl Store {
     /// Deletes what the lifecycle says has expired at `now`, in batches, for at most `budget`
     /// (a pass stops starting new batches then; the rest waits for the next pass).
-    pub async fn expire_rows(&self, now: DateTime<Utc>, budget: Duration) -> Result<Expiry, StoreError> {
+    pub async fn expire_rows(
+        &self,
+        now: DateTime<Utc>,
+        turn: Turn,
+        budget: Duration,
+    ) -> Result<Expiry, StoreError> {
         let started = Instant::now();
         let in_budget = || started.elapsed() < budget;
         let cutoffs = self.settings.lifecycle.row_cutoffs(now);
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         let mut expiry = Expiry::default();
-        if let Some(detected_before) = cutoffs.unanalysed_detected_before {
-            let unanalysed = unanalysed_expired();
-            loop {
-                let n = client.execute(&unanalysed, &[&detected_before, &now, &BATCH]).await?;
-                expiry.incidents += n;
-                if n < BATCH as u64 || !in_budget() {
-                    break;
+        let ranges = self.expire_incident_ranges(now, turn, budget).await?;
+        expiry.incident_ranges = ranges.ranges;
+        expiry.incidents_kept = ranges.kept;
+        expiry.incidents += ranges.incidents;
+        expiry.analyses += ranges.analyses;
+        // No incident expires before it was detected at the earlier of the two cut-offs.
+        let detected_before = match (cutoffs.unanalysed_detected_before, cutoffs.inactive_since) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(detected_before) = detected_before {
+            for table in ROW_BY_ROW {
+                let sql = expired_rows(table);
+                loop {
+                    // The table's whole lock, taken before any trace claim: every batch write
+                    // reads all of incidents' partitions, so none is under way holding a claim
+                    // this would wait for (store/sql/write_batch.sql).
+                    let tx = client.transaction().await?;
+                    tx.batch_execute(&format!(
+                        "SET LOCAL lock_timeout = '500ms'; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+                    ))
+                    .await?;
+                    let row = tx
+                        .query_one(&sql, &[&now, &cutoffs.inactive_since, &detected_before, &BATCH])
+                        .await?;
+                    tx.commit().await?;
+                    let (incidents, analyses): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                    expiry.incidents += incidents as u64;
+                    expiry.analyses += analyses as u64;
+                    if incidents < BATCH || !in_budget() {
+                        break;
+                    }
                 }
             }
         }
         if let Some(inactive_since) = cutoffs.inactive_since {
-            loop {
-                let row = client.query_one(INACTIVE, &[&inactive_since, &BATCH]).await?;
-                let (incidents, analyses): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-                expiry.incidents += incidents as u64;
-                expiry.analyses += analyses as u64;
-                if incidents < BATCH || !in_budget() {
-                    break;
-                }
-            }
             loop {
                 let n = client.execute(PROBLEMS, &[&inactive_since, &BATCH]).await?;
                 expiry.problems += n;

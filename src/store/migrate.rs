@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_shared_sweep_and_helpers.sql"),
     migration!(13, "0013_service_activity.sql"),
     migration!(14, "0014_incident_list_indexes_ascending.sql"),
+    migration!(15, "0015_partitioned_incidents.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

@@ -141,10 +141,10 @@ async fn requests_write_no_log_lines_and_log_level_filters() {
             serde_json::from_str(line).unwrap_or_else(|_| panic!("a JSON log line: {line}"));
         assert!(event["level"].is_string() && event["message"].is_string(), "{line}");
     }
-    // Start-up (database created, one line per migration, schema updated, 3 partitions created,
-    // ready) and shutdown (SIGTERM received, requests finished, stopped) lines only: nothing per
-    // request.
-    let expected = prodsentinel::store::migrate::MIGRATIONS.len() + 9;
+    // Start-up (database created, one line per migration, schema updated, 3 partitions and 3
+    // incident ranges created, ready) and shutdown (SIGTERM received, requests finished,
+    // stopped) lines only: nothing per request.
+    let expected = prodsentinel::store::migrate::MIGRATIONS.len() + 12;
     assert!(lines.len() <= expected, "{} lines for 60 requests:\n{}", lines.len(), lines.join("\n"));
 
     let quiet_db = TestDb::new();

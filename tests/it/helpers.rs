@@ -267,6 +267,15 @@ impl TestApp {
         Instance { addr, _stop: stop }
     }
 
+    /// The maintenance job of an instance with `extra` settings on this app's database (the
+    /// instance itself is not run), to step its passes at any time.
+    pub async fn maintenance_with(&self, extra: &[&str]) -> prodsentinel::maintenance::Maintenance {
+        let redis_url = self.redis.url();
+        let args: Vec<&str> =
+            ["--redis-url", redis_url.as_str()].into_iter().chain(extra.iter().copied()).collect();
+        App::build(test_config(&self.db, &args)).await.expect("instance builds").maintenance()
+    }
+
     /// Steps the outbox dispatcher until nothing is due or Redis refuses; the outcome of each
     /// step that found rows, in order. Only for an app from [`spawn_app_dispatching_by_hand`].
     pub async fn dispatch_all(&self) -> Vec<prodsentinel::queue::StepOutcome> {

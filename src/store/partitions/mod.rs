@@ -1,6 +1,6 @@
 //! `raw_signals`' time partitions (layout: migrations/0007): reading the recorded ones,
 //! creating new ones ahead of time, emptying the default partition when a new range claims its
-//! rows or they expire, and dropping expired partitions.
+//! rows or they expire, and dropping expired partitions; `incidents`' ranges (incidents.rs).
 //!
 //! Every change runs in a transaction holding the maintenance advisory lock, so several
 //! instances never do the same work twice, and with a short `lock_timeout`: a change that
@@ -11,11 +11,13 @@
 //! catalog changes.
 
 mod evidence;
+mod incidents;
 mod plan;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
 
+pub use incidents::RangeExpiry;
 pub use plan::{expired, leaf_name, ranges_to_create, size_drops, Bounds, Expired, NewRange, RangePartition};
 
 use super::activity::mark_stale;
@@ -32,8 +34,10 @@ const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '500ms'";
 /// What [`Store::ensure_partitions`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Created {
-    /// Names of the range partitions created.
+    /// Names of the range partitions of `raw_signals` created.
     pub partitions: Vec<String>,
+    /// Names of the ranges of `incidents` created (incidents.rs).
+    pub incident_ranges: Vec<String>,
     /// Rows the default partition held that moved into a partition (or stayed in the default).
     pub default_rows_kept: u64,
     /// Rows of the default partition past their retention, dropped with it.
@@ -168,6 +172,10 @@ impl Store {
         if !take_lock(&tx, turn).await? {
             return Ok(None);
         }
+        let mut created = Created {
+            incident_ranges: incidents::ensure_ranges(&tx, lifecycle.partition_interval, now).await?,
+            ..Created::default()
+        };
         let existing = read_partitions(&tx).await?;
         let missing = ranges_to_create(&existing, lifecycle.partition_interval, now);
         let cutoffs = lifecycle.noise_cutoffs(now);
@@ -182,7 +190,7 @@ impl Store {
         let rotate = claimed || has_expired;
         if missing.is_empty() && !rotate {
             tx.commit().await?;
-            return Ok(Some(Created::default()));
+            return Ok(Some(created));
         }
         if rotate {
             tx.batch_execute(
@@ -193,7 +201,6 @@ impl Store {
             .await?;
             tx.batch_execute(&append_only_trigger("raw_signals_default")).await?;
         }
-        let mut created = Created::default();
         for range in &missing {
             create_range(&tx, range).await?;
             created.partitions.push(range.name());

@@ -41,12 +41,17 @@ impl NewRange {
     /// `raw_signals_p20261201`, or `raw_signals_p20261201t0600` when it does not start at
     /// midnight. Unique, since ranges never overlap.
     pub fn name(&self) -> String {
+        self.name_under("raw_signals")
+    }
+
+    /// The name of this range's partition of `table`, as [`NewRange::name`] for `raw_signals`.
+    pub fn name_under(&self, table: &str) -> String {
         let format = match self.starts.format("%H%M%S").to_string().as_str() {
             "000000" => "%Y%m%d",
             time if time.ends_with("0000") => "%Y%m%dt%H",
             _ => "%Y%m%dt%H%M%S",
         };
-        format!("raw_signals_p{}", self.starts.format(format))
+        format!("{table}_p{}", self.starts.format(format))
     }
 }
 

@@ -53,17 +53,28 @@ activity AS (
     FROM stored WHERE tracked GROUP BY trace_id
 ),
 prior AS (
-    -- The statement's snapshot: severities before this batch, to tell escalations.
+    -- The statement's snapshot: severities before this batch, to tell escalations. It reads
+    -- every partition of incidents (no partition key in its condition), so a batch under way
+    -- holds a lock on each: the maintenance, which takes a range's whole lock before touching
+    -- its trace claims, never waits for a claim a batch holds (store/partitions/incidents.rs).
     SELECT trace_key, severity FROM incidents
     WHERE trace_id IN (SELECT trace_id FROM activity) AND trace_key = trace_id
 ),
+claimed AS (
+    -- Where each trace's incident lives (migrations/0015): a new trace claims today's range;
+    -- a claimed one returns its claim as committed, after waiting for a concurrent claimer.
+    INSERT INTO incident_traces AS c (trace_id, detected_at)
+    SELECT trace_id, now() FROM activity ORDER BY trace_id
+    ON CONFLICT (trace_id) DO UPDATE SET trace_id = excluded.trace_id
+    RETURNING c.trace_id, c.detected_at, c.kept, c.xmax = 0 AS fresh
+),
 upserted AS (
-    INSERT INTO incidents AS i (id, trace_id, trace_key, status, severity, detected_at, affected_services, error_count,
+    INSERT INTO incidents AS i (id, trace_id, trace_key, kept, status, severity, detected_at, affected_services, error_count,
                                 high_signal_count, last_signal_at, analysis_requested_at, signals_expire_at)
-    SELECT uuid_time_ordered(), a.trace_id, a.trace_id, 'OPEN', escalated(a.severity, a.high, $critical_after_high::int8),
-           now(), a.services, a.signals, a.high, now(), CASE WHEN a.requests THEN now() END, a.expires_at
-    FROM activity a ORDER BY a.trace_id
-    ON CONFLICT (trace_id, trace_key) DO UPDATE SET
+    SELECT uuid_time_ordered(), a.trace_id, a.trace_id, c.kept, 'OPEN', escalated(a.severity, a.high, $critical_after_high::int8),
+           c.detected_at, a.services, a.signals, a.high, now(), CASE WHEN a.requests THEN now() END, a.expires_at
+    FROM activity a JOIN claimed c USING (trace_id) ORDER BY a.trace_id
+    ON CONFLICT (trace_id, trace_key, kept, detected_at) DO UPDATE SET
         -- When the last of its signals will have expired (greatest ignores the NULL of an
         -- incident from before this column, or of the worker's own).
         signals_expire_at = greatest(i.signals_expire_at, excluded.signals_expire_at),
@@ -77,7 +88,12 @@ upserted AS (
             AND analysis_window_passed(i.analysis_requested_at, $analysis_window_secs::float8) THEN now()
             ELSE i.analysis_requested_at END
     RETURNING i.id, i.trace_id, i.trace_key, i.severity,
-              i.analysis_requested_at = now() AS requested, i.xmax = 0 AS opened
+              i.analysis_requested_at = now() AS requested
+),
+opened AS (
+    -- A trace claimed by this batch has a new incident (a partitioned table's RETURNING cannot
+    -- read xmax; the claims table can).
+    SELECT u.* FROM upserted u JOIN claimed c ON c.trace_id = u.trace_key WHERE c.fresh
 ),
 faults AS (
     -- This batch's errors per fingerprint, and a trace of each that wants an analysis now.
@@ -133,10 +149,10 @@ outbox AS (
 SELECT ARRAY(SELECT id FROM inserted) AS inserted_ids,
        ARRAY(SELECT "timestamp" FROM inserted) AS inserted_times,
        ARRAY(SELECT signal_type::text FROM inserted) AS inserted_types,
-       (SELECT count(*) FROM upserted WHERE opened) AS incidents_opened,
+       (SELECT count(*) FROM opened) AS incidents_opened,
        (SELECT count(*) FROM upserted) AS incidents_upserted,
        (SELECT count(*) FROM outbox) AS analyses_requested,
-       ARRAY(SELECT severity::text FROM upserted WHERE opened) AS opened_severities,
+       ARRAY(SELECT severity::text FROM opened) AS opened_severities,
        ARRAY(SELECT u.severity::text FROM upserted u JOIN prior p ON p.trace_key = u.trace_key
-             WHERE NOT u.opened AND u.severity > p.severity) AS escalated_severities,
+             WHERE u.trace_key NOT IN (SELECT trace_key FROM opened) AND u.severity > p.severity) AS escalated_severities,
        (SELECT count(*) FROM links) AS problem_links

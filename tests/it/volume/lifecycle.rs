@@ -86,3 +86,62 @@ async fn unanalysed_incidents_go_with_their_signals_and_analysed_ones_after_inci
     let pending: i64 = one(&db, "SELECT count(*) FROM analysis_outbox").await;
     assert_eq!(pending, 1);
 }
+
+/// Incidents live in time ranges (migrations/0015): when a range is due, the incidents that
+/// must outlive it move to `incidents_kept` (same id, links, analyses and trace claim) and the
+/// range is dropped whole with the rest. One incident per trace holds across the move: a later
+/// signal updates the kept incident; a signal of a trace whose incident went opens a new one.
+#[tokio::test]
+async fn an_incident_range_is_dropped_whole_and_what_must_outlive_it_moves_to_the_kept_incidents() {
+    let app = spawn_app_with(&["--retention-logs", "1d", "--incident-retention", "10d"]).await;
+    let db = app.db().await;
+    let now = Utc::now();
+    let quiet: Vec<serde_json::Value> =
+        (0..200).map(|n| log_at(&format!("t-quiet-{n}"), "INFO", now)).collect();
+    assert_eq!(app.post_json("/ingest/logs", &serde_json::json!(quiet)).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        app.post_json("/ingest/logs", &log_at("t-analysed", "ERROR", now)).await.0,
+        StatusCode::ACCEPTED
+    );
+    let range = format!("incidents_p{}", now.format("%Y%m%d"));
+    let placed: Vec<String> = column(&db, "SELECT DISTINCT tableoid::regclass::text FROM incidents").await;
+    assert_eq!(placed, std::slice::from_ref(&range), "new incidents go to today's range");
+    let claims: i64 = one(&db, "SELECT count(*) FROM incident_traces WHERE NOT kept").await;
+    assert_eq!(claims, 201, "one claim per trace");
+    let analysed: uuid::Uuid = one(&db, "SELECT id FROM incidents WHERE trace_id = 't-analysed'").await;
+    let links: i64 = one(&db, "SELECT count(*) FROM incident_problems").await;
+    assert_eq!(links, 1);
+
+    // Three days on the range is due: the quiet incidents' signals are gone, the analysed one
+    // is kept. The range is gone whole.
+    let report = app.maintenance.pass_at(now + days(3), Turn::Wait).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let expired = report.expired_rows;
+    assert!(expired.incident_ranges >= 1, "{expired:?}");
+    assert_eq!((expired.incidents, expired.incidents_kept), (200, 1), "{expired:?}");
+    assert!(!super::exists(&db, &range).await, "the range was dropped");
+    let kept: Vec<String> = column(&db, "SELECT tableoid::regclass::text || ' ' || id FROM incidents").await;
+    assert_eq!(kept, [format!("incidents_kept {analysed}")]);
+    let claims: Vec<String> = column(&db, "SELECT trace_id || ' ' || kept FROM incident_traces").await;
+    assert_eq!(claims, ["t-analysed true"], "the claims went with their incidents, the kept one follows it");
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM incident_problems").await, 1, "its link stayed");
+
+    // A late signal of the kept trace updates the kept incident; one of a dropped trace opens a
+    // new incident.
+    assert_eq!(
+        app.post_json("/ingest/logs", &log_at("t-analysed", "ERROR", Utc::now())).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        app.post_json("/ingest/logs", &log_at("t-quiet-0", "INFO", Utc::now())).await.0,
+        StatusCode::ACCEPTED
+    );
+    let per_trace: Vec<String> = column(
+        &db,
+        "SELECT trace_id || ' ' || count(*) || ' ' || sum(error_count) FROM incidents GROUP BY trace_id ORDER BY trace_id",
+    )
+    .await;
+    assert_eq!(per_trace, ["t-analysed 1 2", "t-quiet-0 1 1"]);
+    let still: uuid::Uuid = one(&db, "SELECT id FROM incidents WHERE trace_id = 't-analysed'").await;
+    assert_eq!(still, analysed);
+}

@@ -1,0 +1,174 @@
+//! `incidents`' time ranges (layout: migrations/0015): created ahead with `raw_signals`' own,
+//! on the same grid, and emptied whole once the lifecycle says most of their incidents have
+//! expired ([`crate::model::Lifecycle::incident_range_expired`]). The incidents of a range that
+//! have not expired by then move to `incidents_kept` (their trace claims with them) and the
+//! range is dropped: its expired incidents are never deleted one by one, so their expiry costs
+//! the same on day 30 as on day 1 and leaves no half-empty index pages behind.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Transaction};
+
+use super::plan::{ranges_to_create, RangePartition};
+use super::{take_lock, Turn};
+use crate::store::bootstrap::quote_identifier;
+use crate::store::lifecycle::incident_expired;
+use crate::store::{Store, StoreError};
+
+/// Ranges are named `incidents_p20261205` (under `incidents_live`).
+const NAME_PREFIX: &str = "incidents";
+
+/// What emptying the expired ranges did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeExpiry {
+    /// Ranges dropped.
+    pub ranges: u64,
+    /// Incidents dropped with them, and the analyses of those.
+    pub incidents: u64,
+    pub analyses: u64,
+    /// Incidents moved to `incidents_kept`.
+    pub kept: u64,
+}
+
+async fn read_ranges(client: &impl GenericClient) -> Result<Vec<RangePartition>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT name, starts, ends FROM incident_partitions
+             WHERE to_regclass(quote_ident(name)) IS NOT NULL ORDER BY starts",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RangePartition {
+                name: row.try_get(0)?,
+                starts: Some(row.try_get(1)?),
+                ends: row.try_get(2)?,
+                legacy: false,
+                types: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// Creates the incident ranges missing from the interval holding `now` to two intervals ahead,
+/// in the caller's transaction (which holds the maintenance lock). Incidents the default
+/// partition holds in a new range (a clock that ran ahead) move to `incidents_kept` first:
+/// ATTACH refuses a range whose rows sit in the default.
+pub(super) async fn ensure_ranges(
+    tx: &Transaction<'_>,
+    interval: crate::model::PartitionInterval,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let existing = read_ranges(tx).await?;
+    let mut created = Vec::new();
+    for range in ranges_to_create(&existing, interval, now) {
+        let name = range.name_under(NAME_PREFIX);
+        let in_range = "i.detected_at >= $1 AND i.detected_at < $2";
+        tx.execute(
+            &format!(
+                "UPDATE incident_traces c SET kept = true FROM incidents_live_default i
+                 WHERE i.trace_key = i.trace_id AND c.trace_id = i.trace_id AND {in_range}"
+            ),
+            &[&range.starts, &range.ends],
+        )
+        .await?;
+        tx.execute(
+            &format!("UPDATE incidents i SET kept = true WHERE NOT i.kept AND {in_range}"),
+            &[&range.starts, &range.ends],
+        )
+        .await?;
+        // Bounds as literals (DDL takes no parameters), from our own timestamps.
+        tx.batch_execute(&format!(
+            "CREATE TABLE {table} (LIKE incidents INCLUDING DEFAULTS);
+             ALTER TABLE incidents_live ATTACH PARTITION {table} FOR VALUES FROM ('{starts}') TO ('{ends}');",
+            table = quote_identifier(&name),
+            starts = range.starts.to_rfc3339(),
+            ends = range.ends.to_rfc3339(),
+        ))
+        .await?;
+        tx.execute(
+            "INSERT INTO incident_partitions (name, starts, ends) VALUES ($1, $2, $3)",
+            &[&name, &range.starts, &range.ends],
+        )
+        .await?;
+        created.push(name);
+    }
+    Ok(created)
+}
+
+impl Store {
+    /// Empties every incident range the lifecycle says is due at `now`, oldest first, each in a
+    /// transaction of its own, for at most `budget`.
+    pub(crate) async fn expire_incident_ranges(
+        &self,
+        now: DateTime<Utc>,
+        turn: Turn,
+        budget: Duration,
+    ) -> Result<RangeExpiry, StoreError> {
+        let started = Instant::now();
+        let lifecycle = self.settings.lifecycle;
+        let inactive_since = lifecycle.row_cutoffs(now).inactive_since;
+        let mut client = self.client().await?;
+        let due: Vec<RangePartition> = read_ranges(&client)
+            .await?
+            .into_iter()
+            .filter(|range| lifecycle.incident_range_expired(range.ends, now))
+            .collect();
+        let mut expiry = RangeExpiry::default();
+        for range in due {
+            if started.elapsed() >= budget {
+                break;
+            }
+            let tx = client.transaction().await?;
+            if !take_lock(&tx, turn).await? {
+                break;
+            }
+            let table = quote_identifier(&range.name);
+            // The range's whole lock before any trace claim: every batch write reads all of
+            // incidents' partitions, so none is under way holding a claim of this range
+            // (store/sql/write_batch.sql).
+            tx.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await?;
+            let kept = format!("NOT {}", incident_expired());
+            tx.execute(
+                &format!(
+                    "UPDATE incident_traces c SET kept = true FROM {table} i
+                     WHERE i.trace_key = i.trace_id AND c.trace_id = i.trace_id AND {kept}"
+                ),
+                &[&now, &inactive_since],
+            )
+            .await?;
+            let starts = range.starts.unwrap_or(range.ends);
+            expiry.kept += tx
+                .execute(
+                    &format!(
+                        "UPDATE incidents i SET kept = true
+                         WHERE NOT i.kept AND i.detected_at >= $3 AND i.detected_at < $4 AND {kept}"
+                    ),
+                    &[&now, &inactive_since, &starts, &range.ends],
+                )
+                .await?;
+            let row = tx
+                .query_one(
+                    &format!(
+                        "WITH links AS (DELETE FROM incident_problems WHERE incident_id IN (SELECT id FROM {table})),
+                              claims AS (DELETE FROM incident_traces c USING {table} i
+                                         WHERE i.trace_key = i.trace_id AND c.trace_id = i.trace_id),
+                              analyses AS (DELETE FROM analysis_results WHERE incident_id IN (SELECT id FROM {table}) RETURNING 1)
+                         SELECT (SELECT count(*) FROM {table}), (SELECT count(*) FROM analyses)"
+                    ),
+                    &[],
+                )
+                .await?;
+            let (incidents, analyses): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            tx.batch_execute(&format!("DROP TABLE {table}")).await?;
+            tx.execute("DELETE FROM incident_partitions WHERE name = $1", &[&range.name]).await?;
+            tx.commit().await?;
+            expiry.ranges += 1;
+            expiry.incidents += incidents as u64;
+            expiry.analyses += analyses as u64;
+        }
+        Ok(expiry)
+    }
+}
