@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::store::lifecycle::Expiry;
-use crate::store::partitions::{Created, Dropped, SizePass, Turn};
+use crate::store::partitions::{Created, Dropped, RangeExpiry, SizePass, Turn};
 use crate::store::{Merged, Store, StoreError};
 use crate::telemetry::episodes::{Cause, Source};
 use crate::telemetry::metrics::Metrics;
@@ -139,13 +139,28 @@ impl Maintenance {
         }
         // Short, so that a pass never holds up a shutdown for long.
         let budget = (settings.every / 2).min(EXPIRY_BUDGET);
-        let mut expiry = match self.store.expire_rows(now, turn, budget).await {
+        let ranges = match self.store.expire_incident_ranges(now, turn, budget).await {
+            Ok(Some(ranges)) => ranges,
+            Ok(None) => {
+                report.skipped = true;
+                RangeExpiry::default()
+            }
+            Err(why) => {
+                report.errors.push(fail("expiring incident ranges", why));
+                RangeExpiry::default()
+            }
+        };
+        let mut expiry = match self.store.expire_rows(now, budget).await {
             Ok(expiry) => expiry,
             Err(why) => {
                 report.errors.push(fail("expiring incidents and outbox rows", why));
                 Expiry::default()
             }
         };
+        expiry.incident_ranges = ranges.ranges;
+        expiry.incidents_kept = ranges.kept;
+        expiry.incidents += ranges.incidents;
+        expiry.analyses += ranges.analyses;
         match self.store.sweep_shared(now, budget).await {
             Ok(swept) => expiry.shared = swept,
             Err(why) => report.errors.push(fail("sweeping unused resources and scopes", why)),

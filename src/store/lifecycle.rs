@@ -4,8 +4,8 @@
 //! outbox rows after `OUTBOX_RETENTION`.
 //!
 //! Incidents go by their time range first: a range past [`Lifecycle::incident_range_expired`]
-//! keeps the few that have not expired and is dropped whole (store/partitions/incidents.rs).
-//! Those kept go here one by one, like problems and outbox rows: each statement deletes at
+//! keeps the few that have not expired and is dropped whole (store/partitions/incidents.rs,
+//! run by the maintenance before this). Those kept go here one by one, like problems and outbox rows: each statement deletes at
 //! most `BATCH` rows, so a backlog (the first pass over a large old database) is worked off in
 //! short transactions. The candidate scans use the `detected_at` index: no incident can have
 //! expired before it was detected at the earlier of the two cut-offs.
@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::partitions::Turn;
 use super::{Store, StoreError};
 
 /// Rows per delete statement.
@@ -94,22 +93,12 @@ DELETE FROM analysis_outbox WHERE id IN (
 impl Store {
     /// Deletes what the lifecycle says has expired at `now`, in batches, for at most `budget`
     /// (a pass stops starting new batches then; the rest waits for the next pass).
-    pub async fn expire_rows(
-        &self,
-        now: DateTime<Utc>,
-        turn: Turn,
-        budget: Duration,
-    ) -> Result<Expiry, StoreError> {
+    pub async fn expire_rows(&self, now: DateTime<Utc>, budget: Duration) -> Result<Expiry, StoreError> {
         let started = Instant::now();
         let in_budget = || started.elapsed() < budget;
         let cutoffs = self.settings.lifecycle.row_cutoffs(now);
         let mut client = self.client().await?;
         let mut expiry = Expiry::default();
-        let ranges = self.expire_incident_ranges(now, turn, budget).await?;
-        expiry.incident_ranges = ranges.ranges;
-        expiry.incidents_kept = ranges.kept;
-        expiry.incidents += ranges.incidents;
-        expiry.analyses += ranges.analyses;
         // No incident expires before it was detected at the earlier of the two cut-offs.
         let detected_before = match (cutoffs.unanalysed_detected_before, cutoffs.inactive_since) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -119,9 +108,10 @@ impl Store {
             for table in ROW_BY_ROW {
                 let sql = expired_rows(table);
                 loop {
-                    // The table's whole lock, taken before any trace claim: every batch write
-                    // reads all of incidents' partitions, so none is under way holding a claim
-                    // this would wait for (store/sql/write_batch.sql).
+                    // The table's whole lock, taken before any trace claim: a batch under way
+                    // read every partition of incidents when it started, so it has this one's
+                    // lock and is waited for; a later one waits at its start, holding no claim
+                    // (store/sql/write_batch.sql). Nothing here needs a parent's lock.
                     let tx = client.transaction().await?;
                     tx.batch_execute(&format!(
                         "SET LOCAL lock_timeout = '500ms'; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"

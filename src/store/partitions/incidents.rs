@@ -62,8 +62,15 @@ pub(super) async fn ensure_ranges(
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
     let existing = read_ranges(tx).await?;
+    let missing = ranges_to_create(&existing, interval, now);
+    if !missing.is_empty() {
+        // ATTACH takes the default partition's whole lock; taken first, before any trace claim
+        // is touched: a batch under way read the default when it started, so it is waited
+        // for, and a later one waits at its start, holding no claim.
+        tx.batch_execute("LOCK TABLE incidents_live_default IN ACCESS EXCLUSIVE MODE").await?;
+    }
     let mut created = Vec::new();
-    for range in ranges_to_create(&existing, interval, now) {
+    for range in missing {
         let name = range.name_under(NAME_PREFIX);
         let in_range = "i.detected_at >= $1 AND i.detected_at < $2";
         tx.execute(
@@ -99,14 +106,23 @@ pub(super) async fn ensure_ranges(
 }
 
 impl Store {
-    /// Empties every incident range the lifecycle says is due at `now`, oldest first, each in a
-    /// transaction of its own, for at most `budget`.
-    pub(crate) async fn expire_incident_ranges(
+    /// Empties every incident range the lifecycle says is due at `now`, oldest first, for at
+    /// most `budget`; `None`: another instance holds the maintenance lock.
+    ///
+    /// Two transactions per range. The first sorts its incidents under their trace claims'
+    /// row locks, taken in trace order as the batch write takes them: a batch under way finishes
+    /// first, a later one waits and then finds the claim moved or gone (a new incident). No
+    /// table lock is taken there: a batch reads every partition, so a range locked whole would
+    /// leave batches holding the parent's lock while waiting for it, and the drop, which needs
+    /// the parent's ACCESS EXCLUSIVE lock, would deadlock with them. The second drops the range,
+    /// which by then holds only expired incidents nothing refers to; should it time out, the
+    /// next pass finds nothing left to sort and drops it then.
+    pub async fn expire_incident_ranges(
         &self,
         now: DateTime<Utc>,
         turn: Turn,
         budget: Duration,
-    ) -> Result<RangeExpiry, StoreError> {
+    ) -> Result<Option<RangeExpiry>, StoreError> {
         let started = Instant::now();
         let lifecycle = self.settings.lifecycle;
         let inactive_since = lifecycle.row_cutoffs(now).inactive_since;
@@ -121,15 +137,28 @@ impl Store {
             if started.elapsed() >= budget {
                 break;
             }
+            let table = quote_identifier(&range.name);
             let tx = client.transaction().await?;
             if !take_lock(&tx, turn).await? {
-                break;
+                return Ok((expiry != RangeExpiry::default()).then_some(expiry));
             }
-            let table = quote_identifier(&range.name);
-            // The range's whole lock before any trace claim: every batch write reads all of
-            // incidents' partitions, so none is under way holding a claim of this range
-            // (store/sql/write_batch.sql).
-            tx.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await?;
+            // Another instance may have dropped it since it was listed.
+            let present: bool = tx
+                .query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[&range.name])
+                .await?
+                .try_get(0)?;
+            if !present {
+                tx.commit().await?;
+                continue;
+            }
+            tx.query(
+                &format!(
+                    "SELECT 1 FROM incident_traces c JOIN {table} i ON i.trace_key = i.trace_id AND c.trace_id = i.trace_id
+                     ORDER BY c.trace_id FOR UPDATE OF c"
+                ),
+                &[],
+            )
+            .await?;
             let kept = format!("NOT {}", incident_expired());
             tx.execute(
                 &format!(
@@ -161,14 +190,20 @@ impl Store {
                     &[],
                 )
                 .await?;
+            tx.commit().await?;
             let (incidents, analyses): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            tx.batch_execute(&format!("DROP TABLE {table}")).await?;
+            expiry.analyses += analyses as u64;
+
+            let tx = client.transaction().await?;
+            if !take_lock(&tx, turn).await? {
+                return Ok(Some(expiry));
+            }
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).await?;
             tx.execute("DELETE FROM incident_partitions WHERE name = $1", &[&range.name]).await?;
             tx.commit().await?;
             expiry.ranges += 1;
             expiry.incidents += incidents as u64;
-            expiry.analyses += analyses as u64;
         }
-        Ok(expiry)
+        Ok(Some(expiry))
     }
 }

@@ -53,12 +53,15 @@ activity AS (
     FROM stored WHERE tracked GROUP BY trace_id
 ),
 prior AS (
-    -- The statement's snapshot: severities before this batch, to tell escalations. It reads
-    -- every partition of incidents (no partition key in its condition), so a batch under way
-    -- holds a lock on each: the maintenance, which takes a range's whole lock before touching
-    -- its trace claims, never waits for a claim a batch holds (store/partitions/incidents.rs).
-    SELECT trace_key, severity FROM incidents
-    WHERE trace_id IN (SELECT trace_id FROM activity) AND trace_key = trace_id
+    -- The statement's snapshot: severities before this batch, to tell escalations. Found
+    -- through the claims, so that each trace's lookup reaches only the partition its incident
+    -- is in (pruned as the join runs). The plan still holds every partition of incidents, so a
+    -- batch under way holds a lock on each: the maintenance, which takes a range's whole lock
+    -- before touching its trace claims, never waits for a claim a batch holds
+    -- (store/partitions/incidents.rs).
+    SELECT i.trace_key, i.severity FROM incident_traces c
+    JOIN incidents i ON i.trace_id = c.trace_id AND i.trace_key = c.trace_id AND i.kept = c.kept AND i.detected_at = c.detected_at
+    WHERE c.trace_id IN (SELECT trace_id FROM activity)
 ),
 claimed AS (
     -- Where each trace's incident lives (migrations/0015): a new trace claims today's range;

@@ -145,3 +145,72 @@ async fn an_incident_range_is_dropped_whole_and_what_must_outlive_it_moves_to_th
     let still: uuid::Uuid = one(&db, "SELECT id FROM incidents WHERE trace_id = 't-analysed'").await;
     assert_eq!(still, analysed);
 }
+
+/// Ranges are sorted and dropped while batches keep writing to their traces: no deadlock and no
+/// lock timeout (every pass clean), every write acknowledged, and afterwards still one incident
+/// per trace, every claim pointing at its incident and every incident of a trace claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_ranges_are_dropped_while_batches_write_to_their_traces() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let app = spawn_app_with(&["--retention-logs", "1d", "--incident-retention", "10d"]).await;
+    let db = app.db().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..3 {
+        let (http, url, stop) =
+            (reqwest::Client::new(), format!("http://{}/ingest/logs", app.addr), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut refused = 0;
+            // Bounded: a few hundred batches at most, whatever the machine's speed.
+            for n in 0..400 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let level = if n % 7 == 0 { "ERROR" } else { "INFO" };
+                let logs: Vec<serde_json::Value> = (0..40)
+                    .map(|t| log_at(&format!("t-{}", (n * 13 + t * 7 + writer) % 300), level, Utc::now()))
+                    .collect();
+                let status = http.post(&url).json(&logs).send().await.expect("request sent").status();
+                refused += usize::from(status != StatusCode::ACCEPTED);
+            }
+            refused
+        }));
+    }
+    for round in 0..5 {
+        // Today's range again (the previous round dropped it), filled by the writers, then
+        // sorted and dropped under them.
+        let pass = app.maintenance.pass_at(Utc::now(), Turn::Wait).await;
+        assert!(pass.errors.is_empty(), "round {round}: {:?}", pass.errors);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let pass = app.maintenance.pass_at(Utc::now() + days(3), Turn::Wait).await;
+        assert!(pass.errors.is_empty(), "round {round}: {:?}", pass.errors);
+        assert!(pass.expired_rows.incident_ranges >= 1, "round {round}: {:?}", pass.expired_rows);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        assert_eq!(writer.await.unwrap(), 0, "every write acknowledged");
+    }
+    let doubled: Vec<String> = column(
+        &db,
+        "SELECT trace_id FROM incidents WHERE trace_key = trace_id GROUP BY trace_id HAVING count(*) > 1",
+    )
+    .await;
+    assert!(doubled.is_empty(), "one incident per trace: {doubled:?}");
+    let dangling: i64 = one(
+        &db,
+        "SELECT count(*) FROM incident_traces c WHERE NOT EXISTS (SELECT 1 FROM incidents i
+             WHERE i.trace_id = c.trace_id AND i.trace_key = c.trace_id AND i.kept = c.kept AND i.detected_at = c.detected_at)",
+    )
+    .await;
+    assert_eq!(dangling, 0, "every claim points at its incident");
+    let unclaimed: i64 = one(
+        &db,
+        "SELECT count(*) FROM incidents i WHERE i.trace_key = i.trace_id
+           AND NOT EXISTS (SELECT 1 FROM incident_traces c WHERE c.trace_id = i.trace_id)",
+    )
+    .await;
+    assert_eq!(unclaimed, 0, "every incident of a trace claimed");
+    let kept: i64 = one(&db, "SELECT count(*) FROM incidents_kept").await;
+    assert!(kept > 0, "the analysed incidents were kept past their ranges");
+}
