@@ -29,7 +29,7 @@ mod tracking;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 
 use crate::config::DatabaseConfig;
@@ -110,6 +110,14 @@ pub struct StorageSettings {
     pub exact_total_limit: i64,
 }
 
+/// Each connection's session settings, set once when it is made. JIT off: our statements are
+/// short (a batch write, a page of a list) and PostgreSQL compiles a plan whose cost estimate
+/// passes `jit_above_cost`, however fast it runs. On partitioned incidents the list's page
+/// query is estimated at about 120,000 (its id lookup cannot be known unique across
+/// partitions) and ran in 0.6 ms plus 14-60 ms of compiling (BENCHMARKS.md, "A month in an
+/// hour").
+const SESSION_SETTINGS: &str = "SET jit = off";
+
 fn pool(config: &DatabaseConfig) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
         config.pg.clone(),
@@ -117,6 +125,9 @@ fn pool(config: &DatabaseConfig) -> anyhow::Result<Pool> {
         ManagerConfig { recycling_method: RecyclingMethod::Fast },
     );
     Ok(Pool::builder(manager)
+        .post_create(Hook::async_fn(|client, _| {
+            Box::pin(async move { client.batch_execute(SESSION_SETTINGS).await.map_err(HookError::Backend) })
+        }))
         .max_size(config.pool_size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(config.acquire_timeout))
@@ -195,6 +206,12 @@ impl Store {
     }
 
     /// Connections of the pool: `(in use, idle, maximum)`.
+    /// A session setting as our pooled connections have it (`current_setting`).
+    pub async fn session_setting(&self, name: &str) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        Ok(client.query_one("SELECT current_setting($1)", &[&name]).await?.try_get(0)?)
+    }
+
     pub fn pool_status(&self) -> (usize, usize, usize) {
         let status = self.pool.status();
         (status.size.saturating_sub(status.available), status.available, status.max_size)

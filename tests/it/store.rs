@@ -262,3 +262,15 @@ async fn incident_lists_read_the_ascending_list_indexes_backwards_without_sortin
         );
     }
 }
+
+/// Our connections compile no plan (JIT off; the server's default here is on): on partitioned
+/// incidents the list's page query is estimated above `jit_above_cost` and spent 14-60 ms
+/// compiling a plan that ran in under a millisecond.
+#[tokio::test]
+async fn pooled_connections_run_without_jit() {
+    let db = TestDb::new();
+    let app = App::build(test_config(&db, &[])).await.expect("app starts");
+    assert_eq!(app.store().session_setting("jit").await.unwrap(), "off");
+    let server: String = one(&db.connect().await, "SELECT current_setting('jit')").await;
+    assert_eq!(server, "on", "the server's default, which the pool overrides");
+}
