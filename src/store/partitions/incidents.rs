@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::types::ToSql;
 
 use super::plan::{ranges_to_create, RangePartition};
 use super::{take_lock, Turn};
@@ -72,17 +73,10 @@ pub(super) async fn ensure_ranges(
     let mut created = Vec::new();
     for range in missing {
         let name = range.name_under(NAME_PREFIX);
-        let in_range = "i.detected_at >= $1 AND i.detected_at < $2";
-        tx.execute(
-            &format!(
-                "UPDATE incident_traces c SET kept = true FROM incidents_live_default i
-                 WHERE i.trace_key = i.trace_id AND c.trace_id = i.trace_id AND {in_range}"
-            ),
-            &[&range.starts, &range.ends],
-        )
-        .await?;
-        tx.execute(
-            &format!("UPDATE incidents i SET kept = true WHERE NOT i.kept AND {in_range}"),
+        move_to_kept(
+            tx,
+            "incidents_live_default",
+            "i.detected_at >= $1 AND i.detected_at < $2",
             &[&range.starts, &range.ends],
         )
         .await?;
@@ -103,6 +97,28 @@ pub(super) async fn ensure_ranges(
         created.push(name);
     }
     Ok(created)
+}
+
+/// Moves the incidents of `table` (a leaf of `incidents_live`) that match `condition` (on `i`,
+/// with `params`; it bounds `detected_at` to the leaf's range, so that the move reads only that
+/// leaf) to `incidents_kept`, their trace claims first. Returns how many moved.
+async fn move_to_kept(
+    tx: &Transaction<'_>,
+    table: &str,
+    condition: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    tx.execute(
+        &format!(
+            "UPDATE incident_traces c SET kept = true FROM {table} i
+             WHERE i.trace_key = i.trace_id AND c.trace_id = i.trace_id AND {condition}"
+        ),
+        params,
+    )
+    .await?;
+    Ok(tx
+        .execute(&format!("UPDATE incidents i SET kept = true WHERE NOT i.kept AND {condition}"), params)
+        .await?)
 }
 
 impl Store {
@@ -159,25 +175,14 @@ impl Store {
                 &[],
             )
             .await?;
-            let kept = format!("NOT {}", incident_expired());
-            tx.execute(
-                &format!(
-                    "UPDATE incident_traces c SET kept = true FROM {table} i
-                     WHERE i.trace_key = i.trace_id AND c.trace_id = i.trace_id AND {kept}"
-                ),
-                &[&now, &inactive_since],
+            let starts = range.starts.unwrap_or(range.ends);
+            expiry.kept += move_to_kept(
+                &tx,
+                &table,
+                &format!("i.detected_at >= $3 AND i.detected_at < $4 AND NOT {}", incident_expired()),
+                &[&now, &inactive_since, &starts, &range.ends],
             )
             .await?;
-            let starts = range.starts.unwrap_or(range.ends);
-            expiry.kept += tx
-                .execute(
-                    &format!(
-                        "UPDATE incidents i SET kept = true
-                         WHERE NOT i.kept AND i.detected_at >= $3 AND i.detected_at < $4 AND {kept}"
-                    ),
-                    &[&now, &inactive_since, &starts, &range.ends],
-                )
-                .await?;
             let row = tx
                 .query_one(
                     &format!(
