@@ -150,6 +150,12 @@ impl Maintenance {
                 RangeExpiry::default()
             }
         };
+        if ranges.deferred > 0 {
+            info!(
+                incident_ranges = ranges.deferred,
+                "incident ranges left to the longest signal retention: more than a tenth of their incidents are still live"
+            );
+        }
         let mut expiry = match self.store.expire_rows(now, budget).await {
             Ok(expiry) => expiry,
             Err(why) => {

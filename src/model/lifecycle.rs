@@ -13,10 +13,12 @@
 //!   (with its analyses and links) and any problem after `INCIDENT_RETENTION` without a signal,
 //!   and its evidence with it. Incidents live in time ranges (one per partition interval, by
 //!   when they were detected): a range is emptied at once when most of its incidents have
-//!   expired by those rules ([`Lifecycle::incident_range_expired`]), the few that have not
-//!   moving to the table of kept incidents, where they go one by one. So an unanalysed incident
-//!   lives until its range is emptied, at most one partition interval plus the longest signal
-//!   retention after it was detected, or `INCIDENT_RETENTION` when that is shorter.
+//!   expired by those rules ([`Lifecycle::incident_range_sort`]: from the shortest retention
+//!   if at most a tenth of them would stay, from the longest in any case), the few that have
+//!   not moving to the table of kept incidents, where they go one by one. So an unanalysed
+//!   incident lives until its range is emptied, at most one partition interval plus the
+//!   longest signal retention after it was detected, or `INCIDENT_RETENTION` when that is
+//!   shorter.
 //! - **Delivered outbox rows** go after `OUTBOX_RETENTION`; pending ones never.
 
 use std::time::Duration;
@@ -42,6 +44,26 @@ pub struct Lifecycle {
     /// (healthy traffic before evidence, never the one being written or the next); `None`: no
     /// budget.
     pub max_database_bytes: Option<u64>,
+}
+
+/// Whether a range of incidents is sorted: [`Lifecycle::incident_range_sort`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSort {
+    NotYet,
+    /// If [`sort_early`] says so of its incidents; otherwise it waits for [`RangeSort::Now`].
+    IfFewKept,
+    Now,
+}
+
+/// At most this share of a range's incidents move to `incidents_kept` when it is sorted before
+/// the longest retention has run out: the kept incidents expire one by one, the cost the
+/// ranges exist to avoid, so an early sort must leave nearly all of them to the drop.
+pub const EARLY_SORT_MAX_KEPT_SHARE: f64 = 0.1;
+
+/// Whether a range due [`RangeSort::IfFewKept`], of which `kept` of `total` incidents have not
+/// expired, is sorted now.
+pub fn sort_early(kept: u64, total: u64) -> bool {
+    kept as f64 <= total as f64 * EARLY_SORT_MAX_KEPT_SHARE
 }
 
 /// Cut-off times of the row expiry at one moment: a row older than its cut-off goes.
@@ -87,20 +109,39 @@ impl Lifecycle {
         SignalType::ALL.map(|t| self.signals.cutoff(t, now))
     }
 
-    /// Whether the incidents detected in a range ending at `ends` are sorted at `now`: the
-    /// expired ones dropped with the range, the others kept. By then every incident nobody
-    /// analysed whose signals all have a finite retention has outlived them (a signal's
-    /// partition ends at most one interval after the incident's range), or every incident has
-    /// been inactive for `INCIDENT_RETENTION`, whichever comes first. Never when neither
-    /// retention is finite.
-    pub fn incident_range_expired(&self, ends: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        let outlived_signals =
-            self.signals.longest().map(|longest| longest + self.partition_interval.length());
-        let wait = match (outlived_signals, self.incidents) {
-            (Some(signals), Some(incidents)) => Some(signals.min(incidents)),
-            (signals, incidents) => signals.or(incidents),
+    /// When the incidents detected in a range ending at `ends` are sorted at `now` (the
+    /// expired ones dropped with the range, the others kept).
+    ///
+    /// [`RangeSort::Now`] once every incident nobody analysed whose signals all have a finite
+    /// retention has outlived them (a signal's partition ends at most one interval after the
+    /// incident's range: the longest retention plus an interval), or every incident has been
+    /// inactive for `INCIDENT_RETENTION`, whichever comes first. Never when neither retention
+    /// is finite.
+    ///
+    /// [`RangeSort::IfFewKept`] from the shortest retention plus an interval: the incidents
+    /// whose signals are all of the shortest-lived types have outlived them by then, and when
+    /// those are nearly all of the range ([`sort_early`]), waiting for the longest retention
+    /// would only hold the rest of them on disk (measured in the soak: 99.9 % of the incidents
+    /// counted only traces and logs, kept 7 minutes instead of 4 for the 0.1 % with metrics).
+    pub fn incident_range_sort(&self, ends: DateTime<Utc>, now: DateTime<Utc>) -> RangeSort {
+        let interval = self.partition_interval.length();
+        let capped = |signals: Option<Duration>| {
+            let signals = signals.map(|retention| retention + interval);
+            match (signals, self.incidents) {
+                (Some(signals), Some(incidents)) => Some(signals.min(incidents)),
+                (signals, incidents) => signals.or(incidents),
+            }
         };
-        wait.and_then(|wait| chrono::Duration::from_std(wait).ok()).is_some_and(|wait| ends + wait <= now)
+        let passed = |wait: Option<Duration>| {
+            wait.and_then(|wait| chrono::Duration::from_std(wait).ok()).is_some_and(|wait| ends + wait <= now)
+        };
+        if passed(capped(self.signals.longest())) {
+            RangeSort::Now
+        } else if passed(capped(self.signals.shortest())) {
+            RangeSort::IfFewKept
+        } else {
+            RangeSort::NotYet
+        }
     }
 
     /// The row expiry's cut-offs at `now`.
@@ -150,20 +191,31 @@ mod tests {
     #[test]
     fn an_incident_range_is_sorted_once_its_signals_or_its_inactivity_have_run_out() {
         let ends = utc("2026-12-02T00:00:00Z");
-        // Traces 7 days, logs 1, metrics forever: the longest finite one plus an interval.
+        // Traces 7 days, logs 1, metrics forever: from the shortest finite retention plus an
+        // interval if few incidents stay, from the longest plus an interval in any case.
         let l = lifecycle();
-        assert!(!l.incident_range_expired(ends, utc("2026-12-09T23:59:59Z")));
-        assert!(l.incident_range_expired(ends, utc("2026-12-10T00:00:00Z")));
-        // INCIDENT_RETENTION shorter than that: it decides.
-        let short = Lifecycle { incidents: Some(3 * DAY), ..lifecycle() };
-        assert!(!short.incident_range_expired(ends, utc("2026-12-04T23:59:59Z")));
-        assert!(short.incident_range_expired(ends, utc("2026-12-05T00:00:00Z")));
+        assert_eq!(l.incident_range_sort(ends, utc("2026-12-03T23:59:59Z")), RangeSort::NotYet);
+        assert_eq!(l.incident_range_sort(ends, utc("2026-12-04T00:00:00Z")), RangeSort::IfFewKept);
+        assert_eq!(l.incident_range_sort(ends, utc("2026-12-09T23:59:59Z")), RangeSort::IfFewKept);
+        assert_eq!(l.incident_range_sort(ends, utc("2026-12-10T00:00:00Z")), RangeSort::Now);
+        // INCIDENT_RETENTION shorter than both: it decides.
+        let short = Lifecycle { incidents: Some(DAY), ..lifecycle() };
+        assert_eq!(short.incident_range_sort(ends, utc("2026-12-02T23:59:59Z")), RangeSort::NotYet);
+        assert_eq!(short.incident_range_sort(ends, utc("2026-12-03T00:00:00Z")), RangeSort::Now);
         // Signals kept forever: INCIDENT_RETENTION alone; nothing finite: never.
         let signals_forever = Lifecycle { signals: Retention::FOREVER, ..lifecycle() };
-        assert!(signals_forever.incident_range_expired(ends, utc("2027-03-02T00:00:00Z")));
-        assert!(!signals_forever.incident_range_expired(ends, utc("2027-03-01T23:59:59Z")));
+        assert_eq!(signals_forever.incident_range_sort(ends, utc("2027-03-02T00:00:00Z")), RangeSort::Now);
+        assert_eq!(signals_forever.incident_range_sort(ends, utc("2027-03-01T23:59:59Z")), RangeSort::NotYet);
         let forever = Lifecycle { incidents: None, ..signals_forever };
-        assert!(!forever.incident_range_expired(ends, utc("2099-01-01T00:00:00Z")));
+        assert_eq!(forever.incident_range_sort(ends, utc("2099-01-01T00:00:00Z")), RangeSort::NotYet);
+    }
+
+    #[test]
+    fn an_early_sort_keeps_at_most_a_tenth_of_the_range() {
+        assert!(sort_early(0, 0));
+        assert!(sort_early(10, 100));
+        assert!(!sort_early(11, 100));
+        assert!(!sort_early(1, 0));
     }
 
     #[test]

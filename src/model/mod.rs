@@ -14,7 +14,7 @@ pub mod signal_type;
 pub mod time;
 
 pub use incident::{AnalysisResult, Incident, IncidentSeverity, IncidentStatus, Problem};
-pub use lifecycle::Lifecycle;
+pub use lifecycle::{sort_early, Lifecycle, RangeSort};
 pub use limits::ValueLimits;
 pub use retention::{PartitionInterval, Retention};
 pub use rules::Rules;

@@ -3,14 +3,14 @@
 //! links and trace claim) and problems after `INCIDENT_RETENTION` without activity, delivered
 //! outbox rows after `OUTBOX_RETENTION`.
 //!
-//! Incidents go by their time range first: a range past [`Lifecycle::incident_range_expired`]
+//! Incidents go by their time range first: a range due by [`Lifecycle::incident_range_sort`]
 //! keeps the few that have not expired and is dropped whole (store/partitions/incidents.rs,
 //! run by the maintenance before this). Those kept go here one by one, like problems and outbox rows: each statement deletes at
 //! most `BATCH` rows, so a backlog (the first pass over a large old database) is worked off in
 //! short transactions. The candidate scans use the `detected_at` index: no incident can have
 //! expired before it was detected at the earlier of the two cut-offs.
 //!
-//! [`Lifecycle::incident_range_expired`]: crate::model::Lifecycle::incident_range_expired
+//! [`Lifecycle::incident_range_sort`]: crate::model::Lifecycle::incident_range_sort
 
 use std::time::{Duration, Instant};
 

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_service_activity.sql"),
     migration!(14, "0014_incident_list_indexes_ascending.sql"),
     migration!(15, "0015_partitioned_incidents.sql"),
+    migration!(16, "0016_incident_range_deferral.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

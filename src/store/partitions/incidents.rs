@@ -1,6 +1,6 @@
 //! `incidents`' time ranges (layout: migrations/0015): created ahead with `raw_signals`' own,
 //! on the same grid, and emptied whole once the lifecycle says most of their incidents have
-//! expired ([`crate::model::Lifecycle::incident_range_expired`]). The incidents of a range that
+//! expired ([`crate::model::Lifecycle::incident_range_sort`]). The incidents of a range that
 //! have not expired by then move to `incidents_kept` (their trace claims with them) and the
 //! range is dropped: its expired incidents are never deleted one by one, so their expiry costs
 //! the same on day 30 as on day 1 and leaves no half-empty index pages behind.
@@ -13,6 +13,7 @@ use tokio_postgres::types::ToSql;
 
 use super::plan::{ranges_to_create, RangePartition};
 use super::{take_lock, Turn};
+use crate::model::{sort_early, RangeSort};
 use crate::store::bootstrap::quote_identifier;
 use crate::store::lifecycle::incident_expired;
 use crate::store::{Store, StoreError};
@@ -30,25 +31,30 @@ pub struct RangeExpiry {
     pub analyses: u64,
     /// Incidents moved to `incidents_kept`.
     pub kept: u64,
+    /// Ranges counted for an early sort and left to the longest retention: too many of their
+    /// incidents are still live.
+    pub deferred: u64,
 }
 
-async fn read_ranges(client: &impl GenericClient) -> Result<Vec<RangePartition>, StoreError> {
+/// The ranges, each with whether an early sort was deferred (migrations/0016).
+async fn read_ranges(client: &impl GenericClient) -> Result<Vec<(RangePartition, bool)>, StoreError> {
     let rows = client
         .query(
-            "SELECT name, starts, ends FROM incident_partitions
+            "SELECT name, starts, ends, deferred FROM incident_partitions
              WHERE to_regclass(quote_ident(name)) IS NOT NULL ORDER BY starts",
             &[],
         )
         .await?;
     rows.iter()
         .map(|row| {
-            Ok(RangePartition {
+            let range = RangePartition {
                 name: row.try_get(0)?,
                 starts: Some(row.try_get(1)?),
                 ends: row.try_get(2)?,
                 legacy: false,
                 types: Vec::new(),
-            })
+            };
+            Ok((range, row.try_get(3)?))
         })
         .collect()
 }
@@ -62,7 +68,7 @@ pub(super) async fn ensure_ranges(
     interval: crate::model::PartitionInterval,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
-    let existing = read_ranges(tx).await?;
+    let existing: Vec<RangePartition> = read_ranges(tx).await?.into_iter().map(|(range, _)| range).collect();
     let missing = ranges_to_create(&existing, interval, now);
     if !missing.is_empty() {
         // ATTACH takes the default partition's whole lock; taken first, before any trace claim
@@ -143,17 +149,22 @@ impl Store {
         let lifecycle = self.settings.lifecycle;
         let inactive_since = lifecycle.row_cutoffs(now).inactive_since;
         let mut client = self.client().await?;
-        let due: Vec<RangePartition> = read_ranges(&client)
+        let due: Vec<(RangePartition, RangeSort)> = read_ranges(&client)
             .await?
             .into_iter()
-            .filter(|range| lifecycle.incident_range_expired(range.ends, now))
+            .filter_map(|(range, deferred)| match lifecycle.incident_range_sort(range.ends, now) {
+                RangeSort::NotYet => None,
+                RangeSort::IfFewKept if deferred => None,
+                sort => Some((range, sort)),
+            })
             .collect();
         let mut expiry = RangeExpiry::default();
-        for range in due {
+        for (range, sort) in due {
             if started.elapsed() >= budget {
                 break;
             }
             let table = quote_identifier(&range.name);
+            let starts = range.starts.unwrap_or(range.ends);
             let tx = client.transaction().await?;
             if !take_lock(&tx, turn).await? {
                 return Ok((expiry != RangeExpiry::default()).then_some(expiry));
@@ -167,6 +178,31 @@ impl Store {
                 tx.commit().await?;
                 continue;
             }
+            if sort == RangeSort::IfFewKept {
+                // Counted once, without locks: a batch that reaches one of these incidents
+                // meanwhile makes it live, which the sort below sees; the count only decides
+                // whether sorting now is worth it.
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FILTER (WHERE NOT {expired}), count(*) FROM {table} i",
+                            expired = incident_expired()
+                        ),
+                        &[&now, &inactive_since],
+                    )
+                    .await?;
+                let (live, total): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                if !sort_early(live as u64, total as u64) {
+                    tx.execute(
+                        "UPDATE incident_partitions SET deferred = true WHERE name = $1",
+                        &[&range.name],
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    expiry.deferred += 1;
+                    continue;
+                }
+            }
             tx.query(
                 &format!(
                     "SELECT 1 FROM incident_traces c JOIN {table} i ON i.trace_key = i.trace_id AND c.trace_id = i.trace_id
@@ -175,7 +211,6 @@ impl Store {
                 &[],
             )
             .await?;
-            let starts = range.starts.unwrap_or(range.ends);
             expiry.kept += move_to_kept(
                 &tx,
                 &table,

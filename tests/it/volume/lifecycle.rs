@@ -112,8 +112,9 @@ async fn an_incident_range_is_dropped_whole_and_what_must_outlive_it_moves_to_th
     let links: i64 = one(&db, "SELECT count(*) FROM incident_problems").await;
     assert_eq!(links, 1);
 
-    // Three days on the range is due: the quiet incidents' signals are gone, the analysed one
-    // is kept. The range is gone whole.
+    // Three days on (logs kept a day, traces a week, metrics a month) the range may be sorted
+    // early: the quiet incidents' signals are gone, only the analysed one (one in 201) is still
+    // live, so the range goes whole now rather than after the longest retention.
     let report = app.maintenance.pass_at(now + days(3), Turn::Wait).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let expired = report.expired_rows;
@@ -144,6 +145,54 @@ async fn an_incident_range_is_dropped_whole_and_what_must_outlive_it_moves_to_th
     assert_eq!(per_trace, ["t-analysed 1 2", "t-quiet-0 1 1"]);
     let still: uuid::Uuid = one(&db, "SELECT id FROM incidents WHERE trace_id = 't-analysed'").await;
     assert_eq!(still, analysed);
+}
+
+/// A range whose incidents are still largely live when the shortest retention has run out
+/// (here a third of them counted spans, kept a week) is counted once, left to the longest
+/// retention and not counted again; then it is sorted like any other.
+#[tokio::test]
+async fn an_incident_range_with_many_live_incidents_waits_for_the_longest_retention() {
+    let app =
+        spawn_app_with(&["--retention-logs", "1d", "--retention-traces", "5d", "--retention-metrics", "5d"])
+            .await;
+    let db = app.db().await;
+    let now = Utc::now();
+    let logs: Vec<serde_json::Value> = (0..20).map(|n| log_at(&format!("t-log-{n}"), "INFO", now)).collect();
+    assert_eq!(app.post_json("/ingest/logs", &serde_json::json!(logs)).await.0, StatusCode::ACCEPTED);
+    for n in 0..10 {
+        let span = serde_json::json!({
+            "signal_id": uuid::Uuid::new_v4().to_string(), "trace_id": format!("t-span-{n}"), "span_id": "s1",
+            "parent_span_id": null, "service_name": "checkout", "timestamp": now.to_rfc3339(),
+            "duration_ms": 12.5, "status": "ok"
+        });
+        assert_eq!(app.post_json("/ingest/traces", &span).await.0, StatusCode::ACCEPTED);
+    }
+    let range = format!("incidents_p{}", now.format("%Y%m%d"));
+    let deferred = format!("SELECT deferred FROM incident_partitions WHERE name = '{range}'");
+
+    // Before the shortest retention (plus the range's interval) has run out: not even counted.
+    let report = app.maintenance.pass_at(now + days(1), Turn::Wait).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(!one::<bool>(&db, &deferred).await);
+
+    // Three days on the log traces' incidents have expired, the span traces' ones (10 of 30)
+    // have not: more than a tenth would move, so the range stays, marked, nothing dropped.
+    let report = app.maintenance.pass_at(now + days(3), Turn::Wait).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.expired_rows.incident_ranges, 0, "{:?}", report.expired_rows);
+    assert!(super::exists(&db, &range).await);
+    assert!(one::<bool>(&db, &deferred).await, "the count is recorded, not repeated");
+    assert_eq!(one::<i64>(&db, &format!("SELECT count(*) FROM {range}")).await, 30);
+
+    // After the longest retention and an interval every incident here has outlived its signals:
+    // the range goes whole, nothing kept.
+    let report = app.maintenance.pass_at(now + days(7), Turn::Wait).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let expired = report.expired_rows;
+    assert!(expired.incident_ranges >= 1, "{expired:?}");
+    assert_eq!((expired.incidents, expired.incidents_kept), (30, 0), "{expired:?}");
+    assert!(!super::exists(&db, &range).await, "the range was dropped");
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM incident_traces").await, 0);
 }
 
 /// Ranges are sorted and dropped while batches keep writing to their traces: no deadlock and no
