@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{invalid, parse_log_format, values, ConfigError, LogFormat};
+use super::{env_of, invalid_field, parse_log_format, values, ConfigError, LogFormat};
 use crate::model::Retention;
 
 /// Writes signals of every type over every transport to a running ProdSentinel, reads them back
@@ -256,20 +256,23 @@ fn parse_retention(text: &str) -> Result<Retention, String> {
 impl CanarySettings {
     /// Checks every value; the first bad one is reported with its setting's name.
     pub fn from_args(args: CanaryArgs) -> Result<CanarySettings, ConfigError> {
+        macro_rules! invalid {
+            ($field:ident) => {
+                invalid_field!(CanaryArgs::augment_args(clap::Command::new("canary")), args.$field)
+            };
+        }
         let token = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
-        let once = values::boolean(&args.once).map_err(invalid("CANARY_ONCE"))?;
-        let cycles = values::bounded_integer(&args.cycles, 0, u64::MAX).map_err(invalid("CANARY_CYCLES"))?;
+        let once = values::boolean(&args.once).map_err(invalid!(once))?;
+        let cycles = values::bounded_integer(&args.cycles, 0, u64::MAX).map_err(invalid!(cycles))?;
         let cycles = match (once, cycles) {
             (true, 0 | 1) => Some(1),
-            (true, _) => {
-                return Err(ConfigError { setting: "CANARY_CYCLES", reason: "--once is one cycle".into() })
-            }
+            (true, _) => return Err(invalid!(cycles)("--once is one cycle".into())),
             (false, 0) => None,
             (false, n) => Some(n),
         };
         let metrics_addr = match (args.metrics_addr.as_deref().map(str::trim), cycles) {
             (Some(""), _) | (None, Some(_)) => None,
-            (Some(addr), _) => Some(values::socket_addr(addr).map_err(invalid("CANARY_METRICS_ADDR"))?),
+            (Some(addr), _) => Some(values::socket_addr(addr).map_err(invalid!(metrics_addr))?),
             (None, None) => Some(SocketAddr::from(([0, 0, 0, 0], 9464))),
         };
         let ca_pem = match args.ca_file.trim() {
@@ -277,7 +280,7 @@ impl CanarySettings {
             path => Some(
                 std::fs::read(path)
                     .map_err(|why| format!("cannot read {path}: {why}"))
-                    .map_err(invalid("CANARY_CA_FILE"))?,
+                    .map_err(invalid!(ca_file))?,
             ),
         };
         let id = match args.id.trim() {
@@ -285,36 +288,30 @@ impl CanarySettings {
             id if id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) => {
                 id.to_owned()
             }
-            _ => {
-                return Err(ConfigError {
-                    setting: "CANARY_ID",
-                    reason: "1 to 64 letters, digits, '-', '_' or '.'".into(),
-                })
-            }
+            _ => return Err(invalid!(id)("1 to 64 letters, digits, '-', '_' or '.'".into())),
         };
-        let interval = positive(&args.interval).map_err(invalid("CANARY_INTERVAL"))?;
+        let interval = positive(&args.interval).map_err(invalid!(interval))?;
         let settings = CanarySettings {
             otlp_grpc_endpoint: Endpoint::parse(&args.otlp_grpc_endpoint)
-                .map_err(invalid("CANARY_OTLP_GRPC_ENDPOINT"))?,
+                .map_err(invalid!(otlp_grpc_endpoint))?,
             otlp_http_endpoint: Endpoint::parse(&args.otlp_http_endpoint)
-                .map_err(invalid("CANARY_OTLP_HTTP_ENDPOINT"))?,
-            api_endpoint: Endpoint::parse(&args.api_endpoint).map_err(invalid("CANARY_API_ENDPOINT"))?,
+                .map_err(invalid!(otlp_http_endpoint))?,
+            api_endpoint: Endpoint::parse(&args.api_endpoint).map_err(invalid!(api_endpoint))?,
             ingest_token: token(&args.ingest_token),
             query_token: token(&args.query_token),
             ca_pem,
             interval,
-            read_delay: at_least_zero(&args.read_delay).map_err(invalid("CANARY_READ_DELAY"))?,
-            max_wait: positive(&args.max_wait).map_err(invalid("CANARY_MAX_WAIT"))?,
-            retention: parse_retention(&args.retention).map_err(invalid("CANARY_RETENTION"))?,
-            partition_interval: positive(&args.partition_interval)
-                .map_err(invalid("CANARY_PARTITION_INTERVAL"))?,
-            expiry_grace: at_least_zero(&args.expiry_grace).map_err(invalid("CANARY_EXPIRY_GRACE"))?,
+            read_delay: at_least_zero(&args.read_delay).map_err(invalid!(read_delay))?,
+            max_wait: positive(&args.max_wait).map_err(invalid!(max_wait))?,
+            retention: parse_retention(&args.retention).map_err(invalid!(retention))?,
+            partition_interval: positive(&args.partition_interval).map_err(invalid!(partition_interval))?,
+            expiry_grace: at_least_zero(&args.expiry_grace).map_err(invalid!(expiry_grace))?,
             spot_check_interval: positive(&args.spot_check_interval)
-                .map_err(invalid("CANARY_SPOT_CHECK_INTERVAL"))?,
+                .map_err(invalid!(spot_check_interval))?,
             spot_check_max: values::bounded_integer(&args.spot_check_max, 1, 1_000_000)
-                .map_err(invalid("CANARY_SPOT_CHECK_MAX"))? as usize,
+                .map_err(invalid!(spot_check_max))? as usize,
             error_every: match values::bounded_integer(&args.error_every, 0, 1_000_000)
-                .map_err(invalid("CANARY_ERROR_EVERY"))?
+                .map_err(invalid!(error_every))?
             {
                 0 => None,
                 n => Some(n),
@@ -324,27 +321,17 @@ impl CanarySettings {
             id,
             service_name: match args.service_name.trim() {
                 name if !name.is_empty() && name.len() <= 200 => name.to_owned(),
-                _ => {
-                    return Err(ConfigError {
-                        setting: "CANARY_SERVICE_NAME",
-                        reason: "1 to 200 characters".into(),
-                    })
-                }
+                _ => return Err(invalid!(service_name)("1 to 200 characters".into())),
             },
-            request_timeout: positive(&args.request_timeout).map_err(invalid("CANARY_REQUEST_TIMEOUT"))?,
-            time_offset: at_least_zero(&args.time_offset).map_err(invalid("CANARY_TIME_OFFSET"))?,
+            request_timeout: positive(&args.request_timeout).map_err(invalid!(request_timeout))?,
+            time_offset: at_least_zero(&args.time_offset).map_err(invalid!(time_offset))?,
             report: match args.report.trim().to_ascii_lowercase().as_str() {
                 "text" => ReportFormat::Text,
                 "json" => ReportFormat::Json,
-                other => {
-                    return Err(ConfigError {
-                        setting: "CANARY_REPORT",
-                        reason: format!("{other:?} is neither text nor json"),
-                    })
-                }
+                other => return Err(invalid!(report)(format!("{other:?} is neither text nor json"))),
             },
-            log_filter: values::log_filter(&args.log_level).map_err(invalid("CANARY_LOG_LEVEL"))?,
-            log_format: parse_log_format(&args.log_format).map_err(invalid("CANARY_LOG_FORMAT"))?,
+            log_filter: values::log_filter(&args.log_level).map_err(invalid!(log_level))?,
+            log_format: parse_log_format(&args.log_format).map_err(invalid!(log_format))?,
         };
         Ok(settings)
     }
@@ -364,7 +351,7 @@ mod tests {
 
     fn with(args: &[&str]) -> Result<CanarySettings, ConfigError> {
         let wrapper = Wrapper::try_parse_from(std::iter::once("canary").chain(args.iter().copied()))
-            .map_err(|why| ConfigError { setting: "arguments", reason: why.to_string() })?;
+            .map_err(|why| ConfigError::new("arguments", why.to_string()))?;
         CanarySettings::from_args(wrapper.args)
     }
 

@@ -1,5 +1,7 @@
 //! Every setting as a command-line flag backed by an environment variable. Flags override the
-//! environment, which overrides `.env`. Values stay text here; `values.rs` checks them.
+//! environment, which overrides `.env`. Values stay text here; `values.rs` checks them, and a
+//! bad value's error names the environment variable declared here (`config::env_of`): each
+//! setting's name is written once, in its declaration.
 
 use clap::{Parser, Subcommand};
 

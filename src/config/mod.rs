@@ -9,11 +9,12 @@ mod tls_files;
 mod tokens;
 mod values;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::model::{IncidentSeverity, Lifecycle, PartitionInterval, Retention, Rules, ValueLimits};
 
@@ -28,19 +29,39 @@ pub use tokens::Tokens;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {setting}: {reason}")]
 pub struct ConfigError {
-    pub setting: &'static str,
+    /// The environment variable, or what else was wrong (`arguments`, `.env`).
+    pub setting: Cow<'static, str>,
     pub reason: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, reason: String) -> ConfigError {
+        ConfigError { setting: Cow::Borrowed(setting), reason }
+    }
 }
 
 impl From<TlsSettingError> for ConfigError {
     fn from(error: TlsSettingError) -> Self {
-        ConfigError { setting: error.setting, reason: error.reason }
+        ConfigError::new(error.setting, error.reason)
     }
 }
 
-fn invalid(setting: &'static str) -> impl Fn(String) -> ConfigError {
-    move |reason| ConfigError { setting, reason }
+/// The environment variable the declaration of `field` gives it (cli.rs, canary.rs): a
+/// setting's name is written there and nowhere else.
+fn env_of(command: clap::Command, field: &str) -> Cow<'static, str> {
+    let env = command.get_arguments().find(|arg| arg.get_id() == field).and_then(|arg| arg.get_env());
+    Cow::Owned(env.map_or_else(|| field.to_ascii_uppercase(), |env| env.to_string_lossy().into_owned()))
 }
+
+/// `|reason| ConfigError` for a bad value of `$args.$field` (of the clap command `$command`),
+/// named by [`env_of`]. The field is referred to as a field, so the compiler checks it exists.
+macro_rules! invalid_field {
+    ($command:expr, $args:ident . $field:ident) => {{
+        let _ = &$args.$field;
+        move |reason: String| ConfigError { setting: env_of($command, stringify!($field)), reason }
+    }};
+}
+use invalid_field;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +164,7 @@ impl Invocation {
         match dotenvy::from_path(".env") {
             Ok(()) => {}
             Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(why) => return Err(ConfigError { setting: ".env", reason: why.to_string() }),
+            Err(why) => return Err(ConfigError::new(".env", why.to_string())),
         }
         let mut cli = Cli::parse();
         match cli.command.take() {
@@ -160,38 +181,39 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args)
-            .map_err(|why| ConfigError { setting: "arguments", reason: why.to_string() })?;
+        let cli = Cli::try_parse_from(args).map_err(|why| ConfigError::new("arguments", why.to_string()))?;
         Config::from_cli(cli)
     }
 
     /// Checks every value; the first bad one is reported with its setting's name.
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        macro_rules! invalid {
+            ($field:ident) => {
+                invalid_field!(Cli::command(), cli.$field)
+            };
+        }
         if cli.command.is_some() {
-            return Err(ConfigError {
-                setting: "arguments",
-                reason: "a subcommand is not the service".into(),
-            });
+            return Err(ConfigError::new("arguments", "a subcommand is not the service".into()));
         }
         let ingest_timeout = values::bounded_integer(&cli.ingest_timeout_ms, 10, 600_000)
             .map(Duration::from_millis)
-            .map_err(invalid("INGEST_TIMEOUT_MS"))?;
-        let (pg, tls) = database::parse_url(&cli.database_url).map_err(invalid("DATABASE_URL"))?;
+            .map_err(invalid!(ingest_timeout_ms))?;
+        let (pg, tls) = database::parse_url(&cli.database_url).map_err(invalid!(database_url))?;
         let database = DatabaseConfig {
             pg,
             tls,
             pool_size: values::bounded_integer(&cli.database_pool_size, 1, 1000)
-                .map_err(invalid("DATABASE_POOL_SIZE"))? as usize,
+                .map_err(invalid!(database_pool_size))? as usize,
             wait: values::seconds(&cli.database_wait_seconds, 0, 86_400)
-                .map_err(invalid("DATABASE_WAIT_SECONDS"))?,
+                .map_err(invalid!(database_wait_seconds))?,
             acquire_timeout: values::bounded_integer(&cli.database_acquire_timeout_ms, 1, 600_000)
                 .map(Duration::from_millis)
-                .map_err(invalid("DATABASE_ACQUIRE_TIMEOUT_MS"))?,
+                .map_err(invalid!(database_acquire_timeout_ms))?,
         };
         let query_database = match cli.query_database_url.trim() {
             "" => None,
             url => {
-                let (pg, tls) = database::parse_url(url).map_err(invalid("QUERY_DATABASE_URL"))?;
+                let (pg, tls) = database::parse_url(url).map_err(invalid!(query_database_url))?;
                 // A replica that is away must not hold a read for long: the primary answers.
                 let mut pg = pg;
                 if pg.get_connect_timeout().is_none() {
@@ -203,30 +225,30 @@ impl Config {
         Ok(Config {
             database,
             query_database,
-            redis_url: parse_redis_url(&cli.redis_url).map_err(invalid("REDIS_URL"))?,
-            log_filter: values::log_filter(&cli.log_level).map_err(invalid("LOG_LEVEL"))?,
-            log_format: parse_log_format(&cli.log_format).map_err(invalid("LOG_FORMAT"))?,
-            api_addr: values::socket_addr(&cli.api_addr).map_err(invalid("API_ADDR"))?,
-            otlp_grpc_addr: values::socket_addr(&cli.otlp_grpc_addr).map_err(invalid("OTLP_GRPC_ADDR"))?,
-            otlp_http_addr: values::socket_addr(&cli.otlp_http_addr).map_err(invalid("OTLP_HTTP_ADDR"))?,
-            max_body_bytes: values::byte_size(&cli.max_body_bytes).map_err(invalid("MAX_BODY_BYTES"))?,
+            redis_url: parse_redis_url(&cli.redis_url).map_err(invalid!(redis_url))?,
+            log_filter: values::log_filter(&cli.log_level).map_err(invalid!(log_level))?,
+            log_format: parse_log_format(&cli.log_format).map_err(invalid!(log_format))?,
+            api_addr: values::socket_addr(&cli.api_addr).map_err(invalid!(api_addr))?,
+            otlp_grpc_addr: values::socket_addr(&cli.otlp_grpc_addr).map_err(invalid!(otlp_grpc_addr))?,
+            otlp_http_addr: values::socket_addr(&cli.otlp_http_addr).map_err(invalid!(otlp_http_addr))?,
+            max_body_bytes: values::byte_size(&cli.max_body_bytes).map_err(invalid!(max_body_bytes))?,
             otlp_max_message_bytes: values::byte_size(&cli.otlp_max_message_bytes)
-                .map_err(invalid("OTLP_MAX_MESSAGE_BYTES"))?,
+                .map_err(invalid!(otlp_max_message_bytes))?,
             otlp_max_concurrent_exports: values::bounded_integer(&cli.otlp_max_concurrent_exports, 1, 10_000)
-                .map_err(invalid("OTLP_MAX_CONCURRENT_EXPORTS"))?
+                .map_err(invalid!(otlp_max_concurrent_exports))?
                 as usize,
             otlp_http_cors_allowed_origins: parse_cors(&cli.otlp_http_cors_allowed_origins)
-                .map_err(invalid("OTLP_HTTP_CORS_ALLOWED_ORIGINS"))?,
+                .map_err(invalid!(otlp_http_cors_allowed_origins))?,
             ingest_timeout,
             value_limits: ValueLimits {
                 attribute_count: values::bounded_integer(&cli.attribute_count_limit, 1, 100_000)
-                    .map_err(invalid("ATTRIBUTE_COUNT_LIMIT"))? as usize,
+                    .map_err(invalid!(attribute_count_limit))? as usize,
                 value_length: values::byte_size(&cli.value_length_limit)
                     .and_then(|bytes| match bytes {
                         16.. => Ok(bytes),
                         _ => Err("must be at least 16 bytes".to_owned()),
                     })
-                    .map_err(invalid("VALUE_LENGTH_LIMIT"))?,
+                    .map_err(invalid!(value_length_limit))?,
             },
             tls: TlsFiles::from_settings(&cli.tls_cert_file, &cli.tls_key_file)?,
             pipeline: PipelineSettings {
@@ -234,87 +256,80 @@ impl Config {
                 // (see `pipeline::rate`), the rest as margin for a database slowing down.
                 max_queue_delay: ingest_timeout / 3,
                 writers: values::bounded_integer(&cli.ingest_writers, 1, 64)
-                    .map_err(invalid("INGEST_WRITERS"))? as usize,
+                    .map_err(invalid!(ingest_writers))? as usize,
                 batch_max_signals: values::bounded_integer(&cli.ingest_batch_max_signals, 1, 100_000)
-                    .map_err(invalid("INGEST_BATCH_MAX_SIGNALS"))?
-                    as usize,
+                    .map_err(invalid!(ingest_batch_max_signals))? as usize,
                 linger: values::bounded_integer(&cli.ingest_batch_linger_ms, 0, 10_000)
                     .map(Duration::from_millis)
-                    .map_err(invalid("INGEST_BATCH_LINGER_MS"))?,
+                    .map_err(invalid!(ingest_batch_linger_ms))?,
                 queue_signals: values::bounded_integer(&cli.ingest_queue_signals, 1, 10_000_000)
-                    .map_err(invalid("INGEST_QUEUE_SIGNALS"))? as u32,
+                    .map_err(invalid!(ingest_queue_signals))? as u32,
                 enqueue_wait: values::bounded_integer(&cli.ingest_enqueue_wait_ms, 0, 60_000)
                     .map(Duration::from_millis)
-                    .map_err(invalid("INGEST_ENQUEUE_WAIT_MS"))?,
+                    .map_err(invalid!(ingest_enqueue_wait_ms))?,
             },
             cors_allowed_origins: parse_cors(&cli.cors_allowed_origins)
-                .map_err(invalid("CORS_ALLOWED_ORIGINS"))?,
-            ingest_tokens: Tokens::parse(&cli.ingest_tokens).map_err(invalid("INGEST_TOKENS"))?,
-            query_tokens: Tokens::parse(&cli.query_tokens).map_err(invalid("QUERY_TOKENS"))?,
+                .map_err(invalid!(cors_allowed_origins))?,
+            ingest_tokens: Tokens::parse(&cli.ingest_tokens).map_err(invalid!(ingest_tokens))?,
+            query_tokens: Tokens::parse(&cli.query_tokens).map_err(invalid!(query_tokens))?,
             correlation_window: values::seconds(&cli.correlation_window_seconds, 1, 86_400)
-                .map_err(invalid("CORRELATION_WINDOW_SECONDS"))?,
+                .map_err(invalid!(correlation_window_seconds))?,
             rules: match cli.rules_file.trim() {
                 "" => Rules::default(),
-                path => Rules::load(path)
-                    .map_err(|why| ConfigError { setting: "RULES_FILE", reason: why.to_string() })?,
+                path => Rules::load(path).map_err(|why| invalid!(rules_file)(why.to_string()))?,
             },
             incident_min_severity: IncidentSeverity::from_api_value(cli.incident_min_severity.trim())
                 .ok_or_else(|| {
                     format!("{:?} is not one of low, medium, high, critical", cli.incident_min_severity)
                 })
-                .map_err(invalid("INCIDENT_MIN_SEVERITY"))?,
+                .map_err(invalid!(incident_min_severity))?,
             analysis_debounce: values::seconds(&cli.analysis_debounce_seconds, 0, 86_400)
-                .map_err(invalid("ANALYSIS_DEBOUNCE_SECONDS"))?,
+                .map_err(invalid!(analysis_debounce_seconds))?,
             analysis_lock_ttl: values::seconds(&cli.analysis_lock_ttl_seconds, 1, 86_400)
-                .map_err(invalid("ANALYSIS_LOCK_TTL_SECONDS"))?,
+                .map_err(invalid!(analysis_lock_ttl_seconds))?,
             problem_window: {
                 let window = values::seconds(&cli.problem_analysis_window_seconds, 0, 7 * 86_400)
-                    .map_err(invalid("PROBLEM_ANALYSIS_WINDOW_SECONDS"))?;
-                values::boolean(&cli.problem_grouping).map_err(invalid("PROBLEM_GROUPING"))?.then_some(window)
+                    .map_err(invalid!(problem_analysis_window_seconds))?;
+                values::boolean(&cli.problem_grouping).map_err(invalid!(problem_grouping))?.then_some(window)
             },
             celery_queue: match cli.celery_queue.trim() {
-                "" => {
-                    return Err(ConfigError {
-                        setting: "CELERY_QUEUE",
-                        reason: "must not be empty".to_owned(),
-                    })
-                }
+                "" => return Err(invalid!(celery_queue)("must not be empty".to_owned())),
                 queue => queue.to_owned(),
             },
             dispatch_interval: values::bounded_integer(&cli.dispatch_interval_ms, 10, 60_000)
                 .map(Duration::from_millis)
-                .map_err(invalid("DISPATCH_INTERVAL_MS"))?,
+                .map_err(invalid!(dispatch_interval_ms))?,
             dispatch_max_backoff: values::bounded_integer(&cli.dispatch_max_backoff_ms, 100, 3_600_000)
                 .map(Duration::from_millis)
-                .map_err(invalid("DISPATCH_MAX_BACKOFF_MS"))?,
+                .map_err(invalid!(dispatch_max_backoff_ms))?,
             shutdown_timeout: values::seconds(&cli.shutdown_timeout_seconds, 0, 3_600)
-                .map_err(invalid("SHUTDOWN_TIMEOUT_SECONDS"))?,
+                .map_err(invalid!(shutdown_timeout_seconds))?,
             trace_query_max_signals: values::bounded_integer(&cli.trace_query_max_signals, 1, 1_000_000)
-                .map_err(invalid("TRACE_QUERY_MAX_SIGNALS"))? as i64,
+                .map_err(invalid!(trace_query_max_signals))? as i64,
             lifecycle: Lifecycle {
                 signals: Retention {
                     traces: values::duration(&cli.retention_traces, true)
-                        .map_err(invalid("RETENTION_TRACES"))?,
-                    logs: values::duration(&cli.retention_logs, true).map_err(invalid("RETENTION_LOGS"))?,
+                        .map_err(invalid!(retention_traces))?,
+                    logs: values::duration(&cli.retention_logs, true).map_err(invalid!(retention_logs))?,
                     metrics: values::duration(&cli.retention_metrics, true)
-                        .map_err(invalid("RETENTION_METRICS"))?,
+                        .map_err(invalid!(retention_metrics))?,
                 },
                 partition_interval: parse_partition_interval(&cli.partition_interval)
-                    .map_err(invalid("PARTITION_INTERVAL"))?,
+                    .map_err(invalid!(partition_interval))?,
                 incidents: values::duration(&cli.incident_retention, true)
-                    .map_err(invalid("INCIDENT_RETENTION"))?,
-                outbox: values::duration(&cli.outbox_retention, true).map_err(invalid("OUTBOX_RETENTION"))?,
+                    .map_err(invalid!(incident_retention))?,
+                outbox: values::duration(&cli.outbox_retention, true).map_err(invalid!(outbox_retention))?,
                 max_database_bytes: match cli.retention_max_database_size.trim() {
                     "" | "0" => None,
-                    size => Some(values::storage_size(size).map_err(invalid("RETENTION_MAX_DATABASE_SIZE"))?),
+                    size => Some(values::storage_size(size).map_err(invalid!(retention_max_database_size))?),
                 },
             },
             retention_check: values::seconds(&cli.retention_check_seconds, 1, 86_400)
-                .map_err(invalid("RETENTION_CHECK_SECONDS"))?,
+                .map_err(invalid!(retention_check_seconds))?,
             size_check: values::seconds(&cli.retention_size_check_seconds, 1, 3_600)
-                .map_err(invalid("RETENTION_SIZE_CHECK_SECONDS"))?,
+                .map_err(invalid!(retention_size_check_seconds))?,
             query_exact_total_limit: values::bounded_integer(&cli.query_exact_total_limit, 0, 10_000_000)
-                .map_err(invalid("QUERY_EXACT_TOTAL_LIMIT"))? as i64,
+                .map_err(invalid!(query_exact_total_limit))? as i64,
         })
     }
 }
@@ -478,6 +493,21 @@ mod tests {
             assert_eq!(error.setting, *setting, "{args:?}");
             assert!(error.to_string().starts_with(&format!("invalid {setting}: ")));
         }
+    }
+
+    #[test]
+    fn every_setting_has_its_environment_variable() {
+        use clap::Args;
+        let service = Cli::command();
+        let canary = CanaryArgs::augment_args(clap::Command::new("canary"));
+        for arg in service.get_arguments().chain(canary.get_arguments()) {
+            let id = arg.get_id().as_str();
+            if ["help", "version"].contains(&id) {
+                continue;
+            }
+            assert!(arg.get_env().is_some(), "--{id} has no environment variable");
+        }
+        assert_eq!(env_of(Cli::command(), "retention_traces"), "RETENTION_TRACES");
     }
 
     #[test]
