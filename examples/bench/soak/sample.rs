@@ -62,14 +62,30 @@ pub struct Row {
 
 /// Each table's size with its indexes and TOAST, partitions summed into their root, and its
 /// dead tuples.
+///
+/// The size is the main fork of the table, of its TOAST table and of their indexes: every page
+/// of rows and index entries, dead tuples included. Not the free space and visibility maps:
+/// a table's first VACUUM creates both at once (24 KiB and 8 KiB, even for a table of a few
+/// rows), which the growth rule read as growth in the cycle where it happened (the reference
+/// run of 3c6b6bb, BENCHMARKS.md); after that they follow the main fork (about one byte and
+/// two bits per page), so leaving them out hides no growth. `pg_database_size` counts them.
 pub async fn tables(db: &tokio_postgres::Client) -> Result<BTreeMap<String, (i64, i64)>, BoxError> {
     let rows = db
         .query(
-            "SELECT coalesce(pg_partition_root(c.oid), c.oid)::regclass::text,
-                    sum(pg_total_relation_size(c.oid))::int8, sum(coalesce(s.n_dead_tup, 0))::int8
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-             WHERE n.nspname = 'public' AND c.relkind = 'r'
+            "WITH rel AS (
+                 SELECT c.oid, coalesce(pg_partition_root(c.oid), c.oid)::regclass::text AS root,
+                        array_remove(ARRAY[c.oid, nullif(c.reltoastrelid, 0)], NULL) AS heaps
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'public' AND c.relkind = 'r'
+             )
+             SELECT rel.root, sum(forks.main)::int8, sum(coalesce(s.n_dead_tup, 0))::int8
+             FROM rel
+             CROSS JOIN LATERAL (
+                 SELECT sum(pg_relation_size(f.r, 'main')) AS main
+                 FROM (SELECT unnest(rel.heaps)
+                       UNION ALL SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = ANY (rel.heaps)) f (r)
+             ) forks
+             LEFT JOIN pg_stat_user_tables s ON s.relid = rel.oid
              GROUP BY 1",
             &[],
         )
