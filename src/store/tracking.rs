@@ -2,8 +2,9 @@
 //! cause, in one SQL statement (so one round trip and one atomic commit). An acknowledgement
 //! therefore covers all three, and a retried batch (duplicates) changes none of them.
 //!
-//! Incidents are aggregated per trace inside the statement and upserted in trace order on the
-//! unique `(trace_id, trace_key)`, with relative updates: concurrent batches serialise per incident
+//! Incidents are aggregated per trace inside the statement; each trace's claim (one row per
+//! trace in `incident_traces`, migrations/0015) is taken in trace order and the incident upserted
+//! where the claim says it lives, with relative updates: concurrent batches serialise per trace
 //! without deadlocking, and the analysis worker's own updates of the row are kept.
 
 use std::collections::HashSet;

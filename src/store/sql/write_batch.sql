@@ -53,12 +53,8 @@ activity AS (
     FROM stored WHERE tracked GROUP BY trace_id
 ),
 prior AS (
-    -- The statement's snapshot: severities before this batch, to tell escalations. Found
-    -- through the claims, so that each trace's lookup reaches only the partition its incident
-    -- is in (pruned as the join runs). The plan still holds every partition of incidents, so a
-    -- batch under way holds a lock on each: the maintenance, which takes a range's whole lock
-    -- before touching its trace claims, never waits for a claim a batch holds
-    -- (store/partitions/incidents.rs).
+    -- Severities before this batch (the statement's snapshot), to tell escalations; through
+    -- the claims, so that each lookup reaches only its incident's partition.
     SELECT i.trace_key, i.severity FROM incident_traces c
     JOIN incidents i ON i.trace_id = c.trace_id AND i.trace_key = c.trace_id AND i.kept = c.kept AND i.detected_at = c.detected_at
     WHERE c.trace_id IN (SELECT trace_id FROM activity)
@@ -92,11 +88,6 @@ upserted AS (
             ELSE i.analysis_requested_at END
     RETURNING i.id, i.trace_id, i.trace_key, i.severity,
               i.analysis_requested_at = now() AS requested
-),
-opened AS (
-    -- A trace claimed by this batch has a new incident (a partitioned table's RETURNING cannot
-    -- read xmax; the claims table can).
-    SELECT u.* FROM upserted u JOIN claimed c ON c.trace_id = u.trace_key WHERE c.fresh
 ),
 faults AS (
     -- This batch's errors per fingerprint, and a trace of each that wants an analysis now.
@@ -152,10 +143,12 @@ outbox AS (
 SELECT ARRAY(SELECT id FROM inserted) AS inserted_ids,
        ARRAY(SELECT "timestamp" FROM inserted) AS inserted_times,
        ARRAY(SELECT signal_type::text FROM inserted) AS inserted_types,
-       (SELECT count(*) FROM opened) AS incidents_opened,
+       -- A trace claimed by this batch has a new incident (a partitioned table's RETURNING
+       -- cannot read xmax; the claims table can).
+       (SELECT count(*) FROM claimed WHERE fresh) AS incidents_opened,
        (SELECT count(*) FROM upserted) AS incidents_upserted,
        (SELECT count(*) FROM outbox) AS analyses_requested,
-       ARRAY(SELECT severity::text FROM opened) AS opened_severities,
-       ARRAY(SELECT u.severity::text FROM upserted u JOIN prior p ON p.trace_key = u.trace_key
-             WHERE u.trace_key NOT IN (SELECT trace_key FROM opened) AND u.severity > p.severity) AS escalated_severities,
+       ARRAY(SELECT u.severity::text FROM upserted u JOIN claimed c ON c.trace_id = u.trace_key WHERE c.fresh) AS opened_severities,
+       ARRAY(SELECT u.severity::text FROM upserted u JOIN prior p USING (trace_key)
+             WHERE u.trace_key NOT IN (SELECT trace_id FROM claimed WHERE fresh) AND u.severity > p.severity) AS escalated_severities,
        (SELECT count(*) FROM links) AS problem_links
