@@ -241,6 +241,19 @@ impl Maintenance {
                   "dropped a partition: the database is over RETENTION_MAX_DATABASE_SIZE");
             self.metrics.count_dropped_partition(partition);
         }
+        let sorted = pass.incident_ranges;
+        if sorted.ranges > 0 {
+            warn!(incident_ranges = sorted.ranges, incidents = sorted.incidents, incidents_kept = sorted.kept,
+                  reason = "size", budget,
+                  "dropped the incident ranges whose signals were dropped: the database is over RETENTION_MAX_DATABASE_SIZE");
+            self.metrics.count_expired_rows(&Expiry {
+                incident_ranges: sorted.ranges,
+                incidents_kept: sorted.kept,
+                incidents: sorted.incidents,
+                analyses: sorted.analyses,
+                ..Expiry::default()
+            });
+        }
         self.metrics.database_size.set(pass.bytes_after);
         if pass.bytes_after as u64 > budget {
             // Only the partitions being written (and evidence) are left: the budget is too small

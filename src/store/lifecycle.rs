@@ -55,10 +55,11 @@ pub(super) fn evidence_traces() -> String {
 /// Whether incident `i` has expired at `$1` (now), by either rule: nobody analysed it and every
 /// signal it counted has gone; or it has had no signal since `$2` (`INCIDENT_RETENTION` ago,
 /// NULL: kept forever). Its signals' expiry as recorded at write time decides only the first:
-/// a retention changed since would otherwise hold an analysed incident forever.
+/// a retention changed since would otherwise hold an analysed incident forever. A NULL `$1`
+/// counts every signal as gone, whatever its retention: the size budget has dropped them.
 pub(super) fn incident_expired() -> String {
     format!(
-        "((coalesce(i.signals_expire_at < $1, false) AND NOT {ANALYSED_BY_REQUEST} AND NOT {ANALYSED_BY_WORKER})
+        "((coalesce(i.signals_expire_at < $1, $1 IS NULL) AND NOT {ANALYSED_BY_REQUEST} AND NOT {ANALYSED_BY_WORKER})
           OR coalesce(coalesce(i.last_signal_at, i.detected_at) < $2, false))"
     )
 }

@@ -130,6 +130,47 @@ async fn move_to_kept(
 impl Store {
     /// Empties every incident range the lifecycle says is due at `now`, oldest first, for at
     /// most `budget`; `None`: another instance holds the maintenance lock.
+    pub async fn expire_incident_ranges(
+        &self,
+        now: DateTime<Utc>,
+        turn: Turn,
+        budget: Duration,
+    ) -> Result<Option<RangeExpiry>, StoreError> {
+        let lifecycle = self.settings.lifecycle;
+        let due: Vec<(RangePartition, RangeSort)> = read_ranges(&self.client().await?)
+            .await?
+            .into_iter()
+            .filter_map(|(range, deferred)| match lifecycle.incident_range_sort(range.ends, now) {
+                RangeSort::NotYet => None,
+                RangeSort::IfFewKept if deferred => None,
+                sort => Some((range, sort)),
+            })
+            .collect();
+        self.sort_ranges(due, Some(now), now, turn, budget).await
+    }
+
+    /// The size budget's step between healthy traffic and evidence (`enforce_size_budget`):
+    /// by then it has dropped the signals of every range that has ended at `now`, evidence
+    /// aside, so their incidents are sorted as if every signal had gone. The unanalysed ones go
+    /// with their range; analysed ones (and those counting a type kept forever) are kept.
+    pub(super) async fn sort_incident_ranges_for_size(
+        &self,
+        now: DateTime<Utc>,
+        turn: Turn,
+    ) -> Result<Option<RangeExpiry>, StoreError> {
+        let ended: Vec<(RangePartition, RangeSort)> = read_ranges(&self.client().await?)
+            .await?
+            .into_iter()
+            .filter(|(range, _)| range.ends <= now)
+            .map(|(range, _)| (range, RangeSort::Now))
+            .collect();
+        self.sort_ranges(ended, None, now, turn, Duration::MAX).await
+    }
+
+    /// Sorts `ranges` in order, for at most `budget`: an incident whose signals are all gone
+    /// before `signals_gone_before` (`None`: all gone, whatever their retention) unless it was
+    /// analysed, or that has been inactive for `INCIDENT_RETENTION` at `now`, goes with its
+    /// range; the rest move to `incidents_kept`.
     ///
     /// Two transactions per range. The first sorts its incidents under their trace claims'
     /// row locks, taken in trace order as the batch write takes them: a batch under way finishes
@@ -139,27 +180,19 @@ impl Store {
     /// the parent's ACCESS EXCLUSIVE lock, would deadlock with them. The second drops the range,
     /// which by then holds only expired incidents nothing refers to; should it time out, the
     /// next pass finds nothing left to sort and drops it then.
-    pub async fn expire_incident_ranges(
+    async fn sort_ranges(
         &self,
+        ranges: Vec<(RangePartition, RangeSort)>,
+        signals_gone_before: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         turn: Turn,
         budget: Duration,
     ) -> Result<Option<RangeExpiry>, StoreError> {
         let started = Instant::now();
-        let lifecycle = self.settings.lifecycle;
-        let inactive_since = lifecycle.row_cutoffs(now).inactive_since;
+        let inactive_since = self.settings.lifecycle.row_cutoffs(now).inactive_since;
         let mut client = self.client().await?;
-        let due: Vec<(RangePartition, RangeSort)> = read_ranges(&client)
-            .await?
-            .into_iter()
-            .filter_map(|(range, deferred)| match lifecycle.incident_range_sort(range.ends, now) {
-                RangeSort::NotYet => None,
-                RangeSort::IfFewKept if deferred => None,
-                sort => Some((range, sort)),
-            })
-            .collect();
         let mut expiry = RangeExpiry::default();
-        for (range, sort) in due {
+        for (range, sort) in ranges {
             if started.elapsed() >= budget {
                 break;
             }
@@ -188,7 +221,7 @@ impl Store {
                             "SELECT count(*) FILTER (WHERE NOT {expired}), count(*) FROM {table} i",
                             expired = incident_expired()
                         ),
-                        &[&now, &inactive_since],
+                        &[&signals_gone_before, &inactive_since],
                     )
                     .await?;
                 let (live, total): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
@@ -215,7 +248,7 @@ impl Store {
                 &tx,
                 &table,
                 &format!("i.detected_at >= $3 AND i.detected_at < $4 AND NOT {}", incident_expired()),
-                &[&now, &inactive_since, &starts, &range.ends],
+                &[&signals_gone_before, &inactive_since, &starts, &range.ends],
             )
             .await?;
             let row = tx

@@ -76,6 +76,9 @@ pub struct SizePass {
     pub bytes_before: i64,
     pub bytes_after: i64,
     pub dropped: Vec<Dropped>,
+    /// Incident ranges sorted once their signals had been dropped (their unanalysed incidents
+    /// dropped with them).
+    pub incident_ranges: RangeExpiry,
 }
 
 enum DropStep {
@@ -278,7 +281,7 @@ impl Store {
     ) -> Result<Option<SizePass>, StoreError> {
         let budget = budget as i64;
         let bytes_before = self.database_size().await?;
-        let mut pass = SizePass { bytes_before, bytes_after: bytes_before, dropped: Vec::new() };
+        let mut pass = SizePass { bytes_before, bytes_after: bytes_before, ..SizePass::default() };
         if bytes_before <= budget {
             return Ok(Some(pass));
         }
@@ -286,7 +289,19 @@ impl Store {
             let client = self.client().await?;
             (read_partitions(&client).await?, evidence::evidence_only(&client).await?)
         };
+        let mut incidents_sorted = false;
         for action in size_drops(&partitions, &evidence_only, now) {
+            // Between the healthy traffic and the evidence: the incidents of the ranges whose
+            // signals are gone by now.
+            if !incidents_sorted && !matches!(action, Expired::Noise { .. }) {
+                incidents_sorted = true;
+                if !self.sort_incidents_for_size(&mut pass, now, turn).await? {
+                    break;
+                }
+                if pass.bytes_after <= budget {
+                    break;
+                }
+            }
             match self.expire_one(&action, turn, DropReason::Size).await? {
                 DropStep::Dropped(dropped) => pass.dropped.push(dropped),
                 DropStep::Unchanged => continue,
@@ -298,7 +313,26 @@ impl Store {
                 break;
             }
         }
+        if !incidents_sorted && pass.bytes_after > budget {
+            self.sort_incidents_for_size(&mut pass, now, turn).await?;
+        }
         Ok(Some(pass))
+    }
+
+    /// The size pass's sort of incident ranges ([`Store::sort_incident_ranges_for_size`]),
+    /// recorded in `pass` and re-measured; false: another instance holds the maintenance lock.
+    async fn sort_incidents_for_size(
+        &self,
+        pass: &mut SizePass,
+        now: DateTime<Utc>,
+        turn: Turn,
+    ) -> Result<bool, StoreError> {
+        let Some(sorted) = self.sort_incident_ranges_for_size(now, turn).await? else {
+            return Ok(false);
+        };
+        pass.incident_ranges = sorted;
+        pass.bytes_after = self.database_size().await?;
+        Ok(true)
     }
 
     async fn expire_one(

@@ -195,6 +195,38 @@ async fn an_incident_range_with_many_live_incidents_waits_for_the_longest_retent
     assert_eq!(one::<i64>(&db, "SELECT count(*) FROM incident_traces").await, 0);
 }
 
+/// Over its size budget, once the size pass has dropped the healthy traffic of every range that
+/// has ended, it drops their incident ranges too, before any evidence: the unanalysed incidents
+/// go with them (their signals are gone), the analysed one is kept.
+#[tokio::test]
+async fn over_its_budget_the_size_pass_drops_the_incident_ranges_whose_signals_it_dropped() {
+    // Smaller than the empty database: everything that may go goes. Logs kept forever: the
+    // budget, not their retention, drops them.
+    let app = spawn_app_with(&["--retention-max-database-size", "1MB"]).await;
+    let db = app.db().await;
+    let now = Utc::now();
+    let quiet: Vec<serde_json::Value> =
+        (0..50).map(|n| log_at(&format!("t-quiet-{n}"), "INFO", now)).collect();
+    assert_eq!(app.post_json("/ingest/logs", &serde_json::json!(quiet)).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        app.post_json("/ingest/logs", &log_at("t-analysed", "ERROR", now)).await.0,
+        StatusCode::ACCEPTED
+    );
+    let range = format!("incidents_p{}", now.format("%Y%m%d"));
+    let analysed: uuid::Uuid = one(&db, "SELECT id FROM incidents WHERE trace_id = 't-analysed'").await;
+
+    // Two days on, today's ranges have ended: well within every retention, but over the budget.
+    let pass = app.maintenance.size_pass_at(now + days(2), Turn::Wait).await.expect("a budget is set");
+    let sorted = pass.incident_ranges;
+    assert!(sorted.ranges >= 1, "{pass:?}");
+    assert_eq!((sorted.incidents, sorted.kept), (50, 1), "{pass:?}");
+    assert!(!super::exists(&db, &range).await, "the range was dropped");
+    let kept: Vec<String> = column(&db, "SELECT tableoid::regclass::text || ' ' || id FROM incidents").await;
+    assert_eq!(kept, [format!("incidents_kept {analysed}")]);
+    let claims: Vec<String> = column(&db, "SELECT trace_id FROM incident_traces").await;
+    assert_eq!(claims, ["t-analysed"]);
+}
+
 /// Ranges are sorted and dropped while batches keep writing to their traces: no deadlock and no
 /// lock timeout (every pass clean), every write acknowledged, and afterwards still one incident
 /// per trace, every claim pointing at its incident and every incident of a trace claimed.
