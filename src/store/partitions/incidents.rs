@@ -151,8 +151,8 @@ impl Store {
 
     /// The size budget's step between healthy traffic and evidence (`enforce_size_budget`):
     /// by then it has dropped the signals of every range that has ended at `now`, evidence
-    /// aside, so their incidents are sorted as if every signal had gone. The unanalysed ones go
-    /// with their range; analysed ones (and those counting a type kept forever) are kept.
+    /// aside, so their incidents are sorted as if every signal had gone, whatever its type's
+    /// retention: the unanalysed ones go with their range, the analysed ones are kept.
     pub(super) async fn sort_incident_ranges_for_size(
         &self,
         now: DateTime<Utc>,
