@@ -118,7 +118,8 @@ async fn raw_signals_reject_update_delete_and_truncate_on_the_parent_and_every_p
     assert_eq!(assert_every_change_is_refused(&db).await, 1 + 3 * 4 + 1);
     let old = log_body("t", "INFO", "immutable, stamped in 2024: the default partition");
     let mut current = log_body("t", "INFO", "immutable, stamped now: today's log partition");
-    current["timestamp"] = serde_json::json!(chrono::Utc::now().to_rfc3339());
+    let now = chrono::Utc::now();
+    current["timestamp"] = serde_json::json!(now.to_rfc3339());
     for body in [&old, &current] {
         assert_eq!(app.post_json("/ingest/logs", body).await.0, reqwest::StatusCode::ACCEPTED);
     }
@@ -126,7 +127,7 @@ async fn raw_signals_reject_update_delete_and_truncate_on_the_parent_and_every_p
     assert_eq!(app.count_signals().await, 2);
     let places: Vec<String> =
         column(&db, "SELECT tableoid::regclass::text FROM raw_signals ORDER BY \"timestamp\"").await;
-    let today = format!("raw_signals_p{}_log", chrono::Utc::now().format("%Y%m%d"));
+    let today = format!("raw_signals_p{}_log", now.format("%Y%m%d"));
     assert_eq!(places, ["raw_signals_default".to_owned(), today]);
 }
 

@@ -141,18 +141,22 @@ async fn a_time_filter_reads_only_the_partitions_of_its_range() {
     // The list's condition as the API writes it (store/signals.rs), for the last hour.
     let sql =
         r#"SELECT id FROM raw_signals WHERE "timestamp" >= $1 ORDER BY "timestamp" DESC, id DESC LIMIT 10"#;
-    let read = partitions_read(&db, sql, &(now - chrono::Duration::hours(1))).await;
-    let today = day_partition(now, "");
-    let expected_days: Vec<String> = (0..3).map(|d| day_partition(now + days(d), "")).collect();
+    // The hour reaches back into yesterday in the first hour after midnight UTC: the expected
+    // days start at the day the hour starts in, not at today.
+    let since = now - chrono::Duration::hours(1);
+    let read = partitions_read(&db, sql, &since).await;
+    let first_day = day_partition(since, "");
+    let expected_days: Vec<String> =
+        std::iter::once(first_day.clone()).chain((0..3).map(|d| day_partition(now + days(d), ""))).collect();
     assert!(
         read.iter()
             .all(|t| expected_days.iter().any(|d| t.starts_with(d.as_str())) || t == "raw_signals_default"),
-        "only today, the days ahead and the default partition: {read:?}"
+        "only the hour's days, the days ahead and the default partition: {read:?}"
     );
-    assert!(read.iter().any(|t| t.starts_with(today.as_str())), "{read:?}");
+    assert!(read.iter().any(|t| t.starts_with(first_day.as_str())), "{read:?}");
     assert!(
-        !read.iter().any(|t| t.starts_with(&day_partition(now - days(1), ""))),
-        "yesterday pruned: {read:?}"
+        !read.iter().any(|t| t.starts_with(&day_partition(since - days(1), ""))),
+        "the day before the hour pruned: {read:?}"
     );
     // With a type too, only that type's partitions.
     let typed = r#"SELECT id FROM raw_signals WHERE "timestamp" >= $1 AND signal_type = 'log' LIMIT 10"#;
