@@ -210,23 +210,23 @@ impl Store {
             .zip(kinds)
             .filter_map(|((id, at), kind)| Some((id, at, SignalType::parse(&kind)?)))
             .collect();
-        let (opened, upserted, requested): (i64, i64, i64) = (
-            row.try_get("incidents_opened")?,
-            row.try_get("incidents_upserted")?,
-            row.try_get("analyses_requested")?,
-        );
+        let (upserted, requested): (i64, i64) =
+            (row.try_get("incidents_upserted")?, row.try_get("analyses_requested")?);
         let severities = |column: &str| -> Result<Vec<IncidentSeverity>, StoreError> {
             let labels: Vec<String> = row.try_get(column)?;
             Ok(labels.iter().filter_map(|label| IncidentSeverity::from_db_label(label)).collect())
         };
+        // One severity per opened incident: the statement does not count them a second time.
+        let opened_severities = severities("opened_severities")?;
+        let opened = opened_severities.len() as u64;
         Ok(BatchOutcome {
             inserted: inserted_keys.len() as u64,
             duplicates: (signals.len() - inserted_keys.len()) as u64,
             inserted_keys,
-            incidents_opened: opened as u64,
-            incidents_updated: (upserted - opened) as u64,
+            incidents_opened: opened,
+            incidents_updated: (upserted as u64).saturating_sub(opened),
             analyses_requested: requested as u64,
-            opened_severities: severities("opened_severities")?,
+            opened_severities,
             escalated_severities: severities("escalated_severities")?,
             problem_links: row.try_get::<_, i64>("problem_links")? as u64,
         })

@@ -1,8 +1,6 @@
--- The write of one batch (store/tracking.rs) in one statement, one round trip, one atomic
--- commit: signals, their per-minute counts, their incidents and problems, the analyses they
--- cause. Named parameters (a dollar sign, a name) are bound from `BatchParams`; the rules
--- applied (when an incident becomes CRITICAL, how often an analysis may be asked for) are
--- stated in incidents::Escalation.
+-- One batch's write (store/tracking.rs) in one statement, one round trip, one commit: signals,
+-- their per-minute counts, incidents, problems and the analyses they cause. Parameters named after
+-- a dollar sign are bound from `BatchParams`; escalation rules are stated in incidents::Escalation.
 WITH input AS (
     SELECT t.*, t.signal_type::signaltypeenum AS kind, t.level::incidentseverity AS severity
     FROM unnest($ids::uuid[], $types::text[], $trace_ids::text[], $services::text[], $timestamps::timestamptz[], $payloads::text[],
@@ -48,16 +46,9 @@ counted AS (
 ),
 activity AS (
     SELECT trace_id, count(*) AS signals, count(*) FILTER (WHERE severity >= 'HIGH') AS high,
-           max(severity) AS severity, bool_or(requests) AS requests,
+           max(severity) AS severity, bool_or(requests) AS requests, bool_or(fingerprint IS NOT NULL) AS faulted,
            array_agg(DISTINCT service_name::varchar) AS services, max(coalesce(expires_at, 'infinity')) AS expires_at
     FROM stored WHERE tracked GROUP BY trace_id
-),
-prior AS (
-    -- Severities before this batch (the statement's snapshot), to tell escalations; through
-    -- the claims, so that each lookup reaches only its incident's partition.
-    SELECT i.trace_key, i.severity FROM incident_traces c
-    JOIN incidents i ON i.trace_id = c.trace_id AND i.trace_key = c.trace_id AND i.kept = c.kept AND i.detected_at = c.detected_at
-    WHERE c.trace_id IN (SELECT trace_id FROM activity)
 ),
 claimed AS (
     -- Where each trace's incident lives (migrations/0015): a new trace claims today's range;
@@ -86,7 +77,7 @@ upserted AS (
         analysis_requested_at = CASE WHEN excluded.analysis_requested_at IS NOT NULL
             AND analysis_window_passed(i.analysis_requested_at, $analysis_window_secs::float8) THEN now()
             ELSE i.analysis_requested_at END
-    RETURNING i.id, i.trace_id, i.trace_key, i.severity,
+    RETURNING i.id, i.trace_id, i.trace_key, i.kept, i.detected_at, i.severity,
               i.analysis_requested_at = now() AS requested
 ),
 faults AS (
@@ -113,8 +104,8 @@ problems_upserted AS (
         severity = greatest(p.severity, excluded.severity),
         -- A claim of this window's analysis moves the representative to the claiming trace.
         (representative_trace_id, analysis_requested_at) = (
-            SELECT CASE WHEN claim THEN excluded.representative_trace_id
-                        ELSE coalesce(p.representative_trace_id, excluded.representative_trace_id) END,
+            SELECT coalesce(CASE WHEN claim THEN excluded.representative_trace_id END, p.representative_trace_id,
+                            excluded.representative_trace_id),
                    CASE WHEN claim THEN now() ELSE p.analysis_requested_at END
             FROM (SELECT excluded.analysis_requested_at IS NOT NULL
                          AND analysis_window_passed(p.analysis_requested_at, $problem_window_secs::float8) AS claim) AS w)
@@ -133,22 +124,19 @@ outbox AS (
     -- Per trace, unless grouping is on and the trace's errors belong to a problem: then only the
     -- trace that claimed its problem's analysis for this window.
     INSERT INTO analysis_outbox (trace_id, incident_id)
-    SELECT u.trace_id, u.id FROM upserted u
-    WHERE u.requested AND (
-        NOT $grouping::bool
-        OR NOT EXISTS (SELECT 1 FROM stored f WHERE f.tracked AND f.trace_id = u.trace_key AND f.fingerprint IS NOT NULL)
+    SELECT u.trace_id, u.id FROM upserted u JOIN activity a ON a.trace_id = u.trace_key
+    WHERE u.requested AND (NOT $grouping::bool OR NOT a.faulted
         OR EXISTS (SELECT 1 FROM problems_upserted pu WHERE pu.claimed AND pu.representative_trace_id = u.trace_key))
     RETURNING 1
 )
 SELECT ARRAY(SELECT id FROM inserted) AS inserted_ids,
        ARRAY(SELECT "timestamp" FROM inserted) AS inserted_times,
        ARRAY(SELECT signal_type::text FROM inserted) AS inserted_types,
-       -- A trace claimed by this batch has a new incident (a partitioned table's RETURNING
-       -- cannot read xmax; the claims table can).
-       (SELECT count(*) FROM claimed WHERE fresh) AS incidents_opened,
        (SELECT count(*) FROM upserted) AS incidents_upserted,
        (SELECT count(*) FROM outbox) AS analyses_requested,
+       -- A trace claimed by this batch has a new incident (the claims' RETURNING can read xmax).
        ARRAY(SELECT u.severity::text FROM upserted u JOIN claimed c ON c.trace_id = u.trace_key WHERE c.fresh) AS opened_severities,
-       ARRAY(SELECT u.severity::text FROM upserted u JOIN prior p USING (trace_key)
-             WHERE u.trace_key NOT IN (SELECT trace_id FROM claimed WHERE fresh) AND u.severity > p.severity) AS escalated_severities,
+       -- Raised above what the statement's snapshot holds, which has no incident opened here.
+       ARRAY(SELECT u.severity::text FROM upserted u JOIN incidents i USING (trace_id, trace_key, kept, detected_at)
+             WHERE u.severity > i.severity) AS escalated_severities,
        (SELECT count(*) FROM links) AS problem_links
