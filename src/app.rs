@@ -291,6 +291,11 @@ impl App {
                 Ok(())
             });
         }
+        let (idle_store, idle_stop) = (self.store.clone(), stop.clone());
+        servers.spawn(async move {
+            idle_store.close_idle_connections(idle_stop).await;
+            Ok(())
+        });
         let maintenance_stop = stop.clone();
         servers.spawn(async move {
             maintenance.run(maintenance_stop).await;

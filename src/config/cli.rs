@@ -32,6 +32,12 @@ pub struct Cli {
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value = "16")]
     pub database_pool_size: String,
 
+    /// Seconds a pooled PostgreSQL connection may go unused before it is closed (0: never). A
+    /// burst opens connections up to the pool size; each holds a server process and buffers as
+    /// large as the largest answer it carried, so the ones the steady load does not reuse go.
+    #[arg(long, env = "DATABASE_POOL_IDLE_SECONDS", default_value = "60")]
+    pub database_pool_idle_seconds: String,
+
     /// How long start-up waits for PostgreSQL to accept connections, in seconds.
     #[arg(long, env = "DATABASE_WAIT_SECONDS", default_value = "30")]
     pub database_wait_seconds: String,

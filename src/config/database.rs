@@ -10,6 +10,8 @@ pub struct DatabaseConfig {
     /// `sslmode` and `sslrootcert` of the URL, which tokio-postgres does not read in full.
     pub tls: DatabaseTls,
     pub pool_size: usize,
+    /// Pooled connections unused for longer are closed; `None` keeps them.
+    pub pool_idle: Option<Duration>,
     /// How long start-up waits for the server to accept connections.
     pub wait: Duration,
     /// How long a request waits for a pooled connection before answering 503.

@@ -204,6 +204,9 @@ impl Config {
             tls,
             pool_size: values::bounded_integer(&cli.database_pool_size, 1, 1000)
                 .map_err(invalid!(database_pool_size))? as usize,
+            pool_idle: values::seconds(&cli.database_pool_idle_seconds, 0, 86_400)
+                .map(|idle| Some(idle).filter(|idle| !idle.is_zero()))
+                .map_err(invalid!(database_pool_idle_seconds))?,
             wait: values::seconds(&cli.database_wait_seconds, 0, 86_400)
                 .map_err(invalid!(database_wait_seconds))?,
             acquire_timeout: values::bounded_integer(&cli.database_acquire_timeout_ms, 1, 600_000)

@@ -14,6 +14,7 @@ mod activity;
 mod bootstrap;
 mod certificate;
 mod filter;
+mod idle;
 mod incidents;
 pub mod lifecycle;
 pub mod migrate;
@@ -147,6 +148,8 @@ pub struct Store {
     size_pressure: Arc<tokio::sync::Notify>,
     /// When this instance last marked each `signal_shared` row in use.
     shared_use: Arc<shared::SharedUse>,
+    /// Pooled connections unused for longer are closed (`DATABASE_POOL_IDLE_SECONDS`).
+    pool_idle: Option<Duration>,
 }
 
 impl Store {
@@ -166,6 +169,7 @@ impl Store {
             settings,
             size_pressure: Arc::default(),
             shared_use: Arc::default(),
+            pool_idle: config.pool_idle,
         })
     }
 
@@ -205,13 +209,13 @@ impl Store {
         }
     }
 
-    /// Connections of the pool: `(in use, idle, maximum)`.
     /// A session setting as our pooled connections have it (`current_setting`).
     pub async fn session_setting(&self, name: &str) -> Result<String, StoreError> {
         let client = self.client().await?;
         Ok(client.query_one("SELECT current_setting($1)", &[&name]).await?.try_get(0)?)
     }
 
+    /// Connections of the pool: `(in use, idle, maximum)`.
     pub fn pool_status(&self) -> (usize, usize, usize) {
         let status = self.pool.status();
         (status.size.saturating_sub(status.available), status.available, status.max_size)

@@ -275,3 +275,57 @@ async fn pooled_connections_run_without_jit() {
     let server: String = one(&db.connect().await, "SELECT current_setting('jit')").await;
     assert_eq!(server, "on", "the server's default, which the pool overrides");
 }
+
+/// The app's connections to its database, seen from PostgreSQL (the test's own excluded).
+async fn app_backends(db: &tokio_postgres::Client) -> i64 {
+    one(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        .await
+}
+
+/// Holds `incidents` locked while `readers` list requests each take a pooled connection and
+/// wait on the lock, then lets them finish: the pool has at least that many connections.
+async fn burst_of_connections(app: &crate::helpers::TestApp, readers: usize) {
+    let (mut db, watch) = (app.db().await, app.db().await);
+    let lock = db.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let requests: Vec<_> = (0..readers)
+        .map(|_| {
+            let request = app.http.get(app.url("/query/incidents")).send();
+            tokio::spawn(request)
+        })
+        .collect();
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while one::<i64>(&watch, waiting).await < readers as i64 {
+        assert!(std::time::Instant::now() < deadline, "{readers} readers never all waited on the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    lock.commit().await.unwrap();
+    for request in requests {
+        assert_eq!(request.await.unwrap().unwrap().status(), reqwest::StatusCode::OK);
+    }
+}
+
+/// A burst's connections are closed once unused for DATABASE_POOL_IDLE_SECONDS, each a
+/// PostgreSQL process; with 0 they stay.
+#[tokio::test]
+async fn connections_a_burst_opened_are_closed_once_idle() {
+    const READERS: usize = 10;
+    let app = crate::helpers::spawn_app_with(&["--database-pool-idle-seconds", "1"]).await;
+    let db = app.db().await;
+    burst_of_connections(&app, READERS).await;
+    assert!(app_backends(&db).await >= READERS as i64, "the burst opened its connections");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // The steady users (the dispatcher, the maintenance) may hold one or two at any moment.
+    while app_backends(&db).await > 2 {
+        assert!(std::time::Instant::now() < deadline, "idle connections still open after 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let kept = crate::helpers::spawn_app_with(&["--database-pool-idle-seconds", "0"]).await;
+    let kept_db = kept.db().await;
+    burst_of_connections(&kept, READERS).await;
+    // Three times the other app's idle period, and its checks ran every second.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(app_backends(&kept_db).await >= READERS as i64, "with 0, connections stay open");
+}
