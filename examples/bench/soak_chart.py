@@ -57,6 +57,9 @@ def draw(axes, rows, title):
     tables.legend(fontsize=6, ncol=2)
 
     memory.plot(minutes, column(rows, "rss_mib"), label="server RSS (MiB)", color="tab:purple")
+    # Open pool connections on the same axis: a step in RSS that comes with more of them is the
+    # pool's buffers (runs before the column existed draw nothing).
+    memory.plot(minutes, column(rows, "pool_open"), label="pool connections", color="tab:gray", linestyle=":")
     cpu = memory.twinx()
     cpu.plot(minutes, column(rows, "cpu_cores"), label="server CPU (cores)", color="tab:orange")
     memory.set_ylabel("RSS MiB")

@@ -253,6 +253,8 @@ async fn row(
         db_bytes,
         tables: sample::tables(db).await?,
         rss_mib: server.rss_mib(),
+        pool_open: sample::metric(metrics, "prodsentinel_db_pool_connections", &[]),
+        queue_signals: sample::metric(metrics, "prodsentinel_pipeline_queue_signals", &[]),
         cpu_cores: cpu / span.as_secs_f64(),
         ingest_per_s: seen.acked as f64 / span.as_secs_f64(),
         seen,

@@ -48,6 +48,12 @@ pub struct Row {
     /// dead tuples.
     pub tables: BTreeMap<String, (i64, i64)>,
     pub rss_mib: f64,
+    /// PostgreSQL connections the server holds open (in use and idle) at the sample: each keeps
+    /// buffers as large as the largest answer it carried, so a step in RSS that comes with more
+    /// connections is the pool, not a leak.
+    pub pool_open: f64,
+    /// Signals acknowledged to no one yet (the ingest queue) at the sample.
+    pub queue_signals: f64,
     pub cpu_cores: f64,
     pub ingest_per_s: f64,
     /// What the load, the polls, the probes and the consumer saw in the minute.
@@ -141,6 +147,8 @@ pub fn write_csv(rows: &[Row], path: &str, budget: Option<u64>) -> Result<(), Bo
         "db_max_bytes",
         "budget_bytes",
         "rss_mib",
+        "pool_open",
+        "queue_signals",
         "cpu_cores",
         "ingest_per_s",
         "acked",
@@ -181,6 +189,8 @@ pub fn write_csv(rows: &[Row], path: &str, budget: Option<u64>) -> Result<(), Bo
             r.seen.db_max_bytes.to_string(),
             budget.unwrap_or(0).to_string(),
             format!("{:.1}", r.rss_mib),
+            r.pool_open.to_string(),
+            r.queue_signals.to_string(),
             format!("{:.3}", r.cpu_cores),
             format!("{:.1}", r.ingest_per_s),
             r.seen.acked.to_string(),
