@@ -209,3 +209,18 @@ async fn text_logs_are_coloured_only_on_a_terminal_and_never_with_no_color() {
     assert!(no_color.contains("ERROR"), "{no_color}");
     assert!(!no_color.contains('\u{1b}'), "NO_COLOR is honoured: {no_color:?}");
 }
+
+/// With mimalloc's transparent huge pages RSS swung by tens of megabytes and rose while idle
+/// (src/main.rs): the process runs with them off, as the kernel reports it.
+#[tokio::test]
+async fn the_server_runs_without_transparent_huge_pages() {
+    let db = TestDb::new();
+    let server = ServerProcess::start(&db, &[]).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let thp = status.lines().find(|line| line.starts_with("THP_enabled:"));
+    assert_eq!(
+        thp.map(|line| line.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["THP_enabled:", "0"]),
+        "{status}"
+    );
+}

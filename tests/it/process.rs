@@ -157,7 +157,7 @@ impl ServerProcess {
         self.child.as_mut().expect("started")
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().and_then(Child::id).expect("running")
     }
 
