@@ -42,6 +42,9 @@ impl Store {
 }
 
 /// Drops the idle connections of `pool` last handed out more than `idle` ago; how many.
+/// deadpool records when a connection was handed out, not when it came back: one that ran a
+/// query longer than `idle` is closed at the first check after its return (with the default of
+/// a minute, after a query of a minute), and the next request opens another.
 fn close_idle(pool: &Pool, idle: Duration) -> usize {
     pool.retain(|_, use_| use_.last_used() < idle).removed.len()
 }
