@@ -238,6 +238,7 @@ impl App {
             query_tokens: self.config.query_tokens.clone(),
             metrics: self.metrics.clone(),
             queue_depth: self.pipeline.depth(),
+            trace_viewer: self.config.trace_viewer_url.clone(),
         };
         let (router, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
             .merge(legacy::router(legacy_state))

@@ -49,6 +49,8 @@ pub struct PassReport {
     pub expired_rows: Expiry,
     /// The per-service counts merged, and recounted where partitions changed.
     pub merged: Merged,
+    /// Ten-minute buckets of the service graph computed (store/dependencies.rs).
+    pub dependency_buckets: u64,
     /// Steps that failed (a lock timeout, the database away); retried by the next pass.
     pub errors: Vec<String>,
 }
@@ -171,6 +173,18 @@ impl Maintenance {
             Ok(swept) => expiry.shared = swept,
             Err(why) => report.errors.push(fail("sweeping unused resources and scopes", why)),
         }
+        match self.store.expire_operations(now).await {
+            Ok(deleted) => expiry.span_operations = deleted,
+            Err(why) => report.errors.push(fail("expiring span operations", why)),
+        }
+        match self.store.expire_dependencies(now).await {
+            Ok(deleted) => expiry.dependencies = deleted,
+            Err(why) => report.errors.push(fail("expiring the service graph", why)),
+        }
+        match self.store.compute_dependencies(now, budget).await {
+            Ok(computed) => report.dependency_buckets = computed,
+            Err(why) => report.errors.push(fail("computing the service graph", why)),
+        }
         if expiry != Expiry::default() {
             info!(
                 incident_ranges = expiry.incident_ranges,
@@ -180,6 +194,8 @@ impl Maintenance {
                 problems = expiry.problems,
                 outbox_rows = expiry.outbox_rows,
                 shared = expiry.shared,
+                span_operations = expiry.span_operations,
+                dependencies = expiry.dependencies,
                 "expired rows"
             );
         }

@@ -42,6 +42,7 @@ pub async fn list_incidents(
     let (start, offset) = params.page_start();
     params.finish()?;
     let (items, total) = state.store.list_incidents(&filter, limit, start).await?;
+    let items = items.into_iter().map(|i| state.linked(i)).collect();
     Ok(Json(Page::new(items, total, limit, offset, |i| Cursor { at: i.detected_at, id: i.id })))
 }
 
@@ -64,7 +65,7 @@ pub async fn patch_incident(
         return Err(ApiError::NotFound("Incident not found"));
     };
     if current.status == to {
-        return Ok(Json(current));
+        return Ok(Json(state.linked(current)));
     }
     if !current.status.may_move_to(to) {
         let allowed: Vec<&str> = current.status.next_allowed().iter().map(|s| s.api_value()).collect();
@@ -76,7 +77,7 @@ pub async fn patch_incident(
         )));
     }
     match state.store.change_status(id, StatusChange { from: current.status, to }).await? {
-        Some(changed) => Ok(Json(changed)),
+        Some(changed) => Ok(Json(state.linked(changed))),
         None => Err(ApiError::Conflict("the incident changed meanwhile; read it again and retry".to_owned())),
     }
 }
@@ -135,7 +136,7 @@ pub async fn get_incident(
 ) -> Result<Json<Incident>, ApiError> {
     let id = path_uuid("incident_id", &incident_id)?;
     match state.store.get_incident(id).await? {
-        Some(incident) => Ok(Json(incident)),
+        Some(incident) => Ok(Json(state.linked(incident))),
         None => Err(ApiError::NotFound("Incident not found")),
     }
 }

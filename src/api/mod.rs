@@ -4,13 +4,14 @@
 mod cursor;
 mod health;
 mod incidents;
+pub mod jaeger;
 pub mod observe;
 pub mod openapi;
 mod params;
 mod problems;
 mod services;
 mod signals;
-mod trace_tree;
+pub(crate) mod trace_tree;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -33,6 +34,16 @@ pub struct ApiState {
     pub query_tokens: crate::config::Tokens,
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
     pub queue_depth: crate::pipeline::QueueDepth,
+    /// `TRACE_VIEWER_URL`: incidents link to their trace when set.
+    pub trace_viewer: Option<crate::config::TraceViewerUrl>,
+}
+
+impl ApiState {
+    /// `incident` with its `trace_url`, when links are configured.
+    pub fn linked(&self, mut incident: crate::model::Incident) -> crate::model::Incident {
+        incident.trace_url = self.trace_viewer.as_ref().map(|url| url.for_trace(&incident.trace_id));
+        incident
+    }
 }
 
 /// `GET /query/*` (behind `QUERY_TOKENS` when set) and the health and metrics endpoints (always open, for probes and scrapers).
@@ -49,6 +60,16 @@ pub fn router(state: ApiState) -> OpenApiRouter {
         .routes(routes!(incidents::get_analysis))
         .routes(routes!(problems::list_problems))
         .routes(routes!(problems::get_problem))
+        .routes(routes!(jaeger::v1::services))
+        .routes(routes!(jaeger::v1::service_operations))
+        .routes(routes!(jaeger::v1::operations))
+        .routes(routes!(jaeger::v1::trace))
+        .routes(routes!(jaeger::v1::search))
+        .routes(routes!(jaeger::v1::dependencies))
+        .routes(routes!(jaeger::v3::services))
+        .routes(routes!(jaeger::v3::operations))
+        .routes(routes!(jaeger::v3::trace))
+        .routes(routes!(jaeger::v3::search))
         .route_layer(auth);
     let health = OpenApiRouter::new()
         .routes(routes!(health::ingest_health))

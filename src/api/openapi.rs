@@ -32,6 +32,8 @@ use crate::model::{IncidentSeverity, IncidentStatus, SignalType};
         (name = "ingest", description = "The original's JSON endpoints (INGEST_TOKENS)"),
         (name = "query", description = "What the dashboard polls (QUERY_TOKENS)"),
         (name = "health", description = "Probes and metrics, always open"),
+        (name = "jaeger", description = "Jaeger's query API, for Jaeger UI and Grafana's Jaeger data source (QUERY_TOKENS); \
+            v1 answers in Jaeger's envelope, v3 in OTLP JSON; errors 400/404 in each one's own shape"),
     ),
     components(schemas(Accepted, Detail, ValidationErrors, FieldErrorBody))
 )]

@@ -67,7 +67,13 @@ pub async fn get_problem(
     let Some(problem) = state.store.get_problem(id).await? else {
         return Err(ApiError::NotFound("Problem not found"));
     };
-    let incidents = state.store.problem_incidents(id, SAMPLE_INCIDENTS).await?;
+    let incidents = state
+        .store
+        .problem_incidents(id, SAMPLE_INCIDENTS)
+        .await?
+        .into_iter()
+        .map(|i| state.linked(i))
+        .collect();
     let sample_signals = match &problem.representative_trace_id {
         Some(trace) => state.store.evidence_signals(trace, SAMPLE_SIGNALS, 0).await?.0,
         None => Vec::new(),

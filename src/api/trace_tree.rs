@@ -65,7 +65,7 @@ pub struct TreeSpan {
     pub logs: Vec<StoredSignal>,
 }
 
-fn text(payload: &Value, key: &str) -> Option<String> {
+pub(super) fn text(payload: &Value, key: &str) -> Option<String> {
     payload.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
@@ -77,6 +77,75 @@ fn is_error(span: &StoredSignal) -> bool {
     span.payload
         .as_object()
         .is_some_and(|p| Facts::of_payload(SignalType::Trace, p).is_error(SignalType::Trace))
+}
+
+/// How the spans of a trace (sorted by start) hang together.
+pub(super) struct SpanGraph {
+    /// Each span's id.
+    pub ids: Vec<String>,
+    /// The position of each span id.
+    pub index: HashMap<String, usize>,
+    /// The position of each span's parent, when it is in the trace (and not the span itself).
+    pub parents: Vec<Option<usize>>,
+    /// Each span's children, in start order.
+    pub children: Vec<Vec<usize>>,
+    /// (position, depth), depth-first: see [`depth_first`].
+    pub order: Vec<(usize, usize)>,
+}
+
+impl SpanGraph {
+    pub fn of(spans: &[StoredSignal]) -> SpanGraph {
+        let ids: Vec<String> =
+            spans.iter().map(|s| text(&s.payload, keys::SPAN_ID).unwrap_or_default()).collect();
+        let index: HashMap<String, usize> = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        let parents: Vec<Option<usize>> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                text(&s.payload, keys::PARENT_SPAN_ID)
+                    .and_then(|p| index.get(&p).copied())
+                    .filter(|p| *p != i)
+            })
+            .collect();
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+        for (child, parent) in parents.iter().enumerate() {
+            if let Some(parent) = parent {
+                children[*parent].push(child);
+            }
+        }
+        let order = depth_first(&parents, &children);
+        SpanGraph { ids, index, parents, children, order }
+    }
+}
+
+/// The spans, as (index, depth), depth-first from the roots (`parents[i]` is the index of span
+/// `i`'s parent, `children[i]` its children in start order). Whatever is unreachable sits in a
+/// parent cycle: its first span (by index) becomes a root, so every span comes once.
+pub(super) fn depth_first(parents: &[Option<usize>], children: &[Vec<usize>]) -> Vec<(usize, usize)> {
+    let count = parents.len();
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(count);
+    let mut seen = HashSet::new();
+    let mut roots: Vec<usize> = (0..count).filter(|i| parents[*i].is_none()).collect();
+    let mut next_unseen = 0;
+    loop {
+        for &root in &roots {
+            let mut stack = vec![(root, 0usize)];
+            while let Some((node, depth)) = stack.pop() {
+                if !seen.insert(node) {
+                    continue;
+                }
+                order.push((node, depth));
+                stack.extend(children[node].iter().rev().map(|c| (*c, depth + 1)));
+            }
+        }
+        while next_unseen < count && seen.contains(&next_unseen) {
+            next_unseen += 1;
+        }
+        if next_unseen == count {
+            return order;
+        }
+        roots = vec![next_unseen];
+    }
 }
 
 /// Builds the tree of `trace_id` from its signals (any order).
@@ -94,48 +163,7 @@ pub fn build(trace_id: &str, signals: Vec<StoredSignal>) -> TraceTree {
     spans.sort_by_key(|s| (s.timestamp, s.id));
     logs.sort_by_key(|l| (l.timestamp, l.id));
 
-    let span_ids: Vec<String> = spans.iter().filter_map(|s| text(&s.payload, keys::SPAN_ID)).collect();
-    let index: HashMap<&str, usize> = span_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-    let parents: Vec<Option<usize>> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            text(&s.payload, keys::PARENT_SPAN_ID)
-                .and_then(|p| index.get(p.as_str()).copied())
-                .filter(|p| *p != i)
-        })
-        .collect();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
-    for (child, parent) in parents.iter().enumerate() {
-        if let Some(parent) = parent {
-            children[*parent].push(child); // in start order, as `spans` is
-        }
-    }
-
-    // Depth-first from the roots; whatever is unreachable sits in a cycle and becomes a root.
-    let mut order: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
-    let mut seen = HashSet::new();
-    let mut roots: Vec<usize> = (0..spans.len()).filter(|i| parents[*i].is_none()).collect();
-    let mut next_unseen = 0;
-    loop {
-        for &root in &roots {
-            let mut stack = vec![(root, 0usize)];
-            while let Some((node, depth)) = stack.pop() {
-                if !seen.insert(node) {
-                    continue;
-                }
-                order.push((node, depth));
-                stack.extend(children[node].iter().rev().map(|c| (*c, depth + 1)));
-            }
-        }
-        while next_unseen < spans.len() && seen.contains(&next_unseen) {
-            next_unseen += 1;
-        }
-        if next_unseen == spans.len() {
-            break;
-        }
-        roots = vec![next_unseen];
-    }
+    let SpanGraph { ids: span_ids, index, children, order, .. } = SpanGraph::of(&spans);
     let root_span_ids: Vec<String> =
         order.iter().filter(|(_, d)| *d == 0).map(|(i, _)| span_ids[*i].clone()).collect();
 

@@ -250,6 +250,12 @@ pub struct Cli {
     /// Most signals `GET /query/traces/{trace_id}` returns (oldest first).
     #[arg(long, env = "TRACE_QUERY_MAX_SIGNALS", default_value = "10000")]
     pub trace_query_max_signals: String,
+
+    /// A link to an incident's trace in a viewer, with `{trace_id}` where the id goes (e.g.
+    /// `http://jaeger-ui:16686/trace/{trace_id}`); incident answers then carry `trace_url`.
+    /// Empty: no links.
+    #[arg(long, env = "TRACE_VIEWER_URL", default_value = "")]
+    pub trace_viewer_url: String,
 }
 
 /// What the binary does besides serving.

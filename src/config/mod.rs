@@ -7,6 +7,7 @@ mod database;
 mod pipeline;
 mod tls_files;
 mod tokens;
+mod trace_viewer;
 mod values;
 
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ pub use database::{DatabaseConfig, DatabaseTls, RootCerts, SslMode};
 pub use pipeline::PipelineSettings;
 pub use tls_files::{TlsFiles, TlsSettingError};
 pub use tokens::Tokens;
+pub use trace_viewer::TraceViewerUrl;
 
 /// A setting with a bad value: which one, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +140,8 @@ pub struct Config {
     pub dispatch_max_backoff: Duration,
     pub shutdown_timeout: Duration,
     pub trace_query_max_signals: i64,
+    /// `TRACE_VIEWER_URL`: links from incidents to their trace.
+    pub trace_viewer_url: Option<TraceViewerUrl>,
     /// Every retention (`RETENTION_TRACES`, `_LOGS`, `_METRICS`, `INCIDENT_RETENTION`,
     /// `OUTBOX_RETENTION`) and the partition grid (`PARTITION_INTERVAL`): the one policy.
     pub lifecycle: Lifecycle,
@@ -309,6 +313,8 @@ impl Config {
                 .map_err(invalid!(shutdown_timeout_seconds))?,
             trace_query_max_signals: values::bounded_integer(&cli.trace_query_max_signals, 1, 1_000_000)
                 .map_err(invalid!(trace_query_max_signals))? as i64,
+            trace_viewer_url: TraceViewerUrl::parse(&cli.trace_viewer_url)
+                .map_err(invalid!(trace_viewer_url))?,
             lifecycle: Lifecycle {
                 signals: Retention {
                     traces: values::duration(&cli.retention_traces, true)

@@ -103,6 +103,9 @@ pub struct Incident {
     pub error_count: Option<f64>,
     /// The problem (error fingerprint) this incident was first grouped under, if any.
     pub problem_id: Option<Uuid>,
+    /// The trace in a viewer, when `TRACE_VIEWER_URL` is set (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<String>,
 }
 
 /// A fault seen across traces: the incidents whose errors share one fingerprint.

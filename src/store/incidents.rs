@@ -185,5 +185,6 @@ pub(super) fn incident_from_row(row: &Row) -> Result<Incident, StoreError> {
         // The enum columns only hold these labels.
         status: IncidentStatus::from_db_label(&status).unwrap_or(IncidentStatus::Open),
         severity: IncidentSeverity::from_db_label(&severity).unwrap_or(IncidentSeverity::Low),
+        trace_url: None,
     }))
 }

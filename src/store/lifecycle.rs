@@ -33,6 +33,10 @@ pub struct Expiry {
     pub outbox_rows: u64,
     /// `signal_shared` rows no signal can refer to any more (store/shared.rs).
     pub shared: u64,
+    /// `span_operations` rows not seen for longer than spans are kept.
+    pub span_operations: u64,
+    /// `span_dependencies` rows older than spans are kept.
+    pub dependencies: u64,
 }
 
 /// An incident someone analysed or asked to (its signals are evidence): an analysis was

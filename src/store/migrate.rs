@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(14, "0014_incident_list_indexes_ascending.sql"),
     migration!(15, "0015_partitioned_incidents.sql"),
     migration!(16, "0016_incident_range_deferral.sql"),
+    migration!(17, "0017_span_operations_and_dependencies.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

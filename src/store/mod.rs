@@ -13,6 +13,7 @@ macro_rules! from_columns {
 mod activity;
 mod bootstrap;
 mod certificate;
+mod dependencies;
 mod filter;
 mod idle;
 mod incidents;
@@ -24,7 +25,9 @@ mod problems;
 mod replica;
 mod shared;
 mod signals;
+mod span_rollups;
 pub mod tls;
+mod trace_search;
 mod tracking;
 
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use crate::model::Lifecycle;
 
 pub use activity::{Merged, MinuteRange, ServiceSummary};
 pub use bootstrap::{ensure_database, wait_for_server};
+pub use dependencies::Dependency;
 pub use filter::Total;
 pub use incidents::{IncidentFilter, StatusChange, INCIDENT_ORDER};
 pub use outbox::OutboxRow;
@@ -45,6 +49,8 @@ pub use problems::ProblemFilter;
 use replica::Replica;
 pub use replica::ReplicaStatus;
 pub use signals::{PageStart, SignalFilter};
+pub use span_rollups::Operation;
+pub use trace_search::{TagFilter, TraceQuery};
 pub use tracking::BatchOutcome;
 
 /// A failed database operation, classified by what the caller can do about it.
@@ -148,6 +154,8 @@ pub struct Store {
     size_pressure: Arc<tokio::sync::Notify>,
     /// When this instance last marked each `signal_shared` row in use.
     shared_use: Arc<shared::SharedUse>,
+    /// When this instance last wrote each `span_operations` row.
+    operations_seen: Arc<span_rollups::OperationsSeen>,
     /// Pooled connections unused for longer are closed (`DATABASE_POOL_IDLE_SECONDS`).
     pool_idle: Option<Duration>,
 }
@@ -169,6 +177,7 @@ impl Store {
             settings,
             size_pressure: Arc::default(),
             shared_use: Arc::default(),
+            operations_seen: Arc::default(),
             pool_idle: config.pool_idle,
         })
     }

@@ -23,25 +23,38 @@ pub const REMARK_AFTER: Duration = Duration::from_secs(30 * 60);
 /// Rows deleted per statement.
 const BATCH: i64 = 5_000;
 
-/// When this instance last marked each row it used; pruned as it grows.
-#[derive(Debug, Default)]
-pub(super) struct SharedUse(Mutex<HashMap<Uuid, Instant>>);
+/// When this instance last marked each row it used (keyed by `K`); pruned as it grows. Also
+/// used for the rows of `span_operations` (store/span_rollups.rs).
+#[derive(Debug)]
+pub(super) struct Marks<K>(Mutex<HashMap<K, Instant>>);
 
-impl SharedUse {
+impl<K> Default for Marks<K> {
+    fn default() -> Self {
+        Marks(Mutex::new(HashMap::new()))
+    }
+}
+
+/// The `signal_shared` rows this instance marked in use.
+pub(super) type SharedUse = Marks<Uuid>;
+
+impl<K: std::hash::Hash + Eq + Clone> Marks<K> {
     /// Of `used`, the rows to mark in use now (not marked by us within [`REMARK_AFTER`]).
-    pub fn due(&self, used: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    pub fn due<'a>(&self, used: impl Iterator<Item = &'a K>) -> Vec<K>
+    where
+        K: 'a,
+    {
         let marked = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        used.filter(|id| marked.get(id).is_none_or(|at| at.elapsed() >= REMARK_AFTER)).collect()
+        used.filter(|id| marked.get(*id).is_none_or(|at| at.elapsed() >= REMARK_AFTER)).cloned().collect()
     }
 
-    /// `ids` were marked by a batch that committed.
-    pub fn marked(&self, ids: &[Uuid]) {
+    /// `ids` were marked by a write that committed.
+    pub fn marked(&self, ids: &[K]) {
         let mut marked = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if marked.len() > 100_000 {
             marked.retain(|_, at| at.elapsed() < REMARK_AFTER);
         }
         let now = Instant::now();
-        marked.extend(ids.iter().map(|id| (*id, now)));
+        marked.extend(ids.iter().map(|id| (id.clone(), now)));
     }
 }
 
@@ -103,8 +116,8 @@ mod tests {
     fn a_row_is_marked_again_only_after_a_while() {
         let uses = SharedUse::default();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        assert_eq!(uses.due([a, b].into_iter()), [a, b]);
+        assert_eq!(uses.due([a, b].iter()), [a, b]);
         uses.marked(&[a]);
-        assert_eq!(uses.due([a, b].into_iter()), [b], "a was marked just now");
+        assert_eq!(uses.due([a, b].iter()), [b], "a was marked just now");
     }
 }

@@ -170,7 +170,7 @@ impl Store {
             fingerprints: assessed.fingerprints,
             titles: assessed.titles,
             shared_keys: shared.iter().map(|p| p.id).collect(),
-            shared_used: self.shared_use.due(shared.iter().map(|p| p.id)),
+            shared_used: self.shared_use.due(shared.iter().map(|p| &p.id)),
             resources: shared.iter().map(|p| p.resource.as_str()).collect(),
             scopes: shared.iter().map(|p| p.scope.as_str()).collect(),
             critical_after_high: escalation.critical_after_high as i64,
@@ -201,6 +201,7 @@ impl Store {
             row
         };
         self.shared_use.marked(&shared_used);
+        self.record_operations(&rows).await;
         let ids: Vec<Uuid> = row.try_get("inserted_ids")?;
         let times: Vec<DateTime<Utc>> = row.try_get("inserted_times")?;
         let kinds: Vec<String> = row.try_get("inserted_types")?;

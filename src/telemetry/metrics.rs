@@ -445,6 +445,8 @@ impl Metrics {
             ("problems", expiry.problems),
             ("analysis_outbox", expiry.outbox_rows),
             ("signal_shared", expiry.shared),
+            ("span_operations", expiry.span_operations),
+            ("span_dependencies", expiry.dependencies),
         ] {
             if n > 0 {
                 self.rows_expired.get_or_create(&TableLabels { table }).inc_by(n);

@@ -143,6 +143,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The app's maintenance job, to run passes by hand at any time.
     pub maintenance: prodsentinel::maintenance::Maintenance,
+    /// The app's store, to look at what a read does (plans).
+    pub store: prodsentinel::store::Store,
     /// The outbox dispatcher, when the app was spawned to be stepped by hand
     /// ([`spawn_app_dispatching_by_hand`]); otherwise it runs in the background.
     dispatcher: Option<prodsentinel::queue::Dispatcher>,
@@ -228,6 +230,7 @@ async fn spawn(extra: &[&str], dispatch_by_hand: bool) -> TestApp {
     }
     let (addr, grpc_addr, http_addr) = (app.api_addr(), app.grpc_addr(), app.http_addr());
     let maintenance = app.maintenance();
+    let store = app.store().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -238,6 +241,7 @@ async fn spawn(extra: &[&str], dispatch_by_hand: bool) -> TestApp {
         http_addr,
         http: reqwest::Client::new(),
         maintenance,
+        store,
         dispatcher,
         stop: Some(stop),
         server: Some(server),
@@ -625,4 +629,18 @@ where
     T: for<'a> tokio_postgres::types::FromSql<'a>,
 {
     db.query_one(sql, &[]).await.unwrap_or_else(|why| panic!("{sql}: {why}")).get(0)
+}
+
+/// The tables and partitions a plan (`EXPLAIN (FORMAT JSON)`) reads, sorted.
+pub fn plan_relations(plan: &Value) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut stack = vec![plan[0]["Plan"].clone()];
+    while let Some(node) = stack.pop() {
+        if let Some(name) = node["Relation Name"].as_str() {
+            names.push(name.to_owned());
+        }
+        stack.extend(node["Plans"].as_array().cloned().unwrap_or_default());
+    }
+    names.sort();
+    names
 }

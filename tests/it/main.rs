@@ -15,6 +15,7 @@ mod fleet;
 mod fuzz;
 mod health;
 mod helpers;
+mod jaeger;
 mod legacy;
 mod metrics;
 mod openapi;

@@ -29,6 +29,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/query/incidents/{incident_id}/analysis"),
     ("get", "/query/problems"),
     ("get", "/query/problems/{problem_id}"),
+    ("get", "/jaeger/api/services"),
+    ("get", "/jaeger/api/services/{service}/operations"),
+    ("get", "/jaeger/api/operations"),
+    ("get", "/jaeger/api/traces/{trace_id}"),
+    ("get", "/jaeger/api/traces"),
+    ("get", "/jaeger/api/dependencies"),
+    ("get", "/jaeger/api/v3/services"),
+    ("get", "/jaeger/api/v3/operations"),
+    ("get", "/jaeger/api/v3/traces/{trace_id}"),
+    ("get", "/jaeger/api/v3/traces"),
 ];
 
 #[tokio::test]
@@ -67,6 +77,7 @@ async fn the_document_is_valid_openapi_3_1_and_lists_exactly_the_routes_served()
     for (method, path) in ROUTES {
         let concrete = path
             .replace("{trace_id}", "t-openapi")
+            .replace("{service}", "svc-openapi")
             .replace("{incident_id}", &uuid::Uuid::new_v4().to_string());
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = app
@@ -93,7 +104,7 @@ async fn the_document_is_valid_openapi_3_1_and_lists_exactly_the_routes_served()
                 responses.keys().any(|code| code.starts_with('2')),
                 "{method} {path}: no success documented"
             );
-            if path.starts_with("/query") {
+            if path.starts_with("/query") || path.starts_with("/jaeger") {
                 assert!(
                     responses.contains_key("401") && responses.contains_key("503"),
                     "{method} {path}: error answers"

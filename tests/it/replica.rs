@@ -120,6 +120,9 @@ async fn queries_read_the_replica_writes_go_to_the_primary_and_a_replica_away_fa
         connect(&primary, DB).await.query_one("SELECT count(*) FROM raw_signals", &[]).await.unwrap().get(0);
     assert_eq!(on_primary, 2, "ingest writes to the primary");
     assert_eq!(app.messages().await, ["first"], "queries read the replica, whose replay is paused");
+    let (_, jaeger) = app.get("/jaeger/api/traces/t-replica").await;
+    let logs = jaeger["data"][0]["spans"][0]["logs"].as_array().map(Vec::len);
+    assert_eq!(logs, Some(1), "the Jaeger API reads the replica too: {jaeger}");
     wait_for("the replay lag reported", Duration::from_secs(30), || async {
         let (_, ready) = app.get("/health/ready").await;
         let metrics = crate::metrics::scrape_addr(addr).await;

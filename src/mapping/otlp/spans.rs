@@ -89,8 +89,12 @@ fn span_signal(
     }
     out.key(keys::ATTRIBUTES);
     write_attributes(&mut out, keys::ATTRIBUTES, &span.attributes);
-    let mut facts =
-        Facts { text: Some(limited(&span.name, limits)), failed: status == "ERROR", ..Facts::default() };
+    let mut facts = Facts {
+        text: Some(limited(&span.name, limits)),
+        kind: Some(kind_name(span.kind).to_owned()),
+        failed: status == "ERROR",
+        ..Facts::default()
+    };
     if !span.events.is_empty() {
         out.key(keys::EVENTS);
         out.begin_array();

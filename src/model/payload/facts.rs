@@ -23,9 +23,23 @@ pub struct Facts {
     pub exception_type: Option<String>,
     /// A metric's value as a number.
     pub value: Option<f64>,
+    /// An OTLP span's kind as stored (`SERVER`, …); `None` for a legacy span.
+    pub kind: Option<String>,
 }
 
+/// The operation name of a span without a name (a legacy span of the code shape has none).
+pub const UNNAMED_OPERATION: &str = "(unnamed)";
+
+/// [`Facts::operation`] in SQL, over a span's stored `payload`.
+pub const OPERATION_SQL: &str = "coalesce(nullif(payload->>'name', ''), '(unnamed)')";
+
 impl Facts {
+    /// A span's operation, as the Jaeger API lists and searches it: its name, or
+    /// [`UNNAMED_OPERATION`].
+    pub fn operation(&self) -> &str {
+        self.text.as_deref().filter(|name| !name.is_empty()).unwrap_or(UNNAMED_OPERATION)
+    }
+
     pub fn of_payload(signal_type: SignalType, payload: &Map<String, Value>) -> Facts {
         let text = |key: &str| payload.get(key).and_then(Value::as_str).map(str::to_owned);
         match signal_type {
@@ -57,6 +71,7 @@ impl Facts {
                 };
                 Facts {
                     text: text(keys::NAME),
+                    kind: text(keys::KIND),
                     failed: payload.get(keys::STATUS).and_then(Value::as_str) == Some(keys::STATUS_ERROR),
                     exception: exceptions().next().is_some(),
                     exception_type: exceptions()

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use api_form::{api_form, omitted_defaults, time_of_nanos, Omitted, OTLP_DEFAULTS};
-pub use facts::{is_error_sql, Facts};
+pub use facts::{is_error_sql, Facts, OPERATION_SQL, UNNAMED_OPERATION};
 
 /// An encoded payload: one JSON object, canonical keys, limits applied, no NUL anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]

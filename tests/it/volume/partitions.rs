@@ -120,16 +120,7 @@ async fn a_new_range_takes_its_rows_out_of_the_default_partition() {
 /// The partitions a plan of `sql` reads (`Relation Name` of its scans).
 async fn partitions_read(db: &tokio_postgres::Client, sql: &str, at: &chrono::DateTime<Utc>) -> Vec<String> {
     let plan: Value = db.query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[at]).await.unwrap().get(0);
-    let mut names = Vec::new();
-    let mut stack = vec![plan[0]["Plan"].clone()];
-    while let Some(node) = stack.pop() {
-        if let Some(name) = node["Relation Name"].as_str() {
-            names.push(name.to_owned());
-        }
-        stack.extend(node["Plans"].as_array().cloned().unwrap_or_default());
-    }
-    names.sort();
-    names
+    crate::helpers::plan_relations(&plan)
 }
 
 #[tokio::test]
