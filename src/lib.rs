@@ -7,8 +7,8 @@
 //! - [`app`]: wiring: start-up (database, migrations), listeners, serving until shutdown.
 //! - [`receivers`]: transports only: OTLP/gRPC and OTLP/HTTP (one export core), legacy
 //!   `POST /ingest/*`.
-//! - [`api`]: the query API the dashboard polls (reads, and `PATCH` of an incident's status)
-//!   and the health endpoints.
+//! - [`api`]: the query API the dashboard polls (reads, and `PATCH` of an incident's status),
+//!   the Jaeger query API viewers read, and the health endpoints.
 //! - [`http`]: what `api` and the legacy receiver share: FastAPI-shaped errors, the token
 //!   middleware, OpenAPI schemas of shared bodies.
 //! - [`mapping`]: wire formats -> [`model::Signal`], pure; payload size limits applied as
