@@ -14,6 +14,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod ceiling;
+mod jaeger;
 mod load;
 mod pg;
 mod query;
@@ -69,6 +70,11 @@ impl Options {
     /// The volume phase loads tens of millions of rows (about half an hour): only on request.
     fn runs_volume(&self) -> bool {
         self.only.iter().any(|p| p == "volume")
+    }
+
+    /// The Jaeger phase loads the volume phase's 20 M signals: only on request.
+    fn runs_jaeger(&self) -> bool {
+        self.only.iter().any(|p| p == "jaeger")
     }
 
     /// The soak runs for an hour or more: only on request.
@@ -179,6 +185,12 @@ async fn main() -> Result<(), BoxError> {
         volume = volume::measure(&options).await?;
     }
 
+    let mut jaeger = Value::Null;
+    if options.runs_jaeger() {
+        eprintln!("bench: the Jaeger query API over {} signals", options.volume_rows);
+        jaeger = jaeger::measure(&options).await?;
+    }
+
     let mut soak = Value::Null;
     if options.runs_soak() {
         soak = soak::measure(&options).await?;
@@ -193,6 +205,7 @@ async fn main() -> Result<(), BoxError> {
         "scenarios": scenarios,
         "queries": queries,
         "volume": volume,
+        "jaeger": jaeger,
         "soak": soak,
     });
     print_table(&report);
@@ -261,6 +274,7 @@ fn print_table(report: &Value) {
         );
     }
     print_volume(&report["volume"]);
+    print_jaeger(&report["jaeger"]);
     print_soak(&report["soak"]);
     println!("\nQueries over {} signals:", report["queries"]["rows"]);
     for q in report["queries"]["latencies"].as_array().into_iter().flatten() {
@@ -302,6 +316,26 @@ fn print_volume(volume: &Value) {
                 f(q, "p99_ms")
             );
         }
+    }
+}
+
+fn print_jaeger(jaeger: &Value) {
+    let Some(latencies) = jaeger["latencies"].as_array() else { return };
+    println!("\nJaeger query API over {} signals:", jaeger["loaded"]["signals"]);
+    for q in latencies {
+        println!(
+            "  {:<76} p50 {:>8.2} ms  p99 {:>8.2} ms  ({} samples, {:.1} items)",
+            q["query"].as_str().unwrap_or(""),
+            q["p50_ms"].as_f64().unwrap_or(0.0),
+            q["p99_ms"].as_f64().unwrap_or(0.0),
+            q["samples"],
+            q["mean_items"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!("  one bucket of the service graph computed: {}", jaeger["dependency_bucket_compute"]);
+    for target in jaeger["targets"].as_array().into_iter().flatten() {
+        let verdict = if target["met"] == true { "met" } else { "MISSED" };
+        println!("  target {}: p99 {} ms: {verdict}", target["target"].as_str().unwrap_or(""), target["p99_ms"]);
     }
 }
 

@@ -16,7 +16,7 @@ use crate::workload::{logs, spans};
 use crate::{BoxError, Options};
 
 /// PostgreSQL as installed, and as BENCHMARKS.md recommends for this write load.
-const SETTINGS: [(&str, &[(&str, &str)]); 2] = [
+pub const SETTINGS: [(&str, &[(&str, &str)]); 2] = [
     ("stock", &[]),
     (
         "recommended",
@@ -29,7 +29,7 @@ const SETTINGS: [(&str, &[(&str, &str)]); 2] = [
     ),
 ];
 
-const SIGNALS_PER_TRACE: i64 = 10;
+pub const SIGNALS_PER_TRACE: i64 = 10;
 /// Rows per INSERT statement of the load (so that progress shows and no transaction is huge).
 const LOAD_CHUNK: i64 = 500_000;
 const SAMPLES: usize = 300;
@@ -46,8 +46,10 @@ fn templates() -> (Value, Value) {
 }
 
 /// `rows` signals over the last 24 hours, oldest first, in traces of ten (eight spans, a log, a
-/// point), and one incident per trace; two sessions (one per core), then VACUUM ANALYZE.
-async fn load(url: &str, rows: i64) -> Result<Value, BoxError> {
+/// point), and one incident per trace; two sessions (one per core), then VACUUM ANALYZE. With
+/// `status_codes`, every span also carries `http.response.status_code`, 500 on one signal in 50
+/// and 200 otherwise (what the Jaeger phase searches by tag).
+pub async fn load(url: &str, rows: i64, status_codes: bool) -> Result<Value, BoxError> {
     let (span, log) = templates();
     // The partitions the service made as yesterday began (today's exist already).
     partitions_until(url, chrono::Utc::now() - chrono::Duration::hours(24)).await?;
@@ -77,9 +79,12 @@ async fn load(url: &str, rows: i64) -> Result<Value, BoxError> {
                                       WHEN 9 THEN jsonb_build_object('metric_name', 'http.server.duration', 'value', g % 500,
                                                                      'unit', 'ms', 'attributes', '{}'::jsonb)
                                       ELSE $5::jsonb || jsonb_build_object('span_id', substr(md5(g::text), 1, 16))
+                                           || CASE WHEN $7 THEN jsonb_build_object('attributes', ($5::jsonb->'attributes')
+                                                   || jsonb_build_object('http.response.status_code', CASE WHEN g % 50 = 7 THEN 500 ELSE 200 END))
+                                              ELSE '{}'::jsonb END
                                   END
                            FROM generate_series($1::int8, $2::int8 - 1) AS g"#,
-                        &[&first, &last, &day_start, &(rows as f64), &span, &log],
+                        &[&first, &last, &day_start, &(rows as f64), &span, &log, &status_codes],
                     )
                     .await?;
                 eprintln!("bench: loaded {last} of {rows} signals ({:.0} s)", started.elapsed().as_secs_f64());
@@ -281,13 +286,13 @@ async fn queries(options: &Options, url: &str, traces: i64) -> Result<Value, Box
 
 /// The load's trace ids (computed by PostgreSQL): random-looking 32-hex-digit ids, as real
 /// trace ids are, so that the trace index grows as it does in production.
-fn trace_id(trace: i64) -> String {
+pub fn trace_id(trace: i64) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("vol{trace}").as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn urlencode(text: &str) -> String {
+pub fn urlencode(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
 }
 
@@ -297,7 +302,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let own = Options { database_server: pg.server_url(), ..options.clone() };
     let loaded_url = fresh_database(&own, "volume").await?;
     eprintln!("bench: loading {} signals over the last 24 hours", options.volume_rows);
-    let mut loaded = load(&loaded_url, options.volume_rows as i64).await?;
+    let mut loaded = load(&loaded_url, options.volume_rows as i64, false).await?;
     loaded["activity_count_seconds"] = json!(count_activity(&own, &loaded_url).await?);
     eprintln!("bench: loaded {loaded}");
     let traces = options.volume_rows as i64 / SIGNALS_PER_TRACE;

@@ -24,14 +24,14 @@ pub fn now_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-fn resource(service: &str) -> Resource {
+pub fn resource(service: &str) -> Resource {
     Resource {
         attributes: vec![kv("service.name", service), kv("service.version", "1.4.2")],
         ..Default::default()
     }
 }
 
-fn scope() -> InstrumentationScope {
+pub fn scope() -> InstrumentationScope {
     InstrumentationScope { name: "bench".into(), version: "1.0.0".into(), ..Default::default() }
 }
 

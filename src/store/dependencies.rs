@@ -34,8 +34,9 @@ pub struct Dependency {
     pub call_count: i64,
 }
 
-/// The calls of one bucket (`$1`), from its spans and the parents around them.
-const COMPUTE: &str = r#"
+/// The calls of one bucket (`$1`, its length `$2` as interval text), from its spans and the
+/// parents around them. Public for the benchmark, which times it on a loaded database.
+pub const COMPUTE_BUCKET: &str = r#"
     INSERT INTO span_dependencies (bucket, parent, child, call_count)
     SELECT $1, p.service_name, c.service_name, count(*)
     FROM raw_signals c
@@ -93,7 +94,7 @@ impl Store {
                 )
                 .await?;
             if claimed == 1 {
-                tx.execute(COMPUTE, &[&bucket, &bucket_length]).await?;
+                tx.execute(COMPUTE_BUCKET, &[&bucket, &bucket_length]).await?;
                 computed += 1;
             }
             tx.commit().await?;
