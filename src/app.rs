@@ -245,7 +245,7 @@ impl App {
             .merge(api::router(api_state))
             .split_for_parts();
         let router = router
-            .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+            .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", openapi::document(&spec)))
             .route("/redoc", axum::routing::get(openapi::redoc_page))
             .route("/redoc/redoc.standalone.js", axum::routing::get(openapi::redoc_script))
             .route_layer(axum::middleware::from_fn_with_state(

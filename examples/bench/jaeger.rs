@@ -138,7 +138,9 @@ async fn rollups(url: &str) -> Result<Value, BoxError> {
     .await?;
     db.batch_execute("VACUUM (ANALYZE) span_operations, span_dependencies, span_dependency_buckets").await?;
     let rows: i64 = db.query_one("SELECT count(*) FROM span_dependencies", &[]).await?.get(0);
-    Ok(json!({"operations": SERVICES * OPERATIONS_PER_SERVICE, "dependency_buckets": buckets, "dependency_rows": rows}))
+    Ok(
+        json!({"operations": SERVICES * OPERATIONS_PER_SERVICE, "dependency_buckets": buckets, "dependency_rows": rows}),
+    )
 }
 
 /// What computing one bucket of the service graph costs at this size: the maintenance's
@@ -157,12 +159,20 @@ async fn bucket_compute(url: &str) -> Result<Value, BoxError> {
         tx.rollback().await?;
     }
     let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
-    Ok(json!({"seconds": seconds, "mean_seconds": mean, "share_of_a_core": mean / bucket.num_seconds() as f64}))
+    Ok(
+        json!({"seconds": seconds, "mean_seconds": mean, "share_of_a_core": mean / bucket.num_seconds() as f64}),
+    )
 }
 
 type Path = Box<dyn Fn(usize) -> String>;
 
-async fn timed(http: &reqwest::Client, base: &str, name: &str, samples: usize, path: &Path) -> Result<Value, BoxError> {
+async fn timed(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    samples: usize,
+    path: &Path,
+) -> Result<Value, BoxError> {
     for i in 0..5 {
         http.get(format!("{base}{}", path(i + 1_000_000))).send().await?.bytes().await?;
     }
@@ -230,19 +240,61 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     }
     let traces = options.volume_rows as i64 / SIGNALS_PER_TRACE;
     let tags = |json: &str| urlencode(json).replace('{', "%7B").replace('}', "%7D").replace('"', "%22");
-    let (tag_500, tag_none) = (tags(r#"{"http.response.status_code":"500"}"#), tags(r#"{"http.response.status_code":"404"}"#));
+    let (tag_500, tag_none) =
+        (tags(r#"{"http.response.status_code":"500"}"#), tags(r#"{"http.response.status_code":"404"}"#));
     let week_ms = 7 * 24 * 3_600_000;
     let big_ids = big.clone();
     let queries: Vec<(&str, usize, Path)> = vec![
-        ("GET /jaeger/api/traces/{id} (1,000 spans, 200 logs)", SAMPLES, Box::new(move |i| format!("/jaeger/api/traces/{}", big_ids[i % BIG_TRACES]))),
-        ("GET /jaeger/api/traces/{id} (10 signals)", SAMPLES, Box::new(move |i| format!("/jaeger/api/traces/{}", trace_id((i as i64 * 104_729) % traces)))),
-        ("GET /jaeger/api/traces?service=…&lookback=1h&limit=20", SAMPLES, Box::new(|i| format!("/jaeger/api/traces?service=svc-{}&lookback=1h&limit=20", i % SERVICES))),
-        ("GET /jaeger/api/traces?service=…&lookback=1h&limit=20&tags=(status 500)", SAMPLES, Box::new(move |i| format!("/jaeger/api/traces?service=svc-{}&lookback=1h&limit=20&tags={tag_500}", i % SERVICES))),
-        ("GET /jaeger/api/traces?…&tags=(matching nothing: every span of the hour read)", SLOW_SAMPLES, Box::new(move |i| format!("/jaeger/api/traces?service=svc-{}&lookback=1h&limit=20&tags={tag_none}", i % SERVICES))),
+        (
+            "GET /jaeger/api/traces/{id} (1,000 spans, 200 logs)",
+            SAMPLES,
+            Box::new(move |i| format!("/jaeger/api/traces/{}", big_ids[i % BIG_TRACES])),
+        ),
+        (
+            "GET /jaeger/api/traces/{id} (10 signals)",
+            SAMPLES,
+            Box::new(move |i| format!("/jaeger/api/traces/{}", trace_id((i as i64 * 104_729) % traces))),
+        ),
+        (
+            "GET /jaeger/api/traces?service=…&lookback=1h&limit=20",
+            SAMPLES,
+            Box::new(|i| format!("/jaeger/api/traces?service=svc-{}&lookback=1h&limit=20", i % SERVICES)),
+        ),
+        (
+            "GET /jaeger/api/traces?service=…&lookback=1h&limit=20&tags=(status 500)",
+            SAMPLES,
+            Box::new(move |i| {
+                format!("/jaeger/api/traces?service=svc-{}&lookback=1h&limit=20&tags={tag_500}", i % SERVICES)
+            }),
+        ),
+        (
+            "GET /jaeger/api/traces?…&tags=(matching nothing: every span of the hour read)",
+            SLOW_SAMPLES,
+            Box::new(move |i| {
+                format!(
+                    "/jaeger/api/traces?service=svc-{}&lookback=1h&limit=20&tags={tag_none}",
+                    i % SERVICES
+                )
+            }),
+        ),
         ("GET /jaeger/api/services", SAMPLES, Box::new(|_| "/jaeger/api/services".to_owned())),
-        ("GET /jaeger/api/services/{service}/operations", SAMPLES, Box::new(|i| format!("/jaeger/api/services/svc-{}/operations", i % SERVICES))),
-        ("GET /jaeger/api/operations?service=…&spanKind=server", SAMPLES, Box::new(|i| format!("/jaeger/api/operations?service=svc-{}&spanKind=server", i % SERVICES))),
-        ("GET /jaeger/api/dependencies (7 days)", SAMPLES, Box::new(move |_| format!("/jaeger/api/dependencies?endTs={}&lookback={week_ms}", Utc::now().timestamp_millis()))),
+        (
+            "GET /jaeger/api/services/{service}/operations",
+            SAMPLES,
+            Box::new(|i| format!("/jaeger/api/services/svc-{}/operations", i % SERVICES)),
+        ),
+        (
+            "GET /jaeger/api/operations?service=…&spanKind=server",
+            SAMPLES,
+            Box::new(|i| format!("/jaeger/api/operations?service=svc-{}&spanKind=server", i % SERVICES)),
+        ),
+        (
+            "GET /jaeger/api/dependencies (7 days)",
+            SAMPLES,
+            Box::new(move |_| {
+                format!("/jaeger/api/dependencies?endTs={}&lookback={week_ms}", Utc::now().timestamp_millis())
+            }),
+        ),
     ];
     let mut latencies = Vec::new();
     for (name, samples, path) in &queries {

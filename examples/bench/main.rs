@@ -335,7 +335,11 @@ fn print_jaeger(jaeger: &Value) {
     println!("  one bucket of the service graph computed: {}", jaeger["dependency_bucket_compute"]);
     for target in jaeger["targets"].as_array().into_iter().flatten() {
         let verdict = if target["met"] == true { "met" } else { "MISSED" };
-        println!("  target {}: p99 {} ms: {verdict}", target["target"].as_str().unwrap_or(""), target["p99_ms"]);
+        println!(
+            "  target {}: p99 {} ms: {verdict}",
+            target["target"].as_str().unwrap_or(""),
+            target["p99_ms"]
+        );
     }
 }
 

@@ -17,25 +17,46 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// Text safe in a URL, microseconds exact (PostgreSQL's precision).
+    /// Text safe in a URL, microseconds exact (PostgreSQL's precision): `<µs since the
+    /// epoch>_<id as 32 hex digits>`, or `-_<id>` without a time; exactly the texts
+    /// [`PATTERN`] matches.
     pub fn encode(&self) -> String {
         let at = self.at.map_or_else(|| "-".to_owned(), |at| at.timestamp_micros().to_string());
-        URL_SAFE_NO_PAD.encode(format!("{at}_{}", self.id.simple()))
+        format!("{at}_{}", self.id.simple())
     }
 
-    /// `None` for anything [`Cursor::encode`] did not produce.
+    /// `None` for a text [`PATTERN`] does not match. The base64 form of earlier releases is
+    /// still read, so a dashboard paging across an upgrade keeps its place.
     pub fn decode(text: &str) -> Option<Cursor> {
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
-        let text = String::from_utf8(bytes).ok()?;
+        Self::decode_plain(text).or_else(|| {
+            let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+            Self::decode_plain(&String::from_utf8(bytes).ok()?)
+        })
+    }
+
+    fn decode_plain(text: &str) -> Option<Cursor> {
         let (at, id) = text.split_once('_')?;
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return None;
+        }
         let id = Uuid::try_parse(id).ok()?;
         let at = match at {
             "-" => None,
-            micros => Some(DateTime::from_timestamp_micros(micros.parse().ok()?)?),
+            micros => {
+                let digits = micros.strip_prefix('-').unwrap_or(micros);
+                if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                Some(DateTime::from_timestamp_micros(micros.parse().ok()?)?)
+            }
         };
         Some(Cursor { at, id })
     }
 }
+
+/// What a cursor looks like (the OpenAPI description's pattern): every text it matches is read.
+#[cfg(test)]
+pub const PATTERN: &str = "^(-|-?[0-9]{1,16})_[0-9a-f]{32}$";
 
 #[cfg(test)]
 mod tests {
@@ -49,10 +70,29 @@ mod tests {
             assert!(text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{text}");
             assert_eq!(Cursor::decode(&text), Some(cursor));
         }
-        for garbage in
-            ["", "x", "!!!", &URL_SAFE_NO_PAD.encode("12_not-a-uuid"), &URL_SAFE_NO_PAD.encode("1e99_")]
-        {
+        for garbage in [
+            "",
+            "x",
+            "!!!",
+            &URL_SAFE_NO_PAD.encode("12_not-a-uuid"),
+            &URL_SAFE_NO_PAD.encode("1e99_"),
+            " 12_0123456789abcdef0123456789abcdef",
+            "12_0123456789ABCDEF0123456789ABCDEF",
+            "12345678901234567_0123456789abcdef0123456789abcdef",
+            "+12_0123456789abcdef0123456789abcdef",
+        ] {
             assert_eq!(Cursor::decode(garbage), None, "{garbage}");
         }
+        // The pattern's extremes are read.
+        for edge in [
+            "9999999999999999_0123456789abcdef0123456789abcdef",
+            "-9999999999999999_0123456789abcdef0123456789abcdef",
+            "-_00000000000000000000000000000000",
+        ] {
+            assert!(Cursor::decode(edge).is_some(), "{edge}");
+        }
+        // Cursors of earlier releases.
+        let old = URL_SAFE_NO_PAD.encode(format!("{}_{}", at.timestamp_micros(), Uuid::nil().simple()));
+        assert_eq!(Cursor::decode(&old), Some(Cursor { at: Some(at), id: Uuid::nil() }));
     }
 }

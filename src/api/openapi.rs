@@ -39,6 +39,54 @@ use crate::model::{IncidentSeverity, IncidentStatus, SignalType};
 )]
 pub struct ApiDoc;
 
+/// Parameters whose value is JSON text: described by the `content` OpenAPI gives for that (a
+/// media type and the schema of the decoded value), which utoipa cannot write.
+const JSON_PARAMETERS: [&str; 2] = ["tags", "query.attributes"];
+
+/// The served description: utoipa's, with [`JSON_PARAMETERS`] of the Jaeger calls described as
+/// JSON objects of scalars and the legacy bodies as the receiver reads them.
+pub fn document(spec: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut document = serde_json::to_value(spec).unwrap_or_default();
+    if let Some(schemas) =
+        document.pointer_mut("/components/schemas").and_then(serde_json::Value::as_object_mut)
+    {
+        for (name, schema) in crate::http::schema::legacy_body_schemas() {
+            let one = serde_json::json!({"$ref": format!("#/components/schemas/{name}")});
+            let one_or_many = serde_json::json!({
+                "description": "One signal, or a JSON array of them (stored all or nothing).",
+                "oneOf": [one, {"type": "array", "items": one}],
+            });
+            schemas.insert(format!("OneOrMany_{name}"), one_or_many);
+            schemas.insert(name.to_owned(), schema);
+        }
+    }
+    let Some(paths) = document.get_mut("paths").and_then(serde_json::Value::as_object_mut) else {
+        return document;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !path.starts_with("/jaeger/") {
+            continue;
+        }
+        let parameters = item.as_object_mut().into_iter().flat_map(|methods| methods.values_mut());
+        for parameter in parameters.filter_map(|op| op.get_mut("parameters")?.as_array_mut()).flatten() {
+            let named = parameter.get("name").and_then(serde_json::Value::as_str);
+            if named.is_some_and(|name| JSON_PARAMETERS.contains(&name)) {
+                if let Some(parameter) = parameter.as_object_mut() {
+                    parameter.remove("schema");
+                    parameter.insert(
+                        "content".into(),
+                        serde_json::json!({"application/json": {"schema": {
+                            "type": "object",
+                            "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        }}}),
+                    );
+                }
+            }
+        }
+    }
+    document
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "health",
     responses((status = 200, description = "The OpenAPI 3.1 description of this port", content_type = "application/json")))]
@@ -54,14 +102,23 @@ pub struct StatusUpdate {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SignalQuery {
+    /// Text without NUL characters (refused: no stored value holds one), as every text here.
+    #[param(pattern = r"^[^\u0000]*$")]
     pub trace_id: Option<String>,
+    #[param(pattern = r"^[^\u0000]*$")]
     pub service_name: Option<String>,
     pub signal_type: Option<SignalType>,
+    #[param(schema_with = crate::http::schema::timestamp_text)]
     pub start_time: Option<DateTime<Utc>>,
+    #[param(schema_with = crate::http::schema::timestamp_text)]
     pub end_time: Option<DateTime<Utc>>,
     /// Logs of this level (DEBUG, INFO, WARNING, ERROR, CRITICAL; any case).
+    #[param(
+        pattern = "^([Dd][Ee][Bb][Uu][Gg]|[Ii][Nn][Ff][Oo]|[Ww][Aa][Rr][Nn][Ii][Nn][Gg]|[Ee][Rr][Rr][Oo][Rr]|[Cc][Rr][Ii][Tt][Ii][Cc][Aa][Ll])$"
+    )]
     pub level: Option<String>,
     /// Text contained in log messages, case-insensitive.
+    #[param(pattern = r"^[^\u0000]*$")]
     pub q: Option<String>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -72,11 +129,12 @@ pub struct SignalQuery {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageStartQuery {
-    /// Rows to skip (default 0); not with `cursor`.
+    /// Rows to skip (default 0).
     #[param(minimum = 0)]
     pub offset: Option<i64>,
-    /// The `next_cursor` of the previous page (instead of `offset`): no gaps or repeats while
-    /// data arrives, and no slowdown deep into the list.
+    /// The `next_cursor` of the previous page: no gaps or repeats while data arrives, and no
+    /// slowdown deep into the list. With `offset`, that many more rows are skipped after it.
+    #[param(pattern = "^(-|-?[0-9]{1,16})_[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 
@@ -87,8 +145,10 @@ pub struct IncidentQuery {
     pub status: Option<IncidentStatus>,
     pub severity: Option<IncidentSeverity>,
     /// Incidents whose `affected_services` include this service.
+    #[param(pattern = r"^[^\u0000]*$")]
     pub service: Option<String>,
     /// The incident of this trace (its `trace_id`, or a correlation key).
+    #[param(pattern = r"^[^\u0000]*$")]
     pub trace_id: Option<String>,
     /// Incidents grouped under this problem.
     pub problem: Option<Uuid>,
@@ -102,11 +162,14 @@ pub struct IncidentQuery {
 #[into_params(parameter_in = Query)]
 pub struct ProblemQuery {
     /// Problems seen in this service.
+    #[param(pattern = r"^[^\u0000]*$")]
     pub service: Option<String>,
     pub severity: Option<IncidentSeverity>,
     /// Seen at or after (by `last_seen`).
+    #[param(schema_with = crate::http::schema::timestamp_text)]
     pub start_time: Option<DateTime<Utc>>,
     /// First seen at or before.
+    #[param(schema_with = crate::http::schema::timestamp_text)]
     pub end_time: Option<DateTime<Utc>>,
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]
@@ -131,8 +194,11 @@ pub struct EvidenceQuery {
 #[into_params(parameter_in = Query)]
 pub struct ServicesQuery {
     /// Default: 24 hours before `end_time`. Counted from the start of its minute.
+    #[param(schema_with = crate::http::schema::timestamp_text)]
     pub start_time: Option<DateTime<Utc>>,
-    /// Default: now. Counted to the end of its minute (for now: everything stored so far).
+    /// Default: now. Counted to the end of its minute (for now: everything stored so far). At
+    /// or before `start_time`: an empty range, no service.
+    #[param(schema_with = crate::http::schema::timestamp_text)]
     pub end_time: Option<DateTime<Utc>>,
 }
 
@@ -227,4 +293,18 @@ pub async fn redoc_script() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/javascript"), (header::CACHE_CONTROL, "public, max-age=86400")],
         REDOC_JS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::IntoParams;
+
+    #[test]
+    fn the_cursor_pattern_described_is_the_one_the_cursor_follows() {
+        let params = super::PageStartQuery::into_params(|| Some(ParameterIn::Query));
+        let cursor = params.iter().find(|p| p.name == "cursor").expect("documented");
+        let schema = serde_json::to_value(&cursor.schema).unwrap();
+        assert_eq!(schema["pattern"], super::super::cursor::PATTERN);
+    }
 }

@@ -131,20 +131,15 @@ impl Params {
         parsed
     }
 
-    /// Where the page starts: `cursor` (a previous page's `next_cursor`) or `offset` (default
-    /// 0), not both. Also returns the offset to echo in the answer.
+    /// Where the page starts: after `cursor` (a previous page's `next_cursor`), skipping
+    /// `offset` rows (default 0) more. Also returns the offset to echo in the answer.
     pub fn page_start(&mut self) -> (PageStart, i64) {
         let offset = self.integer("offset", 0, 0, i64::MAX);
         let Some(text) = self.get("cursor").map(str::to_owned) else {
             return (PageStart::Offset(offset), offset);
         };
         match Cursor::decode(&text) {
-            Some(_) if offset != 0 => {
-                let msg = "Value error, give either cursor or offset, not both".to_owned();
-                self.push("cursor", "value_error", msg, &text);
-                (PageStart::Offset(offset), offset)
-            }
-            Some(cursor) => (PageStart::After { at: cursor.at, id: cursor.id }, 0),
+            Some(cursor) => (PageStart::After { at: cursor.at, id: cursor.id, skip: offset }, offset),
             None => {
                 let msg = "Value error, not a cursor: pass the next_cursor of a previous page".to_owned();
                 self.push("cursor", "value_error", msg, &text);

@@ -12,7 +12,6 @@ use super::{ApiState, Page};
 use crate::http::ApiError;
 use crate::model::{SignalType, StoredSignal};
 use crate::store::{PageStart, SignalFilter};
-use crate::validation::FieldError;
 
 /// The log levels stored (`payload.level`).
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
@@ -43,14 +42,11 @@ pub async fn list_signals(
     let limit = params.integer("limit", 100, 1, 1000);
     let (start, offset) = params.page_start();
     params.finish()?;
-    if let PageStart::After { at: None, .. } = start {
-        // An incidents cursor: signals always have a time.
-        return Err(ApiError::field(FieldError::new(
-            "value_error",
-            vec!["query".into(), "cursor".into()],
-            "Value error, not a cursor of /query/signals".to_owned(),
-        )));
-    }
+    // A cursor without a time sorts after every signal (they all have one): nothing follows it.
+    let start = match start {
+        PageStart::After { at: None, .. } => PageStart::Offset(i64::MAX),
+        start => start,
+    };
     let (items, total) = state.store.list_signals(&filter, limit, start).await?;
     Ok(Json(Page::new(items, total, limit, offset, |s| Cursor { at: Some(s.timestamp), id: s.id })))
 }

@@ -57,9 +57,10 @@ pub struct TreeSpan {
     pub start_offset_ms: f64,
     pub duration_ms: f64,
     pub children: Vec<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub attributes: Value,
-    #[schema(value_type = Vec<Object>)]
+    /// `null` for a legacy span.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub events: Value,
     /// The logs emitted inside this span, oldest first.
     pub logs: Vec<StoredSignal>,

@@ -31,10 +31,31 @@ pub fn parse_timestamp_str(text: &str) -> Result<DateTime<Utc>, InvalidTimestamp
             return in_supported_range(Utc.from_utc_datetime(&midnight));
         }
     }
-    if let Ok(number) = text.parse::<f64>() {
-        return parse_timestamp_number(number);
+    if is_numeric_timestamp(text) {
+        if let Ok(number) = text.parse::<f64>() {
+            return parse_timestamp_number(number);
+        }
     }
     Err(InvalidTimestamp("invalid datetime format"))
+}
+
+/// Unix seconds or milliseconds as text, as read ([`is_numeric_timestamp`]): every value it
+/// matches lies in years 1 to 9999 (up to 14 digits, 13 when negative).
+pub const NUMERIC_TIMESTAMP_PATTERN: &str = r"^(\+?[0-9]{1,14}|-[0-9]{1,13})(\.[0-9]{1,6})?$";
+
+/// Whether `text` is a number of [`NUMERIC_TIMESTAMP_PATTERN`]'s form.
+fn is_numeric_timestamp(text: &str) -> bool {
+    let (sign, digits) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => (1, text),
+    };
+    let (whole, fraction) = digits.split_once('.').map_or((digits, None), |(w, f)| (w, Some(f)));
+    let most = if sign < 0 { 13 } else { 14 };
+    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    (1..=most).contains(&whole.len())
+        && all_digits(whole)
+        && fraction.is_none_or(|f| (1..=6).contains(&f.len()) && all_digits(f))
 }
 
 /// A Unix time in seconds, or in milliseconds when its magnitude exceeds 2e10 (Pydantic's rule).

@@ -13,7 +13,7 @@
 //! merge recounts that range from the signals left. Merges and recounts hold the maintenance
 //! lock, so they never interleave; each is one statement where it must see one snapshot.
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use deadpool_postgres::Transaction;
 
 use super::partitions::{take_lock, Turn};
@@ -68,8 +68,11 @@ impl MinuteRange {
     }
 }
 
+/// `at` rounded down to a multiple of `step` (whole seconds) since the epoch. On seconds, not
+/// `duration_trunc`'s nanoseconds, which overflow beyond the years 1677 to 2262.
 fn floor(at: DateTime<Utc>, step: TimeDelta) -> Option<DateTime<Utc>> {
-    at.duration_trunc(step).ok()
+    let (seconds, step) = (at.timestamp(), step.num_seconds().max(1));
+    DateTime::from_timestamp(seconds.div_euclid(step) * step, 0)
 }
 
 fn ceil(at: DateTime<Utc>, step: TimeDelta) -> Option<DateTime<Utc>> {

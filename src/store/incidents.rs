@@ -68,7 +68,7 @@ impl Store {
         }
         let (offset, after) = match start {
             PageStart::Offset(offset) => (offset, None),
-            PageStart::After { at, id } => (0, Some((at, id))),
+            PageStart::After { at, id, skip } => (skip, Some((at, id))),
         };
         // The order below with NULLS LAST: after a dated row come earlier dates, the same date
         // with a smaller id, then every undated row; after an undated row, smaller ids.

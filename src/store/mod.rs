@@ -41,13 +41,13 @@ use crate::model::Lifecycle;
 
 pub use activity::{Merged, MinuteRange, ServiceSummary};
 pub use bootstrap::{ensure_database, wait_for_server};
+pub use dependencies::Dependency;
 pub use filter::Total;
 pub use incidents::{IncidentFilter, StatusChange, INCIDENT_ORDER};
 pub use outbox::OutboxRow;
 pub use problems::ProblemFilter;
 use replica::Replica;
 pub use replica::ReplicaStatus;
-pub use dependencies::Dependency;
 pub use signals::{PageStart, SignalFilter};
 pub use span_rollups::Operation;
 pub use trace_search::{TagFilter, TraceQuery};

@@ -28,7 +28,12 @@ pub struct SignalFilter {
 #[derive(Debug, Clone, Copy)]
 pub enum PageStart {
     Offset(i64),
-    After { at: Option<DateTime<Utc>>, id: uuid::Uuid },
+    /// After this sort key, then `skip` rows more.
+    After {
+        at: Option<DateTime<Utc>>,
+        id: uuid::Uuid,
+        skip: i64,
+    },
 }
 
 const SIGNAL_COLUMNS: &str =
@@ -72,7 +77,7 @@ impl Store {
         }
         let (offset, after) = match start {
             PageStart::Offset(offset) => (offset, None),
-            PageStart::After { at, id } => (0, Some((at, id))),
+            PageStart::After { at, id, skip } => (skip, Some((at, id))),
         };
         if let Some((Some(at), id)) = &after {
             conditions.push_page_only(r#"("timestamp", id) < ($, $)"#, &[at, id]);
@@ -99,6 +104,10 @@ impl Store {
     }
     /// The signals of one trace, oldest first, at most `limit`.
     pub async fn trace_signals(&self, trace_id: &str, limit: i64) -> Result<Vec<StoredSignal>, StoreError> {
+        // No stored id holds a NUL (PostgreSQL's text cannot): such an id names no trace.
+        if trace_id.contains('\0') {
+            return Ok(Vec::new());
+        }
         let client = self.read_client().await?;
         let rows = client
             .query(

@@ -90,6 +90,10 @@ impl Store {
         service: &str,
         kind: Option<&str>,
     ) -> Result<Vec<Operation>, StoreError> {
+        // No stored name holds a NUL (PostgreSQL's text cannot).
+        if service.contains('\0') || kind.is_some_and(|k| k.contains('\0')) {
+            return Ok(Vec::new());
+        }
         let client = self.read_client().await?;
         let rows = client
             .query(

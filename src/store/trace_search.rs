@@ -35,7 +35,8 @@ pub struct TagFilter {
 /// A search; every filter but the service and the range is optional.
 #[derive(Debug, Clone)]
 pub struct TraceQuery {
-    pub service: String,
+    /// Any service when `None`.
+    pub service: Option<String>,
     pub operation: Option<String>,
     pub tags: Vec<TagFilter>,
     pub min_duration_ms: Option<f64>,
@@ -44,6 +45,16 @@ pub struct TraceQuery {
     pub end: DateTime<Utc>,
     /// Traces wanted.
     pub limit: usize,
+}
+
+impl TraceQuery {
+    /// Whether every text could be stored: one with a NUL character (PostgreSQL's text cannot
+    /// hold one) matches nothing.
+    fn storable(&self) -> bool {
+        let texts = self.service.iter().chain(&self.operation);
+        let tags = self.tags.iter().flat_map(|t| [&t.key, &t.value]);
+        !texts.chain(tags).any(|text| text.contains('\0'))
+    }
 }
 
 /// A statement's parameters, numbered as they are added.
@@ -104,10 +115,12 @@ fn statements(query: &TraceQuery) -> (String, String, Params) {
     let mut params = Params::default();
     let mut conditions = vec![
         "s.signal_type = 'trace'".to_owned(),
-        format!("s.service_name = {}", params.add(query.service.clone())),
         format!(r#"s."timestamp" >= {}"#, params.add(query.start)),
         format!(r#"s."timestamp" <= {}"#, params.add(query.end)),
     ];
+    if let Some(service) = &query.service {
+        conditions.push(format!("s.service_name = {}", params.add(service.clone())));
+    }
     if let Some(operation) = &query.operation {
         // Unqualified `payload` is the span's: signal_shared has no such column.
         conditions.push(format!("{OPERATION_SQL} = {}", params.add(operation.clone())));
@@ -146,6 +159,9 @@ impl Store {
     /// The ids of the traces matching `query`, the most recent span first, at most
     /// `query.limit`.
     pub async fn search_traces(&self, query: &TraceQuery) -> Result<Vec<String>, StoreError> {
+        if !query.storable() {
+            return Ok(Vec::new());
+        }
         let (first, next, params) = statements(query);
         let client = self.read_client().await?;
         let mut found = Vec::new();

@@ -202,3 +202,54 @@ async fn swagger_ui_and_redoc_render_the_operations_in_a_real_headless_browser_o
         "ReDoc did not render"
     );
 }
+
+/// Schemathesis generates requests from `/openapi.json` (valid ones and invalid ones) and checks
+/// every answer against it with every check it has: no 5xx, every status and body as described,
+/// every valid request accepted, every invalid one refused. The seed is fixed so that a run
+/// is repeatable; `SCHEMATHESIS_SEED` explores other requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_the_description_true_with_every_check() {
+    let app = crate::helpers::spawn_app().await;
+    // Something to find: a trace with a failing span and its error log, hence an incident.
+    let (status, _) = app
+        .post_json(
+            "/ingest/logs",
+            &crate::helpers::log_body("5b8efff798038103d269b633813fc60c", "ERROR", "boom"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let python = python_with_requirements();
+    let schemathesis = python.with_file_name("schemathesis");
+    let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261206".to_owned());
+    let output = tokio::task::spawn_blocking({
+        let url = app.url("/openapi.json");
+        move || {
+            Command::new(schemathesis)
+                .args([
+                    "run",
+                    &url,
+                    "--checks",
+                    "all",
+                    "--max-examples",
+                    "40",
+                    "--workers",
+                    "2",
+                    "--seed",
+                    &seed,
+                ])
+                .args(["--generation-database", "none", "--no-color"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Tested:"), "it tested the operations: {stdout}");
+}

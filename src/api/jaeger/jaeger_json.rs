@@ -62,7 +62,8 @@ pub struct Tag {
     /// `string`, `bool`, `int64`, `float64`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    #[schema(value_type = Object)]
+    /// A string, boolean or number, as `type` says.
+    #[schema(schema_with = crate::http::schema::any_value_schema)]
     pub value: Value,
 }
 

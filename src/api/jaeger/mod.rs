@@ -4,6 +4,7 @@
 //! (`/jaeger/api/v3/…`, OTLP JSON). Reads only; behind `QUERY_TOKENS` like `/query/*`, from
 //! the query replica when one is set.
 
+mod described;
 mod jaeger_json;
 mod otlp_json;
 mod params;

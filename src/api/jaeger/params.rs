@@ -20,61 +20,62 @@ impl Query {
         Query { pairs }
     }
 
-    /// The last non-empty value of `name`.
+    /// The last non-empty value of `name` (an empty value, or a bare key, is no value).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, v)| k == name && !v.trim().is_empty()).map(|(_, v)| v.trim())
+        self.pairs.iter().rev().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str())
     }
 
     /// Every non-empty value of `name`, in order.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.pairs.iter().filter(|(k, v)| k == name && !v.trim().is_empty()).map(|(_, v)| v.trim()).collect()
+        self.pairs.iter().filter(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str()).collect()
     }
 
-    /// An integer in `min..=max`, `default` when absent.
-    pub fn integer(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, JaegerError> {
+    /// A count of 1 to `digits` decimal digits, `default` when absent.
+    pub fn count(&self, name: &str, digits: usize, default: i64) -> Result<i64, JaegerError> {
         let Some(text) = self.get(name) else { return Ok(default) };
-        match text.parse::<i64>() {
-            Ok(value) if (min..=max).contains(&value) => Ok(value),
-            Ok(_) => Err(bad(name, text, &format!("must be from {min} to {max}"))),
-            Err(_) => Err(bad(name, text, "must be an integer")),
-        }
+        digits_value(text, digits)
+            .ok_or_else(|| bad(name, text, &format!("must be 1 to {digits} decimal digits")))
     }
 
-    /// A time given as an integer count of `unit` since the epoch (`micros`: 1 µs, else 1 ms).
-    pub fn epoch_time(&self, name: &str, unit_micros: i64) -> Result<Option<DateTime<Utc>>, JaegerError> {
+    /// A time as a count of `unit_micros` since the epoch, of up to `digits` digits.
+    pub fn epoch_time(
+        &self,
+        name: &str,
+        digits: usize,
+        unit_micros: i64,
+    ) -> Result<Option<DateTime<Utc>>, JaegerError> {
         let Some(text) = self.get(name) else { return Ok(None) };
-        let count =
-            text.parse::<i64>().map_err(|_| bad(name, text, "must be an integer count since the epoch"))?;
-        count
-            .checked_mul(unit_micros)
-            .and_then(DateTime::from_timestamp_micros)
-            .map(Some)
-            .ok_or_else(|| bad(name, text, "is out of range"))
+        let count = self.count(name, digits, 0)?;
+        let time = count.checked_mul(unit_micros).and_then(DateTime::from_timestamp_micros);
+        time.map(Some).ok_or_else(|| bad(name, text, "is out of range"))
     }
 
-    /// An RFC 3339 time.
+    /// An RFC 3339 time; given empty, a refusal (v3's times are never sent empty).
     pub fn rfc3339(&self, name: &str) -> Result<Option<DateTime<Utc>>, JaegerError> {
-        let Some(text) = self.get(name) else { return Ok(None) };
+        let Some((_, text)) = self.pairs.iter().rev().find(|(k, _)| k == name) else { return Ok(None) };
         DateTime::parse_from_rfc3339(text)
             .map(|t| Some(t.with_timezone(&Utc)))
             .map_err(|_| bad(name, text, "must be an RFC 3339 time, such as 2026-12-06T10:00:00Z"))
     }
 
-    /// A Go duration (`1.2s`, `300ms`, `1h30m`, `2d`).
+    /// A Go duration (`1.2s`, `300ms`, `1h30m`, `2d`), as [`parse_duration`] reads it.
     pub fn duration(&self, name: &str) -> Result<Option<TimeDelta>, JaegerError> {
         let Some(text) = self.get(name) else { return Ok(None) };
         parse_duration(text).map(Some).ok_or_else(|| {
-            bad(name, text, "must be a duration such as 300ms, 1.2s or 1h30m (units ns, us, ms, s, m, h, d)")
+            bad(
+                name,
+                text,
+                "must be a duration such as 300ms, 1.2s or 1h30m (units ns, us, ms, s, m, h, d; at most four parts of at most four digits)",
+            )
         })
     }
 
-    /// A count of milliseconds.
-    pub fn millis(&self, name: &str) -> Result<Option<TimeDelta>, JaegerError> {
-        let Some(text) = self.get(name) else { return Ok(None) };
-        match text.parse::<i64>() {
-            Ok(ms) if ms >= 0 => Ok(Some(TimeDelta::milliseconds(ms))),
-            _ => Err(bad(name, text, "must be a non-negative integer count of milliseconds")),
+    /// A count of milliseconds, of up to `digits` digits.
+    pub fn millis(&self, name: &str, digits: usize) -> Result<Option<TimeDelta>, JaegerError> {
+        if self.get(name).is_none() {
+            return Ok(None);
         }
+        Ok(Some(TimeDelta::milliseconds(self.count(name, digits, 0)?)))
     }
 
     /// The tags of a search: `tags` (a JSON object, or `key=value` pairs separated by spaces)
@@ -110,10 +111,26 @@ fn value_text(value: &Value) -> String {
     }
 }
 
+/// `1` to `digits` ASCII digits, as a number.
+fn digits_value(text: &str, digits: usize) -> Option<i64> {
+    let valid = !text.is_empty() && text.len() <= digits.min(18) && text.bytes().all(|b| b.is_ascii_digit());
+    valid.then(|| text.parse().ok()).flatten()
+}
+
+/// A JSON object of scalar values (strings, numbers, booleans), or `key=value` pairs
+/// separated by spaces when the text is not JSON at all.
 fn parse_tags(text: &str) -> Option<Vec<TagFilter>> {
-    if text.starts_with('{') {
-        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else { return None };
-        return Some(map.iter().map(|(k, v)| TagFilter { key: k.clone(), value: value_text(v) }).collect());
+    if let Ok(json) = serde_json::from_str::<Value>(text) {
+        let Value::Object(map) = json else { return None };
+        return map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+                    Some(TagFilter { key: k.clone(), value: value_text(v) })
+                }
+                _ => None,
+            })
+            .collect();
     }
     text.split_whitespace()
         .map(|pair| {
@@ -124,7 +141,13 @@ fn parse_tags(text: &str) -> Option<Vec<TagFilter>> {
         .collect()
 }
 
-/// A Go duration: a sequence of decimal numbers, each with a unit; a lone `0` is zero.
+/// What [`parse_duration`] reads, as the API description states it (empty: absent).
+#[cfg(test)]
+pub const DURATION_PATTERN: &str =
+    r"^(0|(([0-9]{1,4}(\.[0-9]{0,9})?|\.[0-9]{1,9})(ns|us|µs|μs|ms|s|m|h|d)){1,4})?$";
+
+/// A Go duration: one to four decimal numbers (up to four digits, and up to nine after the
+/// point), each with a unit; a lone `0` is zero. Bounded so that no duration overflows.
 pub fn parse_duration(text: &str) -> Option<TimeDelta> {
     if text == "0" {
         return Some(TimeDelta::zero());
@@ -134,9 +157,16 @@ pub fn parse_duration(text: &str) -> Option<TimeDelta> {
     if rest.is_empty() {
         return None;
     }
+    let mut parts = 0;
     while !rest.is_empty() {
+        parts += 1;
         let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 = rest[..number_end].parse().ok()?;
+        let number_text = &rest[..number_end];
+        let (whole, fraction) = number_text.split_once('.').unwrap_or((number_text, ""));
+        if parts > 4 || whole.len() > 4 || fraction.len() > 9 || (whole.is_empty() && fraction.is_empty()) {
+            return None;
+        }
+        let number: f64 = number_text.parse().ok()?;
         rest = &rest[number_end..];
         let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let scale = match &rest[..unit_end] {
@@ -172,7 +202,25 @@ mod tests {
         assert_eq!(parse_duration("15us"), Some(TimeDelta::microseconds(15)));
         assert_eq!(parse_duration("15µs"), Some(TimeDelta::microseconds(15)));
         assert_eq!(parse_duration("0"), Some(TimeDelta::zero()));
-        for wrong in ["", "12", "ms", "1.2.3s", "5x", "-1s", "1e3s"] {
+        assert_eq!(parse_duration("1."), None, "no unit");
+        assert_eq!(parse_duration("1.s"), Some(TimeDelta::seconds(1)));
+        assert_eq!(parse_duration("9999.999999999d1h1m1s").map(|d| d > TimeDelta::days(9999)), Some(true));
+        for wrong in [
+            "",
+            "12",
+            "ms",
+            "1.2.3s",
+            "5x",
+            "-1s",
+            "1e3s",
+            " 1s",
+            "1s ",
+            "00",
+            "12345s",
+            "1.1234567890s",
+            "1s1s1s1s1s",
+            ".s",
+        ] {
             assert_eq!(parse_duration(wrong), None, "{wrong}");
         }
     }
@@ -190,22 +238,37 @@ mod tests {
         let q = query(&[("tags", "{not json")]);
         let Err(JaegerError::BadRequest(message)) = q.tags("tags") else { panic!("accepted") };
         assert!(message.contains("'tags'"), "{message}");
+        for wrong in [r#"[1]"#, r#""a=b""#, r#"{"a":null}"#, r#"{"a":{"b":"c"}}"#, "7"] {
+            assert!(query(&[("tags", wrong)]).tags("tags").is_err(), "{wrong}");
+        }
     }
 
     #[test]
     fn empty_and_bare_parameters_are_absent() {
-        let q = query(&[("operation", ""), ("service", "a"), ("service", " ")]);
+        let q = query(&[("operation", ""), ("service", "a"), ("service", "")]);
         assert_eq!(q.get("operation"), None);
         assert_eq!(q.get("service"), Some("a"), "the last non-empty value");
-        assert_eq!(q.integer("limit", 20, 1, 1500).unwrap(), 20);
+        assert_eq!(q.count("limit", 4, 20).unwrap(), 20);
+        assert!(query(&[("limit", " 5")]).count("limit", 4, 20).is_err(), "no spaces");
+        assert!(query(&[("limit", "12345")]).count("limit", 4, 20).is_err());
     }
 
     #[test]
     fn times_are_read_in_their_unit() {
-        let q = query(&[("start", "1700000000000000"), ("endTs", "1700000000000"), ("bad", "12a")]);
+        let q = query(&[
+            ("start", "1700000000000000"),
+            ("endTs", "1700000000000"),
+            ("bad", "12a"),
+            ("neg", "-5"),
+            ("v3", ""),
+        ]);
         let expected = DateTime::from_timestamp(1_700_000_000, 0);
-        assert_eq!(q.epoch_time("start", 1).unwrap(), expected);
-        assert_eq!(q.epoch_time("endTs", 1_000).unwrap(), expected);
-        assert!(q.epoch_time("bad", 1).is_err());
+        assert_eq!(q.epoch_time("start", 17, 1).unwrap(), expected);
+        assert_eq!(q.epoch_time("endTs", 14, 1_000).unwrap(), expected);
+        assert!(q.epoch_time("bad", 17, 1).is_err());
+        assert!(q.epoch_time("neg", 17, 1).is_err());
+        assert!(q.epoch_time("start", 15, 1).is_err(), "more digits than allowed");
+        assert!(q.rfc3339("v3").is_err(), "an empty v3 time is refused, not ignored");
+        assert_eq!(q.rfc3339("absent").unwrap(), None);
     }
 }

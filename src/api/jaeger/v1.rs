@@ -7,6 +7,7 @@ use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use super::described::{DependenciesQuery, OperationsQuery, SearchQuery, TraceRangeQuery};
 use super::jaeger_json::{self, Trace};
 use super::params::Query;
 use super::{find_trace, load_traces, Envelope, ErrorEntry, JaegerError};
@@ -17,9 +18,9 @@ use crate::store::{Operation, TraceQuery};
 /// The time a search reaches back when it names neither `start` nor `lookback`.
 const DEFAULT_LOOKBACK: TimeDelta = TimeDelta::hours(1);
 /// Traces a search returns unless `limit` says otherwise (Jaeger's own default).
-const DEFAULT_LIMIT: i64 = 100;
-/// The most a search returns (the most Jaeger UI offers).
-const MAX_LIMIT: i64 = 1500;
+pub(super) const DEFAULT_LIMIT: i64 = 100;
+/// The most a search returns (the most Jaeger UI offers); more is read as this.
+pub(super) const MAX_LIMIT: i64 = 1500;
 /// The service graph's default reach (Jaeger's).
 const DEFAULT_DEPENDENCY_LOOKBACK: TimeDelta = TimeDelta::hours(24);
 
@@ -113,7 +114,7 @@ pub async fn service_operations(
 
 /// The operations of a service with their span kind, of one kind when `spanKind` is given.
 #[utoipa::path(get, path = "/jaeger/api/operations", tag = "jaeger", operation_id = "jaeger_operations",
-    params(("service" = String, Query, description = "Required"), ("spanKind" = Option<String>, Query, description = "server, client, producer, consumer or internal")),
+    params(OperationsQuery),
     responses((status = 200, description = "Operations", body = Envelope<Vec<OperationEntry>>), (status = 400, description = "A parameter is missing or unreadable; the message names it", body = Object), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn operations(
     State(state): State<ApiState>,
@@ -127,7 +128,7 @@ pub async fn operations(
 /// One trace; 404 with an error entry when no span or log of it is stored. `start` and `end`
 /// (microseconds) are accepted and checked; the lookup by id reads one index entry per
 /// partition either way.
-#[utoipa::path(get, path = "/jaeger/api/traces/{trace_id}", tag = "jaeger", operation_id = "jaeger_trace", params(("trace_id" = String, Path), ("start" = Option<i64>, Query), ("end" = Option<i64>, Query)),
+#[utoipa::path(get, path = "/jaeger/api/traces/{trace_id}", tag = "jaeger", operation_id = "jaeger_trace", params(("trace_id" = String, Path), TraceRangeQuery),
     responses((status = 200, description = "The trace", body = Envelope<Vec<Trace>>), (status = 400, description = "A parameter is unreadable; the message names it", body = Object), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 404, description = "No such trace", body = Object), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn trace(
     State(state): State<ApiState>,
@@ -135,77 +136,65 @@ pub async fn trace(
     query_string: Result<QueryString<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Envelope<Vec<Trace>>>, JaegerError> {
     let query = query(query_string)?;
-    query.epoch_time("start", 1)?;
-    query.epoch_time("end", 1)?;
+    query.epoch_time("start", 17, 1)?;
+    query.epoch_time("end", 17, 1)?;
     match find_trace(&state, &trace_id).await? {
         Some(view) => Ok(Json(Envelope::of(vec![jaeger_json::trace(&view)], 1))),
         None => Err(JaegerError::NotFound("trace not found".to_owned())),
     }
 }
 
-/// A search's filters, as v1 names them.
+/// A search's filters, as v1 names them. A range or duration bounds that are empty (start
+/// after end, minimum above maximum) find nothing, as Jaeger's do.
 fn search_query(query: &Query) -> Result<TraceQuery, JaegerError> {
-    let service = query
-        .get("service")
-        .ok_or_else(|| JaegerError::BadRequest("parameter 'service' is required".to_owned()))?;
-    let end = query.epoch_time("end", 1)?.unwrap_or_else(Utc::now);
+    let end = query.epoch_time("end", 17, 1)?.unwrap_or_else(Utc::now);
     let lookback = match query.get("lookback") {
         None | Some("custom") => DEFAULT_LOOKBACK,
         Some(_) => query.duration("lookback")?.unwrap_or(DEFAULT_LOOKBACK),
     };
-    let start = query.epoch_time("start", 1)?.unwrap_or(end - lookback);
-    let (min, max) = (query.duration("minDuration")?, query.duration("maxDuration")?);
-    check_bounds(start, end, min, max)?;
-    let limit = match query.integer("limit", DEFAULT_LIMIT, 0, MAX_LIMIT)? {
-        0 => DEFAULT_LIMIT,
-        limit => limit,
+    let start = match query.epoch_time("start", 17, 1)? {
+        Some(start) => start,
+        None => end.checked_sub_signed(lookback).unwrap_or(DateTime::<Utc>::MIN_UTC),
     };
+    let (min, max) = (query.duration("minDuration")?, query.duration("maxDuration")?);
     Ok(TraceQuery {
-        service: service.to_owned(),
+        service: query.get("service").map(str::to_owned),
         operation: query.get("operation").map(str::to_owned),
         tags: query.tags("tags")?,
         min_duration_ms: min.map(millis),
         max_duration_ms: max.map(millis),
         start,
         end,
-        limit: limit as usize,
+        limit: limit(query, "limit", DEFAULT_LIMIT)?,
     })
+}
+
+/// A trace count: `default` when absent or 0, at most [`MAX_LIMIT`].
+pub(super) fn limit(query: &Query, name: &str, default: i64) -> Result<usize, JaegerError> {
+    let limit = match query.count(name, 4, default)? {
+        0 => default,
+        limit => limit.min(MAX_LIMIT),
+    };
+    Ok(limit as usize)
 }
 
 pub(super) fn millis(duration: TimeDelta) -> f64 {
     duration.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
 }
 
-pub(super) fn check_bounds(
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    min: Option<TimeDelta>,
-    max: Option<TimeDelta>,
-) -> Result<(), JaegerError> {
-    if start > end {
-        return Err(JaegerError::BadRequest("the search's start is after its end".to_owned()));
-    }
-    if let (Some(min), Some(max)) = (min, max) {
-        if min > max {
-            return Err(JaegerError::BadRequest("'minDuration' is greater than 'maxDuration'".to_owned()));
-        }
-    }
-    Ok(())
-}
-
 /// Traces: those named by `traceID` (repeated; an error entry per one not found), or found by
-/// `service` (required then), `operation`, `tags`, `minDuration`, `maxDuration`, `start` and
-/// `end` (microseconds) or `lookback`, `limit` (default 100, at most 1500), most recent first.
+/// `service`, `operation`, `tags`, `minDuration`, `maxDuration`, `start` and `end`
+/// (microseconds) or `lookback`, `limit` (default 100, at most 1500), most recent first.
 #[utoipa::path(get, path = "/jaeger/api/traces", tag = "jaeger", operation_id = "jaeger_search",
-    params(("service" = Option<String>, Query), ("operation" = Option<String>, Query), ("tags" = Option<String>, Query, description = "A JSON object, or key=value pairs"),
-        ("minDuration" = Option<String>, Query, description = "300ms, 1.2s, …"), ("maxDuration" = Option<String>, Query), ("start" = Option<i64>, Query, description = "Microseconds since the epoch"),
-        ("end" = Option<i64>, Query), ("lookback" = Option<String>, Query, description = "1h, 2d, … or custom"), ("limit" = Option<i64>, Query), ("traceID" = Option<Vec<String>>, Query)),
+    params(SearchQuery),
     responses((status = 200, description = "The traces", body = Envelope<Vec<Trace>>), (status = 400, description = "A parameter is missing or unreadable; the message names it", body = Object), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn search(
     State(state): State<ApiState>,
     query_string: Result<QueryString<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Envelope<Vec<Trace>>>, JaegerError> {
     let query = query(query_string)?;
+    // Read (and checked) whether or not ids are given: a bad parameter is refused either way.
+    let search = search_query(&query)?;
     let ids = query.all("traceID");
     if !ids.is_empty() {
         let mut traces = Vec::new();
@@ -226,7 +215,6 @@ pub async fn search(
             ..Envelope::of(traces, total)
         }));
     }
-    let search = search_query(&query)?;
     let ids = state.store.search_traces(&search).await?;
     let traces: Vec<Trace> = load_traces(&state, &ids).await?.iter().map(jaeger_json::trace).collect();
     let total = traces.len();
@@ -245,15 +233,15 @@ pub struct DependencyLink {
 /// The service graph: calls between services whose spans started within `lookback`
 /// (milliseconds, default a day) before `endTs` (milliseconds since the epoch, default now), on
 /// ten-minute buckets computed by the maintenance once settled.
-#[utoipa::path(get, path = "/jaeger/api/dependencies", tag = "jaeger", operation_id = "jaeger_dependencies", params(("endTs" = Option<i64>, Query), ("lookback" = Option<i64>, Query)),
+#[utoipa::path(get, path = "/jaeger/api/dependencies", tag = "jaeger", operation_id = "jaeger_dependencies", params(DependenciesQuery),
     responses((status = 200, description = "Calls between services", body = Envelope<Vec<DependencyLink>>), (status = 400, description = "A parameter is unreadable; the message names it", body = Object), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn dependencies(
     State(state): State<ApiState>,
     query_string: Result<QueryString<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Envelope<Vec<DependencyLink>>>, JaegerError> {
     let query = query(query_string)?;
-    let end = query.epoch_time("endTs", 1_000)?.unwrap_or_else(Utc::now);
-    let lookback = query.millis("lookback")?.unwrap_or(DEFAULT_DEPENDENCY_LOOKBACK);
+    let end = query.epoch_time("endTs", 14, 1_000)?.unwrap_or_else(Utc::now);
+    let lookback = query.millis("lookback", 14)?.unwrap_or(DEFAULT_DEPENDENCY_LOOKBACK);
     let start = end.checked_sub_signed(lookback).unwrap_or(DateTime::<Utc>::MIN_UTC);
     let links: Vec<DependencyLink> = state
         .store

@@ -7,8 +7,9 @@ use axum::Json;
 use chrono::{TimeDelta, Utc};
 use serde_json::{json, Value};
 
+use super::described::{V3OperationsQuery, V3SearchQuery};
 use super::otlp_json::resource_spans;
-use super::v1::{check_bounds, millis, operations_of, query};
+use super::v1::{limit, millis, operations_of, query};
 use super::{find_trace, load_traces, JaegerError, V3Error};
 use crate::api::openapi::Detail;
 use crate::api::ApiState;
@@ -18,7 +19,6 @@ use crate::store::TraceQuery;
 const DEFAULT_LOOKBACK: TimeDelta = TimeDelta::hours(1);
 /// Traces a search returns unless `query.search_depth` says otherwise.
 const DEFAULT_DEPTH: i64 = 20;
-const MAX_DEPTH: i64 = 1500;
 
 /// The services that sent spans: `{"services": [...]}`.
 #[utoipa::path(get, path = "/jaeger/api/v3/services", tag = "jaeger", operation_id = "jaeger_v3_services",
@@ -29,7 +29,7 @@ pub async fn services(State(state): State<ApiState>) -> Result<Json<Value>, V3Er
 
 /// The operations of `service`, of one `span_kind` when given: `{"operations": [{"name", "spanKind"}]}`.
 #[utoipa::path(get, path = "/jaeger/api/v3/operations", tag = "jaeger", operation_id = "jaeger_v3_operations",
-    params(("service" = String, Query, description = "Required"), ("span_kind" = Option<String>, Query, description = "server, client, producer, consumer or internal")),
+    params(V3OperationsQuery),
     responses((status = 200, description = "{\"operations\": [{\"name\", \"spanKind\"}]}", body = Object), (status = 400, description = "A parameter is missing or unreadable; the message names it", body = Object), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn operations(
     State(state): State<ApiState>,
@@ -54,36 +54,30 @@ pub async fn trace(
     }
 }
 
-/// Traces found by `query.service_name` (required), `query.operation_name`,
-/// `query.attributes` (a JSON object, or key=value pairs), `query.duration_min`/`_max` (300ms,
-/// 1.2s, …), `query.start_time_min`/`_max` (RFC 3339; the last hour by default) and
+/// Traces found by `query.service_name`, `query.operation_name`, `query.attributes` (a JSON
+/// object, or key=value pairs), `query.duration_min`/`_max` (300ms, 1.2s, …),
+/// `query.start_time_min`/`_max` (RFC 3339; the last hour by default) and
 /// `query.search_depth` (default 20, at most 1500), as one OTLP JSON answer.
 #[utoipa::path(get, path = "/jaeger/api/v3/traces", tag = "jaeger", operation_id = "jaeger_v3_search",
-    params(("query.service_name" = String, Query, description = "Required"), ("query.operation_name" = Option<String>, Query), ("query.attributes" = Option<String>, Query),
-        ("query.duration_min" = Option<String>, Query), ("query.duration_max" = Option<String>, Query), ("query.start_time_min" = Option<String>, Query, description = "RFC 3339"),
-        ("query.start_time_max" = Option<String>, Query, description = "RFC 3339"), ("query.search_depth" = Option<i64>, Query)),
+    params(V3SearchQuery),
     responses((status = 200, description = "The traces as OTLP JSON", body = Object), (status = 400, description = "A parameter is missing or unreadable; the message names it", body = Object), (status = 401, description = "A bearer token is required (QUERY_TOKENS)", body = Detail), (status = 503, description = "Database unavailable: retry", body = Detail)))]
 pub async fn search(
     State(state): State<ApiState>,
     query_string: Result<QueryString<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Value>, V3Error> {
     let query = query(query_string)?;
-    let service = query
-        .get("query.service_name")
-        .ok_or_else(|| JaegerError::BadRequest("parameter 'query.service_name' is required".to_owned()))?;
     let end = query.rfc3339("query.start_time_max")?.unwrap_or_else(Utc::now);
     let start = query.rfc3339("query.start_time_min")?.unwrap_or(end - DEFAULT_LOOKBACK);
     let (min, max) = (query.duration("query.duration_min")?, query.duration("query.duration_max")?);
-    check_bounds(start, end, min, max)?;
     let search = TraceQuery {
-        service: service.to_owned(),
+        service: query.get("query.service_name").map(str::to_owned),
         operation: query.get("query.operation_name").map(str::to_owned),
         tags: query.tags("query.attributes")?,
         min_duration_ms: min.map(millis),
         max_duration_ms: max.map(millis),
         start,
         end,
-        limit: query.integer("query.search_depth", DEFAULT_DEPTH, 1, MAX_DEPTH)? as usize,
+        limit: limit(&query, "query.search_depth", DEFAULT_DEPTH)?,
     };
     let ids = state.store.search_traces(&search).await?;
     let views = load_traces(&state, &ids).await?;

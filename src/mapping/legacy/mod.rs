@@ -17,6 +17,7 @@ use crate::model::Signal;
 use crate::validation::{FieldError, LocPart};
 
 pub use fields::MAX_IDENTIFIER_CHARS;
+pub use spans::MAX_DURATION_MS;
 
 /// Which legacy endpoint a body was sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

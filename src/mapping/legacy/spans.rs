@@ -88,6 +88,10 @@ pub(super) fn span_signal(
     })
 }
 
+/// The longest span a legacy client may report, in milliseconds (about 31 years): longer is a
+/// unit mistake, refused with the limit named.
+pub const MAX_DURATION_MS: f64 = 1e12;
+
 /// Code shape: the span starts at `timestamp` and lasts `duration_ms`.
 fn code_timing(fields: &mut Fields) -> Option<Timing> {
     let start = fields.required_timestamp("timestamp");
@@ -95,6 +99,11 @@ fn code_timing(fields: &mut Fields) -> Option<Timing> {
     let (start, duration_ms) = (start?, duration_ms?);
     if duration_ms < 0.0 {
         fields.error("duration_ms", "greater_than_equal", "Input should be greater than or equal to 0");
+        return None;
+    }
+    if duration_ms > MAX_DURATION_MS {
+        let msg = format!("Input should be less than or equal to {MAX_DURATION_MS}");
+        fields.error("duration_ms", "less_than_equal", &msg);
         return None;
     }
     // `as` saturates, so an absurd duration overflows the addition and is refused below.
@@ -111,11 +120,10 @@ fn readme_timing(fields: &mut Fields) -> Option<Timing> {
     let start = fields.required_timestamp("start_time");
     let end = fields.required_timestamp("end_time");
     let (start, end) = (start?, end?);
-    if end < start {
-        fields.error("end_time", "value_error", "Value error, end_time is before start_time");
-        return None;
-    }
-    let duration_ms = (end - start).num_microseconds().map(|us| us as f64 / 1000.0);
+    // An end before the start (a client's clock stepped back) is kept as sent, with no
+    // duration, as an OTLP span's is: the span is stored rather than lost.
+    let duration_ms =
+        (end - start).max(chrono::TimeDelta::zero()).num_microseconds().map(|us| us as f64 / 1000.0);
     let Some(duration_ms) = duration_ms else {
         fields.error("end_time", "value_error", "Value error, span is too long");
         return None;
