@@ -70,6 +70,7 @@ pub fn router(state: ApiState) -> OpenApiRouter {
         .routes(routes!(jaeger::v3::operations))
         .routes(routes!(jaeger::v3::trace))
         .routes(routes!(jaeger::v3::search))
+        .routes(routes!(jaeger::v3::trace_summaries))
         .route_layer(auth);
     let health = OpenApiRouter::new()
         .routes(routes!(health::ingest_health))

@@ -253,7 +253,7 @@ async fn an_otlp_trace_is_drawn_with_its_kinds_statuses_attributes_events_links_
 #[tokio::test]
 async fn the_v3_calls_answer_services_operations_and_otlp_json() {
     let app = spawn_app().await;
-    send_checkout_trace(&app).await;
+    let t0 = send_checkout_trace(&app).await;
     let (_, services) = app.get_json("/jaeger/api/v3/services").await;
     assert_eq!(services, json!({"services": ["checkout", "payments"]}));
     let (_, operations) = app.get_json("/jaeger/api/v3/operations?service=payments").await;
@@ -329,6 +329,34 @@ async fn the_v3_calls_answer_services_operations_and_otlp_json() {
         .map(|s| s["traceId"].as_str().unwrap())
         .collect();
     assert_eq!(ids, BTreeSet::from([TRACE]));
+    // Jaeger UI's search list: a summary per trace, parameters under their JSON names.
+    let (status, listed) = app
+        .get_json(&format!(
+            "/jaeger/api/v3/trace-summaries?query.serviceName=payments&query.startTimeMin={}",
+            urlencode(&start)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let summary = &listed["summaries"][0];
+    assert_eq!(listed["summaries"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(summary["traceId"], TRACE);
+    assert_eq!(summary["rootServiceName"], "checkout");
+    assert_eq!(summary["rootOperationName"], "POST /checkout");
+    assert_eq!(summary["minStartTimeUnixNano"], json!(t0.to_string()));
+    assert_eq!(summary["maxEndTimeUnixNano"], json!((t0 + 120_000_000).to_string()));
+    assert_eq!(
+        (summary["spanCount"].clone(), summary["errorSpanCount"].clone(), summary["orphanSpanCount"].clone()),
+        (json!(3), json!(1), json!(1))
+    );
+    let services: BTreeSet<String> =
+        summary["services"].as_array().unwrap().iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        services,
+        BTreeSet::from([
+            json!({"name": "checkout", "spanCount": 2, "errorSpanCount": 0}).to_string(),
+            json!({"name": "payments", "spanCount": 1, "errorSpanCount": 1}).to_string(),
+        ])
+    );
     let (status, refused) = app
         .get_json("/jaeger/api/v3/traces?query.service_name=payments&query.start_time_min=yesterday")
         .await;

@@ -39,6 +39,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/jaeger/api/v3/operations"),
     ("get", "/jaeger/api/v3/traces/{trace_id}"),
     ("get", "/jaeger/api/v3/traces"),
+    ("get", "/jaeger/api/v3/trace-summaries"),
 ];
 
 #[tokio::test]

@@ -20,6 +20,29 @@ impl Query {
         Query { pairs }
     }
 
+    /// v3's parameters under either of their names: the proto field name (`query.service_name`,
+    /// what Grafana sends) or its JSON name (`query.serviceName`, what Jaeger UI sends).
+    pub fn v3(self) -> Query {
+        const JSON_NAMES: [(&str, &str); 7] = [
+            ("query.serviceName", "query.service_name"),
+            ("query.operationName", "query.operation_name"),
+            ("query.startTimeMin", "query.start_time_min"),
+            ("query.startTimeMax", "query.start_time_max"),
+            ("query.durationMin", "query.duration_min"),
+            ("query.durationMax", "query.duration_max"),
+            ("query.searchDepth", "query.search_depth"),
+        ];
+        let pairs = self
+            .pairs
+            .into_iter()
+            .map(|(key, value)| match JSON_NAMES.iter().find(|(json, _)| *json == key) {
+                Some((_, proto)) => ((*proto).to_owned(), value),
+                None => (key, value),
+            })
+            .collect();
+        Query { pairs }
+    }
+
     /// The last non-empty value of `name` (an empty value, or a bare key, is no value).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs.iter().rev().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str())
