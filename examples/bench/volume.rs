@@ -117,7 +117,7 @@ pub async fn load(url: &str, rows: i64, status_codes: bool) -> Result<Value, Box
         .query_one(
             "SELECT (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('raw_signals'))::int8,
                     (SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('raw_signals'))::int8,
-                    pg_total_relation_size('incidents')",
+                    (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('incidents'))::int8",
             &[],
         )
         .await?;
