@@ -19,6 +19,7 @@ mod load;
 mod pg;
 mod query;
 mod receive;
+mod seal;
 mod server;
 mod soak;
 mod volume;
@@ -75,6 +76,11 @@ impl Options {
     /// The Jaeger phase loads the volume phase's 20 M signals: only on request.
     fn runs_jaeger(&self) -> bool {
         self.only.iter().any(|p| p == "jaeger")
+    }
+
+    /// The sealing layouts fill a PostgreSQL of their own: only on request.
+    fn runs_seal(&self) -> bool {
+        self.only.iter().any(|p| p == "seal")
     }
 
     /// The soak runs for an hour or more: only on request.
@@ -191,6 +197,12 @@ async fn main() -> Result<(), BoxError> {
         jaeger = jaeger::measure(&options).await?;
     }
 
+    let mut seal = Value::Null;
+    if options.runs_seal() {
+        eprintln!("bench: sealing layouts ({}s of span export)", options.seconds.as_secs());
+        seal = seal::measure(&options).await?;
+    }
+
     let mut soak = Value::Null;
     if options.runs_soak() {
         soak = soak::measure(&options).await?;
@@ -206,6 +218,7 @@ async fn main() -> Result<(), BoxError> {
         "queries": queries,
         "volume": volume,
         "jaeger": jaeger,
+        "seal": seal,
         "soak": soak,
     });
     print_table(&report);
@@ -275,6 +288,7 @@ fn print_table(report: &Value) {
     }
     print_volume(&report["volume"]);
     print_jaeger(&report["jaeger"]);
+    print_seal(&report["seal"]);
     print_soak(&report["soak"]);
     println!("\nQueries over {} signals:", report["queries"]["rows"]);
     for q in report["queries"]["latencies"].as_array().into_iter().flatten() {
@@ -339,6 +353,28 @@ fn print_jaeger(jaeger: &Value) {
             "  target {}: p99 {} ms: {verdict}",
             target["target"].as_str().unwrap_or(""),
             target["p99_ms"]
+        );
+    }
+}
+
+fn print_seal(seal: &Value) {
+    let Some(layouts) = seal["layouts"].as_array() else { return };
+    println!(
+        "\nSealing layouts: {} spans in {} traces, row form {:.0} bytes per span",
+        seal["spans"],
+        seal["traces"],
+        seal["row_form_bytes_per_span"].as_f64().unwrap_or(0.0)
+    );
+    for layout in layouts {
+        let f = |k: &str| layout[k].as_f64().unwrap_or(0.0);
+        println!(
+            "  {:<5} {:>7.0} B/span ({:>5.2}x smaller) WAL {:>6.0} B/span {:>9.0} spans/s  {}",
+            layout["compression"].as_str().unwrap_or(""),
+            f("bytes_per_span"),
+            f("ratio_to_row_form"),
+            f("wal_bytes_per_span"),
+            f("spans_sealed_per_s"),
+            layout["layout"].as_str().unwrap_or("")
         );
     }
 }
