@@ -54,7 +54,16 @@ async fn serve_or_probe() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let app = App::build(config).await?;
+    // Listening before start-up: a signal while the database is awaited or migrated stops the
+    // start cleanly, and one that arrives once the app answers is a clean stop.
+    let mut shutdown = Box::pin(prodsentinel::shutdown::signal());
+    let app = tokio::select! {
+        app = App::build(config) => app?,
+        () = &mut shutdown => {
+            info!("stopped before start-up finished");
+            return Ok(());
+        }
+    };
     info!(api = %app.api_addr(), otlp_grpc = %app.grpc_addr(), otlp_http = %app.http_addr(), "ready");
-    app.run_until(prodsentinel::shutdown::signal()).await
+    app.run_until(shutdown).await
 }

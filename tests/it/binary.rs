@@ -224,3 +224,46 @@ async fn the_server_runs_without_transparent_huge_pages() {
         "{status}"
     );
 }
+
+/// A stop asked for while start-up waits for the database ends the process at once and cleanly
+/// (exit 0), instead of the signal's default kill: the handlers are installed before the app is
+/// built. The sync point is the first "waiting for database" line, written after they are.
+#[tokio::test]
+async fn sigterm_while_start_up_waits_for_the_database_exits_0() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = temp_dir();
+    let port = crate::helpers::free_port();
+    let mut command = prodsentinel(&dir);
+    command
+        .env("LOG_FORMAT", "text")
+        .env("DATABASE_URL", format!("postgres://postgres@127.0.0.1:{port}/prodsentinel"))
+        .env("DATABASE_WAIT_SECONDS", "120")
+        .env("API_ADDR", "127.0.0.1:0")
+        .env("OTLP_GRPC_ADDR", "127.0.0.1:0")
+        .env("OTLP_HTTP_ADDR", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let waiting = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("waiting for database") {
+                return;
+            }
+        }
+        panic!("the binary exited before waiting for the database");
+    });
+    waiting.await.expect("a 'waiting for database' line within 30 s");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stopped within 10 s, not after the 120 s wait")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a clean stop, not a kill by the signal: {status:?}");
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    assert!(rest.contains("stopped before start-up finished"), "{rest}");
+}
