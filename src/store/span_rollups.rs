@@ -29,17 +29,18 @@ pub struct Operation {
 
 /// The distinct operations among `rows`' spans.
 fn operations_of(rows: &[&Signal]) -> Vec<OperationKey> {
-    let mut keys: Vec<OperationKey> = rows
+    // Every committed batch passes here: the spans' keys are compared borrowed, and only the
+    // few distinct ones are copied.
+    let mut keys: Vec<(&str, &str, &str)> = rows
         .iter()
         .filter(|s| s.signal_type == SignalType::Trace)
-        .map(|s| {
-            let kind = s.facts.kind.clone().unwrap_or_default();
-            (s.service_name.clone(), s.facts.operation().to_owned(), kind)
-        })
+        .map(|s| (s.service_name.as_str(), s.facts.operation(), s.facts.kind.as_deref().unwrap_or_default()))
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    keys
+    keys.into_iter()
+        .map(|(service, name, kind)| (service.to_owned(), name.to_owned(), kind.to_owned()))
+        .collect()
 }
 
 impl Store {
