@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::store::lifecycle::Expiry;
 use crate::store::partitions::{Created, Dropped, RangeExpiry, SizePass, Turn};
+use crate::store::sealing::SealPass;
 use crate::store::{Merged, Store, StoreError};
 use crate::telemetry::episodes::{Cause, Source};
 use crate::telemetry::metrics::Metrics;
@@ -29,6 +30,13 @@ pub const ACTIVITY_MERGE_EVERY: Duration = Duration::from_secs(10);
 
 /// Longest time a pass spends deleting expired rows; a backlog is worked off over passes.
 const EXPIRY_BUDGET: Duration = Duration::from_secs(10);
+
+/// Longest time one go at sealing runs before the job looks at its other work; a seal left
+/// unfinished goes on at once after it (store/sealing: a step is atomic, progress is kept).
+const SEAL_BUDGET: Duration = Duration::from_secs(5);
+
+/// Between looks for partitions due to be sealed, when none was.
+const SEAL_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// What the job works with besides the store's own settings (partition interval, retention).
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +59,8 @@ pub struct PassReport {
     pub merged: Merged,
     /// Ten-minute buckets of the service graph computed (store/dependencies.rs).
     pub dependency_buckets: u64,
+    /// Partitions sealed into compressed blocks (store/sealing).
+    pub sealed: SealPass,
     /// Steps that failed (a lock timeout, the database away); retried by the next pass.
     pub errors: Vec<String>,
 }
@@ -201,6 +211,10 @@ impl Maintenance {
         }
         self.metrics.count_expired_rows(&expiry);
         report.expired_rows = expiry;
+        match self.seal_at(now, turn, budget).await {
+            Ok(sealed) => report.sealed = sealed.unwrap_or_default(),
+            Err(why) => report.errors.push(fail("sealing partitions", why)),
+        }
         match self.store.database_size().await {
             Ok(size) => {
                 self.metrics.database_size.set(size);
@@ -217,6 +231,31 @@ impl Maintenance {
         }
         self.metrics.maintenance_passes.inc();
         report
+    }
+
+    /// Seals what is due for at most `budget` ([`Store::seal`]), each partition sealed logged.
+    pub async fn seal_at(&self, now: DateTime<Utc>, turn: Turn, budget: Duration) -> Result<Option<SealPass>, StoreError> {
+        let pass = self.store.seal(now, turn, budget).await?;
+        for sealed in pass.iter().flat_map(|pass| &pass.sealed) {
+            info!(partition = %sealed.leaf, unit = sealed.unit, signals = sealed.signals, blocks = sealed.blocks,
+                  bytes_before = sealed.bytes_before, bytes_after = sealed.bytes_after,
+                  "sealed partition: its rows rewritten into compressed blocks");
+        }
+        Ok(pass)
+    }
+
+    /// A go at sealing from the periodic job; when it left a seal unfinished, the next comes
+    /// at once, otherwise after [`SEAL_CHECK_EVERY`].
+    async fn seal_now(&self) -> Duration {
+        match self.seal_at(Utc::now(), Turn::SkipIfBusy, SEAL_BUDGET).await {
+            Ok(Some(pass)) if pass.unfinished.is_some() => Duration::ZERO,
+            Ok(_) => SEAL_CHECK_EVERY,
+            Err(why) => {
+                self.metrics.maintenance_errors.inc();
+                warn!(error = %crate::error::error_chain(&why), "sealing failed, retried later");
+                SEAL_CHECK_EVERY
+            }
+        }
     }
 
     fn record_created(&self, created: &Created) {
@@ -311,9 +350,17 @@ impl Maintenance {
         let mut merges = tokio::time::interval(ACTIVITY_MERGE_EVERY);
         merges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_pass = tokio::time::Instant::now();
+        let sealing = self.store.settings().lifecycle.seal_after.is_some();
+        let mut next_seal = tokio::time::Instant::now() + SEAL_CHECK_EVERY;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
+                () = tokio::time::sleep_until(next_seal), if sealing => {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        wait = self.seal_now() => next_seal = tokio::time::Instant::now() + wait,
+                    }
+                }
                 () = tokio::time::sleep_until(next_pass) => {
                     tokio::select! {
                         () = stop.cancelled() => break,

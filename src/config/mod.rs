@@ -332,6 +332,7 @@ impl Config {
                     "" | "0" => None,
                     size => Some(values::storage_size(size).map_err(invalid!(retention_max_database_size))?),
                 },
+                seal_after: values::duration(&cli.seal_after, true).map_err(invalid!(seal_after))?,
             },
             retention_check: values::seconds(&cli.retention_check_seconds, 1, 86_400)
                 .map_err(invalid!(retention_check_seconds))?,
@@ -430,6 +431,7 @@ mod tests {
                 incidents: days(90),
                 outbox: days(7),
                 max_database_bytes: None,
+                seal_after: None,
             }
         );
         assert_eq!(config.size_check, Duration::from_secs(10));

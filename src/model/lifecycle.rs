@@ -44,6 +44,9 @@ pub struct Lifecycle {
     /// (healthy traffic before evidence, never the one being written or the next); `None`: no
     /// budget.
     pub max_database_bytes: Option<u64>,
+    /// `SEAL_AFTER`: a type's partition is rewritten into compressed blocks once its range
+    /// ended this long ago and nothing arrived in it for as long; `None`: never.
+    pub seal_after: Option<Duration>,
 }
 
 /// Whether a range of incidents is sorted: [`Lifecycle::incident_range_sort`].
@@ -144,6 +147,17 @@ impl Lifecycle {
         }
     }
 
+    /// Whether a type's partition of a range ending at `ends` is sealed at `now`: once its range
+    /// ended `SEAL_AFTER` ago, and, for one sealed before (it holds late arrivals), once the
+    /// newest of them (`last_arrival`) arrived as long ago. A partition still receiving late
+    /// signals is sealed when they stop, not each time one comes.
+    pub fn seal_due(&self, ends: DateTime<Utc>, last_arrival: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        let Some(wait) = self.seal_after.and_then(|wait| chrono::Duration::from_std(wait).ok()) else {
+            return false;
+        };
+        ends + wait <= now && last_arrival.is_none_or(|last| last + wait <= now)
+    }
+
     /// The row expiry's cut-offs at `now`.
     pub fn row_cutoffs(&self, now: DateTime<Utc>) -> RowCutoffs {
         RowCutoffs {
@@ -171,7 +185,21 @@ mod tests {
             incidents: Some(90 * DAY),
             outbox: Some(7 * DAY),
             max_database_bytes: None,
+            seal_after: Some(Duration::from_secs(3_600)),
         }
+    }
+
+    #[test]
+    fn a_partition_is_sealed_once_its_range_and_its_late_arrivals_are_an_hour_old() {
+        let l = lifecycle();
+        let ends = utc("2026-12-02T00:00:00Z");
+        assert!(!l.seal_due(ends, None, utc("2026-12-02T00:59:59Z")));
+        assert!(l.seal_due(ends, None, utc("2026-12-02T01:00:00Z")));
+        let late = Some(utc("2026-12-03T10:00:00Z"));
+        assert!(!l.seal_due(ends, late, utc("2026-12-03T10:30:00Z")), "late arrivals still coming");
+        assert!(l.seal_due(ends, late, utc("2026-12-03T11:00:00Z")));
+        let off = Lifecycle { seal_after: None, ..l };
+        assert!(!off.seal_due(ends, None, utc("2027-01-01T00:00:00Z")), "SEAL_AFTER=0 never seals");
     }
 
     #[test]

@@ -137,7 +137,8 @@ fn recount_minutes() -> String {
            INSERT INTO service_minutes (service_name, signal_type, minute, signals, errors, last_seen, merged)
            SELECT service_name, signal_type, date_bin('1 minute', "timestamp", timestamptz 'epoch'), count(*),
                   count(*) FILTER (WHERE {is_error}), max("timestamp"), true
-           FROM raw_signals, {AFTER_GONE}
+           FROM raw_signals_between($1::text::signaltypeenum, coalesce($2::timestamptz, '-infinity'),
+                                    coalesce($3::timestamptz, 'infinity')), {AFTER_GONE}
            WHERE {OF_TYPE} AND "timestamp" >= coalesce($2::timestamptz, '-infinity') AND "timestamp" < coalesce($3::timestamptz, 'infinity')
            GROUP BY 1, 2, 3"#,
         is_error = is_error_sql()

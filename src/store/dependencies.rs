@@ -39,8 +39,8 @@ pub struct Dependency {
 pub const COMPUTE_BUCKET: &str = r#"
     INSERT INTO span_dependencies (bucket, parent, child, call_count)
     SELECT $1, p.service_name, c.service_name, count(*)
-    FROM raw_signals c
-    JOIN raw_signals p ON p.trace_id = c.trace_id AND p.payload->>'span_id' = c.payload->>'parent_span_id'
+    FROM raw_signal_rows c
+    JOIN raw_signal_rows p ON p.trace_id = c.trace_id AND p.payload->>'span_id' = c.payload->>'parent_span_id'
     WHERE c.signal_type = 'trace' AND c."timestamp" >= $1 AND c."timestamp" < $1 + $2::text::interval
       AND p.signal_type = 'trace' AND p."timestamp" >= $1 - $2::text::interval AND p."timestamp" < $1 + 2 * $2::text::interval
       AND p.service_name <> c.service_name
@@ -76,7 +76,7 @@ impl Store {
             let from = done.map_or(earliest, |done| (done + BUCKET).max(earliest));
             let first: Option<DateTime<Utc>> = client
                 .query_one(
-                    r#"SELECT min("timestamp") FROM raw_signals
+                    r#"SELECT min("timestamp") FROM raw_signal_rows
                        WHERE signal_type = 'trace' AND "timestamp" >= $1 AND "timestamp" < $2"#,
                     &[&from, &settled],
                 )

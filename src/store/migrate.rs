@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(15, "0015_partitioned_incidents.sql"),
     migration!(16, "0016_incident_range_deferral.sql"),
     migration!(17, "0017_span_operations_and_dependencies.sql"),
+    migration!(18, "0018_sealed_blocks.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

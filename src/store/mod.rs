@@ -23,6 +23,7 @@ mod outbox;
 pub mod partitions;
 mod problems;
 mod replica;
+pub mod sealing;
 mod shared;
 mod signals;
 mod span_rollups;

@@ -113,10 +113,13 @@ fn tag_condition(tag: &TagFilter, params: &mut Params, log_range: (String, Strin
 /// A search's statements: its first page, the next pages (after `$n+1`, `$n+2`), and `$1…$n`.
 fn statements(query: &TraceQuery) -> (String, String, Params) {
     let mut params = Params::default();
+    let (start, end) = (params.add(query.start), params.add(query.end));
+    // The spans of the range only, hot or sealed: the blocks of other ranges are not opened.
+    let spans = format!("raw_signals_between('trace', {start}::timestamptz, {end}::timestamptz + interval '1 microsecond')");
     let mut conditions = vec![
         "s.signal_type = 'trace'".to_owned(),
-        format!(r#"s."timestamp" >= {}"#, params.add(query.start)),
-        format!(r#"s."timestamp" <= {}"#, params.add(query.end)),
+        format!(r#"s."timestamp" >= {start}"#),
+        format!(r#"s."timestamp" <= {end}"#),
     ];
     if let Some(service) = &query.service {
         conditions.push(format!("s.service_name = {}", params.add(service.clone())));
@@ -139,7 +142,7 @@ fn statements(query: &TraceQuery) -> (String, String, Params) {
     }
     let filters = conditions.join(" AND ");
     let (after_at, after_id) = (params.values.len() + 1, params.values.len() + 2);
-    let select = r#"SELECT s.trace_id, s."timestamp", s.id FROM raw_signals s LEFT JOIN signal_shared sh USING (shared_id)"#;
+    let select = format!(r#"SELECT s.trace_id, s."timestamp", s.id FROM {spans} s LEFT JOIN signal_shared sh USING (shared_id)"#);
     let order = format!(r#"ORDER BY s."timestamp" DESC, s.id DESC LIMIT {PAGE}"#);
     let first = format!("{select} WHERE {filters} {order}");
     let next =

@@ -116,8 +116,8 @@ fn positional(sql: &str, names: &[&str]) -> String {
 /// partition, and a statement that contains it opens, locks and initialises a scan of each, on
 /// every execution, even when no row needs it: a cost that grows with the days kept. Only
 /// batches with such records carry it.
-const TIMELESS_CHECK: &str = "WHERE NOT (time_unknown AND EXISTS (
-        SELECT 1 FROM raw_signals r WHERE r.time_unknown AND r.id = input.id AND r.signal_type = input.kind))";
+const TIMELESS_CHECK: &str = "AND NOT (time_unknown AND EXISTS (
+        SELECT 1 FROM raw_signal_rows r WHERE r.time_unknown AND r.id = input.id AND r.signal_type = input.kind))";
 
 /// The batch write, without and with [`TIMELESS_CHECK`].
 static STATEMENTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {

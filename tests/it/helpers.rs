@@ -644,3 +644,10 @@ pub fn plan_relations(plan: &Value) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Posts an OTLP/HTTP JSON export to `path` of `app` and asserts it was taken whole.
+pub async fn post_otlp_json(app: &TestApp, path: &str, body: &serde_json::Value) {
+    let (status, _, answer) =
+        app.post_otlp(path, &[("content-type", "application/json")], serde_json::to_vec(body).unwrap()).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{}", String::from_utf8_lossy(&answer));
+}

@@ -47,7 +47,7 @@ async fn poison(app: &TestApp, sqlstate: &str) {
                  END IF;
                  RETURN NEW;
              END $$;
-             CREATE TRIGGER poison BEFORE INSERT ON raw_signals FOR EACH ROW EXECUTE FUNCTION poison();"
+             CREATE TRIGGER poison BEFORE INSERT ON raw_signal_rows FOR EACH ROW EXECUTE FUNCTION poison();"
         ))
         .await
         .unwrap();

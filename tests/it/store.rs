@@ -90,15 +90,33 @@ async fn schema_has_the_contract_tables_types_and_labels() {
     .expect("the worker's insert works");
 }
 
-/// UPDATE, DELETE and TRUNCATE are refused on the parent and on every partition under it (the
-/// range partitions, each signal type's, the default), naming the table aimed at. Returns how
-/// many tables were checked.
-async fn assert_every_change_is_refused(db: &tokio_postgres::Client) -> usize {
-    let tables: Vec<String> =
-        column(db, "SELECT relid::regclass::text FROM pg_partition_tree('raw_signals')").await;
+/// UPDATE, DELETE and TRUNCATE are refused on the row form's parent and on every partition
+/// under it (the range partitions, each signal type's, the default), on the sealed form's tables
+/// (a partition being sealed, blocks, their trace index), naming the table aimed at; UPDATE and
+/// DELETE on the `raw_signals` view (a view cannot be truncated). Returns how many tables were
+/// checked.
+pub async fn assert_every_change_is_refused(db: &tokio_postgres::Client) -> usize {
+    let tables: Vec<String> = column(
+        db,
+        "SELECT relid::regclass::text FROM pg_partition_tree('raw_signal_rows')
+         UNION ALL SELECT relid::regclass::text FROM pg_partition_tree('raw_signal_blocks')
+         UNION ALL SELECT relid::regclass::text FROM pg_partition_tree('raw_signal_block_traces')
+         UNION ALL SELECT 'raw_signal_sealing'
+         UNION ALL SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'raw_signal_sealing'::regclass",
+    )
+    .await;
+    for (statement, operation) in
+        [("UPDATE raw_signals SET service_name = 'x'", "UPDATE"), ("DELETE FROM raw_signals", "DELETE")]
+    {
+        let error = db.batch_execute(statement).await.expect_err(statement);
+        let message = error.as_db_error().expect("a database error").message().to_owned();
+        assert_eq!(message, format!("raw_signals is append-only: {operation} on raw_signals is not allowed"));
+    }
+    db.batch_execute("TRUNCATE raw_signals").await.expect_err("a view cannot be truncated");
     for table in &tables {
+        let column = if table.starts_with("raw_signal_block") { "unit" } else { "service_name" };
         for (statement, operation) in [
-            (format!("UPDATE {table} SET service_name = 'x'"), "UPDATE"),
+            (format!("UPDATE {table} SET {column} = {column}"), "UPDATE"),
             (format!("DELETE FROM {table}"), "DELETE"),
             (format!("TRUNCATE {table}"), "TRUNCATE"),
         ] {
@@ -114,8 +132,9 @@ async fn assert_every_change_is_refused(db: &tokio_postgres::Client) -> usize {
 async fn raw_signals_reject_update_delete_and_truncate_on_the_parent_and_every_partition() {
     let app = spawn_app().await;
     let db = app.db().await;
-    // The parent, three days of range partitions with three type partitions each, the default.
-    assert_eq!(assert_every_change_is_refused(&db).await, 1 + 3 * 4 + 1);
+    // The parent, three days of range partitions with three type partitions each, the default;
+    // the sealed form's three parents (volume::sealing checks them with a unit sealed).
+    assert_eq!(assert_every_change_is_refused(&db).await, 1 + 3 * 4 + 1 + 3);
     let old = log_body("t", "INFO", "immutable, stamped in 2024: the default partition");
     let mut current = log_body("t", "INFO", "immutable, stamped now: today's log partition");
     let now = chrono::Utc::now();
@@ -126,7 +145,7 @@ async fn raw_signals_reject_update_delete_and_truncate_on_the_parent_and_every_p
     assert_every_change_is_refused(&db).await;
     assert_eq!(app.count_signals().await, 2);
     let places: Vec<String> =
-        column(&db, "SELECT tableoid::regclass::text FROM raw_signals ORDER BY \"timestamp\"").await;
+        column(&db, "SELECT tableoid::regclass::text FROM raw_signal_rows ORDER BY \"timestamp\"").await;
     let today = format!("raw_signals_p{}_log", now.format("%Y%m%d"));
     assert_eq!(places, ["raw_signals_default".to_owned(), today]);
 }

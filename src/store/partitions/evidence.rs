@@ -11,6 +11,7 @@ use super::plan::Bounds;
 use super::{append_only_trigger, quote_identifier};
 use crate::model::SignalType;
 use crate::store::lifecycle::evidence_traces;
+use crate::store::sealing::units;
 use crate::store::StoreError;
 
 /// What a partition kept when it expired.
@@ -27,9 +28,10 @@ pub(super) async fn evidence_only(client: &impl GenericClient) -> Result<HashSet
     rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
 }
 
+/// Disk bytes of `table`, its partitions and what was sealed from them.
 pub(super) async fn size(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
     let sql = "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::int8 FROM pg_partition_tree($1::text::regclass)";
-    Ok(tx.query_one(sql, &[&table]).await?.try_get(0)?)
+    Ok(tx.query_one(sql, &[&table]).await?.try_get::<_, i64>(0)? + units::size(tx, table).await?)
 }
 
 /// Puts a table holding only `table`'s evidence rows (perhaps none) in its place, so that its
@@ -42,7 +44,7 @@ pub(super) async fn keep_evidence(
     let (quoted, kept) = (quote_identifier(table), quote_identifier(&format!("{table}_kept")));
     tx.batch_execute(&format!("CREATE TABLE {kept} (LIKE {quoted} INCLUDING DEFAULTS)")).await?;
     let copy = format!("INSERT INTO {kept} SELECT * FROM {quoted} WHERE trace_id IN ({})", evidence_traces());
-    let signals = tx.execute(&copy, &[]).await?;
+    let signals = tx.execute(&copy, &[]).await? + units::copy_evidence(tx, table, &format!("{table}_kept")).await?;
     let bytes_before = size(tx, table).await?;
     // Bounds as literals (DDL takes no parameters), from our own names and timestamps.
     let (parent, values, signal_type) = match bounds {
@@ -50,7 +52,7 @@ pub(super) async fn keep_evidence(
             (quote_identifier(parent), format!("IN ('{}')", signal_type.as_str()), Some(*signal_type))
         }
         Bounds::Before(ends) => {
-            ("raw_signals".to_owned(), format!("FROM (MINVALUE) TO ('{}')", ends.to_rfc3339()), None)
+            ("raw_signal_rows".to_owned(), format!("FROM (MINVALUE) TO ('{}')", ends.to_rfc3339()), None)
         }
     };
     // Readers wait for the moment the catalog changes, then see the kept rows where the
@@ -64,6 +66,7 @@ pub(super) async fn keep_evidence(
         append_only_trigger(table)
     ))
     .await?;
+    units::drop_all(tx, table).await?;
     tx.execute(
         "INSERT INTO raw_signal_evidence (name, signal_type, signals, bytes_before)
          VALUES ($1, $2::text::signaltypeenum, $3, $4)",

@@ -99,7 +99,7 @@ pub enum Turn {
     SkipIfBusy,
 }
 
-pub(super) async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, StoreError> {
+pub(crate) async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, StoreError> {
     let took = match turn {
         Turn::Wait => {
             tx.batch_execute("SET LOCAL lock_timeout = '60s'").await?;
@@ -197,9 +197,9 @@ impl Store {
         }
         if rotate {
             tx.batch_execute(
-                "ALTER TABLE raw_signals DETACH PARTITION raw_signals_default;
+                "ALTER TABLE raw_signal_rows DETACH PARTITION raw_signals_default;
                  ALTER TABLE raw_signals_default RENAME TO raw_signals_default_rotating;
-                 CREATE TABLE raw_signals_default PARTITION OF raw_signals DEFAULT;",
+                 CREATE TABLE raw_signals_default PARTITION OF raw_signal_rows DEFAULT;",
             )
             .await?;
             tx.batch_execute(&append_only_trigger("raw_signals_default")).await?;
@@ -210,7 +210,7 @@ impl Store {
         }
         if rotate {
             let moved = format!(
-                r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id)
+                r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id)
                    SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
                    FROM raw_signals_default_rotating WHERE {}
                    ON CONFLICT DO NOTHING"#,
@@ -395,6 +395,7 @@ impl Store {
             Expired::Evidence { .. } | Expired::Everything { .. } => {
                 dropped.legacy = table == "raw_signals_legacy";
                 evidence::forget(&tx, table).await?;
+                crate::store::sealing::units::drop_all(&tx, table).await?;
             }
         }
         tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(table))).await?;
@@ -466,7 +467,7 @@ pub(crate) async fn evidence_tables(client: &impl GenericClient) -> Result<Vec<S
 }
 
 /// The statement-level trigger refusing UPDATE, DELETE and TRUNCATE, for one more table.
-fn append_only_trigger(table: &str) -> String {
+pub(crate) fn append_only_trigger(table: &str) -> String {
     format!(
         "CREATE TRIGGER raw_signals_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {}
          FOR EACH STATEMENT EXECUTE FUNCTION raw_signals_reject_change()",
@@ -479,7 +480,7 @@ fn append_only_trigger(table: &str) -> String {
 async fn create_range(tx: &Transaction<'_>, range: &NewRange) -> Result<(), StoreError> {
     let name = range.name();
     let mut ddl = format!(
-        "CREATE TABLE {table} (LIKE raw_signals INCLUDING DEFAULTS) PARTITION BY LIST (signal_type);\n{trigger};\n",
+        "CREATE TABLE {table} (LIKE raw_signal_rows INCLUDING DEFAULTS) PARTITION BY LIST (signal_type);\n{trigger};\n",
         table = quote_identifier(&name),
         trigger = append_only_trigger(&name),
     );
@@ -495,7 +496,7 @@ async fn create_range(tx: &Transaction<'_>, range: &NewRange) -> Result<(), Stor
     }
     // Bounds as literals (DDL takes no parameters), from our own timestamps.
     ddl.push_str(&format!(
-        "ALTER TABLE raw_signals ATTACH PARTITION {} FOR VALUES FROM ('{}') TO ('{}');",
+        "ALTER TABLE raw_signal_rows ATTACH PARTITION {} FOR VALUES FROM ('{}') TO ('{}');",
         quote_identifier(&name),
         range.starts.to_rfc3339(),
         range.ends.to_rfc3339(),

@@ -199,6 +199,7 @@ mod tests {
             incidents: None,
             outbox: None,
             max_database_bytes: None,
+            seal_after: None,
         }
     }
 

@@ -24,8 +24,12 @@ shared_used AS (
 inserted AS (
     -- In key order, so that two batches retrying the same signals wait for each other in one
     -- order. TIMELESS_CHECK is empty unless the batch has records without a time (see there).
-    INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
+    -- A signal stamped in a range a seal has begun on (store/sealing) may be a retry of one
+    -- sealed: looked up there by its trace; the others pass the first test and cost nothing.
+    INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
     SELECT id, kind, trace_id, service_name, ts, payload::jsonb, time_unknown, shared_id FROM input
+    WHERE (ts >= (SELECT coalesce(max(ends), '-infinity') FROM raw_signal_units)
+           OR NOT raw_signal_is_sealed(trace_id, id, ts, kind))
     /*TIMELESS_CHECK*/
     ORDER BY ts, id, kind
     ON CONFLICT ("timestamp", id, signal_type) DO NOTHING

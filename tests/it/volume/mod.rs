@@ -10,6 +10,7 @@ mod lifecycle;
 mod migration;
 mod partitions;
 mod retention;
+mod sealing;
 mod shared;
 mod totals;
 
@@ -34,10 +35,10 @@ pub fn days(n: i64) -> Duration {
     Duration::days(n)
 }
 
-/// The table each signal of `trace_id` is stored in, oldest signal first.
+/// The table each signal of `trace_id` is stored in (in row form), oldest signal first.
 pub async fn placed(db: &Client, trace_id: &str) -> Vec<String> {
     db.query(
-        r#"SELECT tableoid::regclass::text FROM raw_signals WHERE trace_id = $1 ORDER BY "timestamp", id"#,
+        r#"SELECT tableoid::regclass::text FROM raw_signal_rows WHERE trace_id = $1 ORDER BY "timestamp", id"#,
         &[&trace_id],
     )
     .await

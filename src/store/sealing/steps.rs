@@ -1,0 +1,218 @@
+//! The statements of one seal (migrations/0018 has the layout), each run in a transaction of
+//! its own by mod.rs. Table names are ours (a partition's recorded name, a unit number), quoted.
+
+use deadpool_postgres::Transaction;
+
+use crate::model::SignalType;
+use crate::store::bootstrap::quote_identifier;
+use crate::store::partitions::append_only_trigger;
+use crate::store::StoreError;
+
+/// Signals per block: large enough that a block compresses like a whole file would (keys,
+/// services and attribute names repeated across traces), small enough that reading one trace
+/// decompresses well under a millisecond.
+pub const BLOCK_SIGNALS: i64 = 500;
+
+/// Signals read per step: one step's transaction writes about this many signals' blocks
+/// (a few MB of WAL) and sorts them in memory.
+pub const STEP_SIGNALS: i64 = 50_000;
+
+/// The tables of unit `unit`: the old row partition while it is sealed, then its blocks and
+/// their trace index.
+pub struct UnitTables {
+    pub sealing: String,
+    pub blocks: String,
+    pub traces: String,
+}
+
+impl UnitTables {
+    pub fn of(unit: i32) -> UnitTables {
+        UnitTables {
+            sealing: format!("raw_signal_sealing_{unit}"),
+            blocks: format!("raw_signal_blocks_{unit}"),
+            traces: format!("raw_signal_block_traces_{unit}"),
+        }
+    }
+}
+
+/// Readers of `raw_signals` lock the view's tables, this one among them, before they look at
+/// the catalog: holding it while the row partition moves or the blocks replace it, no reader
+/// (nor a batch's duplicate check) can see a signal twice or miss it.
+const HOLD_READERS: &str = "LOCK TABLE raw_signal_sealing IN ACCESS EXCLUSIVE MODE";
+
+/// Moves `leaf` (the `signal_type` partition of range `range`) out of the row form: an empty
+/// table takes its place (late arrivals go there; the rows of unknown time stay in row form,
+/// where a retry of one is recognised), and it becomes `raw_signal_sealing_<unit>`, still read
+/// by `raw_signals`, no longer written. Creates the unit's empty block tables.
+pub async fn begin(
+    tx: &Transaction<'_>,
+    leaf: &str,
+    range: &str,
+    signal_type: SignalType,
+) -> Result<i32, StoreError> {
+    // A batch holds the rows' lock from before its snapshot to its commit: with this one, a
+    // batch either committed before the move (its signals move with the rest) or sees the
+    // unit recorded here, and checks its late signals against what is sealed. Taken first, in
+    // the order a batch takes them, so that the two never wait for each other in a circle.
+    tx.batch_execute("LOCK TABLE raw_signal_rows IN SHARE MODE").await?;
+    tx.batch_execute(HOLD_READERS).await?;
+    let unit: i32 = tx
+        .query_one(
+            "INSERT INTO raw_signal_units (leaf, range_name, signal_type, starts, ends, bytes_before)
+             SELECT $1, p.name, $3::text::signaltypeenum, p.starts, p.ends, pg_total_relation_size($1::text::regclass)
+             FROM raw_signal_partitions p WHERE p.name = $2
+             RETURNING unit",
+            &[&leaf, &range, &signal_type.as_str()],
+        )
+        .await?
+        .try_get(0)?;
+    let tables = UnitTables::of(unit);
+    let (quoted_leaf, next) = (quote_identifier(leaf), quote_identifier(&format!("{leaf}_next")));
+    let (sealing, blocks, traces) =
+        (quote_identifier(&tables.sealing), quote_identifier(&tables.blocks), quote_identifier(&tables.traces));
+    let range = quote_identifier(range);
+    // Bounds as literals (DDL takes no parameters), from our own names and enum labels.
+    tx.batch_execute(&format!(
+        "CREATE TABLE {next} (LIKE {quoted_leaf} INCLUDING DEFAULTS);
+         INSERT INTO {next} SELECT * FROM {quoted_leaf} WHERE time_unknown;
+         ALTER TABLE {range} DETACH PARTITION {quoted_leaf};
+         ALTER TABLE {quoted_leaf} RENAME TO {sealing};
+         ALTER TABLE {sealing} INHERIT raw_signal_sealing;
+         ALTER TABLE {next} RENAME TO {quoted_leaf};
+         ALTER TABLE {range} ATTACH PARTITION {quoted_leaf} FOR VALUES IN ('{kind}');
+         {leaf_trigger};
+         CREATE TABLE {blocks} (LIKE raw_signal_blocks INCLUDING DEFAULTS INCLUDING COMPRESSION, CHECK (unit = {unit}));
+         {blocks_trigger};
+         CREATE TABLE {traces} (LIKE raw_signal_block_traces, CHECK (unit = {unit}));
+         {traces_trigger};",
+        kind = signal_type.as_str(),
+        leaf_trigger = append_only_trigger(leaf),
+        blocks_trigger = append_only_trigger(&tables.blocks),
+        traces_trigger = append_only_trigger(&tables.traces),
+    ))
+    .await?;
+    Ok(unit)
+}
+
+/// What one step sealed.
+pub struct Step {
+    pub signals: i64,
+    pub blocks: i32,
+    /// The last trace sealed; `None`: none was left, the unit is ready to attach.
+    pub last_trace: Option<String>,
+}
+
+/// Seals the next [`STEP_SIGNALS`] signals (whole traces) after trace `after` of the unit's
+/// old partition, in trace order, into blocks numbered from `first_block`; records the
+/// progress in the same transaction, so a step is done once or not at all.
+pub async fn step(
+    tx: &Transaction<'_>,
+    unit: i32,
+    signal_type: SignalType,
+    after: Option<&str>,
+    first_block: i32,
+) -> Result<Step, StoreError> {
+    let tables = UnitTables::of(unit);
+    let sealing = quote_identifier(&tables.sealing);
+    // The timestamps in the blocks are written in UTC whatever the server's setting.
+    tx.batch_execute("SET LOCAL TimeZone = 'UTC'").await?;
+    let after_clause = if after.is_some() { "trace_id > $1 AND" } else { "$1::varchar IS NULL AND" };
+    let boundary: Option<String> = tx
+        .query_opt(
+            &format!(
+                "SELECT trace_id FROM {sealing} WHERE {after_clause} NOT time_unknown
+                 ORDER BY trace_id OFFSET $2 LIMIT 1"
+            ),
+            &[&after, &STEP_SIGNALS],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    // Traces are ordered by their first signal, so a block holds traces of nearby times (its
+    // bounds let a scan by time skip it) that resemble each other (they compress together).
+    let sql = format!(
+        r#"WITH chunk AS (
+               SELECT trace_id, "timestamp", id, service_name,
+                      jsonb_build_array(id, service_name, "timestamp", received_at, shared_id, payload) AS signal,
+                      min("timestamp") OVER (PARTITION BY trace_id) AS trace_start
+               FROM {sealing}
+               WHERE {after_clause} ($2::varchar IS NULL OR trace_id <= $2) AND NOT time_unknown
+           ),
+           numbered AS (
+               SELECT *, $3::int4 + ((row_number() OVER (ORDER BY trace_start, trace_id, "timestamp", id) - 1) / $4)::int4 AS block
+               FROM chunk
+           ),
+           traces AS (
+               SELECT block, trace_id, jsonb_agg(signal ORDER BY "timestamp", id) AS signals
+               FROM numbered GROUP BY block, trace_id
+           ),
+           bounds AS (
+               SELECT block, min("timestamp") AS starts, max("timestamp") AS ends,
+                      array_agg(DISTINCT service_name) AS services
+               FROM numbered GROUP BY block
+           ),
+           blocks AS (
+               INSERT INTO {blocks} (unit, block, signal_type, starts, ends, services, body)
+               SELECT $5, t.block, $6::text::signaltypeenum, b.starts, b.ends, b.services, t.body
+               FROM (SELECT block, jsonb_object_agg(trace_id, signals) AS body FROM traces GROUP BY block) t
+               JOIN bounds b USING (block)
+               RETURNING 1
+           ),
+           keys AS (
+               INSERT INTO {traces} (unit, trace_id, block)
+               SELECT $5, trace_id, block FROM traces ORDER BY trace_id
+           )
+           SELECT (SELECT count(*) FROM numbered), (SELECT count(*) FROM blocks)::int4,
+                  (SELECT max(trace_id) FROM numbered)"#,
+        blocks = quote_identifier(&tables.blocks),
+        traces = quote_identifier(&tables.traces),
+    );
+    let row = tx
+        .query_one(
+            &sql,
+            &[&after, &boundary, &first_block, &BLOCK_SIGNALS, &unit, &signal_type.as_str()],
+        )
+        .await?;
+    let step = Step { signals: row.try_get(0)?, blocks: row.try_get(1)?, last_trace: row.try_get(2)? };
+    tx.execute(
+        "UPDATE raw_signal_units SET next_trace = coalesce($2, next_trace), blocks = blocks + $3,
+                signals = signals + $4 WHERE unit = $1",
+        &[&unit, &step.last_trace, &step.blocks, &step.signals],
+    )
+    .await?;
+    Ok(step)
+}
+
+/// Indexes the unit's tables as their parents' indexes are, before they are attached (attaching
+/// then adopts them instead of building them under the readers' lock).
+pub async fn index(tx: &Transaction<'_>, unit: i32) -> Result<(), StoreError> {
+    let tables = UnitTables::of(unit);
+    tx.batch_execute(&format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS {blocks_key} ON {blocks} (unit, block);
+         CREATE INDEX IF NOT EXISTS {traces_key} ON {traces} (trace_id);",
+        blocks_key = quote_identifier(&format!("{}_pkey", tables.blocks)),
+        traces_key = quote_identifier(&format!("{}_trace_id_idx", tables.traces)),
+        blocks = quote_identifier(&tables.blocks),
+        traces = quote_identifier(&tables.traces),
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The blocks replace the old partition for every reader at once.
+pub async fn attach(tx: &Transaction<'_>, unit: i32) -> Result<(), StoreError> {
+    let tables = UnitTables::of(unit);
+    tx.batch_execute(HOLD_READERS).await?;
+    tx.batch_execute(&format!(
+        "DROP TABLE {sealing};
+         ALTER TABLE raw_signal_blocks ATTACH PARTITION {blocks} FOR VALUES IN ({unit});
+         ALTER TABLE raw_signal_block_traces ATTACH PARTITION {traces} FOR VALUES IN ({unit});",
+        sealing = quote_identifier(&tables.sealing),
+        blocks = quote_identifier(&tables.blocks),
+        traces = quote_identifier(&tables.traces),
+    ))
+    .await?;
+    tx.execute("UPDATE raw_signal_units SET attached = true, sealed_at = now() WHERE unit = $1", &[&unit])
+        .await?;
+    Ok(())
+}
