@@ -97,6 +97,31 @@ CREATE VIEW raw_signals AS
     SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
     FROM raw_signals_sealed;
 
+-- What the list queries page through (store/signals): the row form, hot or being sealed, and
+-- every block unpacked once (not per trace, as raw_signals does), both with the bounds of what
+-- they come from: a row's own time and service; a block's times and services, so that a
+-- condition on them skips a block without decompressing it.
+CREATE VIEW raw_signals_hot AS
+    SELECT id, signal_type, trace_id, service_name, "timestamp", payload, shared_id,
+           "timestamp" AS lo, "timestamp" AS hi, ARRAY[service_name] AS services, NULL::int4 AS unit, NULL::int4 AS block
+    FROM raw_signal_rows
+    UNION ALL
+    SELECT id, signal_type, trace_id, service_name, "timestamp", payload, shared_id,
+           "timestamp", "timestamp", ARRAY[service_name], NULL::int4, NULL::int4
+    FROM raw_signal_sealing;
+
+CREATE VIEW raw_signals_unpacked AS
+    SELECT u.id, b.signal_type, e.key::varchar AS trace_id, u.service_name, u."timestamp", u.payload, u.shared_id,
+           b.starts AS lo, b.ends AS hi, b.services, b.unit, b.block
+    FROM raw_signal_blocks b
+    CROSS JOIN LATERAL jsonb_each(b.body) e
+    CROSS JOIN LATERAL raw_signal_unpack(e.value) u;
+
+CREATE VIEW raw_signals_listed AS
+    SELECT * FROM raw_signals_hot
+    UNION ALL
+    SELECT * FROM raw_signals_unpacked;
+
 -- Append-only holds on the view too: a change is refused before it looks at a row. An insert
 -- goes to the row form (where the service writes).
 CREATE FUNCTION raw_signals_view_insert() RETURNS trigger

@@ -234,7 +234,12 @@ impl Maintenance {
     }
 
     /// Seals what is due for at most `budget` ([`Store::seal`]), each partition sealed logged.
-    pub async fn seal_at(&self, now: DateTime<Utc>, turn: Turn, budget: Duration) -> Result<Option<SealPass>, StoreError> {
+    pub async fn seal_at(
+        &self,
+        now: DateTime<Utc>,
+        turn: Turn,
+        budget: Duration,
+    ) -> Result<Option<SealPass>, StoreError> {
         let pass = self.store.seal(now, turn, budget).await?;
         for sealed in pass.iter().flat_map(|pass| &pass.sealed) {
             info!(partition = %sealed.leaf, unit = sealed.unit, signals = sealed.signals, blocks = sealed.blocks,

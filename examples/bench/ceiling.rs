@@ -94,10 +94,10 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     connect(&url)
         .await?
         .batch_execute(
-            "CREATE TABLE ceiling_json (LIKE raw_signals INCLUDING DEFAULTS);
+            "CREATE TABLE ceiling_json (LIKE raw_signal_rows INCLUDING DEFAULTS);
              ALTER TABLE ceiling_json ALTER COLUMN payload TYPE json;
              ALTER TABLE ceiling_json ADD PRIMARY KEY (\"timestamp\", id, signal_type);
-             CREATE TABLE ceiling_jsonb (LIKE raw_signals INCLUDING DEFAULTS);
+             CREATE TABLE ceiling_jsonb (LIKE raw_signal_rows INCLUDING DEFAULTS);
              ALTER TABLE ceiling_jsonb ADD PRIMARY KEY (\"timestamp\", id, signal_type);",
         )
         .await?;
@@ -157,8 +157,8 @@ async fn write_for(url: &str, method: Method, sessions: usize, duration: Duratio
             let mut n = session as u64 * 1_000_000_000;
             while Instant::now() < deadline {
                 match method {
-                    Method::Unnest => insert_unnest(&client, n, "raw_signals", false).await?,
-                    Method::UnnestText => insert_unnest(&client, n, "raw_signals", true).await?,
+                    Method::Unnest => insert_unnest(&client, n, "raw_signal_rows", false).await?,
+                    Method::UnnestText => insert_unnest(&client, n, "raw_signal_rows", true).await?,
                     Method::UnnestJsonbPlain => insert_unnest(&client, n, "ceiling_jsonb", true).await?,
                     Method::UnnestJsonColumn => insert_unnest(&client, n, "ceiling_json", true).await?,
                     Method::StagedCopy => staged_copy(&mut client, n).await?,
@@ -227,7 +227,7 @@ async fn staged_copy(client: &mut tokio_postgres::Client, first: u64) -> Result<
     }
     writer.finish().await?;
     tx.execute(
-        r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload)
+        r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload)
            SELECT id, signal_type::signaltypeenum, trace_id, service_name, "timestamp", payload FROM staging
            ON CONFLICT ("timestamp", id, signal_type) DO NOTHING"#,
         &[],
@@ -245,8 +245,12 @@ pub async fn copy_text(client: &tokio_postgres::Client, first: u64) -> Result<()
         let payload = raw_payload(i).to_string().replace('\\', "\\\\");
         text.push_str(&format!("{}\tlog\ttrace-{}\tceiling\t{now}\t{payload}\n", Uuid::new_v4(), i / 8));
     }
-    copy_rows(client, "raw_signals (id, signal_type, trace_id, service_name, \"timestamp\", payload)", text)
-        .await
+    copy_rows(
+        client,
+        "raw_signal_rows (id, signal_type, trace_id, service_name, \"timestamp\", payload)",
+        text,
+    )
+    .await
 }
 
 /// `COPY <target> FROM STDIN` with `text` as the data.

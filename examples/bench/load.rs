@@ -236,7 +236,7 @@ pub async fn run_all(options: &Options, ceiling: f64) -> Result<Vec<Value>, BoxE
 /// Heap, TOAST and index bytes of every signal table: the partitions, and the shared resources
 /// and scopes where the schema has them.
 async fn stored_bytes(db: &tokio_postgres::Client) -> Result<i64, BoxError> {
-    let sql = "SELECT ((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('raw_signals'))
+    let sql = "SELECT ((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('raw_signal_rows'))
                       + coalesce(pg_total_relation_size(to_regclass('signal_shared')), 0))::int8";
     Ok(db.query_one(sql, &[]).await?.get(0))
 }

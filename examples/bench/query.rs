@@ -125,7 +125,7 @@ async fn load(url: &str, rows: u64) -> Result<(), BoxError> {
                 }
                 copy_rows(
                     &client,
-                    "raw_signals (id, signal_type, trace_id, service_name, \"timestamp\", payload)",
+                    "raw_signal_rows (id, signal_type, trace_id, service_name, \"timestamp\", payload)",
                     text,
                 )
                 .await?;

@@ -96,7 +96,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let (tally, _) = grpc_spans(server.grpc, 8, options.seconds, "bench-seal").await?;
     server.stop().await?;
     let db = connect(&url).await?;
-    db.batch_execute("VACUUM (ANALYZE) raw_signals").await?;
+    db.batch_execute("VACUUM (ANALYZE) raw_signal_rows").await?;
     let spans: i64 =
         db.query_one("SELECT count(*) FROM raw_signals WHERE signal_type = 'trace'", &[]).await?.get(0);
     let traces: i64 = db

@@ -69,7 +69,7 @@ pub async fn load(url: &str, rows: i64, status_codes: bool) -> Result<Value, Box
                 let last = (first + LOAD_CHUNK).min(rows);
                 client
                     .execute(
-                        r#"INSERT INTO raw_signals (id, signal_type, trace_id, service_name, "timestamp", payload)
+                        r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload)
                            SELECT gen_random_uuid(),
                                   (CASE g % 10 WHEN 8 THEN 'log' WHEN 9 THEN 'metric' ELSE 'trace' END)::signaltypeenum,
                                   left(encode(sha256(('vol' || (g / 10))::bytea), 'hex'), 32), 'svc-' || ((g / 10) % 20),
@@ -110,13 +110,13 @@ pub async fn load(url: &str, rows: i64, status_codes: bool) -> Result<Value, Box
         )
         .await?;
     let vacuum = Instant::now();
-    for statement in ["VACUUM (ANALYZE) raw_signals", "VACUUM (ANALYZE) incidents", "CHECKPOINT"] {
+    for statement in ["VACUUM (ANALYZE) raw_signal_rows", "VACUUM (ANALYZE) incidents", "CHECKPOINT"] {
         client.batch_execute(statement).await?;
     }
     let sizes = client
         .query_one(
-            "SELECT (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('raw_signals'))::int8,
-                    (SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('raw_signals'))::int8,
+            "SELECT (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('raw_signal_rows'))::int8,
+                    (SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('raw_signal_rows'))::int8,
                     (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('incidents'))::int8",
             &[],
         )
@@ -162,7 +162,7 @@ pub async fn count_activity(options: &Options, url: &str) -> Result<f64, BoxErro
 }
 
 async fn signals_disk_bytes(db: &tokio_postgres::Client) -> Result<i64, BoxError> {
-    let sql = "SELECT sum(pg_total_relation_size(relid))::int8 FROM pg_partition_tree('raw_signals')";
+    let sql = "SELECT sum(pg_total_relation_size(relid))::int8 FROM pg_partition_tree('raw_signal_rows')";
     Ok(db.query_one(sql, &[]).await?.get(0))
 }
 

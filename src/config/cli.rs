@@ -214,9 +214,9 @@ pub struct Cli {
     pub retention_metrics: String,
 
     /// How long after a partition's range ended it is sealed: rewritten into compressed blocks
-    /// (about a fifth of the disk), read through `raw_signals` as before. A partition that
+    /// (a fraction of the disk), read through `raw_signals` as before. A partition that
     /// receives late signals is sealed again once none arrived for as long. `0`: never seal.
-    #[arg(long, env = "SEAL_AFTER", default_value = "0")]
+    #[arg(long, env = "SEAL_AFTER", default_value = "1h")]
     pub seal_after: String,
 
     /// How often the maintenance job creates partitions ahead and expires old data, in seconds.

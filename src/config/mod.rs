@@ -431,7 +431,7 @@ mod tests {
                 incidents: days(90),
                 outbox: days(7),
                 max_database_bytes: None,
-                seal_after: None,
+                seal_after: Some(Duration::from_secs(3_600)),
             }
         );
         assert_eq!(config.size_check, Duration::from_secs(10));

@@ -151,7 +151,12 @@ impl Lifecycle {
     /// ended `SEAL_AFTER` ago, and, for one sealed before (it holds late arrivals), once the
     /// newest of them (`last_arrival`) arrived as long ago. A partition still receiving late
     /// signals is sealed when they stop, not each time one comes.
-    pub fn seal_due(&self, ends: DateTime<Utc>, last_arrival: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    pub fn seal_due(
+        &self,
+        ends: DateTime<Utc>,
+        last_arrival: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
         let Some(wait) = self.seal_after.and_then(|wait| chrono::Duration::from_std(wait).ok()) else {
             return false;
         };

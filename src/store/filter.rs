@@ -55,6 +55,17 @@ impl<'a> Conditions<'a> {
         &self.params[..self.filter_params]
     }
 
+    /// `WHERE` with the filters and the keyset condition, for a page assembled by the caller.
+    pub fn page_where_clause(&self) -> String {
+        let all: Vec<String> = self.clauses.iter().chain(&self.page_only).cloned().collect();
+        where_of(&all)
+    }
+
+    /// Every parameter, the keyset condition's included, in their numbering.
+    pub fn params(&self) -> &[&'a (dyn ToSql + Sync)] {
+        &self.params
+    }
+
     /// One page of `query`'s rows under these conditions, and the number of rows matching them:
     /// counted up to `query.exact_limit`, estimated beyond (counting every row of a large table
     /// takes seconds; the page itself takes milliseconds).
@@ -69,9 +80,8 @@ impl<'a> Conditions<'a> {
         let mut params = self.params.clone();
         params.push(&limit);
         params.push(&offset);
-        let all: Vec<String> = self.clauses.iter().chain(&self.page_only).cloned().collect();
         let (conditions, page) =
-            (where_of(&all), format!("ORDER BY {order} LIMIT ${} OFFSET ${}", n + 1, n + 2));
+            (self.page_where_clause(), format!("ORDER BY {order} LIMIT ${} OFFSET ${}", n + 1, n + 2));
         let page_sql = match key {
             None => format!("SELECT {columns} FROM {table} {conditions} {page}"),
             Some(key) => format!(
@@ -103,7 +113,7 @@ pub(super) struct PageQuery<'q> {
 impl Conditions<'_> {
     /// The number of rows matching the filters: exact when at most `exact_limit`, else the
     /// planner's estimate (from the statistics autovacuum keeps), never below the limit + 1.
-    async fn total(
+    pub async fn total(
         &self,
         client: &Client,
         table: &str,

@@ -1,7 +1,7 @@
 //! Reading `raw_signals` (writes are in `tracking.rs`).
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Row;
+use tokio_postgres::{Client, Row};
 
 use serde_json::Value;
 
@@ -43,8 +43,103 @@ const SIGNAL_COLUMNS: &str =
 /// name unambiguous for the filters).
 const SIGNALS: &str = "raw_signals LEFT JOIN signal_shared USING (shared_id)";
 
+/// The list queries' relations (migrations/0018): the row form, the blocks unpacked, both.
+const HOT: &str = "raw_signals_hot LEFT JOIN signal_shared USING (shared_id)";
+const UNPACKED: &str = "raw_signals_unpacked LEFT JOIN signal_shared USING (shared_id)";
+const LISTED: &str = "raw_signals_listed LEFT JOIN signal_shared USING (shared_id)";
+
+const NEWEST_FIRST: &str = r#""timestamp" DESC, id DESC"#;
+
+/// Blocks decompressed by one query while a page is filled from sealed signals (500 signals
+/// each).
+const BLOCKS_PER_READ: usize = 8;
+
+/// Which sealed blocks can hold a signal of a list: those of its type, service and time range,
+/// and older than its cursor.
+struct Blocks<'a> {
+    signal_type: Option<&'a str>,
+    filter: &'a SignalFilter,
+    before: Option<DateTime<Utc>>,
+}
+
+impl Blocks<'_> {
+    /// `(unit, block, newest time)` of each, newest first.
+    async fn candidates(&self, client: &Client) -> Result<Vec<(i32, i32, DateTime<Utc>)>, StoreError> {
+        let mut conditions = Conditions::default();
+        if let Some(signal_type) = &self.signal_type {
+            conditions.push("signal_type = $::text::signaltypeenum", signal_type);
+        }
+        if let Some(service_name) = &self.filter.service_name {
+            conditions.push("services @> ARRAY[$]::varchar[]", service_name);
+        }
+        if let Some(start_time) = &self.filter.start_time {
+            conditions.push("ends >= $", start_time);
+        }
+        if let Some(end_time) = &self.filter.end_time {
+            conditions.push("starts <= $", end_time);
+        }
+        if let Some(before) = &self.before {
+            conditions.push("starts <= $", before);
+        }
+        let sql = format!(
+            "SELECT unit, block, ends FROM raw_signal_blocks {} ORDER BY ends DESC, unit DESC, block DESC",
+            conditions.where_clause()
+        );
+        let rows = client.query(&sql, conditions.params()).await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+    }
+}
+
+/// The first `need` signals matching `conditions` (whose `lo`/`hi`/`services` conditions let a
+/// block be skipped whole), newest first: the row form's, then the sealed blocks' in the order
+/// of their newest signal, a few at a time, until no block left can hold one of the first
+/// `need` (its newest signal is older than the `need`-th found).
+async fn newest_first(
+    client: &Client,
+    conditions: &Conditions<'_>,
+    blocks: &Blocks<'_>,
+    need: i64,
+) -> Result<Vec<StoredSignal>, StoreError> {
+    if need <= 0 {
+        return Ok(Vec::new());
+    }
+    let clause = conditions.page_where_clause();
+    let hot = format!("SELECT {SIGNAL_COLUMNS} FROM {HOT} {clause} ORDER BY {NEWEST_FIRST} LIMIT {need}");
+    let rows = client.query(&hot, conditions.params()).await?;
+    let mut page: Vec<StoredSignal> = rows.iter().map(signal_from_row).collect::<Result<_, _>>()?;
+    let candidates = blocks.candidates(client).await?;
+    let need = need.max(0) as usize;
+    let n = conditions.params().len();
+    let sealed = format!(
+        "SELECT {SIGNAL_COLUMNS} FROM {UNPACKED} {where_} (unit, block) IN (SELECT * FROM unnest(${}::int4[], ${}::int4[]))
+         ORDER BY {NEWEST_FIRST} LIMIT {need}",
+        n + 1,
+        n + 2,
+        where_ = if clause.is_empty() { "WHERE".to_owned() } else { format!("{clause} AND") },
+    );
+    for batch in candidates.chunks(BLOCKS_PER_READ) {
+        if page.get(need - 1).is_some_and(|last| last.timestamp > batch[0].2) {
+            break;
+        }
+        let (units, numbers): (Vec<i32>, Vec<i32>) =
+            batch.iter().map(|(unit, block, _)| (*unit, *block)).unzip();
+        let mut params = conditions.params().to_vec();
+        params.push(&units);
+        params.push(&numbers);
+        for row in client.query(&sealed, &params).await? {
+            page.push(signal_from_row(&row)?);
+        }
+        page.sort_by_key(|s| std::cmp::Reverse((s.timestamp, s.id)));
+        page.truncate(need);
+    }
+    Ok(page)
+}
+
 impl Store {
-    /// One page of signals, newest first, and the number matching the filter.
+    /// One page of signals, newest first, and the number matching the filter. A trace's are
+    /// read through `raw_signals` (its index finds them, hot or sealed); other filters page
+    /// through the row form and then the sealed blocks, newest first, decompressing only the
+    /// blocks that can hold a row of the page ([`newest_first`]).
     pub async fn list_signals(
         &self,
         filter: &SignalFilter,
@@ -52,21 +147,31 @@ impl Store {
         start: PageStart,
     ) -> Result<(Vec<StoredSignal>, Total), StoreError> {
         let signal_type = filter.signal_type.map(SignalType::as_str);
+        let by_trace = filter.trace_id.is_some();
         let mut conditions = Conditions::default();
         if let Some(trace_id) = &filter.trace_id {
             conditions.push("trace_id = $", trace_id);
         }
         if let Some(service_name) = &filter.service_name {
             conditions.push("service_name = $", service_name);
+            if !by_trace {
+                conditions.push("services @> ARRAY[$]::varchar[]", service_name);
+            }
         }
         if let Some(signal_type) = &signal_type {
             conditions.push("signal_type = $::text::signaltypeenum", signal_type);
         }
         if let Some(start_time) = &filter.start_time {
             conditions.push(r#""timestamp" >= $"#, start_time);
+            if !by_trace {
+                conditions.push("hi >= $", start_time);
+            }
         }
         if let Some(end_time) = &filter.end_time {
             conditions.push(r#""timestamp" <= $"#, end_time);
+            if !by_trace {
+                conditions.push("lo <= $", end_time);
+            }
         }
         if let Some(level) = &filter.level {
             conditions.push("payload->>'level' = $", level);
@@ -81,11 +186,20 @@ impl Store {
         };
         if let Some((Some(at), id)) = &after {
             conditions.push_page_only(r#"("timestamp", id) < ($, $)"#, &[at, id]);
+            if !by_trace {
+                conditions.push_page_only("lo <= $", &[at]);
+            }
         }
         let client = self.read_client().await?;
-        let order = r#""timestamp" DESC, id DESC"#;
-        let (rows, total) = conditions.fetch_page(&client, &self.signal_page(order, limit, offset)).await?;
-        Ok((rows.iter().map(signal_from_row).collect::<Result<_, _>>()?, total))
+        if by_trace {
+            let (rows, total) =
+                conditions.fetch_page(&client, &self.signal_page(NEWEST_FIRST, limit, offset)).await?;
+            return Ok((rows.iter().map(signal_from_row).collect::<Result<_, _>>()?, total));
+        }
+        let total = conditions.total(&client, LISTED, self.settings.exact_total_limit).await?;
+        let blocks = Blocks { signal_type, filter, before: after.and_then(|(at, _)| at) };
+        let page = newest_first(&client, &conditions, &blocks, offset.saturating_add(limit)).await?;
+        Ok((page.into_iter().skip(offset.max(0) as usize).collect(), total))
     }
 
     /// The signals of one trace, errors first, then oldest first: an incident's evidence.

@@ -115,7 +115,9 @@ fn statements(query: &TraceQuery) -> (String, String, Params) {
     let mut params = Params::default();
     let (start, end) = (params.add(query.start), params.add(query.end));
     // The spans of the range only, hot or sealed: the blocks of other ranges are not opened.
-    let spans = format!("raw_signals_between('trace', {start}::timestamptz, {end}::timestamptz + interval '1 microsecond')");
+    let spans = format!(
+        "raw_signals_between('trace', {start}::timestamptz, {end}::timestamptz + interval '1 microsecond')"
+    );
     let mut conditions = vec![
         "s.signal_type = 'trace'".to_owned(),
         format!(r#"s."timestamp" >= {start}"#),
@@ -142,7 +144,9 @@ fn statements(query: &TraceQuery) -> (String, String, Params) {
     }
     let filters = conditions.join(" AND ");
     let (after_at, after_id) = (params.values.len() + 1, params.values.len() + 2);
-    let select = format!(r#"SELECT s.trace_id, s."timestamp", s.id FROM {spans} s LEFT JOIN signal_shared sh USING (shared_id)"#);
+    let select = format!(
+        r#"SELECT s.trace_id, s."timestamp", s.id FROM {spans} s LEFT JOIN signal_shared sh USING (shared_id)"#
+    );
     let order = format!(r#"ORDER BY s."timestamp" DESC, s.id DESC LIMIT {PAGE}"#);
     let first = format!("{select} WHERE {filters} {order}");
     let next =

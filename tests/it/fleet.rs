@@ -81,7 +81,7 @@ fn intervals(names: &HashSet<String>) -> usize {
 async fn range_partitions(db: &tokio_postgres::Client) -> HashSet<String> {
     let names: Vec<String> = column(
         db,
-        "SELECT relid::regclass::text FROM pg_partition_tree('raw_signals') WHERE relid::regclass::text LIKE 'raw_signals_p%'",
+        "SELECT relid::regclass::text FROM pg_partition_tree('raw_signal_rows') WHERE relid::regclass::text LIKE 'raw_signals_p%'",
     )
     .await;
     names.into_iter().collect()

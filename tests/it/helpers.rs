@@ -193,6 +193,10 @@ pub fn test_config_for(url: &str, extra: &[&str]) -> Config {
         // Likewise incidents the tests insert with old times.
         "--incident-retention",
         "0",
+        // Partitions of past days stay in row form, where tests look at them, unless a test of
+        // sealing steps it by hand (volume::sealing).
+        "--seal-after",
+        "0",
     ];
     args.extend_from_slice(extra);
     Config::from_args(args).expect("valid test configuration")

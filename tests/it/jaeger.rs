@@ -715,8 +715,12 @@ async fn a_search_reads_only_the_partitions_of_its_range() {
     };
     let read = relations(&app.store.explain_search(&query).await.unwrap());
     let spans = of_range(start, end, "trace");
-    let allowed: BTreeSet<String> =
-        spans.iter().cloned().chain(SEALED_FORM.map(str::to_owned)).chain(["raw_signals_default".to_owned(), "signal_shared".to_owned()]).collect();
+    let allowed: BTreeSet<String> = spans
+        .iter()
+        .cloned()
+        .chain(SEALED_FORM.map(str::to_owned))
+        .chain(["raw_signals_default".to_owned(), "signal_shared".to_owned()])
+        .collect();
     assert!(read.is_subset(&allowed), "read {read:?}, allowed {allowed:?}");
     assert!(read.iter().any(|r| spans.contains(r)), "the range's span partitions are read: {read:?}");
 

@@ -44,7 +44,8 @@ pub(super) async fn keep_evidence(
     let (quoted, kept) = (quote_identifier(table), quote_identifier(&format!("{table}_kept")));
     tx.batch_execute(&format!("CREATE TABLE {kept} (LIKE {quoted} INCLUDING DEFAULTS)")).await?;
     let copy = format!("INSERT INTO {kept} SELECT * FROM {quoted} WHERE trace_id IN ({})", evidence_traces());
-    let signals = tx.execute(&copy, &[]).await? + units::copy_evidence(tx, table, &format!("{table}_kept")).await?;
+    let signals =
+        tx.execute(&copy, &[]).await? + units::copy_evidence(tx, table, &format!("{table}_kept")).await?;
     let bytes_before = size(tx, table).await?;
     // Bounds as literals (DDL takes no parameters), from our own names and timestamps.
     let (parent, values, signal_type) = match bounds {

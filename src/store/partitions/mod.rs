@@ -252,12 +252,13 @@ impl Store {
         };
         let actions = expired(&partitions, &evidence_only, &self.settings.lifecycle, now);
         let (mut dropped, mut failed) = (Vec::new(), Vec::new());
-        for action in actions {
-            match self.expire_one(&action, turn, DropReason::Age).await {
-                Ok(DropStep::Dropped(done)) => dropped.push(done),
-                Ok(DropStep::Unchanged) => {}
-                Ok(DropStep::Busy) if dropped.is_empty() && failed.is_empty() => return Ok(None),
-                Ok(DropStep::Busy) => break,
+        // The types of one range expiring together go in one transaction: a reader never sees
+        // a trace's spans gone and its logs still there.
+        for group in actions.chunk_by(|a, b| a.range() == b.range()) {
+            match self.expire_together(group, turn, DropReason::Age).await {
+                Ok(Some(done)) => dropped.extend(done),
+                Ok(None) if dropped.is_empty() && failed.is_empty() => return Ok(None),
+                Ok(None) => break,
                 Err(why) => failed.push(why),
             }
         }
@@ -341,69 +342,34 @@ impl Store {
         turn: Turn,
         reason: DropReason,
     ) -> Result<DropStep, StoreError> {
+        Ok(match self.expire_together(std::slice::from_ref(action), turn, reason).await? {
+            None => DropStep::Busy,
+            Some(mut done) => done.pop().map_or(DropStep::Unchanged, DropStep::Dropped),
+        })
+    }
+
+    /// Expires `actions` in one transaction; what was dropped, or `None`: another instance
+    /// holds the maintenance lock.
+    async fn expire_together(
+        &self,
+        actions: &[Expired],
+        turn: Turn,
+        reason: DropReason,
+    ) -> Result<Option<Vec<Dropped>>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if !take_lock(&tx, turn).await? {
-            return Ok(DropStep::Busy);
+            return Ok(None);
         }
-        let table = match action {
-            Expired::Noise { table, .. } | Expired::Evidence { table } | Expired::Everything { table } => {
-                table
-            }
-        };
-        // Another instance may have dropped it since it was listed.
-        let present: bool =
-            tx.query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[table]).await?.try_get(0)?;
-        if !present {
-            tx.commit().await?;
-            return Ok(DropStep::Unchanged);
-        }
-        // The signals of its range (of its type, for a type's partition) change: their counts
-        // are recounted by the next merge.
-        let (range, signal_type) = match action {
-            Expired::Noise { bounds: Bounds::Type { parent, signal_type }, .. } => {
-                (parent, Some(*signal_type))
-            }
-            _ => (table, None),
-        };
-        let bounds =
-            tx.query_opt("SELECT starts, ends FROM raw_signal_partitions WHERE name = $1", &[range]).await?;
-        let (starts, ends) = match bounds {
-            Some(row) => (row.try_get(0)?, Some(row.try_get(1)?)),
-            None => (None, None),
-        };
-        mark_stale(&tx, signal_type, starts, ends).await?;
-        let bytes = evidence::size(&tx, table).await?;
-        let mut dropped =
-            Dropped { name: table.clone(), signal_type: None, legacy: false, bytes, kept_signals: 0, reason };
-        match action {
-            Expired::Noise { bounds, .. } => {
-                (dropped.signal_type, dropped.legacy) = match bounds {
-                    Bounds::Type { signal_type, .. } => (Some(*signal_type), false),
-                    Bounds::Before(_) => (None, true),
-                };
-                let kept = evidence::keep_evidence(&tx, table, bounds).await?;
-                dropped.bytes = kept.bytes_before - kept.bytes_after;
-                dropped.kept_signals = kept.signals;
-                tx.commit().await?;
-                return Ok(DropStep::Dropped(dropped));
-            }
-            Expired::Evidence { .. } if evidence::holds_evidence(&tx, table).await? => {
-                tx.commit().await?;
-                return Ok(DropStep::Unchanged);
-            }
-            Expired::Evidence { .. } | Expired::Everything { .. } => {
-                dropped.legacy = table == "raw_signals_legacy";
-                evidence::forget(&tx, table).await?;
-                crate::store::sealing::units::drop_all(&tx, table).await?;
+        let mut dropped = Vec::new();
+        for action in actions {
+            if let DropStep::Dropped(done) = expire_in(&tx, action, reason).await? {
+                dropped.push(done);
             }
         }
-        tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(table))).await?;
-        tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[table]).await?;
         tx.commit().await?;
-        Ok(DropStep::Dropped(dropped))
+        Ok(Some(dropped))
     }
-
     /// Evidence kept in partitions whose noise expired, per signal type (`None`: the table from
     /// before partitioning): `(type, signals, bytes)`.
     pub async fn evidence_kept(&self) -> Result<Vec<(Option<SignalType>, i64, i64)>, StoreError> {
@@ -459,6 +425,62 @@ impl Store {
         }
         Ok(oldest)
     }
+}
+
+/// One expiry, in the caller's transaction (which holds the maintenance lock).
+async fn expire_in(
+    tx: &Transaction<'_>,
+    action: &Expired,
+    reason: DropReason,
+) -> Result<DropStep, StoreError> {
+    let table = match action {
+        Expired::Noise { table, .. } | Expired::Evidence { table } | Expired::Everything { table } => table,
+    };
+    // Another instance may have dropped it since it was listed.
+    let present: bool =
+        tx.query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[table]).await?.try_get(0)?;
+    if !present {
+        return Ok(DropStep::Unchanged);
+    }
+    // The signals of its range (of its type, for a type's partition) change: their counts
+    // are recounted by the next merge.
+    let (range, signal_type) = match action {
+        Expired::Noise { bounds: Bounds::Type { parent, signal_type }, .. } => (parent, Some(*signal_type)),
+        _ => (table, None),
+    };
+    let bounds =
+        tx.query_opt("SELECT starts, ends FROM raw_signal_partitions WHERE name = $1", &[range]).await?;
+    let (starts, ends) = match bounds {
+        Some(row) => (row.try_get(0)?, Some(row.try_get(1)?)),
+        None => (None, None),
+    };
+    mark_stale(tx, signal_type, starts, ends).await?;
+    let bytes = evidence::size(tx, table).await?;
+    let mut dropped =
+        Dropped { name: table.clone(), signal_type: None, legacy: false, bytes, kept_signals: 0, reason };
+    match action {
+        Expired::Noise { bounds, .. } => {
+            (dropped.signal_type, dropped.legacy) = match bounds {
+                Bounds::Type { signal_type, .. } => (Some(*signal_type), false),
+                Bounds::Before(_) => (None, true),
+            };
+            let kept = evidence::keep_evidence(tx, table, bounds).await?;
+            dropped.bytes = kept.bytes_before - kept.bytes_after;
+            dropped.kept_signals = kept.signals;
+            return Ok(DropStep::Dropped(dropped));
+        }
+        Expired::Evidence { .. } if evidence::holds_evidence(tx, table).await? => {
+            return Ok(DropStep::Unchanged);
+        }
+        Expired::Evidence { .. } | Expired::Everything { .. } => {
+            dropped.legacy = table == "raw_signals_legacy";
+            evidence::forget(tx, table).await?;
+            crate::store::sealing::units::drop_all(tx, table).await?;
+        }
+    }
+    tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(table))).await?;
+    tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[table]).await?;
+    Ok(DropStep::Dropped(dropped))
 }
 
 /// The partitions holding only evidence that exist.

@@ -113,6 +113,18 @@ pub enum Expired {
     Everything { table: String },
 }
 
+impl Expired {
+    /// The range (or the legacy table) it belongs to.
+    pub fn range(&self) -> &str {
+        match self {
+            Expired::Noise { bounds: Bounds::Type { parent, .. }, .. } => parent,
+            Expired::Noise { table, .. } | Expired::Evidence { table } | Expired::Everything { table } => {
+                table
+            }
+        }
+    }
+}
+
 /// The partitions of a range (the legacy table: itself), with their bounds.
 fn tables(partition: &RangePartition) -> Vec<(String, Bounds)> {
     if partition.legacy {

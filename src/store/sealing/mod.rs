@@ -70,7 +70,12 @@ impl Store {
     /// Seals what is due at `now` ([`crate::model::Lifecycle::seal_due`]) for at most `budget`
     /// (a step begun is finished), resuming first a seal a previous pass left unfinished.
     /// `None`: another instance holds the maintenance lock.
-    pub async fn seal(&self, now: DateTime<Utc>, turn: Turn, budget: Duration) -> Result<Option<SealPass>, StoreError> {
+    pub async fn seal(
+        &self,
+        now: DateTime<Utc>,
+        turn: Turn,
+        budget: Duration,
+    ) -> Result<Option<SealPass>, StoreError> {
         let mut pass = SealPass::default();
         let started = Instant::now();
         loop {

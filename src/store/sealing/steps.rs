@@ -68,8 +68,11 @@ pub async fn begin(
         .try_get(0)?;
     let tables = UnitTables::of(unit);
     let (quoted_leaf, next) = (quote_identifier(leaf), quote_identifier(&format!("{leaf}_next")));
-    let (sealing, blocks, traces) =
-        (quote_identifier(&tables.sealing), quote_identifier(&tables.blocks), quote_identifier(&tables.traces));
+    let (sealing, blocks, traces) = (
+        quote_identifier(&tables.sealing),
+        quote_identifier(&tables.blocks),
+        quote_identifier(&tables.traces),
+    );
     let range = quote_identifier(range);
     // Bounds as literals (DDL takes no parameters), from our own names and enum labels.
     tx.batch_execute(&format!(
@@ -168,10 +171,7 @@ pub async fn step(
         traces = quote_identifier(&tables.traces),
     );
     let row = tx
-        .query_one(
-            &sql,
-            &[&after, &boundary, &first_block, &BLOCK_SIGNALS, &unit, &signal_type.as_str()],
-        )
+        .query_one(&sql, &[&after, &boundary, &first_block, &BLOCK_SIGNALS, &unit, &signal_type.as_str()])
         .await?;
     let step = Step { signals: row.try_get(0)?, blocks: row.try_get(1)?, last_trace: row.try_get(2)? };
     tx.execute(

@@ -51,7 +51,7 @@ async fn data_changed_behind_the_services_back_is_incorrect_and_the_field_is_nam
                  END IF;
                  RETURN NEW;
                END $$;
-               CREATE TRIGGER tamper BEFORE INSERT ON raw_signals FOR EACH ROW EXECUTE FUNCTION tamper();"#,
+               CREATE TRIGGER tamper BEFORE INSERT ON raw_signal_rows FOR EACH ROW EXECUTE FUNCTION tamper();"#,
         )
         .await
         .unwrap();

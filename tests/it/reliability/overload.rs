@@ -21,7 +21,7 @@ async fn slow_down(db: &TestDb) {
         .batch_execute(
             "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$; \
-             CREATE TRIGGER slow_insert BEFORE INSERT ON raw_signals \
+             CREATE TRIGGER slow_insert BEFORE INSERT ON raw_signal_rows \
              FOR EACH ROW EXECUTE FUNCTION slow_insert();",
         )
         .await

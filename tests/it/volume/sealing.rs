@@ -54,14 +54,16 @@ async fn traffic_of(app: &TestApp, n: usize, at: DateTime<Utc>, healthy: bool) {
             "status": if error { json!({"code": 2, "message": "boom"}) } else { json!({"code": 1}) }
         })
     };
-    let resource = |service: &str| json!({"attributes": [
+    let resource = |service: &str| {
+        json!({"attributes": [
         {"key": "service.name", "value": {"stringValue": service}},
-        {"key": "host.name", "value": {"stringValue": "node-7"}}]});
+        {"key": "host.name", "value": {"stringValue": "node-7"}}]})
+    };
     let traces = json!({"resourceSpans": [
         {"resource": resource("checkout"), "scopeSpans": [{"scope": {"name": "shop", "version": "1.2"}, "spans": [
             span("1000000000000001", "", "GET /cart", 0, false), span("1000000000000002", "1000000000000001", "load", 2, false)]}]},
         {"resource": resource("payments"), "scopeSpans": [{"scope": {"name": "pay"}, "spans": [
-            span("2000000000000003", "1000000000000002", "charge", 3, !healthy && n % 2 == 0)]}]}
+            span("2000000000000003", "1000000000000002", "charge", 3, !healthy && n.is_multiple_of(2))]}]}
     ]});
     let logs = json!({"resourceLogs": [{"resource": resource("payments"), "scopeLogs": [{"logRecords": [{
         "timeUnixNano": nanos(at + Duration::milliseconds(4)), "severityNumber": if healthy { 9 } else { 17 },
@@ -80,7 +82,8 @@ async fn traffic_of(app: &TestApp, n: usize, at: DateTime<Utc>, healthy: bool) {
         "duration_ms": 12.5, "status": "ok", "attributes": {"route": "/old"}
     });
     assert_eq!(app.post_json("/ingest/traces", &legacy_span).await.0, StatusCode::ACCEPTED);
-    let log = log_at(&format!("legacy-{n}"), if !healthy && n % 3 == 0 { "ERROR" } else { "INFO" }, at);
+    let log =
+        log_at(&format!("legacy-{n}"), if !healthy && n.is_multiple_of(3) { "ERROR" } else { "INFO" }, at);
     assert_eq!(app.post_json("/ingest/logs", &log).await.0, StatusCode::ACCEPTED);
 }
 
@@ -212,7 +215,11 @@ async fn a_sealed_partition_answers_every_reader_as_its_rows_did_and_a_retry_is_
     retry["signal_id"] = json!(id);
     retry["message"] = json!(format!("INFO at {old_at}", old_at = at));
     assert_eq!(app.post_json("/ingest/logs", &retry).await.0, StatusCode::ACCEPTED);
-    assert_eq!(count(&db, "SELECT count(*) FROM raw_signals").await, stored + late, "the retry is stored once");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM raw_signals").await,
+        stored + late,
+        "the retry is stored once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,11 +238,7 @@ async fn late_arrivals_are_readable_and_sealed_once_they_stop() {
     let late = log_at(&trace, "WARNING", old + Duration::minutes(1));
     assert_eq!(app.post_json("/ingest/logs", &late).await.0, StatusCode::ACCEPTED);
     let leaf = day_partition(old, "log");
-    let in_rows: i64 = db
-        .query_one(&format!("SELECT count(*) FROM {leaf}"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let in_rows: i64 = db.query_one(&format!("SELECT count(*) FROM {leaf}"), &[]).await.unwrap().get(0);
     assert_eq!(in_rows, 1, "the late log waits in row form");
     let read = worker_read(&db, &trace).await;
     assert_eq!(read.len(), 5, "the worker reads the four sealed signals of the trace and the late one");
@@ -244,10 +247,17 @@ async fn late_arrivals_are_readable_and_sealed_once_they_stop() {
 
     // Not sealed while late signals keep coming; sealed an hour after the last one.
     assert!(seal(&sealer, Utc::now() + Duration::minutes(30)).await.is_empty());
-    assert_eq!(seal(&sealer, Utc::now() + Duration::minutes(61)).await, [leaf.clone()]);
-    let units: Vec<String> =
-        column(&db, &format!("SELECT leaf || ' ' || signals FROM raw_signal_units WHERE leaf = '{leaf}' ORDER BY unit")).await;
-    assert_eq!(units, [format!("{leaf} 2"), format!("{leaf} 1")], "the day's two logs sealed, then the late one");
+    assert_eq!(seal(&sealer, Utc::now() + Duration::minutes(61)).await, std::slice::from_ref(&leaf));
+    let units: Vec<String> = column(
+        &db,
+        &format!("SELECT leaf || ' ' || signals FROM raw_signal_units WHERE leaf = '{leaf}' ORDER BY unit"),
+    )
+    .await;
+    assert_eq!(
+        units,
+        [format!("{leaf} 2"), format!("{leaf} 1")],
+        "the day's two logs sealed, then the late one"
+    );
     assert_eq!(count(&db, &format!("SELECT count(*) FROM {leaf}")).await, 0);
     let after = (worker_read(&db, &trace).await, app.get_json(&format!("/query/traces/{trace}")).await.1);
     assert_eq!(after, before, "read the same, sealed in two units");
@@ -280,8 +290,11 @@ async fn retention_drops_sealed_units_whole_and_keeps_their_evidence() {
     // One trace's incident was analysed (by the worker, which moved it on): its signals are
     // evidence; the rest is healthy traffic nobody analysed.
     let evidence = trace_of(4);
-    db.execute("UPDATE incidents SET status = 'INVESTIGATING' WHERE trace_id = $1", &[&evidence]).await.unwrap();
-    let before = (worker_read(&db, &evidence).await, app.get_json(&format!("/query/traces/{evidence}")).await.1);
+    db.execute("UPDATE incidents SET status = 'INVESTIGATING' WHERE trace_id = $1", &[&evidence])
+        .await
+        .unwrap();
+    let before =
+        (worker_read(&db, &evidence).await, app.get_json(&format!("/query/traces/{evidence}")).await.1);
     assert_eq!(before.0.len(), 4, "three spans and a log");
     let sealer = app.maintenance_with(&SEAL_AN_HOUR_AFTER).await;
     assert_eq!(seal(&sealer, Utc::now()).await.len(), 3);
@@ -290,18 +303,27 @@ async fn retention_drops_sealed_units_whole_and_keeps_their_evidence() {
     let expiring = app.maintenance_with(&args).await;
     let report = expiring.pass_at(Utc::now(), Turn::Wait).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let dropped: Vec<(String, u64)> = report.dropped.iter().map(|d| (d.name.clone(), d.kept_signals)).collect();
+    let dropped: Vec<(String, u64)> =
+        report.dropped.iter().map(|d| (d.name.clone(), d.kept_signals)).collect();
     for kind in ["log", "metric", "trace"] {
         // The trace's three spans and its log; its metric point is keyed by service and window.
-        let kept = match kind { "trace" => 3, "log" => 1, _ => 0 };
+        let kept = match kind {
+            "trace" => 3,
+            "log" => 1,
+            _ => 0,
+        };
         assert!(dropped.contains(&(day_partition(old, kind), kept)), "{kind}: {dropped:?}");
     }
     assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_units").await, 0, "every unit dropped");
     assert_eq!(count(&db, "SELECT count(*) FROM pg_partition_tree('raw_signal_blocks')").await, 1);
-    let others: i64 =
-        db.query_one("SELECT count(*) FROM raw_signals WHERE trace_id <> $1", &[&evidence]).await.unwrap().get(0);
+    let others: i64 = db
+        .query_one("SELECT count(*) FROM raw_signals WHERE trace_id <> $1", &[&evidence])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(others, 0, "the healthy traffic went with its units");
-    let after = (worker_read(&db, &evidence).await, app.get_json(&format!("/query/traces/{evidence}")).await.1);
+    let after =
+        (worker_read(&db, &evidence).await, app.get_json(&format!("/query/traces/{evidence}")).await.1);
     assert_eq!(after, before, "the evidence is read exactly as before, now in row form");
 }
 
@@ -316,7 +338,7 @@ async fn partitions_from_before_sealing_are_sealed_by_the_running_service_while_
             traffic(&app, n + 10 * days_ago as usize, at + Duration::seconds(n as i64)).await;
         }
     }
-    let old_traces: Vec<String> = (30..34).chain(40..44).map(|n| trace_of(n)).collect();
+    let old_traces: Vec<String> = (30..34).chain(40..44).map(trace_of).collect();
     let mut before = Vec::new();
     for trace in &old_traces {
         before.push((worker_read(&db, trace).await, app.get_json(&format!("/query/traces/{trace}")).await.1));
@@ -343,4 +365,86 @@ async fn partitions_from_before_sealing_are_sealed_by_the_running_service_while_
         let after = (worker_read(&db, trace).await, app.get_json(&format!("/query/traces/{trace}")).await.1);
         assert_eq!(after, before, "{trace} reads the same sealed");
     }
+}
+
+/// Every page of a list walked with its cursor, and a few with an offset.
+async fn walk(app: &TestApp, query: &str) -> Vec<Value> {
+    let mut pages = Vec::new();
+    let mut path = format!("/query/signals?{query}");
+    for _ in 0..100 {
+        let (status, page) = app.get_json(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        let next = page["next_cursor"].as_str().map(str::to_owned);
+        pages.push(page);
+        match next {
+            Some(cursor) => path = format!("/query/signals?{query}&cursor={cursor}"),
+            None => return pages,
+        }
+    }
+    panic!("{query}: more than 100 pages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_through_many_sealed_blocks_are_those_of_the_rows() {
+    let app = spawn_app_dispatching_by_hand(&[]).await;
+    let db = app.db().await;
+    let old = Utc::now() - days(2);
+    let day = old.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    // 6,000 logs over the day in 24 traces of four services, sent out of time order: twelve
+    // blocks whose times overlap.
+    for batch in 0..60 {
+        let logs: Vec<Value> = (0..100)
+            .map(|i| {
+                let n = (batch * 7919 + i * 104_729) % 6000;
+                let mut log = log_at(
+                    &format!("list-{}", n % 24),
+                    if n % 10 == 0 { "ERROR" } else { "INFO" },
+                    day + Duration::seconds(n as i64 * 14),
+                );
+                log["service_name"] = json!(format!("svc-{}", n % 4));
+                log
+            })
+            .collect();
+        assert_eq!(app.post_json("/ingest/logs", &json!(logs)).await.0, StatusCode::ACCEPTED);
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM raw_signals").await, 6000);
+    let (from, to) = (
+        urlencode(&(day + Duration::hours(3)).to_rfc3339()),
+        urlencode(&(day + Duration::hours(9)).to_rfc3339()),
+    );
+    let queries = [
+        "limit=500".to_owned(),
+        "limit=37&service_name=svc-2".to_owned(),
+        "limit=100&level=ERROR".to_owned(),
+        format!("limit=250&start_time={from}&end_time={to}"),
+        "limit=50&signal_type=log&service_name=svc-1&q=ERROR".to_owned(),
+    ];
+    let mut before = Vec::new();
+    for query in &queries {
+        before.push(walk(&app, query).await);
+    }
+    let offsets = ["limit=20&offset=2500", "limit=20&offset=5990", "limit=5&offset=6000"];
+    for query in offsets {
+        before.push(vec![app.get_json(&format!("/query/signals?{query}")).await.1]);
+    }
+    let sealer = app.maintenance_with(&SEAL_AN_HOUR_AFTER).await;
+    assert_eq!(seal(&sealer, Utc::now()).await, [day_partition(old, "log")]);
+    assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_blocks").await, 12);
+    let mut after = Vec::new();
+    for query in &queries {
+        after.push(walk(&app, query).await);
+    }
+    for query in offsets {
+        after.push(vec![app.get_json(&format!("/query/signals?{query}")).await.1]);
+    }
+    for (query, (before, after)) in
+        queries.iter().map(String::as_str).chain(offsets).zip(before.iter().zip(&after))
+    {
+        assert_eq!(before.len(), after.len(), "{query}: as many pages");
+        for (page, (b, a)) in before.iter().zip(after).enumerate() {
+            assert_eq!(a, b, "{query}: page {page}");
+        }
+    }
+    assert_eq!(before[0].len(), 13, "the whole list: twelve full pages of 500, then an empty one");
 }
