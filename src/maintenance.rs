@@ -240,7 +240,7 @@ impl Maintenance {
         turn: Turn,
         budget: Duration,
     ) -> Result<Option<SealPass>, StoreError> {
-        let pass = self.store.seal(now, turn, budget).await?;
+        let pass = self.store.seal(now, turn, budget, crate::store::sealing::SEAL_SHARE).await?;
         for sealed in pass.iter().flat_map(|pass| &pass.sealed) {
             info!(partition = %sealed.leaf, unit = sealed.unit, signals = sealed.signals, blocks = sealed.blocks,
                   bytes_before = sealed.bytes_before, bytes_after = sealed.bytes_after,

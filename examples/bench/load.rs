@@ -30,22 +30,102 @@ pub async fn grpc_spans(
     duration: Duration,
     service: &str,
 ) -> Result<(Tally, Duration), BoxError> {
+    let service = service.to_owned();
+    grpc_exports(addr, concurrency, duration, TraceServiceClient::new, move |mut client| {
+        let request = spans(&service, 512);
+        async move {
+            let response = client.export(request).await.map_err(|s| s.to_string())?;
+            Ok(512 - response.into_inner().partial_success.map_or(0, |p| p.rejected_spans as u64))
+        }
+    })
+    .await
+}
+
+/// The same with log records (512 per export), for the sealing phase's bytes per log.
+pub async fn grpc_logs(
+    addr: std::net::SocketAddr,
+    concurrency: usize,
+    duration: Duration,
+    service: &str,
+) -> Result<(Tally, Duration), BoxError> {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let service = service.to_owned();
+    grpc_exports(addr, concurrency, duration, LogsServiceClient::new, move |mut client| {
+        let request = logs(&service, 512);
+        async move {
+            let response = client.export(request).await.map_err(|s| s.to_string())?;
+            Ok(512 - response.into_inner().partial_success.map_or(0, |p| p.rejected_log_records as u64))
+        }
+    })
+    .await
+}
+
+/// The same with gauge points (512 per export).
+pub async fn grpc_points(
+    addr: std::net::SocketAddr,
+    concurrency: usize,
+    duration: Duration,
+    service: &str,
+) -> Result<(Tally, Duration), BoxError> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+    let service = service.to_owned();
+    grpc_exports(addr, concurrency, duration, MetricsServiceClient::new, move |mut client| {
+        let request = crate::workload::points(&service, 512);
+        async move {
+            let response = client.export(request).await.map_err(|s| s.to_string())?;
+            Ok(512 - response.into_inner().partial_success.map_or(0, |p| p.rejected_data_points as u64))
+        }
+    })
+    .await
+}
+
+/// `concurrency` gRPC clients made by `client` (one connection each, gzip), each calling
+/// `export` with its clone as fast as the server answers, for `duration`.
+async fn grpc_exports<C, E, Fut>(
+    addr: std::net::SocketAddr,
+    concurrency: usize,
+    duration: Duration,
+    client: fn(tonic::transport::Channel) -> C,
+    export: E,
+) -> Result<(Tally, Duration), BoxError>
+where
+    C: GzipClient + Clone + Send + Sync + 'static,
+    E: Fn(C) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<u64, String>> + Send,
+{
     let mut clients = Vec::new();
     for _ in 0..concurrency {
         let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect().await?;
-        clients.push(TraceServiceClient::new(channel).send_compressed(CompressionEncoding::Gzip));
+        clients.push(client(channel).gzip());
     }
-    let (clients, service) = (Arc::new(clients), service.to_owned());
-    Ok(drive(concurrency, duration, move |worker, _| {
-        let (mut client, service) = (clients[worker].clone(), service.clone());
-        async move {
-            let response = client.export(spans(&service, 512)).await.map_err(|s| s.to_string())?;
-            let rejected = response.into_inner().partial_success.map_or(0, |p| p.rejected_spans as u64);
-            Ok(512 - rejected)
-        }
-    })
-    .await)
+    let clients = Arc::new(clients);
+    Ok(drive(concurrency, duration, move |worker, _| export(clients[worker].clone())).await)
 }
+
+/// The generated OTLP clients' `send_compressed(Gzip)`, under one name.
+trait GzipClient {
+    fn gzip(self) -> Self;
+}
+
+macro_rules! gzip_client {
+    ($($client:ty),*) => {$(
+        impl GzipClient for $client {
+            fn gzip(self) -> Self {
+                self.send_compressed(CompressionEncoding::Gzip)
+            }
+        }
+    )*};
+}
+
+gzip_client!(
+    TraceServiceClient<tonic::transport::Channel>,
+    opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient<
+        tonic::transport::Channel,
+    >,
+    opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient<
+        tonic::transport::Channel,
+    >
+);
 
 /// Runs `concurrency` workers for `duration`; each call of `operation(worker, i)` returns the
 /// number of signals acknowledged, or an error.

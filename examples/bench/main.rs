@@ -20,6 +20,7 @@ mod pg;
 mod query;
 mod receive;
 mod seal;
+mod sealed;
 mod server;
 mod soak;
 mod volume;
@@ -79,8 +80,13 @@ impl Options {
     }
 
     /// The sealing layouts fill a PostgreSQL of their own: only on request.
-    fn runs_seal(&self) -> bool {
-        self.only.iter().any(|p| p == "seal")
+    fn runs_seal_layouts(&self) -> bool {
+        self.only.iter().any(|p| p == "seal-layouts")
+    }
+
+    /// The service's sealing, on a PostgreSQL of its own: only on request.
+    fn runs_sealed(&self) -> bool {
+        self.only.iter().any(|p| p == "sealed")
     }
 
     /// The soak runs for an hour or more: only on request.
@@ -142,7 +148,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget --soak-budget-minutes"
+                    "unknown flag {other}; phases for --only: ceiling receive load query volume jaeger seal-layouts sealed soak; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget --soak-budget-minutes"
                 )
                 .into())
             }
@@ -198,9 +204,15 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let mut seal = Value::Null;
-    if options.runs_seal() {
+    if options.runs_seal_layouts() {
         eprintln!("bench: sealing layouts ({}s of span export)", options.seconds.as_secs());
         seal = seal::measure(&options).await?;
+    }
+
+    let mut sealed = Value::Null;
+    if options.runs_sealed() {
+        eprintln!("bench: sealing ({}s of span export, then logs and points)", options.seconds.as_secs());
+        sealed = sealed::measure(&options).await?;
     }
 
     let mut soak = Value::Null;
@@ -219,6 +231,7 @@ async fn main() -> Result<(), BoxError> {
         "volume": volume,
         "jaeger": jaeger,
         "seal": seal,
+        "sealed": sealed,
         "soak": soak,
     });
     print_table(&report);
@@ -289,6 +302,7 @@ fn print_table(report: &Value) {
     print_volume(&report["volume"]);
     print_jaeger(&report["jaeger"]);
     print_seal(&report["seal"]);
+    print_sealed(&report["sealed"]);
     print_soak(&report["soak"]);
     println!("\nQueries over {} signals:", report["queries"]["rows"]);
     for q in report["queries"]["latencies"].as_array().into_iter().flatten() {
@@ -377,6 +391,39 @@ fn print_seal(seal: &Value) {
             layout["layout"].as_str().unwrap_or("")
         );
     }
+}
+
+fn print_sealed(sealed: &Value) {
+    if sealed.is_null() {
+        return;
+    }
+    let f = |k: &str| sealed[k].as_f64().unwrap_or(0.0);
+    println!("\nSealing (the service's own), {} signals sealed:", sealed["sealed_signals"]);
+    for kind in ["trace", "log", "metric"] {
+        println!(
+            "  {kind:<6} {:>6.0} B/signal in rows -> {:>6.0} B/signal sealed",
+            sealed["row_form"][kind]["bytes_per_signal"].as_f64().unwrap_or(0.0),
+            sealed["sealed"][kind]["bytes_per_signal"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!(
+        "  WAL {:.0} B/signal; {:.0} signals/s sealed per core = {:.2}x the ingest per core ({:.0} spans/s on {} cores)",
+        f("wal_bytes_per_signal"),
+        f("seal_signals_per_s_per_core"),
+        f("seal_to_ingest_per_core"),
+        f("ingest_spans_per_s"),
+        sealed["cores"]
+    );
+    println!(
+        "  sealed trace read p99: worker {:.2} ms, /query/traces/{{id}} {:.2} ms; ingest beside a seal {:.2}x ({:.0} vs {:.0} spans/s; that seal {:.0} signals in {:.1} s)",
+        sealed["worker_trace_read_ms"]["p99"].as_f64().unwrap_or(0.0),
+        sealed["api_trace_ms"]["p99"].as_f64().unwrap_or(0.0),
+        f("ingest_ratio_beside_seal"),
+        f("ingest_beside_seal_spans_per_s"),
+        f("ingest_without_seal_spans_per_s"),
+        f("seal_beside_signals"),
+        f("seal_beside_seconds")
+    );
 }
 
 fn print_soak(soak: &Value) {

@@ -1,9 +1,13 @@
 //! The signals the benchmark sends and writes: realistic sizes (~440-byte payloads).
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use serde_json::{json, Value};
@@ -95,6 +99,35 @@ pub fn logs(service: &str, count: usize) -> ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(resource(service)),
             scope_logs: vec![ScopeLogs { scope: Some(scope()), log_records, schema_url: String::new() }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// `count` gauge points of one metric, four series (a `queue` attribute each).
+pub fn points(service: &str, count: usize) -> ExportMetricsServiceRequest {
+    let now = now_nanos();
+    let data_points = (0..count)
+        .map(|i| NumberDataPoint {
+            time_unix_nano: now + i as u64,
+            attributes: vec![kv("queue", &format!("orders-{}", i % 4)), kv("region", "eu-west-1")],
+            value: Some(number_data_point::Value::AsInt((i % 97) as i64)),
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(resource(service)),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(scope()),
+                metrics: vec![Metric {
+                    name: "queue.depth".into(),
+                    unit: "{message}".into(),
+                    data: Some(metric::Data::Gauge(Gauge { data_points })),
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
             schema_url: String::new(),
         }],
     }

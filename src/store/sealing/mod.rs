@@ -16,6 +16,8 @@
 mod steps;
 pub(crate) mod units;
 
+use steps::Step;
+
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -26,6 +28,12 @@ use super::{Store, StoreError};
 use crate::model::SignalType;
 
 pub use steps::{UnitTables, BLOCK_SIGNALS, STEP_SIGNALS};
+
+/// The share of one core the service's sealing takes, at most: after each step it rests four
+/// times as long as the step took. Sealing one core flat out takes a third of a two-core
+/// machine's ingest away (BENCHMARKS.md, "Sealed storage"); at a fifth of a core it still seals
+/// about 9,000 signals a second, three quarters of a billion a day.
+pub const SEAL_SHARE: f64 = 0.2;
 
 /// One partition sealed by a pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +63,12 @@ struct Open {
     unit: i32,
     leaf: String,
     signal_type: SignalType,
-    next_trace: Option<String>,
-    blocks: i32,
 }
 
 enum Progress {
     Done,
+    /// Another instance finished it, or it expired meanwhile.
+    Over,
     OutOfTime,
     /// Another instance holds the maintenance lock.
     Busy,
@@ -68,13 +76,15 @@ enum Progress {
 
 impl Store {
     /// Seals what is due at `now` ([`crate::model::Lifecycle::seal_due`]) for at most `budget`
-    /// (a step begun is finished), resuming first a seal a previous pass left unfinished.
+    /// (a step begun is finished), resuming first a seal a previous pass left unfinished,
+    /// taking at most `share` of a core (1: as fast as it can; [`SEAL_SHARE`]: the service).
     /// `None`: another instance holds the maintenance lock.
     pub async fn seal(
         &self,
         now: DateTime<Utc>,
         turn: Turn,
         budget: Duration,
+        share: f64,
     ) -> Result<Option<SealPass>, StoreError> {
         let mut pass = SealPass::default();
         let started = Instant::now();
@@ -88,7 +98,7 @@ impl Store {
                     Begun::Busy => return Ok(Some(pass)),
                 },
             };
-            match self.run_steps(&open, turn, started, budget, &mut pass).await? {
+            match self.run_steps(&open, turn, (started, budget), share, &mut pass).await? {
                 Progress::Done => match self.finish(&open, turn).await? {
                     Some(sealed) => pass.sealed.push(sealed),
                     None => return Ok(Some(pass)),
@@ -98,6 +108,7 @@ impl Store {
                     return Ok(Some(pass));
                 }
                 Progress::Busy => return Ok(Some(pass)),
+                Progress::Over => {}
             }
             if started.elapsed() >= budget {
                 return Ok(Some(pass));
@@ -110,7 +121,7 @@ impl Store {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT unit, leaf, signal_type::text, next_trace, blocks FROM raw_signal_units
+                "SELECT unit, leaf, signal_type::text FROM raw_signal_units
                  WHERE NOT attached ORDER BY unit LIMIT 1",
                 &[],
             )
@@ -121,8 +132,6 @@ impl Store {
                 unit: row.try_get(0)?,
                 leaf: row.try_get(1)?,
                 signal_type: SignalType::parse(&label).unwrap_or(SignalType::Log),
-                next_trace: row.try_get(3)?,
-                blocks: row.try_get(4)?,
             })
         })
         .transpose()
@@ -151,7 +160,7 @@ impl Store {
             }
             let unit = steps::begin(&tx, &leaf, &range, signal_type).await?;
             tx.commit().await?;
-            return Ok(Begun::Unit(Open { unit, leaf, signal_type, next_trace: None, blocks: 0 }));
+            return Ok(Begun::Unit(Open { unit, leaf, signal_type }));
         }
         Ok(Begun::Nothing)
     }
@@ -160,27 +169,31 @@ impl Store {
         &self,
         open: &Open,
         turn: Turn,
-        started: Instant,
-        budget: Duration,
+        (started, budget): (Instant, Duration),
+        share: f64,
         pass: &mut SealPass,
     ) -> Result<Progress, StoreError> {
-        let (mut after, mut next_block) = (open.next_trace.clone(), open.blocks);
         loop {
+            let step_started = Instant::now();
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             if !take_lock(&tx, turn).await? {
                 return Ok(Progress::Busy);
             }
-            let step = steps::step(&tx, open.unit, open.signal_type, after.as_deref(), next_block).await?;
+            let step = steps::step(&tx, open.unit, open.signal_type).await?;
             tx.commit().await?;
+            drop(client);
             pass.steps += 1;
-            if step.signals == 0 {
-                return Ok(Progress::Done);
+            match step {
+                Step::Sealed => {}
+                Step::Done => return Ok(Progress::Done),
+                Step::Over => return Ok(Progress::Over),
             }
-            (after, next_block) = (step.last_trace, next_block + step.blocks);
-            if started.elapsed() >= budget {
+            let rest = step_started.elapsed().mul_f64(1.0 / share.clamp(0.01, 1.0) - 1.0);
+            if started.elapsed() + rest >= budget {
                 return Ok(Progress::OutOfTime);
             }
+            tokio::time::sleep(rest).await;
         }
     }
 
@@ -192,8 +205,11 @@ impl Store {
             return Ok(None);
         }
         steps::index(&tx, open.unit).await?;
-        steps::attach(&tx, open.unit).await?;
+        let attached = steps::attach(&tx, open.unit).await?;
         tx.commit().await?;
+        if !attached {
+            return Ok(None);
+        }
         let tables = UnitTables::of(open.unit);
         client.batch_execute(&format!("ANALYZE {}, {}", tables.blocks, tables.traces)).await?;
         let row = client

@@ -37,8 +37,9 @@ impl UnitTables {
 
 /// Readers of `raw_signals` lock the view's tables, this one among them, before they look at
 /// the catalog: holding it while the row partition moves or the blocks replace it, no reader
-/// (nor a batch's duplicate check) can see a signal twice or miss it.
-const HOLD_READERS: &str = "LOCK TABLE raw_signal_sealing IN ACCESS EXCLUSIVE MODE";
+/// (nor a batch's duplicate check) can see a signal twice or miss it. `ONLY`: its children (the
+/// partitions being sealed) need no lock here, and one being vacuumed must not hold this up.
+const HOLD_READERS: &str = "LOCK TABLE ONLY raw_signal_sealing IN ACCESS EXCLUSIVE MODE";
 
 /// Moves `leaf` (the `signal_type` partition of range `range`) out of the row form: an empty
 /// table takes its place (late arrivals go there; the rows of unknown time stay in row form,
@@ -54,7 +55,7 @@ pub async fn begin(
     // batch either committed before the move (its signals move with the rest) or sees the
     // unit recorded here, and checks its late signals against what is sealed. Taken first, in
     // the order a batch takes them, so that the two never wait for each other in a circle.
-    tx.batch_execute("LOCK TABLE raw_signal_rows IN SHARE MODE").await?;
+    tx.batch_execute("LOCK TABLE ONLY raw_signal_rows IN SHARE MODE").await?;
     tx.batch_execute(HOLD_READERS).await?;
     let unit: i32 = tx
         .query_one(
@@ -97,28 +98,39 @@ pub async fn begin(
     Ok(unit)
 }
 
-/// What one step sealed.
-pub struct Step {
-    pub signals: i64,
-    pub blocks: i32,
-    /// The last trace sealed; `None`: none was left, the unit is ready to attach.
-    pub last_trace: Option<String>,
+/// What one step did.
+pub enum Step {
+    /// Sealed the next traces.
+    Sealed,
+    /// Nothing was left: the unit is ready to attach.
+    Done,
+    /// The unit is attached, or gone (its partition expired meanwhile).
+    Over,
 }
 
-/// Seals the next [`STEP_SIGNALS`] signals (whole traces) after trace `after` of the unit's
-/// old partition, in trace order, into blocks numbered from `first_block`; records the
-/// progress in the same transaction, so a step is done once or not at all.
-pub async fn step(
-    tx: &Transaction<'_>,
-    unit: i32,
-    signal_type: SignalType,
-    after: Option<&str>,
-    first_block: i32,
-) -> Result<Step, StoreError> {
+/// Seals the next [`STEP_SIGNALS`] signals (whole traces) of the unit's old partition, in
+/// trace order, after the last trace sealed, into the next blocks; records the progress in the
+/// same transaction, so a step is done once or not at all. The progress is read here, under
+/// the maintenance lock the caller holds: whoever runs the next step (another instance, after a
+/// restart) continues exactly where the last one stopped.
+pub async fn step(tx: &Transaction<'_>, unit: i32, signal_type: SignalType) -> Result<Step, StoreError> {
+    let progress = tx
+        .query_opt(
+            "SELECT next_trace, blocks, attached FROM raw_signal_units WHERE unit = $1 FOR UPDATE",
+            &[&unit],
+        )
+        .await?;
+    let Some(progress) = progress else { return Ok(Step::Over) };
+    let (after, first_block, attached): (Option<String>, i32, bool) =
+        (progress.try_get(0)?, progress.try_get(1)?, progress.try_get(2)?);
+    if attached {
+        return Ok(Step::Over);
+    }
     let tables = UnitTables::of(unit);
     let sealing = quote_identifier(&tables.sealing);
     // The timestamps in the blocks are written in UTC whatever the server's setting.
     tx.batch_execute("SET LOCAL TimeZone = 'UTC'").await?;
+    let after = after.as_deref();
     let after_clause = if after.is_some() { "trace_id > $1 AND" } else { "$1::varchar IS NULL AND" };
     let boundary: Option<String> = tx
         .query_opt(
@@ -173,14 +185,17 @@ pub async fn step(
     let row = tx
         .query_one(&sql, &[&after, &boundary, &first_block, &BLOCK_SIGNALS, &unit, &signal_type.as_str()])
         .await?;
-    let step = Step { signals: row.try_get(0)?, blocks: row.try_get(1)?, last_trace: row.try_get(2)? };
+    let (signals, blocks, last_trace): (i64, i32, Option<String>) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if signals == 0 {
+        return Ok(Step::Done);
+    }
     tx.execute(
-        "UPDATE raw_signal_units SET next_trace = coalesce($2, next_trace), blocks = blocks + $3,
-                signals = signals + $4 WHERE unit = $1",
-        &[&unit, &step.last_trace, &step.blocks, &step.signals],
+        "UPDATE raw_signal_units SET next_trace = $2, blocks = blocks + $3, signals = signals + $4 WHERE unit = $1",
+        &[&unit, &last_trace, &blocks, &signals],
     )
     .await?;
-    Ok(step)
+    Ok(Step::Sealed)
 }
 
 /// Indexes the unit's tables as their parents' indexes are, before they are attached (attaching
@@ -199,8 +214,15 @@ pub async fn index(tx: &Transaction<'_>, unit: i32) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The blocks replace the old partition for every reader at once.
-pub async fn attach(tx: &Transaction<'_>, unit: i32) -> Result<(), StoreError> {
+/// The blocks replace the old partition for every reader at once; false: already done (or the
+/// unit is gone).
+pub async fn attach(tx: &Transaction<'_>, unit: i32) -> Result<bool, StoreError> {
+    let pending = tx
+        .query_opt("SELECT 1 FROM raw_signal_units WHERE unit = $1 AND NOT attached FOR UPDATE", &[&unit])
+        .await?;
+    if pending.is_none() {
+        return Ok(false);
+    }
     let tables = UnitTables::of(unit);
     tx.batch_execute(HOLD_READERS).await?;
     tx.batch_execute(&format!(
@@ -214,5 +236,5 @@ pub async fn attach(tx: &Transaction<'_>, unit: i32) -> Result<(), StoreError> {
     .await?;
     tx.execute("UPDATE raw_signal_units SET attached = true, sealed_at = now() WHERE unit = $1", &[&unit])
         .await?;
-    Ok(())
+    Ok(true)
 }

@@ -448,3 +448,37 @@ async fn list_pages_through_many_sealed_blocks_are_those_of_the_rows() {
     }
     assert_eq!(before[0].len(), 13, "the whole list: twelve full pages of 500, then an empty one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sealing_at_once_seal_each_signal_once() {
+    let app = spawn_app_dispatching_by_hand(&[]).await;
+    let db = app.db().await;
+    let old = Utc::now() - days(2);
+    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    // More than two steps' worth of logs (STEP_SIGNALS each), written straight to the day's
+    // partition: both instances get to step the same seal.
+    let signals = 2 * prodsentinel::store::sealing::STEP_SIGNALS + 7_000;
+    db.execute(
+        r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload)
+           SELECT gen_random_uuid(), 'log', 'many-' || (g / 5), 'svc-' || (g % 3),
+                  $1::timestamptz + g * interval '100 ms', jsonb_build_object('level', 'INFO', 'message', 'row ' || g)
+           FROM generate_series(1, $2::int8) AS g"#,
+        &[&(old.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc()), &signals],
+    )
+    .await
+    .unwrap();
+    let (one, two) =
+        (app.maintenance_with(&SEAL_AN_HOUR_AFTER).await, app.maintenance_with(&SEAL_AN_HOUR_AFTER).await);
+    let now = Utc::now();
+    let (a, b) = tokio::join!(one.pass_at(now, Turn::Wait), two.pass_at(now, Turn::Wait));
+    assert!(a.errors.is_empty() && b.errors.is_empty(), "{:?} {:?}", a.errors, b.errors);
+    let units: Vec<String> =
+        column(&db, "SELECT leaf || ' ' || signals || ' ' || attached FROM raw_signal_units").await;
+    assert_eq!(units, [format!("{} {signals} true", day_partition(old, "log"))]);
+    assert_eq!(count(&db, "SELECT count(*) FROM raw_signals").await, signals);
+    assert_eq!(count(&db, "SELECT count(DISTINCT id) FROM raw_signals").await, signals);
+    assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_rows").await, 0);
+    let blocks = count(&db, "SELECT count(*) FROM raw_signal_blocks").await;
+    let expected = (signals + 499) / 500;
+    assert!((expected..expected + 3).contains(&blocks), "{blocks} blocks (a step's last block may be short)");
+}
