@@ -30,7 +30,7 @@ use crate::model::SignalType;
 pub use steps::{UnitTables, BLOCK_SIGNALS, STEP_SIGNALS};
 
 /// The share of one core the service's sealing takes, at most: after each step it rests four
-/// times as long as the step took. Sealing one core flat out takes a third of a two-core
+/// times as long as the step took. Sealing one core flat out took over a quarter of a two-core
 /// machine's ingest away (BENCHMARKS.md, "Sealed storage"); at a fifth of a core it still seals
 /// about 9,000 signals a second, three quarters of a billion a day.
 pub const SEAL_SHARE: f64 = 0.2;
