@@ -79,10 +79,12 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 
 -- Everything sealed or being sealed, with the trace id taken from raw_signal_block_traces so
--- that a filter on it reaches that table's index.
+-- that a filter on it reaches that table's index. A partition being sealed is read without its
+-- rows of unknown time: those were copied, when the seal began, into the row partition that
+-- took its place, and are never sealed (their retry is recognised there, by id).
 CREATE VIEW raw_signals_sealed AS
     SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
-    FROM raw_signal_sealing
+    FROM raw_signal_sealing WHERE NOT time_unknown
     UNION ALL
     SELECT u.id, b.signal_type, t.trace_id, u.service_name, u."timestamp", u.payload, u.received_at, false, u.shared_id
     FROM raw_signal_block_traces t
@@ -108,7 +110,7 @@ CREATE VIEW raw_signals_hot AS
     UNION ALL
     SELECT id, signal_type, trace_id, service_name, "timestamp", payload, shared_id,
            "timestamp", "timestamp", ARRAY[service_name], NULL::int4, NULL::int4
-    FROM raw_signal_sealing;
+    FROM raw_signal_sealing WHERE NOT time_unknown;
 
 CREATE VIEW raw_signals_unpacked AS
     SELECT u.id, b.signal_type, e.key::varchar AS trace_id, u.service_name, u."timestamp", u.payload, u.shared_id,
@@ -159,7 +161,7 @@ LANGUAGE sql STABLE AS $$
     UNION ALL
     SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
     FROM raw_signal_sealing
-    WHERE (kind IS NULL OR signal_type = kind) AND "timestamp" >= since AND "timestamp" < until
+    WHERE (kind IS NULL OR signal_type = kind) AND "timestamp" >= since AND "timestamp" < until AND NOT time_unknown
     UNION ALL
     SELECT u.id, b.signal_type, e.key, u.service_name, u."timestamp", u.payload, u.received_at, false, u.shared_id
     FROM raw_signal_units n

@@ -27,7 +27,8 @@ pub async fn copy_evidence(tx: &Transaction<'_>, leaf: &str, kept: &str) -> Resu
     let mut copied = 0;
     for (unit, attached) in units(tx, leaf).await? {
         let tables = UnitTables::of(unit);
-        // Until it is attached, the old partition holds every signal of the unit.
+        // Until it is attached, the old partition holds every signal of the unit (its rows of
+        // unknown time are in the partition that took its place, copied with its evidence).
         let source = if attached {
             format!(
                 "SELECT u.id, b.signal_type, t.trace_id, u.service_name, u.\"timestamp\", u.payload, u.received_at, false, u.shared_id
@@ -41,7 +42,7 @@ pub async fn copy_evidence(tx: &Transaction<'_>, leaf: &str, kept: &str) -> Resu
         } else {
             format!(
                 "SELECT id, signal_type, trace_id, service_name, \"timestamp\", payload, received_at, time_unknown, shared_id
-                 FROM {} WHERE trace_id IN ({})",
+                 FROM {} WHERE NOT time_unknown AND trace_id IN ({})",
                 quote_identifier(&tables.sealing),
                 evidence_traces()
             )

@@ -482,3 +482,43 @@ async fn two_instances_sealing_at_once_seal_each_signal_once() {
     let expected = (signals + 499) / 500;
     assert!((expected..expected + 3).contains(&blocks), "{blocks} blocks (a step's last block may be short)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_being_sealed_is_read_once_its_records_of_unknown_time_included() {
+    let app = spawn_app_dispatching_by_hand(&[]).await;
+    let db = app.db().await;
+    let old = Utc::now() - days(2);
+    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    traffic(&app, 1, old).await;
+    // A record stored without a time, back when that day's partition was the current one.
+    db.execute(
+        r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown)
+           VALUES (gen_random_uuid(), 'log', $1, 'checkout', $2, '{"level": "INFO", "message": "no time"}', true)"#,
+        &[&trace_of(1), &old],
+    )
+    .await
+    .unwrap();
+    let trace = trace_of(1);
+    let before = (worker_read(&db, &trace).await, app.get_json(&format!("/query/traces/{trace}")).await.1);
+    assert_eq!(before.0.len(), 5);
+    let lists = app.get_json("/query/signals?limit=100").await.1;
+    // A seal begun and left after its first step (no time budget): the partition is being
+    // sealed, its timeless record already copied to the one that took its place.
+    let redis = app.redis.url();
+    let config = crate::helpers::test_config(&app.db, &["--seal-after", "1h", "--redis-url", &redis]);
+    let sealer = prodsentinel::App::build(config).await.expect("an instance builds").store().clone();
+    let pass = sealer.seal(Utc::now(), Turn::Wait, StdDuration::ZERO, 1.0).await.unwrap().unwrap();
+    assert!(pass.unfinished.is_some(), "{pass:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_units WHERE NOT attached").await, 1);
+    let during = (worker_read(&db, &trace).await, app.get_json(&format!("/query/traces/{trace}")).await.1);
+    assert_eq!(during, before, "read once while being sealed");
+    assert_eq!(app.get_json("/query/signals?limit=100").await.1, lists);
+    // Finished: the same again, the timeless record in row form.
+    seal(&app.maintenance_with(&SEAL_AN_HOUR_AFTER).await, Utc::now()).await;
+    assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_units WHERE NOT attached").await, 0);
+    assert_eq!(
+        (worker_read(&db, &trace).await, app.get_json(&format!("/query/traces/{trace}")).await.1),
+        before
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_rows WHERE time_unknown").await, 1);
+}
