@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use super::{day_partition, days, exists, log_at, A_DAY};
+use super::{day_partition, days, exists, log_at, worker_read, A_DAY};
 use crate::helpers::{one, spawn_app_dispatching_by_hand, wait_for, TestApp};
 use crate::metrics::{get, scrape_addr};
 
@@ -28,16 +28,6 @@ async fn span_and_point(app: &TestApp, trace: &str, at: DateTime<Utc>) {
     for (path, body) in [("/ingest/traces", span), ("/ingest/metrics", point)] {
         assert_eq!(app.post_json(path, &body).await.0, StatusCode::ACCEPTED, "{path}");
     }
-}
-
-/// The worker's read (docs/contracts.md §1), every column, as JSON.
-async fn worker_read(db: &Client, trace: &str) -> Vec<Value> {
-    db.query(r#"SELECT to_jsonb(r) FROM (SELECT * FROM raw_signals WHERE trace_id = $1 ORDER BY "timestamp", id) r"#, &[&trace])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
 }
 
 async fn size(db: &Client, table: &str) -> i64 {

@@ -48,6 +48,19 @@ pub async fn placed(db: &Client, trace_id: &str) -> Vec<String> {
     .collect()
 }
 
+/// The worker's read (docs/contracts.md §1): every column of every row of the trace, as JSON.
+pub async fn worker_read(db: &Client, trace: &str) -> Vec<Value> {
+    db.query(
+        r#"SELECT to_jsonb(r) FROM (SELECT * FROM raw_signals WHERE trace_id = $1 ORDER BY "timestamp", id) r"#,
+        &[&trace],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
 /// The name of the partition holding `signal_type` for the day of `at` (the default interval).
 pub fn day_partition(at: DateTime<Utc>, signal_type: &str) -> String {
     format!("raw_signals_p{}_{signal_type}", at.format("%Y%m%d"))

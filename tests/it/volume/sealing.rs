@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use super::{day_partition, days, log_at, A_DAY};
+use super::{day_partition, days, log_at, worker_read, A_DAY};
 use crate::helpers::{column, one, post_otlp_json, spawn_app_dispatching_by_hand, wait_for, TestApp};
 
 const SEAL_AN_HOUR_AFTER: [&str; 2] = ["--seal-after", "1h"];
@@ -87,16 +87,6 @@ async fn traffic_of(app: &TestApp, n: usize, at: DateTime<Utc>, healthy: bool) {
     assert_eq!(app.post_json("/ingest/logs", &log).await.0, StatusCode::ACCEPTED);
 }
 
-/// The worker's read (docs/contracts.md §1), every column of every row, as JSON.
-async fn worker_read(db: &Client, trace: &str) -> Vec<Value> {
-    db.query(r#"SELECT to_jsonb(r) FROM (SELECT * FROM raw_signals WHERE trace_id = $1 ORDER BY "timestamp") r ORDER BY to_jsonb(r)->>'timestamp', to_jsonb(r)->>'id'"#, &[&trace])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
-}
-
 /// Everything the readers get for the traces `0..n` and the lists over them.
 async fn answers(app: &TestApp, db: &Client, n: usize, at: DateTime<Utc>) -> BTreeMap<String, Value> {
     let mut answers = BTreeMap::new();
@@ -163,14 +153,30 @@ async fn seal(sealer: &Maintenance, now: DateTime<Utc>) -> Vec<String> {
     report.sealed.sealed.iter().map(|s| s.leaf.clone()).collect()
 }
 
+/// An app whose partitions for the day `days_ago` days back exist, its database, and a time
+/// in that day.
+async fn app_with_day(days_ago: i64) -> (TestApp, Client, DateTime<Utc>) {
+    let app = spawn_app_dispatching_by_hand(&[]).await;
+    let db = app.db().await;
+    let old = Utc::now() - days(days_ago);
+    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    (app, db, old)
+}
+
+/// The same with two days ago's traffic of trace 1 sealed, by the maintenance returned.
+async fn sealed_day() -> (TestApp, Client, DateTime<Utc>, Maintenance) {
+    let (app, db, old) = app_with_day(2).await;
+    traffic(&app, 1, old).await;
+    let sealer = app.maintenance_with(&SEAL_AN_HOUR_AFTER).await;
+    assert_eq!(seal(&sealer, Utc::now()).await.len(), 3, "the day's three type partitions sealed");
+    (app, db, old, sealer)
+}
+
 const TRACES: usize = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_partition_answers_every_reader_as_its_rows_did_and_a_retry_is_stored_once() {
-    let app = spawn_app_dispatching_by_hand(&[]).await;
-    let db = app.db().await;
-    let old = Utc::now() - days(3);
-    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    let (app, db, old) = app_with_day(3).await;
     for n in 0..TRACES {
         traffic(&app, n, old + Duration::seconds(n as i64)).await;
     }
@@ -224,13 +230,7 @@ async fn a_sealed_partition_answers_every_reader_as_its_rows_did_and_a_retry_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_arrivals_are_readable_and_sealed_once_they_stop() {
-    let app = spawn_app_dispatching_by_hand(&[]).await;
-    let db = app.db().await;
-    let old = Utc::now() - days(2);
-    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
-    traffic(&app, 1, old).await;
-    let sealer = app.maintenance_with(&SEAL_AN_HOUR_AFTER).await;
-    assert_eq!(seal(&sealer, Utc::now()).await.len(), 3);
+    let (app, db, old, sealer) = sealed_day().await;
 
     // A log stamped in the sealed day arrives now: stored in the day's log partition, read
     // with the sealed signals of its trace.
@@ -265,13 +265,7 @@ async fn late_arrivals_are_readable_and_sealed_once_they_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_sealed_can_be_changed() {
-    let app = spawn_app_dispatching_by_hand(&[]).await;
-    let db = app.db().await;
-    let old = Utc::now() - days(2);
-    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
-    traffic(&app, 1, old).await;
-    let sealer = app.maintenance_with(&SEAL_AN_HOUR_AFTER).await;
-    assert_eq!(seal(&sealer, Utc::now()).await.len(), 3);
+    let (_app, db, _, _) = sealed_day().await;
     // The row form's tables (five days of ranges: two before today, today and two ahead), the
     // three units' blocks and trace indexes with their parents, the parent of seals under way.
     let checked = crate::store::assert_every_change_is_refused(&db).await;
@@ -280,10 +274,7 @@ async fn nothing_sealed_can_be_changed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_sealed_units_whole_and_keeps_their_evidence() {
-    let app = spawn_app_dispatching_by_hand(&[]).await;
-    let db = app.db().await;
-    let old = Utc::now() - days(3);
-    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    let (app, db, old) = app_with_day(3).await;
     for n in 0..TRACES {
         traffic_of(&app, n, old + Duration::seconds(n as i64), true).await;
     }
@@ -451,10 +442,7 @@ async fn list_pages_through_many_sealed_blocks_are_those_of_the_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_sealing_at_once_seal_each_signal_once() {
-    let app = spawn_app_dispatching_by_hand(&[]).await;
-    let db = app.db().await;
-    let old = Utc::now() - days(2);
-    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    let (app, db, old) = app_with_day(2).await;
     // More than two steps' worth of logs (STEP_SIGNALS each), written straight to the day's
     // partition: both instances get to step the same seal.
     let signals = 2 * prodsentinel::store::sealing::STEP_SIGNALS + 7_000;
@@ -485,10 +473,7 @@ async fn two_instances_sealing_at_once_seal_each_signal_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_being_sealed_is_read_once_its_records_of_unknown_time_included() {
-    let app = spawn_app_dispatching_by_hand(&[]).await;
-    let db = app.db().await;
-    let old = Utc::now() - days(2);
-    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    let (app, db, old) = app_with_day(2).await;
     traffic(&app, 1, old).await;
     // A record stored without a time, back when that day's partition was the current one.
     db.execute(
