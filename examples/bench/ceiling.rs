@@ -28,14 +28,34 @@ pub async fn server_version(options: &Options) -> Result<String, BoxError> {
 
 /// Creates the partitions the service would have made up to `now` (its start-up does the same).
 pub async fn partitions_until(url: &str, now: chrono::DateTime<chrono::Utc>) -> Result<(), BoxError> {
-    let config = prodsentinel::Config::from_args(["bench", "--database-url", url])?;
+    partitions_over(url, now, now, "1d").await
+}
+
+/// The partitions of `interval` (`PARTITION_INTERVAL`) a service running from `since` until
+/// `until` would have made: a pass every interval, each making the current one and those ahead.
+pub async fn partitions_over(
+    url: &str,
+    since: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+    interval: &str,
+) -> Result<(), BoxError> {
+    let config =
+        prodsentinel::Config::from_args(["bench", "--database-url", url, "--partition-interval", interval])?;
+    let step = chrono::Duration::from_std(config.lifecycle.partition_interval.length())?;
     let settings = prodsentinel::store::StorageSettings {
         lifecycle: config.lifecycle,
         exact_total_limit: config.query_exact_total_limit,
     };
     let store = prodsentinel::store::Store::new(&config.database, None, settings)?;
     let wait = prodsentinel::store::partitions::Turn::Wait;
-    store.ensure_partitions(now, wait).await?;
+    let mut at = since;
+    loop {
+        store.ensure_partitions(at.min(until), wait).await?;
+        if at >= until {
+            break;
+        }
+        at += step;
+    }
     store.close();
     Ok(())
 }
@@ -74,7 +94,7 @@ pub async fn drop_database(options: &Options, url: &str) -> Result<(), BoxError>
 /// key) and so are candidates for the service's write; text COPY has no conflict handling and is
 /// the raw upper bound.
 #[derive(Clone, Copy, Debug)]
-enum Method {
+pub enum Method {
     /// `unnest` of array parameters, payloads sent as `jsonb[]` (binary: the JSON text).
     Unnest,
     /// The same, payloads sent as `text[]` and cast to jsonb in the statement (the service's).
@@ -86,6 +106,11 @@ enum Method {
     /// … and `json` (stored as text, not parsed into jsonb): what parsing into jsonb costs.
     UnnestJsonColumn,
     Copy,
+    /// Like `UnnestText`, spans stamped `at` of random trace ids, eight to a trace: the trace
+    /// index takes its keys at random places, as the service's does (the ceiling at volume).
+    RandomSpans {
+        at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 pub async fn measure(options: &Options) -> Result<Value, BoxError> {
@@ -119,6 +144,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
             Method::UnnestJsonbPlain => "INSERT unnest, 1 table, jsonb",
             Method::UnnestJsonColumn => "INSERT unnest, 1 table, json",
             Method::Copy => "COPY (text)",
+            Method::RandomSpans { .. } => "INSERT unnest, spans of random traces",
         };
         methods.push(json!({"method": name, "rows": rows, "rows_per_s": rate, "idempotent": !matches!(method, Method::Copy)}));
     }
@@ -138,7 +164,12 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
 }
 
 /// `sessions` connections writing batches of 1000 rows for `duration`; returns rows committed.
-async fn write_for(url: &str, method: Method, sessions: usize, duration: Duration) -> Result<u64, BoxError> {
+pub async fn write_for(
+    url: &str,
+    method: Method,
+    sessions: usize,
+    duration: Duration,
+) -> Result<u64, BoxError> {
     let total = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
     let mut tasks = tokio::task::JoinSet::new();
@@ -163,6 +194,7 @@ async fn write_for(url: &str, method: Method, sessions: usize, duration: Duratio
                     Method::UnnestJsonColumn => insert_unnest(&client, n, "ceiling_json", true).await?,
                     Method::StagedCopy => staged_copy(&mut client, n).await?,
                     Method::Copy => copy_text(&client, n).await?,
+                    Method::RandomSpans { at } => insert_spans(&client, n, at).await?,
                 }
                 n += ROWS_PER_TRANSACTION as u64;
                 total.fetch_add(ROWS_PER_TRANSACTION as u64, Ordering::Relaxed);
@@ -204,6 +236,35 @@ async fn insert_unnest(
                    ON CONFLICT ("timestamp", id, signal_type) DO NOTHING"#
             ),
             &[&ids, &types, &traces, &services, &times, payload],
+        )
+        .await?;
+    Ok(())
+}
+
+/// 1000 spans stamped `at`, of 125 random traces, through the `unnest` insert.
+async fn insert_spans(
+    client: &tokio_postgres::Client,
+    first: u64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), BoxError> {
+    const SPANS_PER_TRACE: usize = 8;
+    let ids: Vec<Uuid> = (0..ROWS_PER_TRANSACTION).map(|_| Uuid::new_v4()).collect();
+    let traces: Vec<String> = (0..ROWS_PER_TRANSACTION / SPANS_PER_TRACE)
+        .flat_map(|_| std::iter::repeat_n(Uuid::new_v4().simple().to_string(), SPANS_PER_TRACE))
+        .collect();
+    let services: Vec<String> =
+        (0..ROWS_PER_TRANSACTION as u64).map(|i| format!("svc-{}", (first + i) % 20)).collect();
+    let times = vec![at; ROWS_PER_TRANSACTION];
+    let payloads: Vec<String> =
+        (0..ROWS_PER_TRANSACTION as u64).map(|i| raw_payload(first + i).to_string()).collect();
+    client
+        .execute(
+            r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload)
+               SELECT id, 'trace', trace_id, service_name, ts, payload::jsonb
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+                    AS t(id, trace_id, service_name, ts, payload)
+               ON CONFLICT ("timestamp", id, signal_type) DO NOTHING"#,
+            &[&ids, &traces, &services, &times, &payloads],
         )
         .await?;
     Ok(())

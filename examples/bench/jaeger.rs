@@ -211,7 +211,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let own = Options { database_server: pg.server_url(), ..options.clone() };
     let url = fresh_database(&own, "jaeger").await?;
     eprintln!("bench: loading {} signals over the last 24 hours", options.volume_rows);
-    let loaded = load(&url, options.volume_rows as i64, true).await?;
+    let loaded = load(&url, options.volume_rows as i64, true, "1d").await?;
     let activity_seconds = crate::volume::count_activity(&own, &url).await?;
     let rollups = rollups(&url).await?;
     let compute = bucket_compute(&url).await?;

@@ -14,6 +14,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod ceiling;
+mod ceiling_volume;
 mod jaeger;
 mod load;
 mod pg;
@@ -52,7 +53,8 @@ pub struct Options {
     /// Apply only the first N migrations to the fresh databases: for the binary of an older
     /// commit, run in the same sitting for a before/after comparison (`--migrations 8`).
     pub migrations: Option<usize>,
-    /// Run only these server scenarios (`--scenario legacy_info_32`); all when empty.
+    /// Run only these server scenarios (`--scenario legacy_info_32`), or these layouts of the
+    /// ceiling at volume (`--scenario daily-sealed`); all when empty.
     pub scenarios: Vec<String>,
     /// The soak phase (`--only soak`): each run's length (`--soak-minutes`, 60 the reference),
     /// the signals per second offered (`--soak-rate`), and whether a second run with a size
@@ -87,6 +89,11 @@ impl Options {
     /// The service's sealing, on a PostgreSQL of its own: only on request.
     fn runs_sealed(&self) -> bool {
         self.only.iter().any(|p| p == "sealed")
+    }
+
+    /// The insert ceiling over a loaded day, with and without sealing: only on request.
+    fn runs_ceiling_volume(&self) -> bool {
+        self.only.iter().any(|p| p == "ceiling-volume")
     }
 
     /// The soak runs for an hour or more: only on request.
@@ -148,7 +155,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; phases for --only: ceiling receive load query volume jaeger seal-layouts sealed soak; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget --soak-budget-minutes"
+                    "unknown flag {other}; phases for --only: ceiling receive load query volume jaeger seal-layouts sealed ceiling-volume soak; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget --soak-budget-minutes"
                 )
                 .into())
             }
@@ -215,6 +222,12 @@ async fn main() -> Result<(), BoxError> {
         sealed = sealed::measure(&options).await?;
     }
 
+    let mut ceiling_volume = Value::Null;
+    if options.runs_ceiling_volume() {
+        eprintln!("bench: the insert ceiling over {} signals, with and without sealing", options.volume_rows);
+        ceiling_volume = ceiling_volume::measure(&options).await?;
+    }
+
     let mut soak = Value::Null;
     if options.runs_soak() {
         soak = soak::measure(&options).await?;
@@ -232,6 +245,7 @@ async fn main() -> Result<(), BoxError> {
         "jaeger": jaeger,
         "seal": seal,
         "sealed": sealed,
+        "ceiling_volume": ceiling_volume,
         "soak": soak,
     });
     print_table(&report);

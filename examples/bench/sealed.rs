@@ -2,9 +2,9 @@
 //! benchmark's own. The OTLP/gRPC exports (spans, then logs and gauge points) fill one-minute
 //! partitions through the release server (sealing off), so that a minute later they can be
 //! sealed: bytes per stored signal before and after, per type; WAL written by sealing; signals
-//! sealed per second (one PostgreSQL backend does it: per core); then a second span load runs
-//! while a seal of the same size runs, against one without; then the worker's trace read and
-//! `/query/traces/{id}` on the sealed traces.
+//! sealed per second (one PostgreSQL backend does it: per core); the worker's trace read and
+//! `/query/traces/{id}` on the sealed traces; then span loads in alternating windows, with and
+//! without a seal at the service's pace beside them.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -25,11 +25,19 @@ const SERVER_ENV: [(&str, &str); 3] =
 
 const READS: usize = 300;
 
-fn store(url: &str) -> Result<prodsentinel::store::Store, BoxError> {
+/// The ingest windows of part D, in order: with a seal beside (`true`) or without.
+const WINDOWS: [bool; 6] = [false, true, true, false, false, true];
+
+/// A store of the library sealing as the service would with these settings.
+pub fn store(
+    url: &str,
+    interval: &str,
+    seal_after: Duration,
+) -> Result<prodsentinel::store::Store, BoxError> {
     let config =
-        prodsentinel::Config::from_args(["bench", "--database-url", url, "--partition-interval", "1m"])?;
+        prodsentinel::Config::from_args(["bench", "--database-url", url, "--partition-interval", interval])?;
     let mut lifecycle = config.lifecycle;
-    lifecycle.seal_after = Some(Duration::from_secs(1));
+    lifecycle.seal_after = Some(seal_after);
     let settings =
         prodsentinel::store::StorageSettings { lifecycle, exact_total_limit: config.query_exact_total_limit };
     Ok(prodsentinel::store::Store::new(&config.database, None, settings)?)
@@ -37,7 +45,7 @@ fn store(url: &str) -> Result<prodsentinel::store::Store, BoxError> {
 
 /// Seals everything due at `now`, again after a lock timeout (autovacuum analysing a partition
 /// just filled holds the lock a seal's first step needs: the service retries on its next pass).
-async fn seal_all(
+pub async fn seal_all(
     sealer: &prodsentinel::store::Store,
     now: DateTime<Utc>,
     share: f64,
@@ -152,7 +160,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let url = migrated_database(&own, "sealed").await?;
     let server = Server::start(&own, &url, &SERVER_ENV).await?;
     let db = connect(&url).await?;
-    let sealer = store(&url)?;
+    let sealer = store(&url, "1m", Duration::from_secs(1))?;
 
     // A: the exports, sealing off.
     let (spans, took) = grpc_spans(server.grpc, 8, options.seconds, "bench-sealed").await?;
@@ -208,21 +216,37 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     worker.sort_unstable();
     api.sort_unstable();
 
-    // D: ingest with and without a seal running beside it.
-    let (plain, took) = grpc_spans(server.grpc, 8, options.seconds, "bench-sealed-2").await?;
-    let plain_rate = plain.acked as f64 / took.as_secs_f64();
-    let now = after_the_last_range(&db).await?;
-    let already = sealed_so_far(&db).await?;
-    let sealing = tokio::spawn(async move {
-        let started = Instant::now();
-        let share = prodsentinel::store::sealing::SEAL_SHARE;
-        (seal_all(&sealer, now, share).await.map_err(|e| e.to_string()), started.elapsed())
-    });
-    let (beside, took) = grpc_spans(server.grpc, 8, options.seconds, "bench-sealed-3").await?;
-    let beside_rate = beside.acked as f64 / took.as_secs_f64();
-    let (sealed_beside, beside_seconds) = sealing.await?;
-    sealed_beside?;
-    let sealed_beside = sealed_so_far(&db).await? - already;
+    // D: ingest with and without a seal running beside it, in alternating windows (A B B A A
+    // B: checkpoints, autovacuum and the table's growth weigh on both alike). Before each
+    // window with a seal, what the windows before wrote becomes due; the seal runs at the
+    // service's pace, and the next window starts once it has finished.
+    let mut alone = Vec::new();
+    let mut beside = Vec::new();
+    let mut sealed_beside = 0;
+    for (window, with_seal) in WINDOWS.iter().enumerate() {
+        let service = format!("bench-sealed-window-{window}");
+        if !with_seal {
+            let (spans, took) = grpc_spans(server.grpc, 8, options.seconds, &service).await?;
+            alone.push(spans.acked as f64 / took.as_secs_f64());
+            continue;
+        }
+        let now = after_the_last_range(&db).await?;
+        let already = sealed_so_far(&db).await?;
+        let sealing = {
+            let sealer = sealer.clone();
+            let share = prodsentinel::store::sealing::SEAL_SHARE;
+            tokio::spawn(async move { seal_all(&sealer, now, share).await.map_err(|e| e.to_string()) })
+        };
+        let (spans, took) = grpc_spans(server.grpc, 8, options.seconds, &service).await?;
+        if sealing.is_finished() {
+            eprintln!("bench: window {window}: the seal ended before the load did");
+        }
+        beside.push(spans.acked as f64 / took.as_secs_f64());
+        sealing.await??;
+        sealed_beside += sealed_so_far(&db).await? - already;
+    }
+    let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len() as f64;
+    eprintln!("bench: alone {alone:?}, beside a seal {beside:?}");
     server.stop().await?;
     drop(db);
     drop_database(&own, &url).await?;
@@ -246,11 +270,11 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
         "seal_to_ingest_per_core": seal_rate / (ingest / cores as f64),
         "worker_trace_read_ms": {"p50": percentile_ms(&worker, 0.5), "p99": percentile_ms(&worker, 0.99), "samples": worker.len()},
         "api_trace_ms": {"p50": percentile_ms(&api, 0.5), "p99": percentile_ms(&api, 0.99), "samples": api.len()},
-        "ingest_without_seal_spans_per_s": plain_rate,
-        "ingest_beside_seal_spans_per_s": beside_rate,
-        "ingest_ratio_beside_seal": beside_rate / plain_rate,
+        "windows": WINDOWS,
+        "ingest_without_seal_spans_per_s": alone,
+        "ingest_beside_seal_spans_per_s": beside,
+        "ingest_ratio_beside_seal": mean(&beside) / mean(&alone),
         "seal_beside_signals": sealed_beside,
-        "seal_beside_seconds": beside_seconds.as_secs_f64(),
     });
     eprintln!("bench: sealed {result}");
     Ok(result)

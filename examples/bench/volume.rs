@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::ceiling::{connect, drop_database, fresh_database, partitions_until};
+use crate::ceiling::{connect, drop_database, fresh_database, partitions_over};
 use crate::load::{grpc_spans, percentile_ms};
 use crate::pg::OwnPostgres;
 use crate::server::Server;
@@ -49,15 +49,26 @@ fn templates() -> (Value, Value) {
 /// point), and one incident per trace; two sessions (one per core), then VACUUM ANALYZE. With
 /// `status_codes`, every span also carries `http.response.status_code`, 500 on one signal in 50
 /// and 200 otherwise (what the Jaeger phase searches by tag).
-pub async fn load(url: &str, rows: i64, status_codes: bool) -> Result<Value, BoxError> {
+pub async fn load(url: &str, rows: i64, status_codes: bool, interval: &str) -> Result<Value, BoxError> {
+    load_until(url, rows, status_codes, interval, chrono::Utc::now()).await
+}
+
+/// [`load`] over the 24 hours before `until`.
+pub async fn load_until(
+    url: &str,
+    rows: i64,
+    status_codes: bool,
+    interval: &str,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Result<Value, BoxError> {
     let (span, log) = templates();
-    // The partitions the service made as yesterday began (today's exist already).
-    partitions_until(url, chrono::Utc::now() - chrono::Duration::hours(24)).await?;
+    // The partitions the service made over that day (of `interval`, its PARTITION_INTERVAL).
+    partitions_over(url, until - chrono::Duration::hours(24), until, interval).await?;
     let started = Instant::now();
     let chunks: Vec<i64> = (0..rows).step_by(LOAD_CHUNK as usize).collect();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut sessions = tokio::task::JoinSet::new();
-    let day_start = chrono::Utc::now() - chrono::Duration::hours(24);
+    let day_start = until - chrono::Duration::hours(24);
     for _ in 0..2 {
         let (url, next, chunks, span, log) =
             (url.to_owned(), next.clone(), chunks.clone(), span.clone(), log.clone());
@@ -123,8 +134,8 @@ pub async fn load(url: &str, rows: i64, status_codes: bool) -> Result<Value, Box
         .await?;
     let (total, heap, incidents): (i64, i64, i64) = (sizes.get(0), sizes.get(1), sizes.get(2));
     // What the scenario's inserts land in: today's partition, as full as the time of day makes it.
-    let today = r#"SELECT count(*) FROM raw_signals WHERE "timestamp" >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"#;
-    let in_today: i64 = client.query_one(today, &[]).await?.get(0);
+    let today = r#"SELECT count(*) FROM raw_signals WHERE "timestamp" >= date_trunc('day', $1 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"#;
+    let in_today: i64 = client.query_one(today, &[&until]).await?.get(0);
     Ok(json!({
         "signals": rows,
         "incidents": traces,
@@ -302,7 +313,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let own = Options { database_server: pg.server_url(), ..options.clone() };
     let loaded_url = fresh_database(&own, "volume").await?;
     eprintln!("bench: loading {} signals over the last 24 hours", options.volume_rows);
-    let mut loaded = load(&loaded_url, options.volume_rows as i64, false).await?;
+    let mut loaded = load(&loaded_url, options.volume_rows as i64, false, "1d").await?;
     loaded["activity_count_seconds"] = json!(count_activity(&own, &loaded_url).await?);
     eprintln!("bench: loaded {loaded}");
     let traces = options.volume_rows as i64 / SIGNALS_PER_TRACE;
