@@ -10,6 +10,8 @@
 #   examples/bench.sh --only sealed --seconds 30   # the service's sealing: bytes, WAL, rate, reads
 #   examples/bench.sh --only ceiling-volume --volume-rows 17000000 --seconds 30 [--scenario daily-sealed]
 #                                                  # PostgreSQL's insert ceiling over a loaded day, sealed or not
+#   examples/bench.sh --only citus --seconds 30    # ingest through a Citus coordinator and two
+#                                                  # workers vs one PostgreSQL (needs Citus installed)
 #   examples/bench.sh --only soak                  # a month in an hour, then again with a size
 #                                                  # budget (--soak-minutes 60, --soak-rate 1000,
 #                                                  # --soak-budget yes|no, --soak-budget-minutes)

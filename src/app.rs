@@ -86,12 +86,14 @@ impl App {
         if !report.applied.is_empty() {
             info!(applied = ?report.applied, "database schema updated");
         }
+        let layout = store::prepare_layout(&config.database).await?;
         let store = Store::new(
             &config.database,
             config.query_database.as_ref(),
             StorageSettings {
                 lifecycle: config.lifecycle,
                 exact_total_limit: config.query_exact_total_limit,
+                layout,
             },
         )?;
         let listeners = Listeners {

@@ -45,6 +45,7 @@ pub async fn partitions_over(
     let settings = prodsentinel::store::StorageSettings {
         lifecycle: config.lifecycle,
         exact_total_limit: config.query_exact_total_limit,
+        layout: Default::default(),
     };
     let store = prodsentinel::store::Store::new(&config.database, None, settings)?;
     let wait = prodsentinel::store::partitions::Turn::Wait;

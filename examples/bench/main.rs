@@ -15,6 +15,7 @@
 
 mod ceiling;
 mod ceiling_volume;
+mod citus;
 mod jaeger;
 mod load;
 mod pg;
@@ -96,6 +97,11 @@ impl Options {
         self.only.iter().any(|p| p == "ceiling-volume")
     }
 
+    /// The service on a Citus cluster of its own against one PostgreSQL: only on request.
+    fn runs_citus(&self) -> bool {
+        self.only.iter().any(|p| p == "citus")
+    }
+
     /// The soak runs for an hour or more: only on request.
     fn runs_soak(&self) -> bool {
         self.only.iter().any(|p| p == "soak")
@@ -155,7 +161,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; phases for --only: ceiling receive load query volume jaeger seal-layouts sealed ceiling-volume soak; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget --soak-budget-minutes"
+                    "unknown flag {other}; phases for --only: ceiling receive load query volume jaeger seal-layouts sealed ceiling-volume citus soak; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget --soak-budget-minutes"
                 )
                 .into())
             }
@@ -228,6 +234,15 @@ async fn main() -> Result<(), BoxError> {
         ceiling_volume = ceiling_volume::measure(&options).await?;
     }
 
+    let mut citus = Value::Null;
+    if options.runs_citus() {
+        eprintln!(
+            "bench: Citus (a coordinator and two workers) against one PostgreSQL, {}s windows",
+            options.seconds.as_secs()
+        );
+        citus = citus::measure(&options).await?;
+    }
+
     let mut soak = Value::Null;
     if options.runs_soak() {
         soak = soak::measure(&options).await?;
@@ -246,6 +261,7 @@ async fn main() -> Result<(), BoxError> {
         "seal": seal,
         "sealed": sealed,
         "ceiling_volume": ceiling_volume,
+        "citus": citus,
         "soak": soak,
     });
     print_table(&report);

@@ -38,8 +38,11 @@ pub fn store(
         prodsentinel::Config::from_args(["bench", "--database-url", url, "--partition-interval", interval])?;
     let mut lifecycle = config.lifecycle;
     lifecycle.seal_after = Some(seal_after);
-    let settings =
-        prodsentinel::store::StorageSettings { lifecycle, exact_total_limit: config.query_exact_total_limit };
+    let settings = prodsentinel::store::StorageSettings {
+        lifecycle,
+        exact_total_limit: config.query_exact_total_limit,
+        layout: Default::default(),
+    };
     Ok(prodsentinel::store::Store::new(&config.database, None, settings)?)
 }
 

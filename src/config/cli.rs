@@ -32,6 +32,12 @@ pub struct Cli {
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value = "16")]
     pub database_pool_size: String,
 
+    /// On a Citus cluster, the number of shards the signals are distributed over when the
+    /// service first lays them out (docs/scaling.md: a few per core of the workers; every
+    /// batch writes to up to this many shards). Ignored on a plain PostgreSQL.
+    #[arg(long, env = "CITUS_SHARD_COUNT", default_value = "8")]
+    pub citus_shard_count: String,
+
     /// Seconds a pooled PostgreSQL connection may go unused before it is closed (0: never). A
     /// burst opens connections up to the pool size; each holds a server process and buffers as
     /// large as the largest answer it carried, so the ones the steady load does not reuse go.

@@ -16,6 +16,8 @@ pub struct DatabaseConfig {
     pub wait: Duration,
     /// How long a request waits for a pooled connection before answering 503.
     pub acquire_timeout: Duration,
+    /// Shards of the signals when they are first distributed on a Citus cluster.
+    pub citus_shard_count: u32,
 }
 
 impl DatabaseConfig {

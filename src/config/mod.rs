@@ -216,6 +216,8 @@ impl Config {
             acquire_timeout: values::bounded_integer(&cli.database_acquire_timeout_ms, 1, 600_000)
                 .map(Duration::from_millis)
                 .map_err(invalid!(database_acquire_timeout_ms))?,
+            citus_shard_count: values::bounded_integer(&cli.citus_shard_count, 1, 1024)
+                .map_err(invalid!(citus_shard_count))? as u32,
         };
         let query_database = match cli.query_database_url.trim() {
             "" => None,

@@ -110,13 +110,22 @@ pub fn checksum(sql: &str) -> String {
 
 /// Applies every migration of `migrations` not yet applied, holding the advisory lock.
 pub async fn run(client: &mut Client, migrations: &[Migration]) -> Result<MigrationReport, MigrateError> {
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    lock(client).await?;
     let result = apply_pending(client, migrations).await;
-    // Release even on failure; if this fails too, closing the connection releases the lock.
+    unlock(client).await;
+    result
+}
+
+/// Takes the migration lock: one instance at a time changes the schema.
+pub(crate) async fn lock(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await.map(drop)
+}
+
+/// Releases it, even after a failure; if this fails too, closing the connection releases it.
+pub(crate) async fn unlock(client: &Client) {
     if let Err(why) = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await {
         warn!(error = %why, "could not release the migration lock");
     }
-    result
 }
 
 /// `(version, name, checksum)` of each applied migration, in version order.

@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::citus::Layout;
 use super::{Store, StoreError};
 use crate::model::payload::OPERATION_SQL;
 use crate::model::StoredSignal;
@@ -111,13 +112,18 @@ fn tag_condition(tag: &TagFilter, params: &mut Params, log_range: (String, Strin
 }
 
 /// A search's statements: its first page, the next pages (after `$n+1`, `$n+2`), and `$1…$n`.
-fn statements(query: &TraceQuery) -> (String, String, Params) {
+fn statements(query: &TraceQuery, layout: Layout) -> (String, String, Params) {
     let mut params = Params::default();
     let (start, end) = (params.add(query.start), params.add(query.end));
     // The spans of the range only, hot or sealed: the blocks of other ranges are not opened.
-    let spans = format!(
-        "raw_signals_between('trace', {start}::timestamptz, {end}::timestamptz + interval '1 microsecond')"
-    );
+    // On Citus nothing is sealed, and the rows are read where they are, on the workers, with
+    // the conditions below (through the function, every span of the range came back first).
+    let spans = match layout {
+        Layout::Single => format!(
+            "raw_signals_between('trace', {start}::timestamptz, {end}::timestamptz + interval '1 microsecond')"
+        ),
+        Layout::Distributed => "raw_signals".to_owned(),
+    };
     let mut conditions = vec![
         "s.signal_type = 'trace'".to_owned(),
         format!(r#"s."timestamp" >= {start}"#),
@@ -158,7 +164,7 @@ impl Store {
     /// The plan of a search's first page (`EXPLAIN (FORMAT JSON)`), on the primary: which
     /// partitions and indexes it reads.
     pub async fn explain_search(&self, query: &TraceQuery) -> Result<serde_json::Value, StoreError> {
-        let (first, _, params) = statements(query);
+        let (first, _, params) = statements(query, self.settings.layout);
         let client = self.client().await?;
         Ok(client.query_one(&format!("EXPLAIN (FORMAT JSON) {first}"), &params.refs()).await?.try_get(0)?)
     }
@@ -169,7 +175,7 @@ impl Store {
         if !query.storable() {
             return Ok(Vec::new());
         }
-        let (first, next, params) = statements(query);
+        let (first, next, params) = statements(query, self.settings.layout);
         let client = self.read_client().await?;
         let mut found = Vec::new();
         let mut seen = HashSet::new();

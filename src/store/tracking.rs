@@ -119,10 +119,16 @@ fn positional(sql: &str, names: &[&str]) -> String {
 const TIMELESS_CHECK: &str = "AND NOT (time_unknown AND EXISTS (
         SELECT 1 FROM raw_signal_rows r WHERE r.time_unknown AND r.id = input.id AND r.signal_type = input.kind))";
 
-/// The batch write, without and with [`TIMELESS_CHECK`].
-static STATEMENTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-    let sql = positional(WRITE_BATCH, BatchParams::NAMES);
-    [sql.replace("/*TIMELESS_CHECK*/", ""), sql.replace("/*TIMELESS_CHECK*/", TIMELESS_CHECK)]
+/// [`TIMELESS_CHECK`] on a Citus cluster, which runs no subquery on a distributed table that
+/// refers to the row outside it: the copies among the batch's ids are found first, once.
+const TIMELESS_CHECK_DISTRIBUTED: &str = "AND NOT (time_unknown AND (id, kind) IN (
+        SELECT r.id, r.signal_type FROM raw_signal_rows r WHERE r.time_unknown AND r.id = ANY($ids::uuid[])))";
+
+/// The batch write, without and with [`TIMELESS_CHECK`], and with it for Citus.
+static STATEMENTS: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+    let with =
+        |check: &str| positional(&WRITE_BATCH.replace("/*TIMELESS_CHECK*/", check), BatchParams::NAMES);
+    [with(""), with(TIMELESS_CHECK), with(TIMELESS_CHECK_DISTRIBUTED)]
 });
 
 /// Advisory-lock namespace of the per-id locks around records without a time (the two-key
@@ -195,7 +201,8 @@ impl Store {
                 &[&TIMELESS_LOCK_SPACE, &locks],
             )
             .await?;
-            let statement = tx.prepare_cached(&STATEMENTS[1]).await?;
+            let checked = if self.settings.layout.is_distributed() { &STATEMENTS[2] } else { &STATEMENTS[1] };
+            let statement = tx.prepare_cached(checked).await?;
             let row = tx.query_one(&statement, &params).await?;
             tx.commit().await?;
             row

@@ -13,6 +13,17 @@ pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_SERVER").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
+/// The worker nodes of the Citus cluster the tests run against (`host:port,host:port`, set by
+/// tests/citus.sh, whose coordinator is `TEST_DATABASE_SERVER`); empty on a plain PostgreSQL.
+pub fn citus_workers() -> Vec<String> {
+    std::env::var("TEST_CITUS_WORKERS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|node| !node.is_empty())
+        .map(|node| format!("postgres://postgres@{node}"))
+        .collect()
+}
+
 /// A database that exists only for one test: dropped when this value is dropped, even when the
 /// test panics.
 pub struct TestDb {
@@ -27,6 +38,51 @@ impl TestDb {
 
     pub fn url(&self) -> String {
         format!("{}/{}", server_url(), self.name)
+    }
+
+    /// On a Citus cluster, what an operator does before pointing the service at it (Citus's
+    /// documentation): the database on every node with the extension, the workers added.
+    /// Nothing on a plain PostgreSQL.
+    pub async fn prepare_citus(&self) {
+        let workers = citus_workers();
+        if workers.is_empty() {
+            return;
+        }
+        let admin = connect(&format!("{}/postgres", server_url())).await;
+        admin.batch_execute(&format!("CREATE DATABASE \"{}\"", self.name)).await.unwrap();
+        self.join_citus().await;
+    }
+
+    /// This database, existing on the coordinator, made a Citus database: the extension in it,
+    /// the same database on every worker, the workers added.
+    pub async fn join_citus(&self) {
+        for server in citus_workers() {
+            let admin = connect(&format!("{server}/postgres")).await;
+            admin.batch_execute(&format!("CREATE DATABASE \"{}\"", self.name)).await.unwrap();
+        }
+        for server in std::iter::once(server_url()).chain(citus_workers()) {
+            connect(&format!("{server}/{}", self.name))
+                .await
+                .batch_execute("CREATE EXTENSION citus")
+                .await
+                .unwrap();
+        }
+        // Adding a node copies the roles to it (ALTER ROLE, a catalog row shared by every
+        // database of the worker): two tests doing it at once fail with "tuple concurrently
+        // updated". One at a time, under a lock of the coordinator's `postgres` database.
+        let turn = connect(&format!("{}/postgres", server_url())).await;
+        turn.batch_execute("SELECT pg_advisory_lock(2024062400)").await.unwrap();
+        let coordinator = self.connect().await;
+        coordinator
+            .batch_execute("SELECT citus_set_coordinator_host('127.0.0.1', current_setting('port')::int)")
+            .await
+            .unwrap();
+        for node in std::env::var("TEST_CITUS_WORKERS").unwrap_or_default().split(',') {
+            let (host, port) = node.rsplit_once(':').expect("TEST_CITUS_WORKERS holds host:port pairs");
+            let port: i32 = port.parse().expect("a worker's port is a number");
+            coordinator.execute("SELECT citus_add_node($1, $2)", &[&host, &port]).await.unwrap();
+        }
+        turn.batch_execute("SELECT pg_advisory_unlock(2024062400)").await.unwrap();
     }
 
     /// A direct connection to this database, for assertions.
@@ -61,11 +117,13 @@ impl Drop for TestDb {
         let dropper = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
-                let admin = connect(&format!("{}/postgres", server_url())).await;
-                admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .await
-                    .unwrap_or_else(|why| eprintln!("could not drop test database {name}: {why}"));
+                for server in std::iter::once(server_url()).chain(citus_workers()) {
+                    let admin = connect(&format!("{server}/postgres")).await;
+                    admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await
+                        .unwrap_or_else(|why| eprintln!("could not drop test database {name}: {why}"));
+                }
             });
         });
         let _ = dropper.join();
@@ -222,6 +280,7 @@ async fn spawn(extra: &[&str], dispatch_by_hand: bool) -> TestApp {
         prodsentinel::telemetry::init(&level, prodsentinel::config::LogFormat::Text);
     }
     let db = TestDb::new();
+    db.prepare_citus().await;
     let redis = RedisDb::acquire().await;
     let redis_url = redis.url();
     let args: Vec<&str> =

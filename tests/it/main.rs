@@ -9,6 +9,7 @@ mod auth;
 mod binary;
 mod canary;
 mod celery_worker;
+mod citus;
 mod collector_config;
 mod error_signals;
 mod fleet;

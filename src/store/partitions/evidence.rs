@@ -8,8 +8,9 @@ use std::collections::HashSet;
 use deadpool_postgres::{GenericClient, Transaction};
 
 use super::plan::Bounds;
-use super::{append_only_trigger, quote_identifier};
+use super::{quote_identifier, signals_guard};
 use crate::model::SignalType;
+use crate::store::citus::Layout;
 use crate::store::lifecycle::evidence_traces;
 use crate::store::sealing::units;
 use crate::store::StoreError;
@@ -29,9 +30,12 @@ pub(super) async fn evidence_only(client: &impl GenericClient) -> Result<HashSet
 }
 
 /// Disk bytes of `table`, its partitions and what was sealed from them.
-pub(super) async fn size(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
-    let sql = "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::int8 FROM pg_partition_tree($1::text::regclass)";
-    Ok(tx.query_one(sql, &[&table]).await?.try_get::<_, i64>(0)? + units::size(tx, table).await?)
+pub(super) async fn size(tx: &Transaction<'_>, table: &str, layout: Layout) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT coalesce(sum({}(relid)), 0)::int8 FROM pg_partition_tree($1::text::regclass) WHERE isleaf",
+        layout.total_size_function()
+    );
+    Ok(tx.query_one(&sql, &[&table]).await?.try_get::<_, i64>(0)? + units::size(tx, table).await?)
 }
 
 /// Puts a table holding only `table`'s evidence rows (perhaps none) in its place, so that its
@@ -40,13 +44,25 @@ pub(super) async fn keep_evidence(
     tx: &Transaction<'_>,
     table: &str,
     bounds: &Bounds,
+    layout: Layout,
 ) -> Result<Kept, StoreError> {
     let (quoted, kept) = (quote_identifier(table), quote_identifier(&format!("{table}_kept")));
     tx.batch_execute(&format!("CREATE TABLE {kept} (LIKE {quoted} INCLUDING DEFAULTS)")).await?;
     let copy = format!("INSERT INTO {kept} SELECT * FROM {quoted} WHERE trace_id IN ({})", evidence_traces());
     let signals =
         tx.execute(&copy, &[]).await? + units::copy_evidence(tx, table, &format!("{table}_kept")).await?;
-    let bytes_before = size(tx, table).await?;
+    let bytes_before = size(tx, table, layout).await?;
+    // Citus measures no distributed table in a transaction that changed several shards (the
+    // swap below): there the kept rows are measured while they are still a table of the
+    // coordinator, without the indexes ATTACH adds.
+    let kept_before_attach = match layout {
+        Layout::Single => None,
+        Layout::Distributed => Some(
+            tx.query_one("SELECT pg_total_relation_size($1::text::regclass)", &[&format!("{table}_kept")])
+                .await?
+                .try_get::<_, i64>(0)?,
+        ),
+    };
     // Bounds as literals (DDL takes no parameters), from our own names and timestamps.
     let (parent, values, signal_type) = match bounds {
         Bounds::Type { parent, signal_type } => {
@@ -55,18 +71,25 @@ pub(super) async fn keep_evidence(
         Bounds::Before(ends) => {
             ("raw_signal_rows".to_owned(), format!("FROM (MINVALUE) TO ('{}')", ends.to_rfc3339()), None)
         }
+        Bounds::Mixed { starts, ends } => (
+            "raw_signal_rows".to_owned(),
+            format!("FROM ('{}') TO ('{}')", starts.to_rfc3339(), ends.to_rfc3339()),
+            None,
+        ),
     };
     // Readers wait for the moment the catalog changes, then see the kept rows where the
     // partition was (ATTACH builds the parent's indexes and key on the small table).
-    tx.batch_execute(&format!(
-        "ALTER TABLE {parent} DETACH PARTITION {quoted};
-         DROP TABLE {quoted};
-         ALTER TABLE {kept} RENAME TO {quoted};
-         ALTER TABLE {parent} ATTACH PARTITION {quoted} FOR VALUES {values};
-         {};",
-        append_only_trigger(table)
-    ))
-    .await?;
+    // One statement at a time: Citus passes a DDL string on to the workers whole, and refuses
+    // one holding several commands.
+    for statement in [
+        format!("ALTER TABLE {parent} DETACH PARTITION {quoted}"),
+        format!("DROP TABLE {quoted}"),
+        format!("ALTER TABLE {kept} RENAME TO {quoted}"),
+        format!("ALTER TABLE {parent} ATTACH PARTITION {quoted} FOR VALUES {values}"),
+        signals_guard(table, layout),
+    ] {
+        tx.batch_execute(&statement).await?;
+    }
     units::drop_all(tx, table).await?;
     tx.execute(
         "INSERT INTO raw_signal_evidence (name, signal_type, signals, bytes_before)
@@ -74,7 +97,10 @@ pub(super) async fn keep_evidence(
         &[&table, &signal_type.map(SignalType::as_str), &(signals as i64), &bytes_before],
     )
     .await?;
-    let bytes_after = size(tx, table).await?;
+    let bytes_after = match kept_before_attach {
+        Some(bytes) => bytes,
+        None => size(tx, table, layout).await?,
+    };
     Ok(Kept { signals, bytes_before, bytes_after })
 }
 

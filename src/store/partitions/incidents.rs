@@ -52,6 +52,7 @@ async fn read_ranges(client: &impl GenericClient) -> Result<Vec<(RangePartition,
                 starts: Some(row.try_get(1)?),
                 ends: row.try_get(2)?,
                 legacy: false,
+                mixed: false,
                 types: Vec::new(),
             };
             Ok((range, row.try_get(3)?))

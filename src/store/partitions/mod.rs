@@ -22,6 +22,7 @@ pub use plan::{expired, leaf_name, ranges_to_create, size_drops, Bounds, Expired
 
 use super::activity::mark_stale;
 use super::bootstrap::quote_identifier;
+use super::citus::Layout;
 use super::{StorageSettings, Store, StoreError};
 use crate::model::SignalType;
 
@@ -115,16 +116,24 @@ pub(crate) async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, 
     Ok(took)
 }
 
-const PARTITIONS: &str = "
-    SELECT p.name, p.starts, p.ends, p.legacy,
-           ARRAY(SELECT t::text FROM unnest(enum_range(NULL::signaltypeenum)) AS t
-                 WHERE p.legacy OR to_regclass(quote_ident(p.name || '_' || t::text)) IS NOT NULL)
-    FROM raw_signal_partitions p
-    WHERE to_regclass(quote_ident(p.name)) IS NOT NULL
-    ORDER BY p.starts NULLS FIRST";
+/// Whether the recorded partition `p` is one table holding every type (`RangePartition::mixed`).
+const MIXED: &str =
+    "(p.legacy OR NOT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass(quote_ident(p.name))))";
+
+static PARTITIONS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT p.name, p.starts, p.ends, p.legacy,
+                ARRAY(SELECT t::text FROM unnest(enum_range(NULL::signaltypeenum)) AS t
+                      WHERE {MIXED} OR to_regclass(quote_ident(p.name || '_' || t::text)) IS NOT NULL),
+                {MIXED}
+         FROM raw_signal_partitions p
+         WHERE to_regclass(quote_ident(p.name)) IS NOT NULL
+         ORDER BY p.starts NULLS FIRST"
+    )
+});
 
 async fn read_partitions(client: &impl GenericClient) -> Result<Vec<RangePartition>, StoreError> {
-    let rows = client.query(PARTITIONS, &[]).await?;
+    let rows = client.query(PARTITIONS.as_str(), &[]).await?;
     rows.iter()
         .map(|row| {
             let types: Vec<String> = row.try_get(4)?;
@@ -133,6 +142,7 @@ async fn read_partitions(client: &impl GenericClient) -> Result<Vec<RangePartiti
                 starts: row.try_get(1)?,
                 ends: row.try_get(2)?,
                 legacy: row.try_get(3)?,
+                mixed: row.try_get(5)?,
                 types: types.iter().filter_map(|t| SignalType::parse(t)).collect(),
             })
         })
@@ -196,27 +206,35 @@ impl Store {
             return Ok(Some(created));
         }
         if rotate {
-            tx.batch_execute(
-                "ALTER TABLE raw_signal_rows DETACH PARTITION raw_signals_default;
-                 ALTER TABLE raw_signals_default RENAME TO raw_signals_default_rotating;
-                 CREATE TABLE raw_signals_default PARTITION OF raw_signal_rows DEFAULT;",
-            )
-            .await?;
-            tx.batch_execute(&append_only_trigger("raw_signals_default")).await?;
+            // One statement at a time, as Citus needs (evidence::keep_evidence).
+            for statement in [
+                "ALTER TABLE raw_signal_rows DETACH PARTITION raw_signals_default",
+                "ALTER TABLE raw_signals_default RENAME TO raw_signals_default_rotating",
+                "CREATE TABLE raw_signals_default PARTITION OF raw_signal_rows DEFAULT",
+            ] {
+                tx.batch_execute(statement).await?;
+            }
+            tx.batch_execute(&signals_guard("raw_signals_default", self.settings.layout)).await?;
         }
         for range in &missing {
-            create_range(&tx, range).await?;
+            create_range(&tx, range, self.settings.layout).await?;
             created.partitions.push(range.name());
         }
         if rotate {
+            // Counted from RETURNING: Citus's command tag of an INSERT … ON CONFLICT DO NOTHING
+            // can be wrong (citusdata/citus#3377).
             let moved = format!(
-                r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id)
-                   SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
-                   FROM raw_signals_default_rotating WHERE {}
-                   ON CONFLICT DO NOTHING"#,
+                r#"WITH moved AS (
+                       INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id)
+                       SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
+                       FROM raw_signals_default_rotating WHERE {}
+                       ON CONFLICT DO NOTHING
+                       RETURNING 1)
+                   SELECT count(*) FROM moved"#,
                 kept()
             );
-            created.default_rows_kept = tx.execute(&moved, &[&cutoffs[0], &cutoffs[1], &cutoffs[2]]).await?;
+            let row = tx.query_one(&moved, &[&cutoffs[0], &cutoffs[1], &cutoffs[2]]).await?;
+            created.default_rows_kept = row.try_get::<_, i64>(0)? as u64;
             let total: i64 =
                 tx.query_one("SELECT count(*) FROM raw_signals_default_rotating", &[]).await?.try_get(0)?;
             created.default_rows_expired = (total as u64).saturating_sub(created.default_rows_kept);
@@ -265,10 +283,18 @@ impl Store {
         Ok(Some((dropped, failed)))
     }
 
-    /// The database's size on disk (`pg_database_size`), WAL excluded.
+    /// The database's size on disk (`pg_database_size`), WAL excluded; on Citus, summed over
+    /// the coordinator and every worker.
     pub async fn database_size(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
-        Ok(client.query_one("SELECT pg_database_size(current_database())", &[]).await?.try_get(0)?)
+        let sql = match self.settings.layout {
+            Layout::Single => "SELECT pg_database_size(current_database())",
+            // The signals are on the workers: the budget is of the whole cluster's disk.
+            Layout::Distributed => {
+                "SELECT sum(result::int8)::int8 FROM run_command_on_all_nodes('SELECT pg_database_size(current_database())')"
+            }
+        };
+        Ok(client.query_one(sql, &[]).await?.try_get(0)?)
     }
 
     /// Brings the database under `budget` bytes: whole partitions oldest first, healthy traffic
@@ -363,7 +389,7 @@ impl Store {
         }
         let mut dropped = Vec::new();
         for action in actions {
-            if let DropStep::Dropped(done) = expire_in(&tx, action, reason).await? {
+            if let DropStep::Dropped(done) = expire_in(&tx, action, reason, self.settings.layout).await? {
                 dropped.push(done);
             }
         }
@@ -374,13 +400,12 @@ impl Store {
     /// before partitioning): `(type, signals, bytes)`.
     pub async fn evidence_kept(&self) -> Result<Vec<(Option<SignalType>, i64, i64)>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT signal_type::text, sum(signals)::int8, sum(pg_total_relation_size(to_regclass(quote_ident(name))))::int8
-                 FROM raw_signal_evidence WHERE to_regclass(quote_ident(name)) IS NOT NULL GROUP BY 1",
-                &[],
-            )
-            .await?;
+        let sql = format!(
+            "SELECT signal_type::text, sum(signals)::int8, sum({}(to_regclass(quote_ident(name))))::int8
+             FROM raw_signal_evidence WHERE to_regclass(quote_ident(name)) IS NOT NULL GROUP BY 1",
+            self.settings.layout.total_size_function()
+        );
+        let rows = client.query(&sql, &[]).await?;
         rows.iter()
             .map(|row| {
                 let label: Option<String> = row.try_get(0)?;
@@ -407,11 +432,19 @@ impl Store {
             "NULL::timestamptz"
         };
         let sql = format!(
-            r#"SELECT t::text, least(
+            // The default partition's oldest per type first, on its own: Citus joins no
+            // distributed table to the local ones in a correlated subquery.
+            r#"WITH defaults AS MATERIALIZED (
+                   SELECT signal_type, min("timestamp") AS oldest FROM raw_signals_default GROUP BY signal_type)
+               SELECT t::text, least(
                    (SELECT min(p.starts) FROM raw_signal_partitions p
                     WHERE NOT p.legacy AND to_regclass(quote_ident(p.name || '_' || t::text)) IS NOT NULL
                       AND p.name || '_' || t::text NOT IN (SELECT name FROM raw_signal_evidence)),
-                   (SELECT min("timestamp") FROM raw_signals_default WHERE signal_type = t),
+                   -- A range holding every type (on Citus) stands for each of them.
+                   (SELECT min(p.starts) FROM raw_signal_partitions p
+                    WHERE {MIXED} AND NOT p.legacy AND to_regclass(quote_ident(p.name)) IS NOT NULL
+                      AND p.name NOT IN (SELECT name FROM raw_signal_evidence)),
+                   (SELECT oldest FROM defaults d WHERE d.signal_type = t),
                    {legacy_oldest})
                FROM unnest(enum_range(NULL::signaltypeenum)) AS t"#
         );
@@ -432,6 +465,7 @@ async fn expire_in(
     tx: &Transaction<'_>,
     action: &Expired,
     reason: DropReason,
+    layout: Layout,
 ) -> Result<DropStep, StoreError> {
     let table = match action {
         Expired::Noise { table, .. } | Expired::Evidence { table } | Expired::Everything { table } => table,
@@ -455,7 +489,7 @@ async fn expire_in(
         None => (None, None),
     };
     mark_stale(tx, signal_type, starts, ends).await?;
-    let bytes = evidence::size(tx, table).await?;
+    let bytes = evidence::size(tx, table, layout).await?;
     let mut dropped =
         Dropped { name: table.clone(), signal_type: None, legacy: false, bytes, kept_signals: 0, reason };
     match action {
@@ -463,8 +497,9 @@ async fn expire_in(
             (dropped.signal_type, dropped.legacy) = match bounds {
                 Bounds::Type { signal_type, .. } => (Some(*signal_type), false),
                 Bounds::Before(_) => (None, true),
+                Bounds::Mixed { .. } => (None, false),
             };
-            let kept = evidence::keep_evidence(tx, table, bounds).await?;
+            let kept = evidence::keep_evidence(tx, table, bounds, layout).await?;
             dropped.bytes = kept.bytes_before - kept.bytes_after;
             dropped.kept_signals = kept.signals;
             return Ok(DropStep::Dropped(dropped));
@@ -497,10 +532,32 @@ pub(crate) fn append_only_trigger(table: &str) -> String {
     )
 }
 
-/// One range partition with a partition per signal type under it, built detached and then
-/// attached: ATTACH adds the parent's indexes and key to the empty tables at no cost.
-async fn create_range(tx: &Transaction<'_>, range: &NewRange) -> Result<(), StoreError> {
+/// The statement-level trigger refusing UPDATE, DELETE and TRUNCATE on a table of signals, where
+/// the layout allows it: Citus refuses triggers on distributed tables (there, privileges hold
+/// the rule: README, "Running on Citus").
+pub(crate) fn signals_guard(table: &str, layout: Layout) -> String {
+    match layout {
+        Layout::Single => append_only_trigger(table),
+        Layout::Distributed => String::new(),
+    }
+}
+
+/// One range partition, built detached and then attached: ATTACH adds the parent's indexes and
+/// key to the empty tables at no cost. With a partition per signal type under it, or on Citus
+/// one table for every type (Citus distributes no table partitioned twice).
+async fn create_range(tx: &Transaction<'_>, range: &NewRange, layout: Layout) -> Result<(), StoreError> {
     let name = range.name();
+    if layout.is_distributed() {
+        // Created attached: Citus distributes a new partition of a distributed table.
+        tx.batch_execute(&format!(
+            "CREATE TABLE {} PARTITION OF raw_signal_rows FOR VALUES FROM ('{}') TO ('{}')",
+            quote_identifier(&name),
+            range.starts.to_rfc3339(),
+            range.ends.to_rfc3339(),
+        ))
+        .await?;
+        return record_range(tx, &name, range).await;
+    }
     let mut ddl = format!(
         "CREATE TABLE {table} (LIKE raw_signal_rows INCLUDING DEFAULTS) PARTITION BY LIST (signal_type);\n{trigger};\n",
         table = quote_identifier(&name),
@@ -524,6 +581,10 @@ async fn create_range(tx: &Transaction<'_>, range: &NewRange) -> Result<(), Stor
         range.ends.to_rfc3339(),
     ));
     tx.batch_execute(&ddl).await?;
+    record_range(tx, &name, range).await
+}
+
+async fn record_range(tx: &Transaction<'_>, name: &str, range: &NewRange) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO raw_signal_partitions (name, starts, ends) VALUES ($1, $2, $3)",
         &[&name, &range.starts, &range.ends],

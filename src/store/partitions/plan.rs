@@ -20,6 +20,9 @@ pub struct RangePartition {
     pub ends: DateTime<Utc>,
     /// The table from before partitioning: one table holding every signal type.
     pub legacy: bool,
+    /// One table holding every signal type, without a partition per type: the legacy table, or
+    /// a range on a Citus cluster (which distributes no table partitioned twice).
+    pub mixed: bool,
     /// The signal types whose partition still exists under it (every type, for the legacy one).
     pub types: Vec<SignalType>,
 }
@@ -95,6 +98,8 @@ pub enum Bounds {
     Type { parent: String, signal_type: SignalType },
     /// The table from before partitioning: every type, stamped before its cut-over.
     Before(DateTime<Utc>),
+    /// A range holding every type (on a Citus cluster): `[starts, ends)`.
+    Mixed { starts: DateTime<Utc>, ends: DateTime<Utc> },
 }
 
 /// What the lifecycle asks of one partition.
@@ -130,6 +135,9 @@ fn tables(partition: &RangePartition) -> Vec<(String, Bounds)> {
     if partition.legacy {
         return vec![(partition.name.clone(), Bounds::Before(partition.ends))];
     }
+    if let (true, Some(starts)) = (partition.mixed, partition.starts) {
+        return vec![(partition.name.clone(), Bounds::Mixed { starts, ends: partition.ends })];
+    }
     let leaf = |t: SignalType| {
         (leaf_name(&partition.name, t), Bounds::Type { parent: partition.name.clone(), signal_type: t })
     };
@@ -139,7 +147,7 @@ fn tables(partition: &RangePartition) -> Vec<(String, Bounds)> {
 fn types_of(bounds: &Bounds) -> Vec<SignalType> {
     match bounds {
         Bounds::Type { signal_type, .. } => vec![*signal_type],
-        Bounds::Before(_) => SignalType::ALL.to_vec(),
+        Bounds::Before(_) | Bounds::Mixed { .. } => SignalType::ALL.to_vec(),
     }
 }
 
@@ -229,6 +237,7 @@ mod tests {
             starts: Some(starts),
             ends: range.ends,
             legacy: false,
+            mixed: false,
             types: types.to_vec(),
         }
     }
@@ -239,6 +248,7 @@ mod tests {
             starts: None,
             ends: utc(ends),
             legacy: true,
+            mixed: true,
             types: SignalType::ALL.to_vec(),
         }
     }

@@ -87,6 +87,11 @@ impl Store {
         share: f64,
     ) -> Result<Option<SealPass>, StoreError> {
         let mut pass = SealPass::default();
+        // Blocks hold many traces, so they cannot be placed by trace on a Citus cluster: there
+        // the signals stay in the row form (store/citus.rs).
+        if self.settings.layout.is_distributed() {
+            return Ok(Some(pass));
+        }
         let started = Instant::now();
         loop {
             let open = match self.open_unit().await? {

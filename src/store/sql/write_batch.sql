@@ -32,7 +32,8 @@ inserted AS (
            OR NOT raw_signal_is_sealed(trace_id, id, ts, kind))
     /*TIMELESS_CHECK*/
     ORDER BY ts, id, kind
-    ON CONFLICT ("timestamp", id, signal_type) DO NOTHING
+    -- The key: ("timestamp", id, signal_type), and trace_id on Citus (store/citus.rs).
+    ON CONFLICT DO NOTHING
     RETURNING id, "timestamp", signal_type
 ),
 stored AS (

@@ -37,8 +37,14 @@ pub fn days(n: i64) -> Duration {
 
 /// The table each signal of `trace_id` is stored in (in row form), oldest signal first.
 pub async fn placed(db: &Client, trace_id: &str) -> Vec<String> {
+    // On Citus a row's table is a shard: `<partition>_<shard id>`.
+    let table = if crate::helpers::citus_workers().is_empty() {
+        "tableoid::regclass::text"
+    } else {
+        r"regexp_replace(tableoid::regclass::text, '_\d+$', '')"
+    };
     db.query(
-        r#"SELECT tableoid::regclass::text FROM raw_signal_rows WHERE trace_id = $1 ORDER BY "timestamp", id"#,
+        &format!(r#"SELECT {table} FROM raw_signal_rows WHERE trace_id = $1 ORDER BY "timestamp", id"#),
         &[&trace_id],
     )
     .await
@@ -63,7 +69,12 @@ pub async fn worker_read(db: &Client, trace: &str) -> Vec<Value> {
 
 /// The name of the partition holding `signal_type` for the day of `at` (the default interval).
 pub fn day_partition(at: DateTime<Utc>, signal_type: &str) -> String {
-    format!("raw_signals_p{}_{signal_type}", at.format("%Y%m%d"))
+    if crate::helpers::citus_workers().is_empty() {
+        format!("raw_signals_p{}_{signal_type}", at.format("%Y%m%d"))
+    } else {
+        // On Citus a range is one table for every type (store/citus.rs).
+        format!("raw_signals_p{}", at.format("%Y%m%d"))
+    }
 }
 
 /// Whether a table of that name exists.

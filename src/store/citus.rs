@@ -1,0 +1,249 @@
+//! Running on a Citus cluster (docs/scaling.md): when the database has the `citus` extension,
+//! the signals are distributed over its worker nodes by `trace_id` at start-up, after the
+//! migrations, so that every batch's rows go to the nodes holding their traces and a trace
+//! is read from one shard. On a plain PostgreSQL nothing here runs.
+//!
+//! What Citus needs of the schema, and what this changes there (once, idempotently):
+//! - no multi-level partitioning: each range partition of `raw_signal_rows` becomes one table
+//!   holding every signal type (a *mixed* range, retained like the legacy table: until every
+//!   type's retention has passed, its evidence kept);
+//! - every unique key holds the distribution column: the signals' key gains `trace_id` (a
+//!   signal's id never moves to another trace, so a retry is still recognised);
+//! - no triggers on distributed tables: the statement triggers refusing UPDATE, DELETE and
+//!   TRUNCATE go from the signal tables; append-only holds by privileges there (README).
+//!
+//! Incidents, problems, the outbox and the bookkeeping stay tables of the coordinator: Citus
+//! joins them with the distributed signals in the batch statement and the queries.
+
+use std::time::Instant;
+
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use super::bootstrap::quote_identifier;
+
+/// How the signals are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// One PostgreSQL: range partitions, each with a partition per signal type.
+    #[default]
+    Single,
+    /// A Citus cluster: `raw_signal_rows` distributed by `trace_id`, one table per range.
+    Distributed,
+}
+
+impl Layout {
+    pub fn is_distributed(self) -> bool {
+        self == Layout::Distributed
+    }
+
+    /// The SQL function giving a table's bytes on disk, indexes and TOAST included: on Citus,
+    /// the coordinator's table is empty and its shards' bytes are on the workers.
+    pub fn total_size_function(self) -> &'static str {
+        match self {
+            Layout::Single => "pg_total_relation_size",
+            Layout::Distributed => "citus_total_relation_size",
+        }
+    }
+}
+
+/// The cluster the database belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub citus_version: String,
+    /// Active worker nodes (the coordinator holds no shards unless added as one).
+    pub workers: i64,
+}
+
+/// Why laying the store out on Citus failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CitusError {
+    #[error("the database has partitions sealed into blocks ({0} of them); sealed storage is not distributed: start on a database without sealed partitions (SEAL_AFTER=off before moving to Citus)")]
+    Sealed(i64),
+    #[error("distributing the signals over the Citus cluster failed at: {step}")]
+    Step {
+        step: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("reading the Citus catalog failed")]
+    Catalog(#[from] tokio_postgres::Error),
+}
+
+/// The cluster, when the database has the `citus` extension.
+pub async fn detect(client: &Client) -> Result<Option<Cluster>, tokio_postgres::Error> {
+    let version =
+        client.query_opt("SELECT extversion FROM pg_extension WHERE extname = 'citus'", &[]).await?;
+    let Some(version) = version else { return Ok(None) };
+    let workers: i64 =
+        client.query_one("SELECT count(*) FROM citus_get_active_worker_nodes()", &[]).await?.try_get(0)?;
+    Ok(Some(Cluster { citus_version: version.try_get(0)?, workers }))
+}
+
+/// What [`distribute`] did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Distributed {
+    /// Range partitions rewritten from one table per type into one table.
+    pub ranges_merged: usize,
+    /// Signals copied onto the workers.
+    pub signals: i64,
+    pub seconds: f64,
+}
+
+/// Whether `raw_signal_rows` is a distributed table.
+async fn is_distributed(client: &Client) -> Result<bool, tokio_postgres::Error> {
+    let sql =
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'raw_signal_rows'::regclass)";
+    client.query_one(sql, &[]).await?.try_get(0)
+}
+
+/// Lays the store out on the cluster, unless it already is: `None` when it was. One
+/// transaction; concurrent instances take turns on the migration lock (the caller holds it).
+/// A database that already holds signals is distributed in place: ingest waits on the lock of
+/// `raw_signal_rows` until it commits.
+pub async fn distribute(client: &mut Client, shard_count: u32) -> Result<Option<Distributed>, CitusError> {
+    if is_distributed(client).await? {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let step = |step: &'static str| move |source| CitusError::Step { step, source };
+    let sealed: i64 = client.query_one("SELECT count(*) FROM raw_signal_units", &[]).await?.try_get(0)?;
+    if sealed > 0 {
+        return Err(CitusError::Sealed(sealed));
+    }
+    let tx = client.transaction().await?;
+    // Taken first, so that a batch in flight cannot deadlock with the DDL below.
+    tx.batch_execute("LOCK TABLE raw_signal_rows IN ACCESS EXCLUSIVE MODE").await.map_err(step("lock"))?;
+    let typed = tx
+        .query(
+            "SELECT p.name, p.starts, p.ends FROM raw_signal_partitions p
+             JOIN pg_partitioned_table t ON t.partrelid = to_regclass(quote_ident(p.name))
+             WHERE NOT p.legacy ORDER BY p.starts",
+            &[],
+        )
+        .await?;
+    for row in &typed {
+        let (name, starts, ends): (String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        tx.batch_execute(&merge_range(&name, starts, ends))
+            .await
+            .map_err(step("merging a range's type partitions"))?;
+    }
+    let triggers: Vec<String> = tx
+        .query(
+            "SELECT format('DROP TRIGGER %I ON %s', g.tgname, g.tgrelid::regclass)
+             FROM pg_partition_tree('raw_signal_rows') p JOIN pg_trigger g ON g.tgrelid = p.relid
+             WHERE NOT g.tgisinternal",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    tx.batch_execute(&triggers.join(";\n")).await.map_err(step("dropping the append-only triggers"))?;
+    tx.batch_execute(
+        r#"ALTER TABLE raw_signal_rows DROP CONSTRAINT raw_signals_pkey,
+               ADD CONSTRAINT raw_signals_pkey PRIMARY KEY ("timestamp", id, signal_type, trace_id)"#,
+    )
+    .await
+    .map_err(step("adding trace_id to the signals' key"))?;
+    // Before distributing: Citus runs no function DDL after a parallel distributed command.
+    tx.batch_execute(ROW_FORM_READERS).await.map_err(step("reading the row form only"))?;
+    tx.execute(
+        "SELECT create_distributed_table('raw_signal_rows', 'trace_id', shard_count := $1)",
+        &[&(shard_count as i32)],
+    )
+    .await
+    .map_err(step("create_distributed_table"))?;
+    let signals: i64 = tx.query_one("SELECT count(*) FROM raw_signal_rows", &[]).await?.try_get(0)?;
+    tx.commit().await.map_err(step("commit"))?;
+    let done = Distributed { ranges_merged: typed.len(), signals, seconds: started.elapsed().as_secs_f64() };
+    info!(
+        shards = shard_count,
+        signals = done.signals,
+        ranges_merged = done.ranges_merged,
+        seconds = format!("{:.1}", done.seconds),
+        "signals distributed over the Citus cluster by trace_id"
+    );
+    Ok(Some(done))
+}
+
+/// What reads the signals reads the row form alone, as nothing is sealed on Citus: a view that
+/// also named the (local, empty) sealed tables made Citus plan a trace's read as several steps,
+/// one of them a scan of every shard. Same names and columns as migrations/0018.
+const ROW_FORM_READERS: &str = r#"
+CREATE OR REPLACE VIEW raw_signals AS
+    SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
+    FROM raw_signal_rows;
+CREATE OR REPLACE VIEW raw_signals_hot AS
+    SELECT id, signal_type, trace_id, service_name, "timestamp", payload, shared_id,
+           "timestamp" AS lo, "timestamp" AS hi, ARRAY[service_name] AS services, NULL::int4 AS unit, NULL::int4 AS block
+    FROM raw_signal_rows;
+CREATE OR REPLACE VIEW raw_signals_listed AS SELECT * FROM raw_signals_hot;
+-- PL/pgSQL: Citus plans no SQL function over a distributed table called with parameters.
+CREATE OR REPLACE FUNCTION raw_signals_between(kind signaltypeenum, since timestamptz, until timestamptz)
+RETURNS SETOF raw_signals
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
+    FROM raw_signal_rows
+    WHERE (kind IS NULL OR signal_type = kind) AND "timestamp" >= since AND "timestamp" < until;
+END;
+$$;
+"#;
+
+/// DDL replacing the range partition `name` (one partition per type) by one table holding the
+/// same rows, attached with the same bounds.
+fn merge_range(
+    name: &str,
+    starts: chrono::DateTime<chrono::Utc>,
+    ends: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let (table, typed) = (quote_identifier(name), quote_identifier(&format!("{name}_typed")));
+    let columns = r#"id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id"#;
+    format!(
+        "ALTER TABLE raw_signal_rows DETACH PARTITION {table};
+         ALTER TABLE {table} RENAME TO {typed};
+         CREATE TABLE {table} (LIKE raw_signal_rows INCLUDING DEFAULTS);
+         INSERT INTO {table} ({columns}) SELECT {columns} FROM {typed};
+         DROP TABLE {typed};
+         ALTER TABLE raw_signal_rows ATTACH PARTITION {table} FOR VALUES FROM ('{}') TO ('{}');",
+        starts.to_rfc3339(),
+        ends.to_rfc3339(),
+    )
+}
+
+/// Settings of the cluster the service depends on, each wrong one described.
+pub async fn check_settings(
+    client: &Client,
+    cluster: &Cluster,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let mut warnings = Vec::new();
+    if cluster.workers == 0 {
+        warnings.push(
+            "the Citus cluster has no active worker node: every shard is on the coordinator (add workers with citus_add_node)"
+                .to_owned(),
+        );
+    }
+    let prepared: i64 = client
+        .query_one("SELECT current_setting('max_prepared_transactions')::int8", &[])
+        .await?
+        .try_get(0)?;
+    if prepared == 0 {
+        warnings.push(
+            "max_prepared_transactions is 0 on the coordinator: a batch touching several nodes cannot commit by two-phase commit (set it, e.g. to max_connections, on every node)"
+                .to_owned(),
+        );
+    }
+    Ok(warnings)
+}
+
+/// Logs the cluster and its warnings.
+pub fn report(cluster: &Cluster, warnings: &[String]) {
+    info!(citus = %cluster.citus_version, workers = cluster.workers, "the database is a Citus coordinator");
+    info!("on Citus the signals stay in the row form: partitions are not sealed (SEAL_AFTER has no effect)");
+    for warning in warnings {
+        warn!("{warning}");
+    }
+}
