@@ -124,16 +124,86 @@ const TIMELESS_CHECK: &str = "AND NOT (time_unknown AND EXISTS (
 const TIMELESS_CHECK_DISTRIBUTED: &str = "AND NOT (time_unknown AND (id, kind) IN (
         SELECT r.id, r.signal_type FROM raw_signal_rows r WHERE r.time_unknown AND r.id = ANY($ids::uuid[])))";
 
-/// The batch write, without and with [`TIMELESS_CHECK`], and with it for Citus.
-static STATEMENTS: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
-    let with =
-        |check: &str| positional(&WRITE_BATCH.replace("/*TIMELESS_CHECK*/", check), BatchParams::NAMES);
-    [with(""), with(TIMELESS_CHECK), with(TIMELESS_CHECK_DISTRIBUTED)]
+/// On Citus, what the batch statement reads in place of its insert: the rows the insert,
+/// run first as a statement of its own, returned.
+const INSERTED_ROWS: &str = r#"SELECT * FROM unnest($inserted_ids::uuid[], $inserted_times::timestamptz[],
+                               $inserted_types::text[]::signaltypeenum[]) AS r(id, "timestamp", signal_type)"#;
+
+/// The names of the rows [`INSERTED_ROWS`] reads, bound after the batch's own parameters.
+const INSERTED_NAMES: [&str; 3] = ["inserted_ids", "inserted_times", "inserted_types"];
+
+/// The text of `sql` between the two occurrences of the comment `marker`.
+fn marked<'a>(sql: &'a str, marker: &str) -> &'a str {
+    let mut parts = sql.split(marker);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(inner), Some(_)) => inner,
+        _ => panic!("sql/write_batch.sql marks {marker} twice"),
+    }
+}
+
+/// The batch's statements, their `$name` parameters numbered in the order of
+/// `BatchParams::NAMES` (then [`INSERTED_NAMES`]).
+struct Statements {
+    /// One PostgreSQL: the whole write in one statement, without and with [`TIMELESS_CHECK`].
+    single: [String; 2],
+    /// Citus: the insert alone (without and with [`TIMELESS_CHECK_DISTRIBUTED`]), then the rest
+    /// reading the rows it returned. Citus plans the one statement holding both as several
+    /// distributed steps, the inserted rows passed between them as intermediate results, and
+    /// plans it again at every execution; split, the insert is the only distributed statement
+    /// and the rest, on the coordinator's tables alone, keeps its cached plan.
+    citus_insert: [String; 2],
+    citus_track: String,
+}
+
+static STATEMENTS: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| {
+    let names: Vec<&str> = BatchParams::NAMES.iter().copied().chain(INSERTED_NAMES).collect();
+    let numbered = |sql: &str| positional(sql, &names);
+    let with = |check: &str| numbered(&WRITE_BATCH.replace("/*TIMELESS_CHECK*/", check));
+    let (input, insert) = (marked(WRITE_BATCH, "/*INPUT*/"), marked(WRITE_BATCH, "/*INSERT*/"));
+    let insert_alone =
+        |check: &str| numbered(&format!("WITH {input}\n{}", insert.replace("/*TIMELESS_CHECK*/", check)));
+    Statements {
+        single: [with(""), with(TIMELESS_CHECK)],
+        citus_insert: [insert_alone(""), insert_alone(TIMELESS_CHECK_DISTRIBUTED)],
+        citus_track: numbered(&WRITE_BATCH.replace(insert, INSERTED_ROWS)),
+    }
 });
 
 /// Advisory-lock namespace of the per-id locks around records without a time (the two-key
 /// form, a key space apart from the single-key locks of migrations and maintenance).
 const TIMELESS_LOCK_SPACE: i32 = 0x5349_474e; // "SIGN"
+
+/// The parameters the insert alone reads on Citus: the batch's rows, the first of
+/// `BatchParams::NAMES` (a test checks that they are exactly those the input reads).
+const INPUT_PARAMS: usize = 15;
+
+/// Takes the locks of the batch's records without a time (`locks`, sorted), if any.
+async fn lock_timeless(tx: &deadpool_postgres::Transaction<'_>, locks: &[i32]) -> Result<(), StoreError> {
+    if !locks.is_empty() {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k ORDER BY k",
+            &[&TIMELESS_LOCK_SPACE, &locks],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A `signaltypeenum` value read as its label.
+struct SignalTypeLabel(String);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for SignalTypeLabel {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(SignalTypeLabel(std::str::from_utf8(raw)?.to_owned()))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        ty.name() == "signaltypeenum"
+    }
+}
 
 impl Store {
     /// Stores `signals` and tracks their incidents atomically; returns after the commit. A
@@ -189,20 +259,33 @@ impl Store {
 
         let mut client = self.client().await?;
         let locks = timeless_locks(&rows);
-        let row = if locks.is_empty() {
-            let statement = client.prepare_cached(&STATEMENTS[0]).await?;
+        let row = if self.settings.layout.is_distributed() {
+            let tx = client.transaction().await?;
+            lock_timeless(&tx, &locks).await?;
+            let insert = tx.prepare_cached(&STATEMENTS.citus_insert[usize::from(!locks.is_empty())]).await?;
+            let inserted = tx.query(&insert, &params[..INPUT_PARAMS]).await?;
+            let ids: Vec<Uuid> = inserted.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+            let times: Vec<DateTime<Utc>> =
+                inserted.iter().map(|r| r.try_get(1)).collect::<Result<_, _>>()?;
+            let kinds: Vec<String> = inserted
+                .iter()
+                .map(|r| r.try_get::<_, SignalTypeLabel>(2).map(|l| l.0))
+                .collect::<Result<_, _>>()?;
+            let mut all = params.clone();
+            all.extend([&ids as &(dyn ToSql + Sync), &times, &kinds]);
+            let track = tx.prepare_cached(&STATEMENTS.citus_track).await?;
+            let row = tx.query_one(&track, &all).await?;
+            tx.commit().await?;
+            row
+        } else if locks.is_empty() {
+            let statement = client.prepare_cached(&STATEMENTS.single[0]).await?;
             client.query_one(&statement, &params).await?
         } else {
             // Locks first, then the write in a statement of its own, whose snapshot sees a copy
             // that a concurrent batch committed while we waited.
             let tx = client.transaction().await?;
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k ORDER BY k",
-                &[&TIMELESS_LOCK_SPACE, &locks],
-            )
-            .await?;
-            let checked = if self.settings.layout.is_distributed() { &STATEMENTS[2] } else { &STATEMENTS[1] };
-            let statement = tx.prepare_cached(checked).await?;
+            lock_timeless(&tx, &locks).await?;
+            let statement = tx.prepare_cached(&STATEMENTS.single[1]).await?;
             let row = tx.query_one(&statement, &params).await?;
             tx.commit().await?;
             row
@@ -286,7 +369,12 @@ mod tests {
         for name in BatchParams::NAMES {
             assert!(WRITE_BATCH.contains(&format!("${name}")), "${name} is never used");
         }
-        for statement in STATEMENTS.iter() {
+        let all = [
+            &STATEMENTS.single[..],
+            &STATEMENTS.citus_insert[..],
+            std::slice::from_ref(&STATEMENTS.citus_track),
+        ];
+        for statement in all.concat().iter() {
             let unbound: Vec<&str> = statement
                 .match_indices('$')
                 .map(|(at, _)| &statement[at + 1..])
@@ -294,6 +382,33 @@ mod tests {
                 .collect();
             assert!(unbound.is_empty(), "names without a parameter: {unbound:?}");
         }
+    }
+
+    #[test]
+    fn on_citus_the_insert_is_alone_and_the_rest_reads_the_rows_it_returned() {
+        let numbers = |sql: &str| -> std::collections::BTreeSet<usize> {
+            sql.match_indices('$')
+                .filter_map(|(at, _)| {
+                    let digits: String = sql[at + 1..].chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse().ok()
+                })
+                .collect()
+        };
+        for insert in &STATEMENTS.citus_insert {
+            assert_eq!(
+                numbers(insert),
+                (1..=INPUT_PARAMS).collect(),
+                "the insert reads the input's parameters: {insert}"
+            );
+            assert!(insert.starts_with("WITH input AS") && insert.contains("INSERT INTO raw_signal_rows"));
+            assert!(!insert.contains("INTO incidents") && !insert.contains("analysis_outbox"));
+        }
+        let track = &STATEMENTS.citus_track;
+        assert!(!track.contains("INSERT INTO raw_signal_rows"), "{track}");
+        assert!(!track.contains("raw_signal_rows"), "no distributed table left in it");
+        let all = BatchParams::NAMES.len() + INSERTED_NAMES.len();
+        assert_eq!(numbers(track), (1..=all).collect());
+        assert!(STATEMENTS.single.iter().all(|s| s.contains("INSERT INTO raw_signal_rows")));
     }
 
     #[test]

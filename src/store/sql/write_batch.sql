@@ -1,14 +1,14 @@
 -- One batch's write (store/tracking.rs) in one statement, one round trip, one commit: signals,
 -- their per-minute counts, incidents, problems and the analyses they cause. Parameters named after
 -- a dollar sign are bound from `BatchParams`; escalation rules are stated in incidents::Escalation.
-WITH input AS (
+WITH /*INPUT*/input AS (
     SELECT t.*, t.signal_type::signaltypeenum AS kind, t.level::incidentseverity AS severity
     FROM unnest($ids::uuid[], $types::text[], $trace_ids::text[], $services::text[], $timestamps::timestamptz[], $payloads::text[],
                 $severities::text[], $tracked::bool[], $requests::bool[], $fingerprints::text[], $titles::text[], $time_unknown::bool[],
                 $expires_at::timestamptz[], $shared_ids::uuid[], $errors::bool[])
         AS t(id, signal_type, trace_id, service_name, ts, payload, level, tracked, requests,
              fingerprint, title, time_unknown, expires_at, shared_id, error)
-),
+)/*INPUT*/,
 shared AS (
     -- The resources and scopes of the batch's OTLP exports, each stored once ever (content-
     -- addressed ids); in id order, so that concurrent batches wait for each other in one order.
@@ -26,7 +26,8 @@ inserted AS (
     -- order. TIMELESS_CHECK is empty unless the batch has records without a time (see there).
     -- A signal stamped in a range a seal has begun on (store/sealing) may be a retry of one
     -- sealed: looked up there by its trace; the others pass the first test and cost nothing.
-    INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
+    -- On Citus this is a statement of its own, and here the rows it returned (store/tracking.rs).
+    /*INSERT*/INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
     SELECT id, kind, trace_id, service_name, ts, payload::jsonb, time_unknown, shared_id FROM input
     WHERE (ts >= (SELECT coalesce(max(ends), '-infinity') FROM raw_signal_units)
            OR NOT raw_signal_is_sealed(trace_id, id, ts, kind))
@@ -34,7 +35,7 @@ inserted AS (
     ORDER BY ts, id, kind
     -- The key: ("timestamp", id, signal_type), and trace_id on Citus (store/citus.rs).
     ON CONFLICT DO NOTHING
-    RETURNING id, "timestamp", signal_type
+    RETURNING id, "timestamp", signal_type/*INSERT*/
 ),
 stored AS (
     -- Only newly stored signals count, each once even if repeated within the batch; only
