@@ -219,24 +219,41 @@ pub async fn check_settings(
     client: &Client,
     cluster: &Cluster,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
+    // Every node's, the workers' above all: they prepare the two-phase commits.
+    let rows = client
+        .query(
+            "SELECT n.nodename || ':' || n.nodeport, r.result
+             FROM run_command_on_all_nodes('SHOW max_prepared_transactions') r JOIN pg_dist_node n USING (nodeid)
+             WHERE r.success ORDER BY n.nodeid",
+            &[],
+        )
+        .await?;
+    let prepared = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?.parse().unwrap_or(0))))
+        .collect::<Result<Vec<(String, i64)>, tokio_postgres::Error>>()?;
+    Ok(warnings(cluster.workers, &prepared))
+}
+
+/// What is wrong with a cluster of `workers` active workers whose nodes have these
+/// `max_prepared_transactions` (`node`, value).
+fn warnings(workers: i64, prepared: &[(String, i64)]) -> Vec<String> {
     let mut warnings = Vec::new();
-    if cluster.workers == 0 {
+    if workers == 0 {
         warnings.push(
             "the Citus cluster has no active worker node: every shard is on the coordinator (add workers with citus_add_node)"
                 .to_owned(),
         );
     }
-    let prepared: i64 = client
-        .query_one("SELECT current_setting('max_prepared_transactions')::int8", &[])
-        .await?
-        .try_get(0)?;
-    if prepared == 0 {
-        warnings.push(
-            "max_prepared_transactions is 0 on the coordinator: a batch touching several nodes cannot commit by two-phase commit (set it, e.g. to max_connections, on every node)"
-                .to_owned(),
-        );
+    let without: Vec<&str> =
+        prepared.iter().filter(|(_, n)| *n == 0).map(|(node, _)| node.as_str()).collect();
+    if !without.is_empty() {
+        warnings.push(format!(
+            "max_prepared_transactions is 0 on {}: a batch written to several workers cannot commit (two-phase commit); set it on every node, e.g. to max_connections",
+            without.join(", ")
+        ));
     }
-    Ok(warnings)
+    warnings
 }
 
 /// Logs the cluster and its warnings.
@@ -245,5 +262,21 @@ pub fn report(cluster: &Cluster, warnings: &[String]) {
     info!("on Citus the signals stay in the row form: partitions are not sealed (SEAL_AFTER has no effect)");
     for warning in warnings {
         warn!("{warning}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_without_workers_or_two_phase_commit_is_named_node_by_node() {
+        let fine = [("c:5432".to_owned(), 400), ("w1:5432".to_owned(), 400)];
+        assert!(warnings(2, &fine).is_empty());
+        let broken = [("c:5432".to_owned(), 400), ("w1:5432".to_owned(), 0), ("w2:5432".to_owned(), 0)];
+        let said = warnings(0, &broken);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].contains("no active worker"));
+        assert!(said[1].contains("w1:5432, w2:5432") && !said[1].contains("c:5432"), "{}", said[1]);
     }
 }

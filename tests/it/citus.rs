@@ -91,6 +91,12 @@ async fn signals_are_distributed_by_trace_and_a_trace_is_read_from_one_shard() {
     let (status, trace) = app.get_json("/query/traces/t-citus-7").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(trace.as_array().map(Vec::len), Some(1), "{trace}");
+    // The start-up check reads every node's settings; this cluster is set up right.
+    let client = connect(&app.db.url()).await;
+    let cluster = prodsentinel::store::citus::detect(&client).await.unwrap().expect("a Citus database");
+    assert_eq!(cluster.workers, 2);
+    let warnings = prodsentinel::store::citus::check_settings(&client, &cluster).await.unwrap();
+    assert_eq!(warnings, Vec::<String>::new());
     // Incidents stay on the coordinator, one per trace, and the analysis worker's update by id
     // reaches its row.
     let incidents: i64 = one(&db, "SELECT count(*) FROM incidents WHERE trace_id LIKE 't-citus-%'").await;
