@@ -212,6 +212,14 @@ impl Store {
         let stale = tx
             .query("DELETE FROM service_activity_stale RETURNING signal_type::text, starts, ends", &[])
             .await?;
+        if !stale.is_empty() && self.settings.layout.is_distributed() {
+            // On Citus the recount reads the signals on the workers, with snapshots of their
+            // own, not the one its DELETE of the minutes sees: a batch committing in between
+            // would be counted by its own row and again by the recount. Waiting for the batches
+            // writing minutes, and holding the next ones back until the commit, keeps each
+            // batch on one side.
+            tx.batch_execute("LOCK TABLE service_minutes IN SHARE ROW EXCLUSIVE MODE").await?;
+        }
         for row in &stale {
             recount(&tx, row.try_get(0)?, row.try_get(1)?, row.try_get(2)?).await?;
         }

@@ -156,6 +156,12 @@ pub async fn distribute(client: &mut Client, shard_count: u32) -> Result<Option<
     .await
     .map_err(step("create_distributed_table"))?;
     let signals: i64 = tx.query_one("SELECT count(*) FROM raw_signal_rows", &[]).await?.try_get(0)?;
+    if signals == 0 {
+        // Nothing stored, nothing to recount: a new database's marker "count everything again"
+        // (migrations/0013) would only make the first merge race the first batches, which on
+        // Citus it cannot do safely (store/activity.rs).
+        tx.batch_execute("DELETE FROM service_activity_stale").await?;
+    }
     tx.commit().await.map_err(step("commit"))?;
     let done = Distributed { ranges_merged: typed.len(), signals, seconds: started.elapsed().as_secs_f64() };
     info!(
