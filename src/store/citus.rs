@@ -238,12 +238,17 @@ pub async fn check_settings(
         .iter()
         .map(|row| Ok((row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?.parse().unwrap_or(0))))
         .collect::<Result<Vec<(String, i64)>, tokio_postgres::Error>>()?;
-    Ok(warnings(cluster.workers, &prepared))
+    let factor: String =
+        client.query_one("SHOW citus.distributed_deadlock_detection_factor", &[]).await?.try_get(0)?;
+    // Unparsable would be a Citus we do not know: no warning rather than a wrong one.
+    let detecting = factor.trim().parse::<f64>().map_or(true, |f| f > 0.0);
+    Ok(warnings(cluster.workers, &prepared, detecting))
 }
 
 /// What is wrong with a cluster of `workers` active workers whose nodes have these
-/// `max_prepared_transactions` (`node`, value).
-fn warnings(workers: i64, prepared: &[(String, i64)]) -> Vec<String> {
+/// `max_prepared_transactions` (`node`, value), and whose coordinator is `detecting`
+/// distributed deadlocks or not.
+fn warnings(workers: i64, prepared: &[(String, i64)], detecting: bool) -> Vec<String> {
     let mut warnings = Vec::new();
     if workers == 0 {
         warnings.push(
@@ -258,6 +263,13 @@ fn warnings(workers: i64, prepared: &[(String, i64)]) -> Vec<String> {
             "max_prepared_transactions is 0 on {}: a batch written to several workers cannot commit (two-phase commit); set it on every node, e.g. to max_connections",
             without.join(", ")
         ));
+    }
+    if !detecting {
+        // Our sessions let batches into a shard together (store/mod.rs, session_settings).
+        warnings.push(
+            "citus.distributed_deadlock_detection_factor is -1: two batches carrying the same signals (a retry in flight) can wait for each other forever; set it back to its default (2)"
+                .to_owned(),
+        );
     }
     warnings
 }
@@ -278,11 +290,19 @@ mod tests {
     #[test]
     fn a_cluster_without_workers_or_two_phase_commit_is_named_node_by_node() {
         let fine = [("c:5432".to_owned(), 400), ("w1:5432".to_owned(), 400)];
-        assert!(warnings(2, &fine).is_empty());
+        assert!(warnings(2, &fine, true).is_empty());
         let broken = [("c:5432".to_owned(), 400), ("w1:5432".to_owned(), 0), ("w2:5432".to_owned(), 0)];
-        let said = warnings(0, &broken);
+        let said = warnings(0, &broken, true);
         assert_eq!(said.len(), 2, "{said:?}");
         assert!(said[0].contains("no active worker"));
         assert!(said[1].contains("w1:5432, w2:5432") && !said[1].contains("c:5432"), "{}", said[1]);
+    }
+
+    #[test]
+    fn a_coordinator_that_detects_no_distributed_deadlock_is_warned_about() {
+        let fine = [("c:5432".to_owned(), 400)];
+        let said = warnings(2, &fine, false);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("distributed_deadlock_detection_factor"), "{}", said[0]);
     }
 }

@@ -129,16 +129,29 @@ pub struct StorageSettings {
 /// hour").
 const SESSION_SETTINGS: &str = "SET jit = off";
 
-/// On a Citus coordinator, also: keep the connections to the workers that a batch opened for
-/// the next one. Citus keeps one per worker by default, so a batch spread over many shards
-/// opened (and two-phase committed) a new connection per shard: 4.4k rows/s instead of 36.6k
-/// measured with 32 shards (docs/scaling.md). Enough for every shard of one worker.
+/// On a Citus coordinator, also:
+///
+/// - keep the connections to the workers that a batch opened for the next one. Citus keeps one
+///   per worker by default, so a batch spread over many shards opened (and two-phase committed)
+///   a new connection per shard: 4.4k rows/s instead of 36.6k measured with 32 shards
+///   (docs/scaling.md). Enough for every shard of one worker.
+/// - let batches write the same shard at once. By default Citus lets one multi-shard
+///   modification at a time into a shard (a lock that conflicts with itself), to keep two such
+///   statements from locking rows in opposite orders on two shards; every batch spans the
+///   shards, so our batches queued behind each other and a fifth of the two cores sat idle
+///   (0.41 of one node's ingest; 0.52 without it, BENCHMARKS.md "Citus"). Our writes are
+///   inserts of distinct keys: two batches wait for each other only when both carry the same
+///   signal (a retry still in flight), and the cycle that can then form is broken by Citus's
+///   distributed deadlock detection, which fails one of them with a deadlock (retryable, so the
+///   client sends it again and it is counted as the duplicate it is; tests/it/citus.rs).
 fn session_settings(layout: citus::Layout, shard_count: u32) -> String {
     match layout {
         citus::Layout::Single => SESSION_SETTINGS.to_owned(),
-        citus::Layout::Distributed => {
-            format!("{SESSION_SETTINGS}; SET citus.max_cached_conns_per_worker = {}", shard_count.max(1))
-        }
+        citus::Layout::Distributed => format!(
+            "{SESSION_SETTINGS}; SET citus.max_cached_conns_per_worker = {}; \
+             SET citus.enable_deadlock_prevention = off",
+            shard_count.max(1)
+        ),
     }
 }
 

@@ -260,3 +260,146 @@ async fn a_database_holding_signals_is_distributed_in_place_when_citus_arrives()
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// The shard `trace` hashes to, and the worker (host:port) it is on.
+async fn shard_of(db: &Client, trace: &str) -> (i64, String) {
+    let row = db
+        .query_one(
+            "SELECT shardid, nodename || ':' || nodeport FROM citus_shards
+             WHERE shardid = get_shard_id_for_distribution_column('raw_signal_rows', $1::text)",
+            &[&trace],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Inserts a signal as another writer would, in `tx`: (id, trace) at `at`.
+const OTHER_WRITER_INSERT: &str = r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload)
+    VALUES ($1, 'log', $2, 'checkout', $3, '{}') ON CONFLICT DO NOTHING"#;
+
+#[tokio::test]
+async fn batches_write_the_same_shards_at_once() {
+    on_citus();
+    let app = spawn_app_with(&[]).await;
+    let db = connect(&app.db.url()).await;
+    // Another writer with Citus's default settings, in the middle of a multi-shard insert: by
+    // default Citus lets one such statement at a time into a shard, and it holds the shards
+    // it wrote until it commits.
+    let mut other = connect(&app.db.url()).await;
+    let pid: i32 = one(&other, "SELECT pg_backend_pid()").await;
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload)
+           SELECT gen_random_uuid(), 'log', 'held-' || n, 'other', now(), '{}' FROM generate_series(1, 64) n
+           ON CONFLICT DO NOTHING"#,
+        &[],
+    )
+    .await
+    .unwrap();
+    let held: Vec<i64> = db
+        .query(
+            "SELECT objid::int8 FROM pg_locks WHERE pid = $1 AND locktype = 'advisory'
+             AND mode = 'ShareUpdateExclusiveLock' AND granted ORDER BY 1",
+            &[&pid],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(held.len() >= 2, "the other writer holds the shards of its multi-shard insert: {held:?}");
+    // Our batch spans the same shards; it is stored and answered while the other one is open.
+    let now = Utc::now();
+    let logs: Vec<Value> = (0..100).map(|n| log_at(&format!("along-{n}"), "INFO", now)).collect();
+    let mut ours = Vec::new();
+    for n in 0..100 {
+        ours.push(shard_of(&db, &format!("along-{n}")).await.0);
+    }
+    assert!(
+        held.iter().all(|shard| ours.contains(shard)),
+        "our batch writes every held shard: {held:?} {ours:?}"
+    );
+    let posted =
+        tokio::time::timeout(std::time::Duration::from_secs(30), app.post_json("/ingest/logs", &json!(logs)))
+            .await
+            .expect("our batch waited for the other writer's transaction");
+    assert_eq!(posted.0, StatusCode::ACCEPTED, "{}", posted.1);
+    tx.rollback().await.unwrap();
+    assert_eq!(app.count_signals().await, 100);
+}
+
+#[tokio::test]
+async fn writers_of_the_same_signals_that_deadlock_across_workers_lose_nothing() {
+    on_citus();
+    let app = spawn_app_with(&[]).await;
+    let db = connect(&app.db.url()).await;
+    // Two traces on different workers.
+    let (first, (_, first_node)) = ("deadlock-a".to_owned(), shard_of(&db, "deadlock-a").await);
+    let mut second = None;
+    for n in 0..64 {
+        let trace = format!("deadlock-b{n}");
+        let (_, node) = shard_of(&db, &trace).await;
+        if node != first_node {
+            second = Some((trace, node));
+            break;
+        }
+    }
+    let (second, second_node) = second.expect("a trace on the other worker");
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let (a, b) = (log_at(&first, "INFO", now), log_at(&second, "INFO", now));
+    let id = |log: &Value| uuid::Uuid::parse_str(log["signal_id"].as_str().unwrap()).unwrap();
+
+    // The other writer stores b, uncommitted; our batch [a, b] then stores a and waits for b.
+    let mut other = connect(&app.db.url()).await;
+    let tx = other.transaction().await.unwrap();
+    assert_eq!(tx.execute(OTHER_WRITER_INSERT, &[&id(&b), &second, &now]).await.unwrap(), 1);
+    let posting = tokio::spawn(app.http.post(app.url("/ingest/logs")).json(&json!([a, b])).send());
+    let worker = |node: &str| format!("postgres://postgres@{node}/{}", app.db.name);
+    let (first_worker, second_worker) =
+        (connect(&worker(&first_node)).await, connect(&worker(&second_node)).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        // Waiting for b on its worker, and a written on the other (its connection idle in the
+        // transaction); the other writer has not touched a's worker.
+        let waiting: i64 = one(
+            &second_worker,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await;
+        let wrote: i64 = one(
+            &first_worker,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+             AND state = 'idle in transaction' AND query LIKE 'INSERT INTO%raw_signal_rows%'",
+        )
+        .await;
+        if waiting > 0 && wrote > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "our batch never waited for b ({waiting}, {wrote})");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The other writer now wants a: each waits for the other, on two workers. Citus's
+    // distributed deadlock detection fails the younger transaction, ours.
+    let stored_a = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tx.execute(OTHER_WRITER_INSERT, &[&id(&a), &first, &now]),
+    )
+    .await
+    .expect("the deadlock was broken")
+    .expect("the other writer, the older, went on");
+    assert_eq!(stored_a, 1);
+    let answer = posting.await.unwrap().expect("an answer");
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE, "retryable: nothing of ours was stored");
+    tx.commit().await.unwrap();
+
+    // The client's retry: both already stored, counted as duplicates, nothing twice.
+    assert_eq!(app.post_json("/ingest/logs", &json!([a, b])).await.0, StatusCode::ACCEPTED);
+    let stored: i64 = one(&db, "SELECT count(*) FROM raw_signals WHERE trace_id LIKE 'deadlock-%'").await;
+    assert_eq!(stored, 2);
+    let metrics = scrape_addr(app.addr).await;
+    assert_eq!(
+        get(&metrics, r#"prodsentinel_ingest_signals_duplicate_total{signal="log",transport="legacy"}"#),
+        2.0
+    );
+}
