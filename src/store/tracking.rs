@@ -129,6 +129,18 @@ const TIMELESS_CHECK_DISTRIBUTED: &str = "AND NOT (time_unknown AND (id, kind) I
 const INSERTED_ROWS: &str = r#"SELECT * FROM unnest($inserted_ids::uuid[], $inserted_times::timestamptz[],
                                $inserted_types::text[]::signaltypeenum[]) AS r(id, "timestamp", signal_type)"#;
 
+/// The coordinator's tables the rest of the batch writes on Citus (a test checks the list
+/// against the statement).
+const TRACKED_TABLES: [&str; 7] = [
+    "signal_shared",
+    "service_minutes",
+    "incident_traces",
+    "incidents",
+    "problems",
+    "incident_problems",
+    "analysis_outbox",
+];
+
 /// The names of the rows [`INSERTED_ROWS`] reads, bound after the batch's own parameters.
 const INSERTED_NAMES: [&str; 3] = ["inserted_ids", "inserted_times", "inserted_types"];
 
@@ -137,7 +149,7 @@ fn marked<'a>(sql: &'a str, marker: &str) -> &'a str {
     let mut parts = sql.split(marker);
     match (parts.next(), parts.next(), parts.next()) {
         (Some(_), Some(inner), Some(_)) => inner,
-        _ => panic!("sql/write_batch.sql marks {marker} twice"),
+        _ => panic!("sql/write_batch.sql must mark its part with {marker} before and after"),
     }
 }
 
@@ -153,6 +165,12 @@ struct Statements {
     /// and the rest, on the coordinator's tables alone, keeps its cached plan.
     citus_insert: [String; 2],
     citus_track: String,
+    /// Citus, first: the locks the one statement would take when it starts, on
+    /// [`TRACKED_TABLES`]. Maintenance locks an incidents range, then changes the signals'
+    /// partitions (partitions/mod.rs): a batch that held the signals' table from its insert
+    /// while waiting for the incidents would wait for it in a cycle, until the maintenance
+    /// gave up on its lock timeout. Taken first, a batch waits holding nothing.
+    citus_lock: String,
 }
 
 static STATEMENTS: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| {
@@ -166,6 +184,7 @@ static STATEMENTS: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(||
         single: [with(""), with(TIMELESS_CHECK)],
         citus_insert: [insert_alone(""), insert_alone(TIMELESS_CHECK_DISTRIBUTED)],
         citus_track: numbered(&WRITE_BATCH.replace(insert, INSERTED_ROWS)),
+        citus_lock: format!("LOCK TABLE {} IN ROW EXCLUSIVE MODE", TRACKED_TABLES.join(", ")),
     }
 });
 
@@ -261,6 +280,7 @@ impl Store {
         let locks = timeless_locks(&rows);
         let row = if self.settings.layout.is_distributed() {
             let tx = client.transaction().await?;
+            tx.batch_execute(&STATEMENTS.citus_lock).await?;
             lock_timeless(&tx, &locks).await?;
             let insert = tx.prepare_cached(&STATEMENTS.citus_insert[usize::from(!locks.is_empty())]).await?;
             let inserted = tx.query(&insert, &params[..INPUT_PARAMS]).await?;
@@ -408,6 +428,19 @@ mod tests {
         assert!(!track.contains("raw_signal_rows"), "no distributed table left in it");
         let all = BatchParams::NAMES.len() + INSERTED_NAMES.len();
         assert_eq!(numbers(track), (1..=all).collect());
+        // Every table the rest writes is locked before the insert, and nothing else.
+        // (`ON CONFLICT … DO UPDATE SET` updates the row the insert names.)
+        let written: std::collections::BTreeSet<&str> = ["INSERT INTO ", "UPDATE "]
+            .iter()
+            .flat_map(|verb| {
+                track
+                    .match_indices(verb)
+                    .filter(|(at, _)| !track[..*at].ends_with("DO "))
+                    .map(move |(at, _)| &track[at + verb.len()..])
+            })
+            .map(|rest| rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or(""))
+            .collect();
+        assert_eq!(written, TRACKED_TABLES.into_iter().collect(), "{track}");
         assert!(STATEMENTS.single.iter().all(|s| s.contains("INSERT INTO raw_signal_rows")));
     }
 

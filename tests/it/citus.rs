@@ -403,3 +403,38 @@ async fn writers_of_the_same_signals_that_deadlock_across_workers_lose_nothing()
         2.0
     );
 }
+
+#[tokio::test]
+async fn a_batch_waits_for_maintenance_holding_nothing_it_needs() {
+    on_citus();
+    let app = spawn_app_with(&[]).await;
+    let db = connect(&app.db.url()).await;
+    // Maintenance before it creates ranges: the incidents' default partition locked first
+    // (store/partitions/incidents.rs), then the signals' table for a new range.
+    let mut maintenance = connect(&app.db.url()).await;
+    let tx = maintenance.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE incidents_live_default IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let logs: Vec<Value> = (0..20).map(|n| log_at(&format!("waits-{n}"), "ERROR", Utc::now())).collect();
+    let posting = tokio::spawn(app.http.post(app.url("/ingest/logs")).json(&json!(logs)).send());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = one(
+            &db,
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'incidents_live_default'::regclass",
+        )
+        .await;
+        if waiting > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the batch never reached the incidents");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The batch waits holding nothing of the signals' table: maintenance gets it at once.
+    tx.batch_execute("SET LOCAL lock_timeout = '5s'; LOCK TABLE raw_signal_rows IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("the signals' table was free: the batch waits before its insert");
+    tx.commit().await.unwrap();
+    let answer = posting.await.unwrap().expect("an answer");
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.count_signals().await, 20);
+}
