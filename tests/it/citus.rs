@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 
 use crate::helpers::{
     citus_workers, column, connect, log_body, one, spawn_app_dispatching_by_hand, spawn_app_with,
-    test_config, TestDb,
+    test_config, wait_for, TestDb,
 };
 use crate::metrics::{get, scrape_addr};
 use crate::volume::{days, log_at, worker_read, A_DAY};
@@ -358,10 +358,9 @@ async fn writers_of_the_same_signals_that_deadlock_across_workers_lose_nothing()
     let worker = |node: &str| format!("postgres://postgres@{node}/{}", app.db.name);
     let (first_worker, second_worker) =
         (connect(&worker(&first_node)).await, connect(&worker(&second_node)).await);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        // Waiting for b on its worker, and a written on the other (its connection idle in the
-        // transaction); the other writer has not touched a's worker.
+    // Waiting for b on its worker, and a written on the other (its connection idle in the
+    // transaction); the other writer has not touched a's worker.
+    wait_for("our batch to have written a and to wait for b", std::time::Duration::from_secs(20), || async {
         let waiting: i64 = one(
             &second_worker,
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
@@ -373,12 +372,9 @@ async fn writers_of_the_same_signals_that_deadlock_across_workers_lose_nothing()
              AND state = 'idle in transaction' AND query LIKE 'INSERT INTO%raw_signal_rows%'",
         )
         .await;
-        if waiting > 0 && wrote > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "our batch never waited for b ({waiting}, {wrote})");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        waiting > 0 && wrote > 0
+    })
+    .await;
     // The other writer now wants a: each waits for the other, on two workers. Citus's
     // distributed deadlock detection fails the younger transaction, ours.
     let stored_a = tokio::time::timeout(
@@ -409,26 +405,26 @@ async fn a_batch_waits_for_maintenance_holding_nothing_it_needs() {
     on_citus();
     let app = spawn_app_with(&[]).await;
     let db = connect(&app.db.url()).await;
-    // Maintenance before it creates ranges: the incidents' default partition locked first
-    // (store/partitions/incidents.rs), then the signals' table for a new range.
+    // Maintenance before it creates ranges: under its lock (the app's own passes wait for it
+    // or skip), the incidents' default partition locked first (store/partitions/incidents.rs),
+    // then the signals' table for a new range.
     let mut maintenance = connect(&app.db.url()).await;
     let tx = maintenance.transaction().await.unwrap();
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&prodsentinel::store::partitions::MAINTENANCE_LOCK_KEY])
+        .await
+        .unwrap();
     tx.batch_execute("LOCK TABLE incidents_live_default IN ACCESS EXCLUSIVE MODE").await.unwrap();
     let logs: Vec<Value> = (0..20).map(|n| log_at(&format!("waits-{n}"), "ERROR", Utc::now())).collect();
     let posting = tokio::spawn(app.http.post(app.url("/ingest/logs")).json(&json!(logs)).send());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    wait_for("the batch to wait for the incidents", std::time::Duration::from_secs(20), || async {
         let waiting: i64 = one(
             &db,
             "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'incidents_live_default'::regclass",
         )
         .await;
-        if waiting > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the batch never reached the incidents");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        waiting > 0
+    })
+    .await;
     // The batch waits holding nothing of the signals' table: maintenance gets it at once.
     tx.batch_execute("SET LOCAL lock_timeout = '5s'; LOCK TABLE raw_signal_rows IN ACCESS EXCLUSIVE MODE")
         .await
