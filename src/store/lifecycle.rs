@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::partitions::lock_for_change;
 use super::{Store, StoreError};
 
 /// Rows per delete statement.
@@ -118,10 +119,8 @@ impl Store {
                     // lock and is waited for; a later one waits at its start, holding no claim
                     // (store/sql/write_batch.sql). Nothing here needs a parent's lock.
                     let tx = client.transaction().await?;
-                    tx.batch_execute(&format!(
-                        "SET LOCAL lock_timeout = '500ms'; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
-                    ))
-                    .await?;
+                    tx.batch_execute("SET LOCAL lock_timeout = '500ms'").await?;
+                    lock_for_change(&tx, &format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await?;
                     let row = tx
                         .query_one(&sql, &[&now, &cutoffs.inactive_since, &detected_before, &BATCH])
                         .await?;

@@ -12,7 +12,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::types::ToSql;
 
 use super::plan::{ranges_to_create, RangePartition};
-use super::{take_lock, Turn};
+use super::{lock_for_change, take_lock, Turn};
 use crate::model::{sort_early, RangeSort};
 use crate::store::bootstrap::quote_identifier;
 use crate::store::lifecycle::incident_expired;
@@ -75,7 +75,7 @@ pub(super) async fn ensure_ranges(
         // ATTACH takes the default partition's whole lock; taken first, before any trace claim
         // is touched: a batch under way read the default when it started, so it is waited
         // for, and a later one waits at its start, holding no claim.
-        tx.batch_execute("LOCK TABLE incidents_live_default IN ACCESS EXCLUSIVE MODE").await?;
+        lock_for_change(tx, "LOCK TABLE incidents_live_default IN ACCESS EXCLUSIVE MODE").await?;
     }
     let mut created = Vec::new();
     for range in missing {
@@ -128,6 +128,85 @@ async fn move_to_kept(
         .await?)
 }
 
+/// What sorting a range's incidents detected from some time did.
+struct Sorted {
+    /// Moved to `incidents_kept`.
+    kept: u64,
+    /// Left to go with the range.
+    left: u64,
+    /// Of those, the ones whose trace claims were removed (the rest had none).
+    unclaimed: u64,
+    /// Their analyses, removed.
+    analyses: u64,
+}
+
+/// Sorts the incidents of range `table` (which ends at `ends`) detected from `from`: those
+/// that have not expired ([`incident_expired`], with `signals_gone_before` and
+/// `inactive_since`) move to `incidents_kept`, the rest lose their claims, problem links and
+/// analyses, left for the range's drop. Their claims are locked first, in trace order.
+async fn sort_range(
+    tx: &Transaction<'_>,
+    table: &str,
+    from: DateTime<Utc>,
+    ends: DateTime<Utc>,
+    signals_gone_before: Option<DateTime<Utc>>,
+    inactive_since: Option<DateTime<Utc>>,
+) -> Result<Sorted, StoreError> {
+    let window = "i.detected_at >= $1 AND i.detected_at < $2";
+    tx.query(
+        &format!(
+            "SELECT 1 FROM incident_traces c JOIN {table} i ON i.trace_key = i.trace_id AND c.trace_id = i.trace_id
+             WHERE {window} ORDER BY c.trace_id FOR UPDATE OF c"
+        ),
+        &[&from, &ends],
+    )
+    .await?;
+    let kept = move_to_kept(
+        tx,
+        table,
+        &format!("i.detected_at >= $3 AND i.detected_at < $4 AND NOT {}", incident_expired()),
+        &[&signals_gone_before, &inactive_since, &from, &ends],
+    )
+    .await?;
+    // A claim goes only if it points at one of these incidents: one in `incidents_kept` or in
+    // another range is its trace's incident now.
+    let row = tx
+        .query_one(
+            &format!(
+                "WITH doomed AS (SELECT id, trace_id, trace_key, detected_at FROM {table} i WHERE {window}),
+                      links AS (DELETE FROM incident_problems WHERE incident_id IN (SELECT id FROM doomed)),
+                      claims AS (DELETE FROM incident_traces c USING doomed d
+                                 WHERE d.trace_key = d.trace_id AND c.trace_id = d.trace_id
+                                   AND c.detected_at = d.detected_at AND NOT c.kept RETURNING 1),
+                      analyses AS (DELETE FROM analysis_results WHERE incident_id IN (SELECT id FROM doomed) RETURNING 1)
+                 SELECT (SELECT count(*) FROM doomed), (SELECT count(*) FROM claims), (SELECT count(*) FROM analyses)"
+            ),
+            &[&from, &ends],
+        )
+        .await?;
+    let count = |n: usize| -> Result<u64, StoreError> { Ok(row.try_get::<_, i64>(n)?.max(0) as u64) };
+    Ok(Sorted { kept, left: count(0)?, unclaimed: count(1)?, analyses: count(2)? })
+}
+
+/// The earliest time a claim unseen by a sort starting now can carry: a claim's time is its
+/// batch's `now()`, the start of its transaction, so one made later by a batch under way or
+/// yet to come is no earlier than the oldest transaction open on this database. `None`: a
+/// session that could claim is not ours to see (another role, without `pg_read_all_stats`),
+/// so any time could be.
+async fn unseen_claims_since(tx: &Transaction<'_>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(tx
+        .query_one(
+            "SELECT CASE WHEN NOT coalesce(bool_or(backend_type IS NULL
+                                                   AND has_table_privilege(usesysid, 'incident_traces', 'INSERT')), false)
+                         THEN min(xact_start) END
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND (backend_type = 'client backend' OR backend_type IS NULL)",
+            &[],
+        )
+        .await?
+        .try_get(0)?)
+}
+
 impl Store {
     /// Empties every incident range the lifecycle says is due at `now`, oldest first, for at
     /// most `budget`; `None`: another instance holds the maintenance lock.
@@ -176,11 +255,12 @@ impl Store {
     /// Two transactions per range. The first sorts its incidents under their trace claims'
     /// row locks, taken in trace order as the batch write takes them: a batch under way finishes
     /// first, a later one waits and then finds the claim moved or gone (a new incident). No
-    /// table lock is taken there: a batch reads every partition, so a range locked whole would
-    /// leave batches holding the parent's lock while waiting for it, and the drop, which needs
-    /// the parent's ACCESS EXCLUSIVE lock, would deadlock with them. The second drops the range,
-    /// which by then holds only expired incidents nothing refers to; should it time out, the
-    /// next pass finds nothing left to sort and drops it then.
+    /// table lock is taken there: sorting a large range takes long, and ingest goes on. The
+    /// second takes `incidents` whole, sorts again what batches did to the range meanwhile (a
+    /// range still current when sorted receives new claims: the clock of the size pass, or a
+    /// batch that started before the range ended and waited for a claim the first removed),
+    /// and drops the range, which by then holds only expired incidents nothing refers to;
+    /// should it time out, the next pass sorts again and drops it then.
     async fn sort_ranges(
         &self,
         ranges: Vec<(RangePartition, RangeSort)>,
@@ -212,6 +292,7 @@ impl Store {
                 tx.commit().await?;
                 continue;
             }
+            let since = unseen_claims_since(&tx).await?;
             if sort == RangeSort::IfFewKept {
                 // Counted once, without locks: a batch that reaches one of these incidents
                 // meanwhile makes it live, which the sort below sees; the count only decides
@@ -237,46 +318,35 @@ impl Store {
                     continue;
                 }
             }
-            tx.query(
-                &format!(
-                    "SELECT 1 FROM incident_traces c JOIN {table} i ON i.trace_key = i.trace_id AND c.trace_id = i.trace_id
-                     ORDER BY c.trace_id FOR UPDATE OF c"
-                ),
-                &[],
-            )
-            .await?;
-            expiry.kept += move_to_kept(
-                &tx,
-                &table,
-                &format!("i.detected_at >= $3 AND i.detected_at < $4 AND NOT {}", incident_expired()),
-                &[&signals_gone_before, &inactive_since, &starts, &range.ends],
-            )
-            .await?;
-            let row = tx
-                .query_one(
-                    &format!(
-                        "WITH links AS (DELETE FROM incident_problems WHERE incident_id IN (SELECT id FROM {table})),
-                              claims AS (DELETE FROM incident_traces c USING {table} i
-                                         WHERE i.trace_key = i.trace_id AND c.trace_id = i.trace_id),
-                              analyses AS (DELETE FROM analysis_results WHERE incident_id IN (SELECT id FROM {table}) RETURNING 1)
-                         SELECT (SELECT count(*) FROM {table}), (SELECT count(*) FROM analyses)"
-                    ),
-                    &[],
-                )
-                .await?;
+            let sorted =
+                sort_range(&tx, &table, starts, range.ends, signals_gone_before, inactive_since).await?;
             tx.commit().await?;
-            let (incidents, analyses): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            expiry.analyses += analyses as u64;
+            expiry.kept += sorted.kept;
+            expiry.analyses += sorted.analyses;
+            let mut incidents = sorted.left;
 
             let tx = client.transaction().await?;
             if !take_lock(&tx, turn).await? {
                 return Ok(Some(expiry));
             }
+            // Every transaction that touches an incident has its lock on `incidents` from its
+            // start (a batch's one statement, or its first on Citus), before any claim: those
+            // under way finish first, holding nothing this waits for; later ones wait holding
+            // nothing. What they did since the sort above is then sorted again: only incidents
+            // detected from `since` can be new to it.
+            lock_for_change(&tx, "LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE").await?;
+            let from = since.map_or(starts, |since| since.max(starts));
+            let late = sort_range(&tx, &table, from, range.ends, signals_gone_before, inactive_since).await?;
             tx.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).await?;
             tx.execute("DELETE FROM incident_partitions WHERE name = $1", &[&range.name]).await?;
             tx.commit().await?;
+            expiry.kept += late.kept;
+            expiry.analyses += late.analyses;
+            // The first sort counted every incident it left; the incidents it never saw are
+            // those whose claims this one removed.
+            incidents += late.unclaimed;
             expiry.ranges += 1;
-            expiry.incidents += incidents as u64;
+            expiry.incidents += incidents;
         }
         Ok(Some(expiry))
     }

@@ -4,8 +4,9 @@
 //!
 //! Every change runs in a transaction holding the maintenance advisory lock, so several
 //! instances never do the same work twice, and with a short `lock_timeout`: a change that
-//! would wait behind a long query gives up and is retried by the next pass, rather than
-//! queueing every insert behind it. New partitions are built detached and then attached, which
+//! would wait behind a long query gives up and is retried by the next pass (after a few
+//! attempts in this one, for the incidents' locks: [`lock_for_change`]), rather than queueing
+//! every insert behind it. New partitions are built detached and then attached, which
 //! locks the parent only against other schema changes (SHARE UPDATE EXCLUSIVE), never against
 //! inserts or reads; dropping one takes its parent's ACCESS EXCLUSIVE lock for the moment the
 //! catalog changes.
@@ -16,6 +17,8 @@ mod plan;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::error::SqlState;
+use tracing::debug;
 
 pub use incidents::RangeExpiry;
 pub use plan::{expired, leaf_name, ranges_to_create, size_drops, Bounds, Expired, NewRange, RangePartition};
@@ -114,6 +117,33 @@ pub(crate) async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, 
     };
     tx.batch_execute(LOCK_TIMEOUT).await?;
     Ok(took)
+}
+
+/// How many times [`lock_for_change`] asks for a lock, and how long it lets the queue behind
+/// it flow between two attempts.
+const LOCK_ATTEMPTS: u32 = 8;
+const BETWEEN_LOCK_ATTEMPTS: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs `statement` (one that takes a table lock ingest may hold: `LOCK TABLE …`) under the
+/// transaction's `lock_timeout`, again after a lock timeout, up to [`LOCK_ATTEMPTS`] times:
+/// while a change waits for its lock, every batch that comes after queues behind it, so each
+/// wait stays short; but one slow batch (a two-phase commit over Citus workers under load) must
+/// not cost the whole step its turn until the next pass. The last timeout is returned.
+pub(crate) async fn lock_for_change(tx: &Transaction<'_>, statement: &str) -> Result<(), StoreError> {
+    let mut attempt = 1;
+    loop {
+        tx.batch_execute("SAVEPOINT lock_for_change").await?;
+        match tx.batch_execute(statement).await {
+            Ok(()) => return Ok(tx.batch_execute("RELEASE SAVEPOINT lock_for_change").await?),
+            Err(why) if attempt < LOCK_ATTEMPTS && why.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT lock_for_change").await?;
+                debug!(attempt, statement, "a table lock timed out; asking again");
+                tokio::time::sleep(BETWEEN_LOCK_ATTEMPTS).await;
+                attempt += 1;
+            }
+            Err(why) => return Err(why.into()),
+        }
+    }
 }
 
 /// Whether the recorded partition `p` is one table holding every type (`RangePartition::mixed`).

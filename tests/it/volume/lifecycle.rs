@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use super::{days, log_at};
 use prodsentinel::store::partitions::Turn;
 
-use crate::helpers::{column, one, spawn_app_with};
+use crate::helpers::{column, one, spawn_app_with, wait_for, TestApp};
+use tokio_postgres::Client;
 
 #[tokio::test]
 async fn unanalysed_incidents_go_with_their_signals_and_analysed_ones_after_incident_retention() {
@@ -225,6 +226,123 @@ async fn over_its_budget_the_size_pass_drops_the_incident_ranges_whose_signals_i
     assert_eq!(kept, [format!("incidents_kept {analysed}")]);
     let claims: Vec<String> = column(&db, "SELECT trace_id FROM incident_traces").await;
     assert_eq!(claims, ["t-analysed"]);
+}
+
+/// An app keeping logs a day and incidents ten, with one INFO log of `trace` stored now:
+/// `(app, a connection, now, the incident range holding the trace's incident)`.
+async fn quiet_trace_in_todays_range(trace: &str) -> (TestApp, Client, chrono::DateTime<Utc>, String) {
+    let app = spawn_app_with(&["--retention-logs", "1d", "--incident-retention", "10d"]).await;
+    let db = app.db().await;
+    let now = Utc::now();
+    assert_eq!(app.post_json("/ingest/logs", &log_at(trace, "INFO", now)).await.0, StatusCode::ACCEPTED);
+    let range: String = db
+        .query_one("SELECT tableoid::regclass::text FROM incidents WHERE trace_id = $1", &[&trace])
+        .await
+        .unwrap()
+        .get(0);
+    (app, db, now, range)
+}
+
+/// A batch that started before a range was sorted, and claims its trace after the sort removed
+/// the expired incident's claim, puts a new incident in the range (still current: its time is
+/// the batch's start). The range's drop sorts again what arrived meanwhile: the new incident
+/// outlives it (its signals are kept longer) and its claim points at it.
+#[tokio::test]
+async fn an_incident_made_in_a_range_while_it_is_sorted_outlives_its_drop() {
+    use prodsentinel::store::partitions::MAINTENANCE_LOCK_KEY;
+    let (app, db, now, range) = quiet_trace_in_todays_range("t-late").await;
+    let waiting = || async {
+        let waiting: i64 = one(
+            &db,
+            &format!(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND (classid::int8 << 32 | objid::int8) = {MAINTENANCE_LOCK_KEY}"
+            ),
+        )
+        .await;
+        waiting
+    };
+
+    // The batch lands between the sort's two transactions. In production that is timing (it
+    // waits for the claim the first one holds, and holds the incidents, which the second
+    // waits for); here the maintenance lock orders it: held by the test, the sort's first
+    // transaction queues for it, then the batch, which the second then waits for.
+    let mut gate = app.db().await;
+    let gate = gate.transaction().await.unwrap();
+    gate.execute("SELECT pg_advisory_xact_lock($1)", &[&MAINTENANCE_LOCK_KEY]).await.unwrap();
+    let store = app.store.clone();
+    let sort = tokio::spawn(async move {
+        store.expire_incident_ranges(now + days(3), Turn::Wait, std::time::Duration::from_secs(60)).await
+    });
+    wait_for("the sort to queue", std::time::Duration::from_secs(20), || async { waiting().await == 1 })
+        .await;
+    let batch = {
+        let range = range.clone();
+        let batch = app.db().await;
+        tokio::spawn(async move {
+            // As write_batch.sql claims and inserts: the trace's claim is gone, so a new one,
+            // at the batch's start, in the range; its signals (spans, say) kept for a month.
+            batch
+                .batch_execute(&format!(
+                    "BEGIN;
+                     SELECT pg_advisory_xact_lock_shared({MAINTENANCE_LOCK_KEY});
+                     INSERT INTO incident_traces (trace_id, detected_at) VALUES ('t-late', now());
+                     INSERT INTO {range} (id, trace_id, trace_key, kept, status, severity, detected_at, affected_services,
+                                          error_count, high_signal_count, last_signal_at, signals_expire_at)
+                     VALUES (gen_random_uuid(), 't-late', 't-late', false, 'OPEN', 'LOW', now(), ARRAY['svc'], 0, 0, now(),
+                             now() + interval '30 days');
+                     COMMIT;"
+                ))
+                .await
+        })
+    };
+    wait_for("the batch to queue behind the sort", std::time::Duration::from_secs(20), || async {
+        waiting().await == 2
+    })
+    .await;
+    gate.commit().await.unwrap();
+    batch.await.unwrap().expect("the batch's claim and incident are stored");
+
+    let expiry = sort.await.unwrap().expect("the sort ran").expect("it had its turn");
+    assert_eq!(expiry.ranges, 1, "{expiry:?}");
+    assert!(!super::exists(&db, &range).await, "the range was dropped");
+    let incidents: Vec<String> =
+        column(&db, "SELECT tableoid::regclass::text FROM incidents WHERE trace_id = 't-late'").await;
+    assert_eq!(
+        incidents,
+        ["incidents_kept"],
+        "the expired incident went with its range, the new one was kept"
+    );
+    let pointed: i64 = one(
+        &db,
+        "SELECT count(*) FROM incident_traces c JOIN incidents i
+           ON i.trace_id = c.trace_id AND i.trace_key = c.trace_id AND i.kept = c.kept AND i.detected_at = c.detected_at
+         WHERE c.trace_id = 't-late'",
+    )
+    .await;
+    assert_eq!(pointed, 1, "the trace's claim points at its incident");
+    assert_eq!((expiry.incidents, expiry.kept), (1, 1), "{expiry:?}");
+}
+
+/// A batch holding the incidents for longer than a change's lock timeout (a two-phase commit
+/// over Citus workers under load): the pass asks again, and ends clean once the batch is done.
+#[tokio::test]
+async fn a_pass_waits_out_a_batch_slower_than_its_lock_timeout() {
+    let (app, db, now, range) = quiet_trace_in_todays_range("t-slow").await;
+
+    let mut batch = app.db().await;
+    let batch = batch.transaction().await.unwrap();
+    batch.batch_execute("LOCK TABLE incidents IN ROW EXCLUSIVE MODE").await.unwrap();
+    let maintenance = app.maintenance.clone();
+    let pass = tokio::spawn(async move { maintenance.pass_at(now + days(3), Turn::Wait).await });
+    // Three times the lock timeout (500 ms): the pass has timed out at least twice by then.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!pass.is_finished(), "the pass waits for the batch");
+    batch.commit().await.unwrap();
+    let pass = pass.await.unwrap();
+    assert!(pass.errors.is_empty(), "{:?}", pass.errors);
+    assert_eq!(pass.expired_rows.incident_ranges, 1, "{:?}", pass.expired_rows);
+    assert!(!super::exists(&db, &range).await, "the range was dropped");
 }
 
 /// Ranges are sorted and dropped while batches keep writing to their traces: no deadlock and no
