@@ -267,6 +267,10 @@ async fn an_incident_made_in_a_range_while_it_is_sorted_outlives_its_drop() {
     // waits for the claim the first one holds, and holds the incidents, which the second
     // waits for); here the maintenance lock orders it: held by the test, the sort's first
     // transaction queues for it, then the batch, which the second then waits for.
+    // The batch's transaction starts before the sort's: its claim's time is older than the
+    // sort, which must still look for it.
+    let batch = app.db().await;
+    batch.batch_execute("BEGIN").await.unwrap();
     let mut gate = app.db().await;
     let gate = gate.transaction().await.unwrap();
     gate.execute("SELECT pg_advisory_xact_lock($1)", &[&MAINTENANCE_LOCK_KEY]).await.unwrap();
@@ -278,14 +282,12 @@ async fn an_incident_made_in_a_range_while_it_is_sorted_outlives_its_drop() {
         .await;
     let batch = {
         let range = range.clone();
-        let batch = app.db().await;
         tokio::spawn(async move {
             // As write_batch.sql claims and inserts: the trace's claim is gone, so a new one,
             // at the batch's start, in the range; its signals (spans, say) kept for a month.
             batch
                 .batch_execute(&format!(
-                    "BEGIN;
-                     SELECT pg_advisory_xact_lock_shared({MAINTENANCE_LOCK_KEY});
+                    "SELECT pg_advisory_xact_lock_shared({MAINTENANCE_LOCK_KEY});
                      INSERT INTO incident_traces (trace_id, detected_at) VALUES ('t-late', now());
                      INSERT INTO {range} (id, trace_id, trace_key, kept, status, severity, detected_at, affected_services,
                                           error_count, high_signal_count, last_signal_at, signals_expire_at)
