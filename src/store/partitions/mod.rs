@@ -119,31 +119,40 @@ pub(crate) async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, 
     Ok(took)
 }
 
-/// How many times [`lock_for_change`] asks for a lock, and how long it lets the queue behind
-/// it flow between two attempts.
-const LOCK_ATTEMPTS: u32 = 8;
+/// How long each attempt of [`lock_for_change`] waits, in turn, and how long the queue behind
+/// it flows between two attempts.
+const LOCK_ATTEMPTS_MS: [u32; 6] = [500, 1000, 2000, 4000, 4000, 4000];
 const BETWEEN_LOCK_ATTEMPTS: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Runs `statement` (one that takes a table lock ingest may hold: `LOCK TABLE …`) under the
-/// transaction's `lock_timeout`, again after a lock timeout, up to [`LOCK_ATTEMPTS`] times:
-/// while a change waits for its lock, every batch that comes after queues behind it, so each
-/// wait stays short; but one slow batch (a two-phase commit over Citus workers under load) must
-/// not cost the whole step its turn until the next pass. The last timeout is returned.
+/// Runs `statement` (one that takes a table lock ingest may hold: `LOCK TABLE …`), asking
+/// again after a lock timeout, each attempt waiting longer ([`LOCK_ATTEMPTS_MS`]): while a
+/// change waits for its lock, every batch that comes after queues behind it, so the first
+/// waits are short; but the batches of a slow phase (two-phase commits over Citus workers
+/// under load) each hold the lock longer than that, and new ones take it between two short
+/// attempts, so only a longer wait gets it, rather than the step losing its turn until the
+/// next pass. The transaction's `lock_timeout` is restored after; the last timeout is
+/// returned.
 pub(crate) async fn lock_for_change(tx: &Transaction<'_>, statement: &str) -> Result<(), StoreError> {
-    let mut attempt = 1;
-    loop {
-        tx.batch_execute("SAVEPOINT lock_for_change").await?;
+    let timeout: String = tx.query_one("SELECT current_setting('lock_timeout')", &[]).await?.try_get(0)?;
+    for (attempt, wait_ms) in LOCK_ATTEMPTS_MS.into_iter().enumerate() {
+        tx.batch_execute(&format!("SAVEPOINT lock_for_change; SET LOCAL lock_timeout = '{wait_ms}ms'"))
+            .await?;
         match tx.batch_execute(statement).await {
-            Ok(()) => return Ok(tx.batch_execute("RELEASE SAVEPOINT lock_for_change").await?),
-            Err(why) if attempt < LOCK_ATTEMPTS && why.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            Ok(()) => break,
+            Err(why)
+                if attempt + 1 < LOCK_ATTEMPTS_MS.len()
+                    && why.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) =>
+            {
+                // Also undoes the SET LOCAL.
                 tx.batch_execute("ROLLBACK TO SAVEPOINT lock_for_change").await?;
-                debug!(attempt, statement, "a table lock timed out; asking again");
+                debug!(attempt, wait_ms, statement, "a table lock timed out; asking again");
                 tokio::time::sleep(BETWEEN_LOCK_ATTEMPTS).await;
-                attempt += 1;
             }
             Err(why) => return Err(why.into()),
         }
     }
+    tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout]).await?;
+    Ok(tx.batch_execute("RELEASE SAVEPOINT lock_for_change").await?)
 }
 
 /// Whether the recorded partition `p` is one table holding every type (`RangePartition::mixed`).
