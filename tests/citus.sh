@@ -19,11 +19,12 @@ fi
 
 # What runs on Citus: everything the service does through the coordinator, and the tests of
 # tests/it/citus.rs; CITUS_SUBSET replaces it ("binary(it)" runs the whole suite there). Left
-# out, each for a reason of the layout rather than of behaviour: tests that look at partitions
-# per signal type or at plans of the single node (on Citus a range is one table, see
-# store/citus.rs), that poison or guard the signal tables with triggers (Citus refuses
-# triggers on distributed tables), and sealing (not on Citus).
-included='test(/^(citus|otlp_grpc|otlp_http|legacy|pipeline|triage|problems|error_signals|queries|api|api_shapes|jaeger|celery_worker|fleet)::/) | test(/^volume::(idempotency|activity|budget|shared|totals|migration)::/) | test(/^volume::retention::otlp_records_past_their_retention/) | test(/^canary::passes::/) | test(/^volume::lifecycle::(an_incident_range_is_dropped_whole|over_its_budget|an_incident_range_with_many|an_incident_made_in_a_range|incident_ranges_are_dropped_while|a_pass_)/) | test(/^volume::partitions::(a_new_range_takes|signals_three_years_old)/)'
+# out, each for a reason of the layout rather than of behaviour: tests that look at the plans
+# of the single node or at a range as a table of its own (on Citus a range is only recorded,
+# its type partitions hang from raw_signal_rows: store/citus.rs), that poison or guard the
+# signal tables with triggers (Citus refuses triggers on distributed tables), and sealing (not
+# on Citus).
+included='test(/^(citus|otlp_grpc|otlp_http|legacy|pipeline|triage|problems|error_signals|queries|api|api_shapes|jaeger|celery_worker|fleet)::/) | test(/^volume::(idempotency|activity|budget|shared|totals|migration|retention|evidence)::/) | test(/^canary::passes::/) | test(/^volume::lifecycle::(an_incident_range_is_dropped_whole|over_its_budget|an_incident_range_with_many|an_incident_made_in_a_range|incident_ranges_are_dropped_while|a_pass_)/) | test(/^volume::partitions::(a_new_range_takes|signals_three_years_old|partitions_exist_ahead)/)'
 excluded='test(/^pipeline::(a_failed_batch_fails|a_permanent_failure_is_isolated)/) | test(=jaeger::a_search_reads_only_the_partitions_of_its_range)'
 subset=${CITUS_SUBSET:-"binary(it) & ($included) & !($excluded)"}
 

@@ -4,9 +4,13 @@
 //! is read from one shard. On a plain PostgreSQL nothing here runs.
 //!
 //! What Citus needs of the schema, and what this changes there (once, idempotently):
-//! - no multi-level partitioning: each range partition of `raw_signal_rows` becomes one table
-//!   holding every signal type (a *mixed* range, retained like the legacy table: until every
-//!   type's retention has passed, its evidence kept);
+//! - no multi-level partitioning: `raw_signal_rows` is partitioned once, by
+//!   `(signal_type, "timestamp")`, and each type's partition of a range hangs from it directly
+//!   (`raw_signals_p20261201_log` holds `('log', day) .. ('log', next day)`), so that each type
+//!   still expires on its own; the range itself is only recorded. A database holding the table
+//!   from before partitioning (migrations/0007: every type, before a cut-over) cannot be keyed
+//!   so: there each range becomes one table holding every type (a *mixed* range, retained like
+//!   the legacy table: until every type's retention has passed, its evidence kept);
 //! - every unique key holds the distribution column: the signals' key gains `trace_id` (a
 //!   signal's id never moves to another trace, so a retry is still recognised);
 //! - no triggers on distributed tables: the statement triggers refusing UPDATE, DELETE and
@@ -28,7 +32,8 @@ pub enum Layout {
     /// One PostgreSQL: range partitions, each with a partition per signal type.
     #[default]
     Single,
-    /// A Citus cluster: `raw_signal_rows` distributed by `trace_id`, one table per range.
+    /// A Citus cluster: `raw_signal_rows` distributed by `trace_id`, partitioned by type and
+    /// time (or, with the legacy table, one table per range).
     Distributed,
 }
 
@@ -66,6 +71,8 @@ pub enum CitusError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("partitions of the signals that the service did not make stand in the way of distributing them: {0} (move their rows into the service's partitions, or drop them)")]
+    Unmoved(String),
     #[error("reading the Citus catalog failed")]
     Catalog(#[from] tokio_postgres::Error),
 }
@@ -83,8 +90,11 @@ pub async fn detect(client: &Client) -> Result<Option<Cluster>, tokio_postgres::
 /// What [`distribute`] did.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Distributed {
-    /// Range partitions rewritten from one table per type into one table.
-    pub ranges_merged: usize,
+    /// Range partitions whose type partitions were moved under the new key (or, with the
+    /// legacy table, merged into one table each).
+    pub ranges: usize,
+    /// Whether the signals are partitioned by type and time (false: mixed ranges).
+    pub by_type: bool,
     /// Signals copied onto the workers.
     pub signals: i64,
     pub seconds: f64,
@@ -122,13 +132,6 @@ pub async fn distribute(client: &mut Client, shard_count: u32) -> Result<Option<
             &[],
         )
         .await?;
-    for row in &typed {
-        let (name, starts, ends): (String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        tx.batch_execute(&merge_range(&name, starts, ends))
-            .await
-            .map_err(step("merging a range's type partitions"))?;
-    }
     let triggers: Vec<String> = tx
         .query(
             "SELECT format('DROP TRIGGER %I ON %s', g.tgname, g.tgrelid::regclass)
@@ -147,8 +150,32 @@ pub async fn distribute(client: &mut Client, shard_count: u32) -> Result<Option<
     )
     .await
     .map_err(step("adding trace_id to the signals' key"))?;
+    let legacy: bool =
+        tx.query_one("SELECT to_regclass('raw_signals_legacy') IS NOT NULL", &[]).await?.try_get(0)?;
+    let ranges = typed
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<Result<Vec<(String, Time, Time)>, tokio_postgres::Error>>()?;
+    let rebuild = if legacy {
+        for (name, starts, ends) in &ranges {
+            tx.batch_execute(&merge_range(name, *starts, *ends))
+                .await
+                .map_err(step("merging a range's type partitions"))?;
+        }
+        None
+    } else {
+        Some(key_by_type(&tx, &ranges).await?)
+    };
     // Before distributing: Citus runs no function DDL after a parallel distributed command.
     tx.batch_execute(ROW_FORM_READERS).await.map_err(step("reading the row form only"))?;
+    if let Some(rebuild) = rebuild {
+        // The readers above now read the new table: the old one has no dependents left, and its
+        // constraints' and indexes' names are free for the new one's.
+        tx.batch_execute("DROP TABLE raw_signal_rows_by_time")
+            .await
+            .map_err(step("dropping the table partitioned by time"))?;
+        tx.batch_execute(&rebuild).await.map_err(step("indexing the table partitioned by type and time"))?;
+    }
     tx.execute(
         "SELECT create_distributed_table('raw_signal_rows', 'trace_id', shard_count := $1)",
         &[&(shard_count as i32)],
@@ -163,15 +190,123 @@ pub async fn distribute(client: &mut Client, shard_count: u32) -> Result<Option<
         tx.batch_execute("DELETE FROM service_activity_stale").await?;
     }
     tx.commit().await.map_err(step("commit"))?;
-    let done = Distributed { ranges_merged: typed.len(), signals, seconds: started.elapsed().as_secs_f64() };
+    let done = Distributed {
+        ranges: ranges.len(),
+        by_type: !legacy,
+        signals,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     info!(
         shards = shard_count,
         signals = done.signals,
-        ranges_merged = done.ranges_merged,
+        ranges = done.ranges,
+        by_type = done.by_type,
         seconds = format!("{:.1}", done.seconds),
         "signals distributed over the Citus cluster by trace_id"
     );
     Ok(Some(done))
+}
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// Puts in the place of `raw_signal_rows` (partitioned by time, each range by type) a table
+/// partitioned once, by `(signal_type, "timestamp")`, with each range's type partitions
+/// attached to it directly under the bounds they had, and the default partition: no row is
+/// copied (ATTACH only checks each partition's rows against its bounds). The old table is left
+/// renamed `raw_signal_rows_by_time`, holding the emptied ranges, for the caller to drop once
+/// nothing reads it. Returns the DDL giving the new table the old one's keys, indexes and
+/// privileges, to run after that drop frees their names: each partition's own index is then
+/// adopted, not built again.
+async fn key_by_type(
+    tx: &tokio_postgres::Transaction<'_>,
+    ranges: &[(String, Time, Time)],
+) -> Result<String, CitusError> {
+    let step = |step: &'static str| move |source| CitusError::Step { step, source };
+    // The definitions name the table `raw_signal_rows`, which the new table is called by then.
+    let rebuild = tx
+        .query(
+            "SELECT format('ALTER TABLE raw_signal_rows ADD CONSTRAINT %I %s', conname, pg_get_constraintdef(oid))
+             FROM pg_constraint WHERE conrelid = 'raw_signal_rows'::regclass AND contype IN ('p', 'u', 'x', 'c')
+             UNION ALL
+             SELECT replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')
+             FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+             WHERE i.indrelid = 'raw_signal_rows'::regclass AND c.oid IS NULL
+             UNION ALL
+             SELECT format('GRANT %s ON raw_signal_rows TO %s', a.privilege_type,
+                           CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+             FROM pg_class t CROSS JOIN LATERAL aclexplode(t.relacl) a
+             WHERE t.oid = 'raw_signal_rows'::regclass AND a.grantee <> t.relowner",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get::<_, String>(0))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(";\n");
+    tx.batch_execute(
+        r#"CREATE TABLE raw_signal_rows_keyed (LIKE raw_signal_rows INCLUDING DEFAULTS)
+               PARTITION BY RANGE (signal_type, "timestamp")"#,
+    )
+    .await
+    .map_err(step("creating the table partitioned by type and time"))?;
+    let mut moves = Vec::new();
+    for (name, starts, ends) in ranges {
+        let leaves = tx
+            .query(
+                "SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid)
+                 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = to_regclass(quote_ident($1)) ORDER BY 1",
+                &[name],
+            )
+            .await?;
+        for leaf in &leaves {
+            let (table, bound): (String, String) = (leaf.try_get(0)?, leaf.try_get(1)?);
+            // `FOR VALUES IN ('log')`: the type is our own enum's label. Anything else is a
+            // partition we did not make: left where it is, and refused below.
+            let Some(label) = bound.strip_prefix("FOR VALUES IN ('").and_then(|b| b.strip_suffix("')"))
+            else {
+                continue;
+            };
+            moves.push(format!(
+                "ALTER TABLE {range} DETACH PARTITION {leaf};
+                 ALTER TABLE raw_signal_rows_keyed ATTACH PARTITION {leaf} FOR VALUES FROM ({}) TO ({});",
+                keyed_bound(label, *starts),
+                keyed_bound(label, *ends),
+                range = quote_identifier(name),
+                leaf = quote_identifier(&table),
+            ));
+        }
+    }
+    moves.push(
+        "ALTER TABLE raw_signal_rows DETACH PARTITION raw_signals_default;
+         ALTER TABLE raw_signal_rows_keyed ATTACH PARTITION raw_signals_default DEFAULT;
+         ALTER TABLE raw_signal_rows RENAME TO raw_signal_rows_by_time;
+         ALTER TABLE raw_signal_rows_keyed RENAME TO raw_signal_rows;"
+            .to_owned(),
+    );
+    tx.batch_execute(&moves.join("\n"))
+        .await
+        .map_err(step("moving the type partitions under the new key"))?;
+    // The old table is dropped next, with whatever still hangs from it.
+    let left: Vec<String> = tx
+        .query(
+            "SELECT relid::regclass::text FROM pg_partition_tree('raw_signal_rows_by_time') WHERE isleaf ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if !left.is_empty() {
+        return Err(CitusError::Unmoved(left.join(", ")));
+    }
+    Ok(rebuild)
+}
+
+/// One bound of a type's partition under the key `(signal_type, "timestamp")`, as DDL takes it
+/// (literals, from our own enum label and timestamps).
+pub(crate) fn keyed_bound(label: &str, at: Time) -> String {
+    format!("'{label}', '{}'", at.to_rfc3339())
 }
 
 /// What reads the signals reads the row form alone, as nothing is sealed on Citus: a view that
@@ -272,6 +407,19 @@ fn warnings(workers: i64, prepared: &[(String, i64)], detecting: bool) -> Vec<St
         );
     }
     warnings
+}
+
+/// Says, at every start, when the signals are laid out by time alone (the table from before
+/// partitioning is still there): each range then expires at the longest retention.
+pub async fn report_layout(client: &Client) -> Result<(), tokio_postgres::Error> {
+    let sql = "SELECT partnatts = 1 FROM pg_partitioned_table WHERE partrelid = 'raw_signal_rows'::regclass";
+    let by_time: bool = client.query_one(sql, &[]).await?.try_get(0)?;
+    if by_time {
+        warn!(
+            "on this Citus database each range of signals is one table for every type (the table from before partitioning, raw_signals_legacy, is still there): a range expires once the longest of the three retentions has passed it"
+        );
+    }
+    Ok(())
 }
 
 /// Logs the cluster and its warnings.

@@ -292,6 +292,7 @@ pub async fn prepare_layout(config: &DatabaseConfig) -> anyhow::Result<citus::La
     let distributed = citus::distribute(&mut client, config.citus_shard_count).await;
     migrate::unlock(&client).await;
     distributed?;
+    citus::report_layout(&client).await?;
     Ok(citus::Layout::Distributed)
 }
 

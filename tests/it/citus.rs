@@ -62,13 +62,17 @@ async fn signals_are_distributed_by_trace_and_a_trace_is_read_from_one_shard() {
         ("trace_id", 8),
         "distributed by trace_id over CITUS_SHARD_COUNT shards"
     );
-    // Every range created at start-up is distributed with it, one table for every type.
-    let ranges: Vec<String> = column(
+    // Every range created at start-up is distributed with it, a partition per type hanging from
+    // the table keyed by type and time.
+    let leaves: Vec<String> = column(
         &db,
-        "SELECT logicalrelid::text FROM pg_dist_partition WHERE logicalrelid::text LIKE 'raw_signals_p%' ORDER BY 1",
+        "SELECT logicalrelid::text FROM pg_dist_partition p JOIN pg_inherits i ON i.inhrelid = p.logicalrelid
+         WHERE logicalrelid::text LIKE 'raw_signals_p%' AND i.inhparent = 'raw_signal_rows'::regclass ORDER BY 1",
     )
     .await;
-    assert_eq!(ranges.len(), 3, "today and two ahead: {ranges:?}");
+    assert_eq!(leaves.len(), 9, "today and two ahead, three types each: {leaves:?}");
+    let key: String = one(&db, "SELECT pg_get_partkeydef('raw_signal_rows'::regclass)").await;
+    assert_eq!(key, "RANGE (signal_type, \"timestamp\")");
 
     let traces: Vec<String> = (0..40).map(|n| format!("t-citus-{n}")).collect();
     let logs: Vec<Value> = traces.iter().map(|t| log_body(t, "ERROR", "spread")).collect();
@@ -152,25 +156,35 @@ async fn an_analysed_trace_outlives_its_range_and_the_healthy_traffic_beside_it_
         (app.get_json("/query/traces/t-evidence").await.1, worker_read(&db, "t-evidence").await);
     assert_eq!(worker_before.len(), 2);
 
-    // Every retention a day: that day's range expires whole (it holds every type), keeping
-    // the analysed trace's signals in its place.
+    // Every retention a day: that day's partitions expire, each type's on its own, the log
+    // partition keeping the analysed trace's signals in its place.
     let expiring = app.maintenance_with(&A_DAY).await;
     let pass = expiring.pass_at(Utc::now(), Turn::Wait).await;
     assert!(pass.errors.is_empty(), "{:?}", pass.errors);
-    assert!(pass.dropped.iter().any(|d| d.name == range), "{:?}", pass.dropped);
-    let kept: i64 =
-        one(&db, &format!("SELECT count(*) FROM raw_signal_evidence WHERE name = '{range}'")).await;
-    assert_eq!(kept, 1, "the range keeps only its evidence");
+    let leaf = format!("{range}_log");
+    assert!(pass.dropped.iter().any(|d| d.name == leaf && d.kept_signals == 2), "{:?}", pass.dropped);
+    let kept: Vec<String> = column(
+        &db,
+        &format!(
+            "SELECT name || ' ' || signals FROM raw_signal_evidence WHERE name LIKE '{range}%' ORDER BY 1"
+        ),
+    )
+    .await;
+    assert_eq!(
+        kept,
+        [format!("{range}_log 2"), format!("{range}_metric 0"), format!("{range}_trace 0")],
+        "each type's partition keeps only its evidence"
+    );
     let healthy: i64 = one(&db, "SELECT count(*) FROM raw_signals WHERE trace_id LIKE 't-healthy-%'").await;
     assert_eq!(healthy, 0, "the healthy traffic expired");
     assert_eq!(app.get_json("/query/traces/t-evidence").await.1, api_before, "the API answers it whole");
     assert_eq!(worker_read(&db, "t-evidence").await, worker_before, "the worker reads every row, unchanged");
     let distributed: bool = one(
         &db,
-        &format!("SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = '{range}'::regclass)"),
+        &format!("SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = '{leaf}'::regclass)"),
     )
     .await;
-    assert!(distributed, "the table of evidence in the range's place is distributed like it");
+    assert!(distributed, "the table of evidence in the partition's place is distributed like it");
 }
 
 #[tokio::test]
@@ -232,6 +246,13 @@ async fn a_database_holding_signals_is_distributed_in_place_when_citus_arrives()
     )
     .await;
     assert!(typed >= 3, "a partition per type under each range before");
+    // Each type's partition with its indexes: the same tables after, not copies.
+    let leaves = "SELECT c.relname::text || ' ' || c.oid::int8 || ' ' ||
+                         (SELECT string_agg(x.indexrelid::regclass::text, ',' ORDER BY x.indexrelid::regclass::text) FROM pg_index x WHERE x.indrelid = c.oid)
+                  FROM pg_class c WHERE c.relname LIKE 'raw_signals_p%' AND c.relkind = 'r' ORDER BY 1";
+    let leaves_before: Vec<String> = column(&plain, leaves).await;
+    // An operator's grant on the table, carried over to the one that takes its place.
+    plain.batch_execute("GRANT SELECT ON raw_signal_rows TO PUBLIC").await.unwrap();
     let before = worker_read(&plain, "t-before-0-17").await;
 
     // The operator installs Citus and adds the workers; the service, restarted, distributes.
@@ -248,7 +269,22 @@ async fn a_database_holding_signals_is_distributed_in_place_when_citus_arrives()
         "SELECT count(*) FROM pg_partitioned_table WHERE partrelid::regclass::text LIKE 'raw_signals_p%'",
     )
     .await;
-    assert_eq!(typed, 0, "each range one table now");
+    assert_eq!(typed, 0, "no range is a table of its own now");
+    assert_eq!(
+        column::<String>(&citus, leaves).await,
+        leaves_before,
+        "each type's partition moved under the new key as it was, not copied into a new table"
+    );
+    let parents: Vec<String> = column(
+        &citus,
+        "SELECT DISTINCT i.inhparent::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE c.relname LIKE 'raw_signals_p%' AND c.relkind = 'r'",
+    )
+    .await;
+    assert_eq!(parents, ["raw_signal_rows"]);
+    let granted: bool =
+        one(&citus, "SELECT has_table_privilege('public', 'raw_signal_rows', 'SELECT')").await;
+    assert!(granted, "the operator's grant kept");
     assert_eq!(shards_read(&citus, "t-before-0-17").await, 1);
     assert_eq!(worker_read(&citus, "t-before-0-17").await, before, "read as before, from its shard");
     // A retry of a signal stored before the move is still recognised.
@@ -259,6 +295,47 @@ async fn a_database_holding_signals_is_distributed_in_place_when_citus_arrives()
     assert_eq!(trace.as_array().map(Vec::len), Some(1), "{trace}");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_partition_the_service_did_not_make_stops_the_distribution_and_loses_nothing() {
+    on_citus();
+    let db = TestDb::new();
+    let redis = crate::helpers::RedisDb::acquire().await;
+    let config = || test_config(&db, &["--redis-url", redis.url().as_str()]);
+    drop(App::build(config()).await.expect("the plain database is laid out"));
+    let plain = db.connect().await;
+    // An operator's catch-all under today's range, holding a signal.
+    let range = format!("raw_signals_p{}", Utc::now().format("%Y%m%d"));
+    plain
+        .batch_execute(&format!(
+            "ALTER TYPE signaltypeenum ADD VALUE IF NOT EXISTS 'profile';
+             CREATE TABLE operator_profiles PARTITION OF {range} DEFAULT;"
+        ))
+        .await
+        .unwrap();
+    plain
+        .execute(
+            r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload)
+               VALUES (gen_random_uuid(), 'profile', 't-profile', 'checkout', now(), '{}')"#,
+            &[],
+        )
+        .await
+        .unwrap();
+
+    db.join_citus().await;
+    let refused = App::build(config()).await.err().expect("the service refuses to start");
+    let said = format!("{refused:#}");
+    assert!(said.contains("operator_profiles"), "names the partition in the way: {said}");
+    let citus = db.connect().await;
+    let distributed: bool = one(
+        &citus,
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'raw_signal_rows'::regclass)",
+    )
+    .await;
+    assert!(!distributed, "nothing distributed");
+    let kept: i64 = one(&citus, "SELECT count(*) FROM raw_signal_rows WHERE trace_id = 't-profile'").await;
+    assert_eq!(kept, 1, "its signal still there, where it was");
 }
 
 /// The shard `trace` hashes to, and the worker (host:port) it is on.

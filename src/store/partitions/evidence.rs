@@ -10,7 +10,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use super::plan::Bounds;
 use super::{quote_identifier, signals_guard};
 use crate::model::SignalType;
-use crate::store::citus::Layout;
+use crate::store::citus::{keyed_bound, Layout};
 use crate::store::lifecycle::evidence_traces;
 use crate::store::sealing::units;
 use crate::store::StoreError;
@@ -40,10 +40,12 @@ pub(super) async fn size(tx: &Transaction<'_>, table: &str, layout: Layout) -> R
 
 /// Puts a table holding only `table`'s evidence rows (perhaps none) in its place, so that its
 /// range keeps a partition for the type: a late signal is stored there, never refused.
+/// `bytes_before`: `table`'s size, measured before the transaction changed anything.
 pub(super) async fn keep_evidence(
     tx: &Transaction<'_>,
     table: &str,
     bounds: &Bounds,
+    bytes_before: i64,
     layout: Layout,
 ) -> Result<Kept, StoreError> {
     let (quoted, kept) = (quote_identifier(table), quote_identifier(&format!("{table}_kept")));
@@ -51,7 +53,6 @@ pub(super) async fn keep_evidence(
     let copy = format!("INSERT INTO {kept} SELECT * FROM {quoted} WHERE trace_id IN ({})", evidence_traces());
     let signals =
         tx.execute(&copy, &[]).await? + units::copy_evidence(tx, table, &format!("{table}_kept")).await?;
-    let bytes_before = size(tx, table, layout).await?;
     // Citus measures no distributed table in a transaction that changed several shards (the
     // swap below): there the kept rows are measured while they are still a table of the
     // coordinator, without the indexes ATTACH adds.
@@ -71,6 +72,15 @@ pub(super) async fn keep_evidence(
         Bounds::Before(ends) => {
             ("raw_signal_rows".to_owned(), format!("FROM (MINVALUE) TO ('{}')", ends.to_rfc3339()), None)
         }
+        Bounds::Keyed { signal_type, starts, ends, .. } => (
+            "raw_signal_rows".to_owned(),
+            format!(
+                "FROM ({}) TO ({})",
+                keyed_bound(signal_type.as_str(), *starts),
+                keyed_bound(signal_type.as_str(), *ends)
+            ),
+            Some(*signal_type),
+        ),
         Bounds::Mixed { starts, ends } => (
             "raw_signal_rows".to_owned(),
             format!("FROM ('{}') TO ('{}')", starts.to_rfc3339(), ends.to_rfc3339()),

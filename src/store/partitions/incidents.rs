@@ -54,6 +54,7 @@ async fn read_ranges(client: &impl GenericClient) -> Result<Vec<(RangePartition,
                 ends: row.try_get(2)?,
                 legacy: false,
                 mixed: false,
+                keyed: false,
                 types: Vec::new(),
             };
             Ok((range, row.try_get(3)?))

@@ -25,7 +25,7 @@ pub use plan::{expired, leaf_name, ranges_to_create, size_drops, Bounds, Expired
 
 use super::activity::mark_stale;
 use super::bootstrap::quote_identifier;
-use super::citus::Layout;
+use super::citus::{keyed_bound, Layout};
 use super::{StorageSettings, Store, StoreError};
 use crate::model::SignalType;
 
@@ -156,17 +156,21 @@ pub(crate) async fn lock_for_change(tx: &Transaction<'_>, statement: &str) -> Re
 }
 
 /// Whether the recorded partition `p` is one table holding every type (`RangePartition::mixed`).
-const MIXED: &str =
-    "(p.legacy OR NOT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass(quote_ident(p.name))))";
+const MIXED: &str = "(p.legacy OR (to_regclass(quote_ident(p.name)) IS NOT NULL AND NOT EXISTS
+     (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass(quote_ident(p.name)))))";
+
+/// Whether `p`'s type partition of type `t` exists.
+const LEAF: &str = "to_regclass(quote_ident(p.name || '_' || t::text)) IS NOT NULL";
 
 static PARTITIONS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT p.name, p.starts, p.ends, p.legacy,
-                ARRAY(SELECT t::text FROM unnest(enum_range(NULL::signaltypeenum)) AS t
-                      WHERE {MIXED} OR to_regclass(quote_ident(p.name || '_' || t::text)) IS NOT NULL),
-                {MIXED}
+                ARRAY(SELECT t::text FROM unnest(enum_range(NULL::signaltypeenum)) AS t WHERE {MIXED} OR {LEAF}),
+                {MIXED}, to_regclass(quote_ident(p.name)) IS NULL
          FROM raw_signal_partitions p
+         -- On Citus a range is only recorded, its type partitions hang from raw_signal_rows.
          WHERE to_regclass(quote_ident(p.name)) IS NOT NULL
+            OR EXISTS (SELECT 1 FROM unnest(enum_range(NULL::signaltypeenum)) AS t WHERE {LEAF})
          ORDER BY p.starts NULLS FIRST"
     )
 });
@@ -182,6 +186,7 @@ async fn read_partitions(client: &impl GenericClient) -> Result<Vec<RangePartiti
                 ends: row.try_get(2)?,
                 legacy: row.try_get(3)?,
                 mixed: row.try_get(5)?,
+                keyed: row.try_get(6)?,
                 types: types.iter().filter_map(|t| SignalType::parse(t)).collect(),
             })
         })
@@ -426,9 +431,22 @@ impl Store {
         if !take_lock(&tx, turn).await? {
             return Ok(None);
         }
-        let mut dropped = Vec::new();
+        // Every table measured before any changes: Citus measures no distributed table in a
+        // transaction that has changed several shards (each expiry below does).
+        let mut measured = Vec::with_capacity(actions.len());
         for action in actions {
-            if let DropStep::Dropped(done) = expire_in(&tx, action, reason, self.settings.layout).await? {
+            let tables = tables_of(&tx, action).await?;
+            let mut bytes = 0;
+            for table in &tables {
+                bytes += evidence::size(&tx, table, self.settings.layout).await?;
+            }
+            measured.push((tables, bytes));
+        }
+        let mut dropped = Vec::new();
+        for (action, (tables, bytes)) in actions.iter().zip(measured) {
+            if let DropStep::Dropped(done) =
+                expire_in(&tx, action, &tables, bytes, reason, self.settings.layout).await?
+            {
                 dropped.push(done);
             }
         }
@@ -499,62 +517,87 @@ impl Store {
     }
 }
 
-/// One expiry, in the caller's transaction (which holds the maintenance lock).
+/// One expiry, in the caller's transaction (which holds the maintenance lock): `tables` are
+/// the tables it changes ([`tables_of`]), of `bytes` on disk.
 async fn expire_in(
     tx: &Transaction<'_>,
     action: &Expired,
+    tables: &[String],
+    bytes: i64,
     reason: DropReason,
     layout: Layout,
 ) -> Result<DropStep, StoreError> {
-    let table = match action {
-        Expired::Noise { table, .. } | Expired::Evidence { table } | Expired::Everything { table } => table,
-    };
+    let table = action.table();
     // Another instance may have dropped it since it was listed.
-    let present: bool =
-        tx.query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[table]).await?.try_get(0)?;
-    if !present {
+    if tables.is_empty() {
         return Ok(DropStep::Unchanged);
     }
     // The signals of its range (of its type, for a type's partition) change: their counts
     // are recounted by the next merge.
     let (range, signal_type) = match action {
-        Expired::Noise { bounds: Bounds::Type { parent, signal_type }, .. } => (parent, Some(*signal_type)),
+        Expired::Noise { bounds: Bounds::Type { parent: range, signal_type }, .. }
+        | Expired::Noise { bounds: Bounds::Keyed { range, signal_type, .. }, .. } => {
+            (range.as_str(), Some(*signal_type))
+        }
         _ => (table, None),
     };
     let bounds =
-        tx.query_opt("SELECT starts, ends FROM raw_signal_partitions WHERE name = $1", &[range]).await?;
+        tx.query_opt("SELECT starts, ends FROM raw_signal_partitions WHERE name = $1", &[&range]).await?;
     let (starts, ends) = match bounds {
         Some(row) => (row.try_get(0)?, Some(row.try_get(1)?)),
         None => (None, None),
     };
     mark_stale(tx, signal_type, starts, ends).await?;
-    let bytes = evidence::size(tx, table, layout).await?;
     let mut dropped =
-        Dropped { name: table.clone(), signal_type: None, legacy: false, bytes, kept_signals: 0, reason };
+        Dropped { name: table.to_owned(), signal_type: None, legacy: false, bytes, kept_signals: 0, reason };
     match action {
         Expired::Noise { bounds, .. } => {
             (dropped.signal_type, dropped.legacy) = match bounds {
-                Bounds::Type { signal_type, .. } => (Some(*signal_type), false),
+                Bounds::Type { signal_type, .. } | Bounds::Keyed { signal_type, .. } => {
+                    (Some(*signal_type), false)
+                }
                 Bounds::Before(_) => (None, true),
                 Bounds::Mixed { .. } => (None, false),
             };
-            let kept = evidence::keep_evidence(tx, table, bounds, layout).await?;
+            let kept = evidence::keep_evidence(tx, table, bounds, bytes, layout).await?;
             dropped.bytes = kept.bytes_before - kept.bytes_after;
             dropped.kept_signals = kept.signals;
             return Ok(DropStep::Dropped(dropped));
         }
-        Expired::Evidence { .. } if evidence::holds_evidence(tx, table).await? => {
-            return Ok(DropStep::Unchanged);
+        Expired::Evidence { .. } => {
+            for table in tables {
+                if evidence::holds_evidence(tx, table).await? {
+                    return Ok(DropStep::Unchanged);
+                }
+            }
         }
-        Expired::Evidence { .. } | Expired::Everything { .. } => {
-            dropped.legacy = table == "raw_signals_legacy";
-            evidence::forget(tx, table).await?;
-            crate::store::sealing::units::drop_all(tx, table).await?;
-        }
+        Expired::Everything { .. } => {}
     }
-    tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(table))).await?;
-    tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[table]).await?;
+    dropped.legacy = table == "raw_signals_legacy";
+    evidence::forget(tx, table).await?;
+    crate::store::sealing::units::drop_all(tx, table).await?;
+    for table in tables {
+        tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(table))).await?;
+    }
+    tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[&table]).await?;
     Ok(DropStep::Dropped(dropped))
+}
+
+/// The tables `action` changes that exist: the partition itself; for a whole range recorded
+/// without a table of its own (on Citus: store/citus.rs), its type partitions.
+async fn tables_of(tx: &Transaction<'_>, action: &Expired) -> Result<Vec<String>, StoreError> {
+    let table = action.table();
+    let sql = match action {
+        Expired::Noise { .. } => "SELECT $1 WHERE to_regclass(quote_ident($1)) IS NOT NULL",
+        Expired::Evidence { .. } | Expired::Everything { .. } => {
+            "SELECT $1 WHERE to_regclass(quote_ident($1)) IS NOT NULL
+             UNION ALL
+             SELECT $1 || '_' || t::text FROM unnest(enum_range(NULL::signaltypeenum)) AS t
+             WHERE to_regclass(quote_ident($1)) IS NULL AND to_regclass(quote_ident($1 || '_' || t::text)) IS NOT NULL"
+        }
+    };
+    let rows = tx.query(sql, &[&table]).await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
 }
 
 /// The partitions holding only evidence that exist.
@@ -582,19 +625,38 @@ pub(crate) fn signals_guard(table: &str, layout: Layout) -> String {
 }
 
 /// One range partition, built detached and then attached: ATTACH adds the parent's indexes and
-/// key to the empty tables at no cost. With a partition per signal type under it, or on Citus
-/// one table for every type (Citus distributes no table partitioned twice).
+/// key to the empty tables at no cost. With a partition per signal type under it; on Citus
+/// (which distributes no table partitioned twice) a partition per type of `raw_signal_rows`
+/// itself, keyed by type and time, or one table for every type when the table is keyed by
+/// time alone (store/citus.rs).
 async fn create_range(tx: &Transaction<'_>, range: &NewRange, layout: Layout) -> Result<(), StoreError> {
     let name = range.name();
     if layout.is_distributed() {
-        // Created attached: Citus distributes a new partition of a distributed table.
-        tx.batch_execute(&format!(
-            "CREATE TABLE {} PARTITION OF raw_signal_rows FOR VALUES FROM ('{}') TO ('{}')",
-            quote_identifier(&name),
-            range.starts.to_rfc3339(),
-            range.ends.to_rfc3339(),
-        ))
-        .await?;
+        // Created attached: Citus distributes a new partition of a distributed table. One
+        // statement at a time, as Citus needs (evidence::keep_evidence).
+        let statements: Vec<String> = if keyed_by_type(tx).await? {
+            SignalType::ALL
+                .iter()
+                .map(|t| {
+                    format!(
+                        "CREATE TABLE {} PARTITION OF raw_signal_rows FOR VALUES FROM ({}) TO ({})",
+                        quote_identifier(&leaf_name(&name, *t)),
+                        keyed_bound(t.as_str(), range.starts),
+                        keyed_bound(t.as_str(), range.ends),
+                    )
+                })
+                .collect()
+        } else {
+            vec![format!(
+                "CREATE TABLE {} PARTITION OF raw_signal_rows FOR VALUES FROM ('{}') TO ('{}')",
+                quote_identifier(&name),
+                range.starts.to_rfc3339(),
+                range.ends.to_rfc3339(),
+            )]
+        };
+        for statement in statements {
+            tx.batch_execute(&statement).await?;
+        }
         return record_range(tx, &name, range).await;
     }
     let mut ddl = format!(
@@ -621,6 +683,12 @@ async fn create_range(tx: &Transaction<'_>, range: &NewRange, layout: Layout) ->
     ));
     tx.batch_execute(&ddl).await?;
     record_range(tx, &name, range).await
+}
+
+/// Whether `raw_signal_rows` is partitioned by `(signal_type, "timestamp")` (on Citus).
+async fn keyed_by_type(tx: &Transaction<'_>) -> Result<bool, StoreError> {
+    let sql = "SELECT partnatts = 2 FROM pg_partitioned_table WHERE partrelid = 'raw_signal_rows'::regclass";
+    Ok(tx.query_one(sql, &[]).await?.try_get(0)?)
 }
 
 async fn record_range(tx: &Transaction<'_>, name: &str, range: &NewRange) -> Result<(), StoreError> {

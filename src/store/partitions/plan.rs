@@ -21,8 +21,11 @@ pub struct RangePartition {
     /// The table from before partitioning: one table holding every signal type.
     pub legacy: bool,
     /// One table holding every signal type, without a partition per type: the legacy table, or
-    /// a range on a Citus cluster (which distributes no table partitioned twice).
+    /// a range on a Citus cluster holding it (which distributes no table partitioned twice).
     pub mixed: bool,
+    /// Only recorded: its type partitions hang from `raw_signal_rows` itself, keyed by type and
+    /// time (on a Citus cluster).
+    pub keyed: bool,
     /// The signal types whose partition still exists under it (every type, for the legacy one).
     pub types: Vec<SignalType>,
 }
@@ -100,6 +103,9 @@ pub enum Bounds {
     Before(DateTime<Utc>),
     /// A range holding every type (on a Citus cluster): `[starts, ends)`.
     Mixed { starts: DateTime<Utc>, ends: DateTime<Utc> },
+    /// A signal type's partition of the range `range`, `[starts, ends)`, under `raw_signal_rows`
+    /// keyed by type and time (on a Citus cluster).
+    Keyed { range: String, signal_type: SignalType, starts: DateTime<Utc>, ends: DateTime<Utc> },
 }
 
 /// What the lifecycle asks of one partition.
@@ -119,10 +125,22 @@ pub enum Expired {
 }
 
 impl Expired {
+    /// The table it changes: a partition, or a whole range (perhaps only recorded).
+    pub fn table(&self) -> &str {
+        match self {
+            Expired::Noise { table, .. } | Expired::Evidence { table } | Expired::Everything { table } => {
+                table
+            }
+        }
+    }
+
     /// The range (or the legacy table) it belongs to.
     pub fn range(&self) -> &str {
         match self {
-            Expired::Noise { bounds: Bounds::Type { parent, .. }, .. } => parent,
+            Expired::Noise {
+                bounds: Bounds::Type { parent: range, .. } | Bounds::Keyed { range, .. },
+                ..
+            } => range,
             Expired::Noise { table, .. } | Expired::Evidence { table } | Expired::Everything { table } => {
                 table
             }
@@ -139,14 +157,20 @@ fn tables(partition: &RangePartition) -> Vec<(String, Bounds)> {
         return vec![(partition.name.clone(), Bounds::Mixed { starts, ends: partition.ends })];
     }
     let leaf = |t: SignalType| {
-        (leaf_name(&partition.name, t), Bounds::Type { parent: partition.name.clone(), signal_type: t })
+        let bounds = match (partition.keyed, partition.starts) {
+            (true, Some(starts)) => {
+                Bounds::Keyed { range: partition.name.clone(), signal_type: t, starts, ends: partition.ends }
+            }
+            _ => Bounds::Type { parent: partition.name.clone(), signal_type: t },
+        };
+        (leaf_name(&partition.name, t), bounds)
     };
     partition.types.iter().map(|t| leaf(*t)).collect()
 }
 
 fn types_of(bounds: &Bounds) -> Vec<SignalType> {
     match bounds {
-        Bounds::Type { signal_type, .. } => vec![*signal_type],
+        Bounds::Type { signal_type, .. } | Bounds::Keyed { signal_type, .. } => vec![*signal_type],
         Bounds::Before(_) | Bounds::Mixed { .. } => SignalType::ALL.to_vec(),
     }
 }
@@ -238,6 +262,7 @@ mod tests {
             ends: range.ends,
             legacy: false,
             mixed: false,
+            keyed: false,
             types: types.to_vec(),
         }
     }
@@ -249,6 +274,7 @@ mod tests {
             ends: utc(ends),
             legacy: true,
             mixed: true,
+            keyed: false,
             types: SignalType::ALL.to_vec(),
         }
     }
@@ -376,6 +402,33 @@ mod tests {
             .is_empty(),
             "0: forever"
         );
+    }
+
+    #[test]
+    fn on_citus_a_range_keyed_by_type_expires_type_by_type_then_whole() {
+        let mut old = day("2026-11-01T00:00:00Z", &SignalType::ALL);
+        old.keyed = true;
+        let days = |n: u64| Some(Duration::from_secs(n * 86_400));
+        let retention = Retention { traces: days(7), logs: days(1), metrics: days(30) };
+        let now = utc("2026-11-04T00:00:00Z");
+        assert_eq!(
+            expired(std::slice::from_ref(&old), &none(), &keeping(retention), now),
+            [Expired::Noise {
+                table: leaf_name(&old.name, SignalType::Log),
+                bounds: Bounds::Keyed {
+                    range: old.name.clone(),
+                    signal_type: SignalType::Log,
+                    starts: utc("2026-11-01T00:00:00Z"),
+                    ends: utc("2026-11-02T00:00:00Z"),
+                },
+            }],
+            "only the logs, their partition in the range's place under raw_signal_rows"
+        );
+        let all_kept: HashSet<String> = SignalType::ALL.iter().map(|t| leaf_name(&old.name, *t)).collect();
+        let later = utc("2026-12-05T00:00:00Z");
+        let whole = expired(std::slice::from_ref(&old), &all_kept, &keeping(retention), later);
+        assert_eq!(whole, [Expired::Evidence { table: old.name.clone() }]);
+        assert_eq!(whole[0].range(), old.name);
     }
 
     #[test]

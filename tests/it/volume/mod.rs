@@ -69,12 +69,8 @@ pub async fn worker_read(db: &Client, trace: &str) -> Vec<Value> {
 
 /// The name of the partition holding `signal_type` for the day of `at` (the default interval).
 pub fn day_partition(at: DateTime<Utc>, signal_type: &str) -> String {
-    if crate::helpers::citus_workers().is_empty() {
-        format!("raw_signals_p{}_{signal_type}", at.format("%Y%m%d"))
-    } else {
-        // On Citus a range is one table for every type (store/citus.rs).
-        format!("raw_signals_p{}", at.format("%Y%m%d"))
-    }
+    // The same name on Citus, where it hangs from raw_signal_rows itself (store/citus.rs).
+    format!("raw_signals_p{}_{signal_type}", at.format("%Y%m%d"))
 }
 
 /// Whether a table of that name exists.
