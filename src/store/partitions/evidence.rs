@@ -87,6 +87,7 @@ pub(super) async fn keep_evidence(
             None,
         ),
     };
+    super::lock_with_parent(tx, table).await?;
     // Readers wait for the moment the catalog changes, then see the kept rows where the
     // partition was (ATTACH builds the parent's indexes and key on the small table).
     // One statement at a time: Citus passes a DDL string on to the workers whole, and refuses

@@ -155,6 +155,27 @@ pub(crate) async fn lock_for_change(tx: &Transaction<'_>, statement: &str) -> Re
     Ok(tx.batch_execute("RELEASE SAVEPOINT lock_for_change").await?)
 }
 
+/// Takes `table` and its parent (the range holding it, or `raw_signal_rows`) for a change that
+/// detaches or drops it, with [`lock_for_change`]'s longer and longer waits: every insert routed
+/// to it holds both until its batch commits (on Citus, its two-phase commit over the workers),
+/// so batches that overlap, each slower than one short wait, hold them without a gap. Parent
+/// first, as an insert takes them.
+pub(super) async fn lock_with_parent(tx: &Transaction<'_>, table: &str) -> Result<(), StoreError> {
+    let sql = "SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = to_regclass(quote_ident($1))";
+    let parent: Option<String> = match tx.query_opt(sql, &[&table]).await? {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    };
+    let tables: Vec<String> = parent.into_iter().chain([quote_identifier(table)]).collect();
+    lock_for_change(tx, &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "))).await
+}
+
+/// What the evidence is read from (`lifecycle::evidence_traces`), taken in share mode before an
+/// expiry changes anything: a read of them queues behind a change of the incidents waiting for
+/// its own lock (the row expiry, which runs beside a pass), and would fail on the short lock
+/// timeout while this transaction holds the locks of the signal tables it has already changed.
+const EVIDENCE_SOURCES: &str = "LOCK TABLE incidents, analysis_results, problems IN ACCESS SHARE MODE";
+
 /// Whether the recorded partition `p` is one table holding every type (`RangePartition::mixed`).
 const MIXED: &str = "(p.legacy OR (to_regclass(quote_ident(p.name)) IS NOT NULL AND NOT EXISTS
      (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass(quote_ident(p.name)))))";
@@ -431,6 +452,7 @@ impl Store {
         if !take_lock(&tx, turn).await? {
             return Ok(None);
         }
+        lock_for_change(&tx, EVIDENCE_SOURCES).await?;
         // Every table measured before any changes: Citus measures no distributed table in a
         // transaction that has changed several shards (each expiry below does).
         let mut measured = Vec::with_capacity(actions.len());
@@ -577,6 +599,7 @@ async fn expire_in(
     evidence::forget(tx, table).await?;
     crate::store::sealing::units::drop_all(tx, table).await?;
     for table in tables {
+        lock_with_parent(tx, table).await?;
         tx.batch_execute(&format!("DROP TABLE {}", quote_identifier(table))).await?;
     }
     tx.execute("DELETE FROM raw_signal_partitions WHERE name = $1", &[&table]).await?;
@@ -632,18 +655,23 @@ pub(crate) fn signals_guard(table: &str, layout: Layout) -> String {
 async fn create_range(tx: &Transaction<'_>, range: &NewRange, layout: Layout) -> Result<(), StoreError> {
     let name = range.name();
     if layout.is_distributed() {
-        // Created attached: Citus distributes a new partition of a distributed table. One
-        // statement at a time, as Citus needs (evidence::keep_evidence).
+        // Citus distributes a table attached to a distributed one. Built detached, as on one
+        // node, so that the parent is locked only against other schema changes, not against
+        // the batches' inserts and the reads. One statement at a time, as Citus needs
+        // (evidence::keep_evidence).
         let statements: Vec<String> = if keyed_by_type(tx).await? {
             SignalType::ALL
                 .iter()
-                .map(|t| {
-                    format!(
-                        "CREATE TABLE {} PARTITION OF raw_signal_rows FOR VALUES FROM ({}) TO ({})",
-                        quote_identifier(&leaf_name(&name, *t)),
-                        keyed_bound(t.as_str(), range.starts),
-                        keyed_bound(t.as_str(), range.ends),
-                    )
+                .flat_map(|t| {
+                    let leaf = quote_identifier(&leaf_name(&name, *t));
+                    [
+                        format!("CREATE TABLE {leaf} (LIKE raw_signal_rows INCLUDING DEFAULTS)"),
+                        format!(
+                            "ALTER TABLE raw_signal_rows ATTACH PARTITION {leaf} FOR VALUES FROM ({}) TO ({})",
+                            keyed_bound(t.as_str(), range.starts),
+                            keyed_bound(t.as_str(), range.ends),
+                        ),
+                    ]
                 })
                 .collect()
         } else {

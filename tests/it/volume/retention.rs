@@ -218,3 +218,94 @@ async fn otlp_records_past_their_retention_on_arrival_are_a_partial_success_nami
     assert_eq!(partial.rejected_log_records, 2);
     assert!(partial.error_message.contains("RETENTION_LOGS (1d)"), "{}", partial.error_message);
 }
+
+/// Today's log partition, holding a log of a trace whose ERROR asked for an analysis, in an app
+/// keeping logs a day: expired three days on, it keeps that trace's log.
+async fn an_expiring_log_partition() -> (TestApp, tokio_postgres::Client, chrono::DateTime<Utc>, String) {
+    let app = spawn_app_with(&["--retention-logs", "1d"]).await;
+    let db = app.db().await;
+    let now = Utc::now();
+    assert_eq!(app.post_json("/ingest/logs", &log_at("t-kept", "ERROR", now)).await.0, StatusCode::ACCEPTED);
+    (app, db, now, day_partition(now, "log"))
+}
+
+/// Whether the log partition kept its evidence (and only that) in its place.
+async fn kept_its_evidence(db: &tokio_postgres::Client, leaf: &str) -> bool {
+    let sql = "SELECT count(*) FROM raw_signal_evidence WHERE name = $1 AND signals = 1";
+    db.query_one(sql, &[&leaf]).await.unwrap().get::<_, i64>(0) == 1
+}
+
+/// Writers that overlap, each holding the signal tables longer than the lock timeout (batches
+/// of a slow phase): the expiry detaching a partition waits longer at each attempt, and gets
+/// them, rather than failing until a quieter pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_expires_among_overlapping_writers_each_slower_than_the_lock_timeout() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (app, db, now, leaf) = an_expiring_log_partition().await;
+    let (stop, url) = (Arc::new(AtomicBool::new(false)), app.db.url());
+    let holders = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut running = Vec::new();
+            // Bounded: a minute at most, whatever the machine's speed.
+            let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                let mut client = crate::helpers::connect(&url).await;
+                running.push(tokio::spawn(async move {
+                    let tx = client.transaction().await.unwrap();
+                    tx.batch_execute("LOCK TABLE raw_signal_rows IN ROW EXCLUSIVE MODE").await.unwrap();
+                    tokio::time::sleep(StdDuration::from_millis(1200)).await;
+                    tx.commit().await.unwrap();
+                }));
+                tokio::time::sleep(StdDuration::from_millis(600)).await;
+            }
+            for holder in running {
+                holder.await.unwrap();
+            }
+        })
+    };
+    // From here on two holders overlap.
+    tokio::time::sleep(StdDuration::from_millis(700)).await;
+    let expired = app.store.drop_expired_partitions(now + days(3), Turn::Wait).await;
+    stop.store(true, Ordering::Relaxed);
+    holders.await.unwrap();
+    let (dropped, failed) = expired.unwrap().expect("this pass's turn");
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(dropped.iter().any(|d| d.name == leaf), "{dropped:?}");
+    assert!(kept_its_evidence(&db, &leaf).await);
+}
+
+/// The row expiry (which runs beside a pass) waits for the incidents' whole lock behind batches;
+/// the expiry's read of the evidence, queued behind that request, waits it out too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_expires_while_a_change_of_the_incidents_waits_for_its_lock() {
+    let (app, db, now, leaf) = an_expiring_log_partition().await;
+    let url = app.db.url();
+    // A batch holds the incidents for two seconds; a change of them queues behind it.
+    let batch = crate::helpers::connect(&url).await;
+    batch.batch_execute("BEGIN; LOCK TABLE incidents IN ROW EXCLUSIVE MODE").await.unwrap();
+    let change = tokio::spawn(async move {
+        let mut client = crate::helpers::connect(&url).await;
+        let tx = client.transaction().await.unwrap();
+        tx.batch_execute("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE").await.unwrap();
+        tx.commit().await.unwrap();
+    });
+    wait_for("the change to queue for its lock", StdDuration::from_secs(10), || async {
+        let sql = "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock'
+                     AND relation = 'incidents'::regclass";
+        db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) == 1
+    })
+    .await;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(StdDuration::from_secs(2)).await;
+        batch.batch_execute("COMMIT").await.unwrap();
+    });
+    let expired = app.store.drop_expired_partitions(now + days(3), Turn::Wait).await;
+    release.await.unwrap();
+    change.await.unwrap();
+    let (dropped, failed) = expired.unwrap().expect("this pass's turn");
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(dropped.iter().any(|d| d.name == leaf), "{dropped:?}");
+    assert!(kept_its_evidence(&db, &leaf).await);
+}
