@@ -655,23 +655,22 @@ pub(crate) fn signals_guard(table: &str, layout: Layout) -> String {
 async fn create_range(tx: &Transaction<'_>, range: &NewRange, layout: Layout) -> Result<(), StoreError> {
     let name = range.name();
     if layout.is_distributed() {
-        // Citus distributes a table attached to a distributed one. Built detached, as on one
-        // node, so that the parent is locked only against other schema changes, not against
-        // the batches' inserts and the reads. One statement at a time, as Citus needs
-        // (evidence::keep_evidence).
+        // Created attached: Citus distributes a new partition of a distributed table. Not
+        // built detached and attached as on one node: Citus then distributes it over
+        // connections of its own, which wait for this transaction's locks when the default
+        // partition was rotated in it, and cancels the transaction as a distributed deadlock
+        // with itself (canary::failures::a_service_keeping_less_… failed every run so). One
+        // statement at a time, as Citus needs (evidence::keep_evidence).
         let statements: Vec<String> = if keyed_by_type(tx).await? {
             SignalType::ALL
                 .iter()
-                .flat_map(|t| {
-                    let leaf = quote_identifier(&leaf_name(&name, *t));
-                    [
-                        format!("CREATE TABLE {leaf} (LIKE raw_signal_rows INCLUDING DEFAULTS)"),
-                        format!(
-                            "ALTER TABLE raw_signal_rows ATTACH PARTITION {leaf} FOR VALUES FROM ({}) TO ({})",
-                            keyed_bound(t.as_str(), range.starts),
-                            keyed_bound(t.as_str(), range.ends),
-                        ),
-                    ]
+                .map(|t| {
+                    format!(
+                        "CREATE TABLE {} PARTITION OF raw_signal_rows FOR VALUES FROM ({}) TO ({})",
+                        quote_identifier(&leaf_name(&name, *t)),
+                        keyed_bound(t.as_str(), range.starts),
+                        keyed_bound(t.as_str(), range.ends),
+                    )
                 })
                 .collect()
         } else {
