@@ -171,9 +171,10 @@ pub(super) async fn lock_with_parent(tx: &Transaction<'_>, table: &str) -> Resul
 }
 
 /// What the evidence is read from (`lifecycle::evidence_traces`), taken in share mode before an
-/// expiry changes anything: a read of them queues behind a change of the incidents waiting for
-/// its own lock (the row expiry, which runs beside a pass), and would fail on the short lock
-/// timeout while this transaction holds the locks of the signal tables it has already changed.
+/// expiry or a partition check changes anything: a read of them queues behind a change of the
+/// incidents waiting for its own lock (the row expiry, which runs beside a pass, waits behind
+/// batches), and would fail on the short lock timeout, the locks this transaction already holds
+/// possibly among those the change waits for.
 const EVIDENCE_SOURCES: &str = "LOCK TABLE incidents, analysis_results, problems IN ACCESS SHARE MODE";
 
 /// Whether the recorded partition `p` is one table holding every type (`RangePartition::mixed`).
@@ -250,6 +251,9 @@ impl Store {
         if !take_lock(&tx, turn).await? {
             return Ok(None);
         }
+        // Before the default incidents' whole lock (ensure_ranges): a lock held upgrades ahead
+        // of a change queued for it, where a read after it would queue behind the change.
+        lock_for_change(&tx, EVIDENCE_SOURCES).await?;
         let mut created = Created {
             incident_ranges: incidents::ensure_ranges(&tx, lifecycle.partition_interval, now).await?,
             ..Created::default()

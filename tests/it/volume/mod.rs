@@ -88,3 +88,39 @@ pub async fn expired_away(db: &Client, table: &str) -> bool {
         .get(0);
     !exists(db, table).await || replaced == 1
 }
+
+/// A batch holds `table` for two seconds and a change of it (the row expiry's whole lock)
+/// queues behind the batch; returns once the change waits, with the task that ends the batch
+/// and the change's: await both after the step under test.
+pub async fn a_change_queued_behind_a_batch(
+    url: &str,
+    db: &Client,
+    table: &'static str,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    let batch = crate::helpers::connect(url).await;
+    batch.batch_execute(&format!("BEGIN; LOCK TABLE {table} IN ROW EXCLUSIVE MODE")).await.unwrap();
+    let change = {
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            let mut client = crate::helpers::connect(&url).await;
+            let tx = client.transaction().await.unwrap();
+            tx.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await.unwrap();
+            tx.commit().await.unwrap();
+        })
+    };
+    let sql = format!(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock'
+           AND relation = '{table}'::regclass"
+    );
+    crate::helpers::wait_for(
+        "the change to queue for its lock",
+        std::time::Duration::from_secs(10),
+        || async { db.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) == 1 },
+    )
+    .await;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        batch.batch_execute("COMMIT").await.unwrap();
+    });
+    (release, change)
+}

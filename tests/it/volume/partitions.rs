@@ -5,7 +5,7 @@ use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{day_partition, days, exists, log_at, placed};
+use super::{a_change_queued_behind_a_batch, day_partition, days, exists, log_at, placed};
 use prodsentinel::store::partitions::Turn;
 
 use crate::helpers::{one, spawn_app_with};
@@ -159,4 +159,24 @@ async fn a_time_filter_reads_only_the_partitions_of_its_range() {
         read.iter().all(|t| t.ends_with("_log") || t == "raw_signals_default" || t == "raw_signal_sealing"),
         "{read:?}"
     );
+}
+
+/// The row expiry (which runs beside a pass) waits for the kept incidents' whole lock behind a
+/// batch; the partition check, whose read of the evidence queues behind that request, waits it
+/// out and creates its ranges, rather than giving up on the short lock timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_created_while_a_change_of_the_incidents_waits_for_its_lock() {
+    let app = spawn_app_with(&[]).await;
+    let db = app.db().await;
+    // A batch holds the kept incidents; the row expiry's lock queues behind it.
+    let (release, change) = a_change_queued_behind_a_batch(&app.db.url(), &db, "incidents_kept").await;
+    let later = Utc::now() + days(5);
+    let created = app.store.ensure_partitions(later, Turn::Wait).await;
+    release.await.unwrap();
+    change.await.unwrap();
+    let created = created.unwrap().expect("this pass's turn");
+    assert_eq!(created.partitions.len(), 3, "{created:?}");
+    for day in 5..8 {
+        assert!(exists(&db, &day_partition(later + days(day - 5), "log")).await);
+    }
 }

@@ -8,7 +8,7 @@ use prodsentinel::App;
 use reqwest::StatusCode;
 use tokio::sync::oneshot;
 
-use super::{day_partition, days, exists, expired_away, log_at};
+use super::{a_change_queued_behind_a_batch, day_partition, days, exists, expired_away, log_at};
 use prodsentinel::store::partitions::Turn;
 
 use crate::helpers::{spawn_app_with, test_config, wait_for, TestApp};
@@ -281,26 +281,7 @@ async fn a_partition_expires_among_overlapping_writers_each_slower_than_the_lock
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_expires_while_a_change_of_the_incidents_waits_for_its_lock() {
     let (app, db, now, leaf) = an_expiring_log_partition().await;
-    let url = app.db.url();
-    // A batch holds the incidents for two seconds; a change of them queues behind it.
-    let batch = crate::helpers::connect(&url).await;
-    batch.batch_execute("BEGIN; LOCK TABLE incidents IN ROW EXCLUSIVE MODE").await.unwrap();
-    let change = tokio::spawn(async move {
-        let mut client = crate::helpers::connect(&url).await;
-        let tx = client.transaction().await.unwrap();
-        tx.batch_execute("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE").await.unwrap();
-        tx.commit().await.unwrap();
-    });
-    wait_for("the change to queue for its lock", StdDuration::from_secs(10), || async {
-        let sql = "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock'
-                     AND relation = 'incidents'::regclass";
-        db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) == 1
-    })
-    .await;
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(StdDuration::from_secs(2)).await;
-        batch.batch_execute("COMMIT").await.unwrap();
-    });
+    let (release, change) = a_change_queued_behind_a_batch(&app.db.url(), &db, "incidents").await;
     let expired = app.store.drop_expired_partitions(now + days(3), Turn::Wait).await;
     release.await.unwrap();
     change.await.unwrap();
