@@ -21,7 +21,7 @@
 
 use std::time::Instant;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 use tracing::{info, warn};
 
 use super::bootstrap::quote_identifier;
@@ -412,9 +412,7 @@ fn warnings(workers: i64, prepared: &[(String, i64)], detecting: bool) -> Vec<St
 /// Says, at every start, when the signals are laid out by time alone (the table from before
 /// partitioning is still there): each range then expires at the longest retention.
 pub async fn report_layout(client: &Client) -> Result<(), tokio_postgres::Error> {
-    let sql = "SELECT partnatts = 1 FROM pg_partitioned_table WHERE partrelid = 'raw_signal_rows'::regclass";
-    let by_time: bool = client.query_one(sql, &[]).await?.try_get(0)?;
-    if by_time {
+    if !keyed_by_type(client).await? {
         warn!(
             "on this Citus database each range of signals is one table for every type (the table from before partitioning, raw_signals_legacy, is still there): a range expires once the longest of the three retentions has passed it"
         );
@@ -429,6 +427,13 @@ pub fn report(cluster: &Cluster, warnings: &[String]) {
     for warning in warnings {
         warn!("{warning}");
     }
+}
+
+/// Whether `raw_signal_rows` is partitioned by `(signal_type, "timestamp")` ([`key_by_type`]),
+/// rather than by time alone (on one node; on Citus when the legacy table is still there).
+pub(crate) async fn keyed_by_type(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
+    let sql = "SELECT partnatts = 2 FROM pg_partitioned_table WHERE partrelid = 'raw_signal_rows'::regclass";
+    client.query_one(sql, &[]).await?.try_get(0)
 }
 
 #[cfg(test)]

@@ -65,12 +65,13 @@ pub(super) async fn keep_evidence(
         ),
     };
     // Bounds as literals (DDL takes no parameters), from our own names and timestamps.
-    let (parent, values, signal_type) = match bounds {
+    let signal_type = bounds.signal_type();
+    let (parent, values) = match bounds {
         Bounds::Type { parent, signal_type } => {
-            (quote_identifier(parent), format!("IN ('{}')", signal_type.as_str()), Some(*signal_type))
+            (quote_identifier(parent), format!("IN ('{}')", signal_type.as_str()))
         }
         Bounds::Before(ends) => {
-            ("raw_signal_rows".to_owned(), format!("FROM (MINVALUE) TO ('{}')", ends.to_rfc3339()), None)
+            ("raw_signal_rows".to_owned(), format!("FROM (MINVALUE) TO ('{}')", ends.to_rfc3339()))
         }
         Bounds::Keyed { signal_type, starts, ends, .. } => (
             "raw_signal_rows".to_owned(),
@@ -79,12 +80,10 @@ pub(super) async fn keep_evidence(
                 keyed_bound(signal_type.as_str(), *starts),
                 keyed_bound(signal_type.as_str(), *ends)
             ),
-            Some(*signal_type),
         ),
         Bounds::Mixed { starts, ends } => (
             "raw_signal_rows".to_owned(),
             format!("FROM ('{}') TO ('{}')", starts.to_rfc3339(), ends.to_rfc3339()),
-            None,
         ),
     };
     super::lock_with_parent(tx, table).await?;

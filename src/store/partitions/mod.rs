@@ -25,7 +25,7 @@ pub use plan::{expired, leaf_name, ranges_to_create, size_drops, Bounds, Expired
 
 use super::activity::mark_stale;
 use super::bootstrap::quote_identifier;
-use super::citus::{keyed_bound, Layout};
+use super::citus::{keyed_bound, keyed_by_type, Layout};
 use super::{StorageSettings, Store, StoreError};
 use crate::model::SignalType;
 
@@ -561,10 +561,7 @@ async fn expire_in(
     // The signals of its range (of its type, for a type's partition) change: their counts
     // are recounted by the next merge.
     let (range, signal_type) = match action {
-        Expired::Noise { bounds: Bounds::Type { parent: range, signal_type }, .. }
-        | Expired::Noise { bounds: Bounds::Keyed { range, signal_type, .. }, .. } => {
-            (range.as_str(), Some(*signal_type))
-        }
+        Expired::Noise { bounds, .. } => (action.range(), bounds.signal_type()),
         _ => (table, None),
     };
     let bounds =
@@ -578,13 +575,8 @@ async fn expire_in(
         Dropped { name: table.to_owned(), signal_type: None, legacy: false, bytes, kept_signals: 0, reason };
     match action {
         Expired::Noise { bounds, .. } => {
-            (dropped.signal_type, dropped.legacy) = match bounds {
-                Bounds::Type { signal_type, .. } | Bounds::Keyed { signal_type, .. } => {
-                    (Some(*signal_type), false)
-                }
-                Bounds::Before(_) => (None, true),
-                Bounds::Mixed { .. } => (None, false),
-            };
+            (dropped.signal_type, dropped.legacy) =
+                (bounds.signal_type(), matches!(bounds, Bounds::Before(_)));
             let kept = evidence::keep_evidence(tx, table, bounds, bytes, layout).await?;
             dropped.bytes = kept.bytes_before - kept.bytes_after;
             dropped.kept_signals = kept.signals;
@@ -665,7 +657,7 @@ async fn create_range(tx: &Transaction<'_>, range: &NewRange, layout: Layout) ->
         // partition was rotated in it, and cancels the transaction as a distributed deadlock
         // with itself (canary::failures::a_service_keeping_less_… failed every run so). One
         // statement at a time, as Citus needs (evidence::keep_evidence).
-        let statements: Vec<String> = if keyed_by_type(tx).await? {
+        let statements: Vec<String> = if keyed_by_type(&**tx).await? {
             SignalType::ALL
                 .iter()
                 .map(|t| {
@@ -714,12 +706,6 @@ async fn create_range(tx: &Transaction<'_>, range: &NewRange, layout: Layout) ->
     ));
     tx.batch_execute(&ddl).await?;
     record_range(tx, &name, range).await
-}
-
-/// Whether `raw_signal_rows` is partitioned by `(signal_type, "timestamp")` (on Citus).
-async fn keyed_by_type(tx: &Transaction<'_>) -> Result<bool, StoreError> {
-    let sql = "SELECT partnatts = 2 FROM pg_partitioned_table WHERE partrelid = 'raw_signal_rows'::regclass";
-    Ok(tx.query_one(sql, &[]).await?.try_get(0)?)
 }
 
 async fn record_range(tx: &Transaction<'_>, name: &str, range: &NewRange) -> Result<(), StoreError> {

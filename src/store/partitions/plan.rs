@@ -108,6 +108,16 @@ pub enum Bounds {
     Keyed { range: String, signal_type: SignalType, starts: DateTime<Utc>, ends: DateTime<Utc> },
 }
 
+impl Bounds {
+    /// The one type the partition holds; `None`: every type.
+    pub fn signal_type(&self) -> Option<SignalType> {
+        match self {
+            Bounds::Type { signal_type, .. } | Bounds::Keyed { signal_type, .. } => Some(*signal_type),
+            Bounds::Before(_) | Bounds::Mixed { .. } => None,
+        }
+    }
+}
+
 /// What the lifecycle asks of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expired {
@@ -169,10 +179,7 @@ fn tables(partition: &RangePartition) -> Vec<(String, Bounds)> {
 }
 
 fn types_of(bounds: &Bounds) -> Vec<SignalType> {
-    match bounds {
-        Bounds::Type { signal_type, .. } | Bounds::Keyed { signal_type, .. } => vec![*signal_type],
-        Bounds::Before(_) | Bounds::Mixed { .. } => SignalType::ALL.to_vec(),
-    }
+    bounds.signal_type().map_or_else(|| SignalType::ALL.to_vec(), |t| vec![t])
 }
 
 /// What expires at `now` ([`Lifecycle::partition_expired`]): a type's partition once its whole
