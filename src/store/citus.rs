@@ -50,6 +50,19 @@ impl Layout {
             Layout::Distributed => "citus_total_relation_size",
         }
     }
+
+    /// What a transaction that changes the partitions of `raw_signal_rows` runs first. On Citus,
+    /// one connection per worker for all of it: in a transaction, Citus creates the shards of a
+    /// new partition over fresh connections of its own, which wait for the locks its earlier
+    /// statements took on that worker over other connections (the partition detached, the
+    /// parent locked), and its deadlock detector then cancels the transaction as a deadlock
+    /// with itself. Sequential mode makes it reuse the transaction's one connection per worker.
+    pub fn partition_change_mode(self) -> Option<&'static str> {
+        match self {
+            Layout::Single => None,
+            Layout::Distributed => Some("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"),
+        }
+    }
 }
 
 /// The cluster the database belongs to.

@@ -119,6 +119,19 @@ pub(crate) async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, 
     Ok(took)
 }
 
+/// A transaction that changes the partitions of `raw_signal_rows`, in the mode the layout
+/// needs for it (`Layout::partition_change_mode`).
+async fn change_transaction(
+    client: &mut deadpool_postgres::Client,
+    layout: Layout,
+) -> Result<Transaction<'_>, StoreError> {
+    let tx = client.transaction().await?;
+    if let Some(mode) = layout.partition_change_mode() {
+        tx.batch_execute(mode).await?;
+    }
+    Ok(tx)
+}
+
 /// How long each attempt of [`lock_for_change`] waits, in turn, and how long the queue behind
 /// it flows between two attempts.
 const LOCK_ATTEMPTS_MS: [u32; 6] = [500, 1000, 2000, 4000, 4000, 4000];
@@ -247,7 +260,7 @@ impl Store {
     ) -> Result<Option<Created>, StoreError> {
         let StorageSettings { ref lifecycle, .. } = self.settings;
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = change_transaction(&mut client, self.settings.layout).await?;
         if !take_lock(&tx, turn).await? {
             return Ok(None);
         }
@@ -452,7 +465,7 @@ impl Store {
         reason: DropReason,
     ) -> Result<Option<Vec<Dropped>>, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = change_transaction(&mut client, self.settings.layout).await?;
         if !take_lock(&tx, turn).await? {
             return Ok(None);
         }

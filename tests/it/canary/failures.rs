@@ -93,7 +93,7 @@ async fn a_legacy_resend_with_another_timestamp_is_a_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_keeping_less_than_the_canary_was_told_expires_its_writes_early() {
-    // The last hour's partition exists, and the service's retention ends its life 15 s from
+    // The last hour's partition exists, and the service's retention ends its life 20 s from
     // now. The canary stamps its writes five seconds before the hour, so the first ones land
     // in that partition, and is told a day. Its one spot-check sample (the first write, read
     // back whole at once) is read again at every cycle: before the drop it is there, after it
@@ -101,7 +101,7 @@ async fn a_service_keeping_less_than_the_canary_was_told_expires_its_writes_earl
     let now = Utc::now();
     let hour = now.duration_trunc(chrono::Duration::hours(1)).unwrap();
     let since_hour = (now - hour).num_seconds() as u64;
-    let retention = format!("{}s", since_hour + 15);
+    let retention = format!("{}s", since_hour + 20);
     let app = spawn_app_with(&[
         "--partition-interval",
         "1h",
@@ -117,6 +117,12 @@ async fn a_service_keeping_less_than_the_canary_was_told_expires_its_writes_earl
     .await;
     let past = app.maintenance.pass_at(now - chrono::Duration::hours(1), Turn::Wait).await;
     assert!(past.errors.is_empty(), "{:?}", past.errors);
+    // The offset is taken now, not before the service started (slower on Citus): the first
+    // writes must land before the hour. They are 5 s past their retention's start on arrival
+    // plus the time the service took to start: over 20 s, the service would refuse them.
+    let started = Utc::now();
+    assert!(started - now < chrono::Duration::seconds(12), "the service took {} to start", started - now);
+    let offset = (started - hour).num_seconds() as u64 + 5;
     let mut args = endpoints_of(&app);
     args.extend(strings(&[
         "--cycles",
@@ -132,7 +138,7 @@ async fn a_service_keeping_less_than_the_canary_was_told_expires_its_writes_earl
         "--retention",
         "1d",
         "--time-offset",
-        &format!("{}s", since_hour + 5),
+        &format!("{offset}s"),
     ]));
     let run = run_canary(&args, Duration::from_secs(120)).await;
     assert_eq!(run.code, Some(1), "{run:#?}");
