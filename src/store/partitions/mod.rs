@@ -183,6 +183,10 @@ pub(super) async fn lock_with_parent(tx: &Transaction<'_>, table: &str) -> Resul
     lock_for_change(tx, &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "))).await
 }
 
+/// The parent of every signal partition, alone: a change of its partitions waits for the
+/// inserts under way, which hold it, and not for each partition's readers.
+const SIGNALS_PARENT: &str = "LOCK TABLE ONLY raw_signal_rows IN ACCESS EXCLUSIVE MODE";
+
 /// What the evidence is read from (`lifecycle::evidence_traces`), taken in share mode before an
 /// expiry or a partition check changes anything: a read of them queues behind a change of the
 /// incidents waiting for its own lock (the row expiry, which runs beside a pass, waits behind
@@ -286,6 +290,12 @@ impl Store {
         if missing.is_empty() && !rotate {
             tx.commit().await?;
             return Ok(Some(created));
+        }
+        if rotate || self.settings.layout.is_distributed() {
+            // Detaching the default, and on Citus creating a partition attached, take the
+            // parent's whole lock, which every insert holds until its batch commits: asked for
+            // with longer and longer waits, as the incidents' (slow batches overlap on Citus).
+            lock_for_change(&tx, SIGNALS_PARENT).await?;
         }
         if rotate {
             // One statement at a time, as Citus needs (evidence::keep_evidence).

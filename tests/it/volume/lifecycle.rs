@@ -5,10 +5,10 @@
 use chrono::Utc;
 use reqwest::StatusCode;
 
-use super::{days, log_at};
+use super::{among_overlapping_batches, days, log_at};
 use prodsentinel::store::partitions::Turn;
 
-use crate::helpers::{column, connect, one, spawn_app_with, wait_for, TestApp};
+use crate::helpers::{column, one, spawn_app_with, wait_for, TestApp};
 use tokio_postgres::Client;
 
 #[tokio::test]
@@ -352,36 +352,11 @@ async fn a_pass_waits_out_a_batch_slower_than_its_lock_timeout() {
 /// attempts, so the pass waits longer at each attempt, and gets them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_gets_its_locks_from_overlapping_batches_each_slower_than_its_lock_timeout() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let (app, db, now, range) = quiet_trace_in_todays_range("t-busy").await;
-    let (stop, url) = (Arc::new(AtomicBool::new(false)), app.db.url());
-    let holders = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut running = Vec::new();
-            // Bounded: a minute at most, whatever the machine's speed.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                let mut client = connect(&url).await;
-                running.push(tokio::spawn(async move {
-                    let tx = client.transaction().await.unwrap();
-                    tx.batch_execute("LOCK TABLE incidents IN ROW EXCLUSIVE MODE").await.unwrap();
-                    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-                    tx.commit().await.unwrap();
-                }));
-                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-            }
-            for holder in running {
-                holder.await.unwrap();
-            }
-        })
-    };
-    // From here on two holders overlap.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let pass = app.maintenance.pass_at(now + days(3), Turn::Wait).await;
-    stop.store(true, Ordering::Relaxed);
-    holders.await.unwrap();
+    let lock = "LOCK TABLE incidents IN ROW EXCLUSIVE MODE";
+    let pass =
+        among_overlapping_batches(&app.db.url(), lock, app.maintenance.pass_at(now + days(3), Turn::Wait))
+            .await;
     assert!(pass.errors.is_empty(), "{:?}", pass.errors);
     assert_eq!(pass.expired_rows.incident_ranges, 1, "{:?}", pass.expired_rows);
     assert!(!super::exists(&db, &range).await, "the range was dropped");

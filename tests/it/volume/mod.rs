@@ -124,3 +124,45 @@ pub async fn a_change_queued_behind_a_batch(
     });
     (release, change)
 }
+
+/// Runs `step` among batches that overlap, each holding `lock` (`LOCK TABLE … IN ROW EXCLUSIVE
+/// MODE`) for 1.2 s, a new one every 0.6 s, so one always holds it (a slow phase of two-phase
+/// commits on Citus): a step that asks once for the table's whole lock, waiting 500 ms, never
+/// gets it. Returns the step's output once the last batch has ended.
+pub async fn among_overlapping_batches<T>(
+    url: &str,
+    lock: &'static str,
+    step: impl std::future::Future<Output = T>,
+) -> T {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration as StdDuration, Instant};
+    let stop = Arc::new(AtomicBool::new(false));
+    let holders = {
+        let (stop, url) = (stop.clone(), url.to_owned());
+        tokio::spawn(async move {
+            let mut running = Vec::new();
+            // Bounded: a minute at most, whatever the machine's speed.
+            let deadline = Instant::now() + StdDuration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let mut client = crate::helpers::connect(&url).await;
+                running.push(tokio::spawn(async move {
+                    let tx = client.transaction().await.unwrap();
+                    tx.batch_execute(lock).await.unwrap();
+                    tokio::time::sleep(StdDuration::from_millis(1200)).await;
+                    tx.commit().await.unwrap();
+                }));
+                tokio::time::sleep(StdDuration::from_millis(600)).await;
+            }
+            for holder in running {
+                holder.await.unwrap();
+            }
+        })
+    };
+    // From here on two holders overlap.
+    tokio::time::sleep(StdDuration::from_millis(700)).await;
+    let output = step.await;
+    stop.store(true, Ordering::Relaxed);
+    holders.await.unwrap();
+    output
+}

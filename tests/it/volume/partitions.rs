@@ -5,7 +5,9 @@ use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{a_change_queued_behind_a_batch, day_partition, days, exists, log_at, placed};
+use super::{
+    a_change_queued_behind_a_batch, among_overlapping_batches, day_partition, days, exists, log_at, placed,
+};
 use prodsentinel::store::partitions::Turn;
 
 use crate::helpers::{one, spawn_app_with};
@@ -179,4 +181,31 @@ async fn partitions_are_created_while_a_change_of_the_incidents_waits_for_its_lo
     for day in 5..8 {
         assert!(exists(&db, &day_partition(later + days(day - 5), "log")).await);
     }
+}
+
+/// Batches that overlap, each holding the signals' table longer than the lock timeout (a slow
+/// phase of two-phase commits on Citus): the pass that moves a row out of the default partition
+/// (and on Citus creates its ranges attached) waits longer at each attempt for the table's
+/// whole lock, and gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_created_among_overlapping_batches_each_slower_than_the_lock_timeout() {
+    let app = spawn_app_with(&[]).await;
+    let db = app.db().await;
+    let now = Utc::now();
+    // Four days ahead: in the default partition, which the pass three days on rotates.
+    assert_eq!(
+        app.post_json("/ingest/logs", &log_at("t-early", "INFO", now + days(4))).await.0,
+        StatusCode::ACCEPTED
+    );
+    let lock = "LOCK TABLE ONLY raw_signal_rows IN ROW EXCLUSIVE MODE";
+    let created = among_overlapping_batches(
+        &app.db.url(),
+        lock,
+        app.store.ensure_partitions(now + days(3), Turn::Wait),
+    )
+    .await;
+    let created = created.unwrap().expect("this pass's turn");
+    assert_eq!(created.partitions.len(), 3, "{created:?}");
+    assert_eq!(created.default_rows_kept, 1, "{created:?}");
+    assert_eq!(placed(&db, "t-early").await, [day_partition(now + days(4), "log")]);
 }

@@ -8,7 +8,10 @@ use prodsentinel::App;
 use reqwest::StatusCode;
 use tokio::sync::oneshot;
 
-use super::{a_change_queued_behind_a_batch, day_partition, days, exists, expired_away, log_at};
+use super::{
+    a_change_queued_behind_a_batch, among_overlapping_batches, day_partition, days, exists, expired_away,
+    log_at,
+};
 use prodsentinel::store::partitions::Turn;
 
 use crate::helpers::{spawn_app_with, test_config, wait_for, TestApp};
@@ -240,36 +243,14 @@ async fn kept_its_evidence(db: &tokio_postgres::Client, leaf: &str) -> bool {
 /// them, rather than failing until a quieter pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_expires_among_overlapping_writers_each_slower_than_the_lock_timeout() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let (app, db, now, leaf) = an_expiring_log_partition().await;
-    let (stop, url) = (Arc::new(AtomicBool::new(false)), app.db.url());
-    let holders = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut running = Vec::new();
-            // Bounded: a minute at most, whatever the machine's speed.
-            let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
-            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                let mut client = crate::helpers::connect(&url).await;
-                running.push(tokio::spawn(async move {
-                    let tx = client.transaction().await.unwrap();
-                    tx.batch_execute("LOCK TABLE raw_signal_rows IN ROW EXCLUSIVE MODE").await.unwrap();
-                    tokio::time::sleep(StdDuration::from_millis(1200)).await;
-                    tx.commit().await.unwrap();
-                }));
-                tokio::time::sleep(StdDuration::from_millis(600)).await;
-            }
-            for holder in running {
-                holder.await.unwrap();
-            }
-        })
-    };
-    // From here on two holders overlap.
-    tokio::time::sleep(StdDuration::from_millis(700)).await;
-    let expired = app.store.drop_expired_partitions(now + days(3), Turn::Wait).await;
-    stop.store(true, Ordering::Relaxed);
-    holders.await.unwrap();
+    let lock = "LOCK TABLE raw_signal_rows IN ROW EXCLUSIVE MODE";
+    let expired = among_overlapping_batches(
+        &app.db.url(),
+        lock,
+        app.store.drop_expired_partitions(now + days(3), Turn::Wait),
+    )
+    .await;
     let (dropped, failed) = expired.unwrap().expect("this pass's turn");
     assert!(failed.is_empty(), "{failed:?}");
     assert!(dropped.iter().any(|d| d.name == leaf), "{dropped:?}");
