@@ -5,11 +5,13 @@
 //! Every change runs in a transaction holding the maintenance advisory lock, so several
 //! instances never do the same work twice, and with a short `lock_timeout`: a change that
 //! would wait behind a long query gives up and is retried by the next pass (after a few
-//! attempts in this one, for the incidents' locks: [`lock_for_change`]), rather than queueing
-//! every insert behind it. New partitions are built detached and then attached, which
-//! locks the parent only against other schema changes (SHARE UPDATE EXCLUSIVE), never against
-//! inserts or reads; dropping one takes its parent's ACCESS EXCLUSIVE lock for the moment the
-//! catalog changes.
+//! attempts in this one, for the locks batches hold: [`lock_for_change`]), rather than queueing
+//! every insert behind it. On one node new partitions are built detached and then attached,
+//! which locks the parent only against other schema changes (SHARE UPDATE EXCLUSIVE), never
+//! against inserts or reads; on Citus they are created attached (`create_range` says why),
+//! which takes the parent's whole lock. Dropping one, or detaching the default partition, takes
+//! its parent's ACCESS EXCLUSIVE lock for the moment the catalog changes. On Citus each of these
+//! transactions runs on one connection per worker (`Layout::partition_change_mode`).
 
 mod evidence;
 mod incidents;
