@@ -157,7 +157,7 @@ async fn layout(options: &Options, layout: &Layout) -> Result<Value, BoxError> {
     let loaded = load_until(&loaded_url, rows, false, layout.interval, at).await?;
     let mut sealing = Value::Null;
     if let Some(after) = layout.seal_after {
-        let sealer = crate::sealed::store(&loaded_url, layout.interval, after)?;
+        let sealer = crate::sealed::store(&loaded_url, layout.interval, after, Default::default())?;
         let started = Instant::now();
         crate::sealed::seal_all(&sealer, at, 1.0).await?;
         sealer.close();

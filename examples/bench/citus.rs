@@ -4,16 +4,18 @@
 //! server). Windows alternate (single, Citus, Citus, single, …) so that drift weighs on both.
 //! Then: every acknowledged span stored once on each; the worker's trace read and
 //! `/query/traces/{id}` on Citus (their plan, p50/p99); the worker's `UPDATE incidents … WHERE
-//! id = …`; and a database of signals distributed in place, per million rows.
+//! id = …`; a database of signals distributed in place, per million rows; and sealing on the
+//! cluster (bytes before and after, rate, reads of sealed traces).
 //!
 //! Citus must be installed for this PostgreSQL (README, "Running on Citus").
 
 use std::time::Instant;
 
+use prodsentinel::store::citus::Layout;
 use serde_json::{json, Value};
 
 use crate::ceiling::{connect, partitions_until};
-use crate::load::{grpc_spans, percentile_ms};
+use crate::load::{grpc_logs, grpc_points, grpc_spans, percentile_ms};
 use crate::pg::OwnPostgres;
 use crate::server::Server;
 use crate::{BoxError, Options};
@@ -101,17 +103,19 @@ async fn stored(url: &str) -> Result<(i64, i64), BoxError> {
     Ok((row.get(0), row.get(1)))
 }
 
-/// Timings of the worker's read and the API's, of `READS` traces; the number of tasks the
-/// worker's read is planned as.
-async fn trace_reads(url: &str, api: std::net::SocketAddr) -> Result<Value, BoxError> {
+/// The traces of the row form.
+const IN_ROWS: &str = "SELECT DISTINCT trace_id FROM raw_signal_rows ORDER BY 1 LIMIT $1";
+
+/// The traces of sealed spans (store/sealing/columnar.rs).
+const SEALED: &str =
+    "SELECT DISTINCT trace_id FROM raw_signal_columnar WHERE signal_type = 'trace' ORDER BY 1 LIMIT $1";
+
+/// Timings of the worker's read and the API's, of `READS` traces of those `traces` lists; the
+/// number of tasks the worker's read is planned as.
+async fn trace_reads(url: &str, api: std::net::SocketAddr, traces: &str) -> Result<Value, BoxError> {
     let db = connect(url).await?;
-    let traces: Vec<String> = db
-        .query("SELECT DISTINCT trace_id FROM raw_signal_rows ORDER BY 1 LIMIT $1", &[&(READS as i64 * 20)])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .step_by(20)
-        .collect();
+    let traces: Vec<String> =
+        db.query(traces, &[&(READS as i64 * 20)]).await?.iter().map(|r| r.get(0)).step_by(20).collect();
     let plan: Vec<String> = db
         .query("EXPLAIN SELECT * FROM raw_signals WHERE trace_id = $1", &[&traces[0]])
         .await?
@@ -161,6 +165,48 @@ async fn trace_reads(url: &str, api: std::net::SocketAddr) -> Result<Value, BoxE
         "worker_trace_read_ms": summary(&worker),
         "api_trace_ms": summary(&http_times),
         "worker_update_by_id_ms": summary(&updates),
+    }))
+}
+
+/// Sealing on the cluster (store/sealing/columnar.rs), as the sealed phase measures it on one
+/// node: spans (8 streams), then log records and gauge points (4 each), exported into minute
+/// partitions through the release server, sealed once their minute has ended, flat out: bytes
+/// per signal before and after per type (on every node), signals sealed per second, and the
+/// worker's read and `/query/traces/{id}` of sealed traces.
+async fn sealed(cluster: &Cluster, options: &Options) -> Result<Value, BoxError> {
+    let url = cluster.database("prodsentinel_bench_citus_sealed").await?;
+    let server = Server::start(options, &url, &crate::sealed::SERVER_ENV).await?;
+    let db = connect(&url).await?;
+    let layout = Layout::Distributed;
+    let sealer = crate::sealed::store(&url, "1m", std::time::Duration::from_secs(1), layout)?;
+    let service = "bench-citus-sealed";
+    let (spans, took) = grpc_spans(server.grpc, 8, options.seconds, service).await?;
+    let ingest = spans.acked as f64 / took.as_secs_f64();
+    grpc_logs(server.grpc, 4, options.seconds / 2, service).await?;
+    grpc_points(server.grpc, 4, options.seconds / 2, service).await?;
+    let before = crate::sealed::row_form(&db, layout).await?;
+    let now = crate::sealed::after_the_last_range(&db).await?;
+    let started = Instant::now();
+    crate::sealed::seal_all(&sealer, now, 1.0).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let after = crate::sealed::sealed_form(&db, layout).await?;
+    let signals: i64 = after.values().map(|(signals, _)| signals).sum();
+    eprintln!("bench: citus: sealed {signals} signals in {seconds:.1}s");
+    let reads = trace_reads(&url, server.api, SEALED).await?;
+    server.stop().await?;
+    let bytes = |form: &std::collections::BTreeMap<String, (i64, i64)>| {
+        form.get("trace").map_or(0.0, |(signals, bytes)| *bytes as f64 / (*signals).max(1) as f64)
+    };
+    Ok(json!({
+        "ingest_spans_per_s": ingest,
+        "row_form": crate::sealed::per_signal(&before),
+        "sealed": crate::sealed::per_signal(&after),
+        "span_bytes_before": bytes(&before),
+        "span_bytes_after": bytes(&after),
+        "sealed_signals": signals,
+        "seal_seconds": seconds,
+        "sealed_signals_per_s": signals as f64 / seconds,
+        "reads": reads,
     }))
 }
 
@@ -221,12 +267,13 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     }
     let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
     let (single_stored, citus_stored) = (stored(&single_url).await?, stored(&citus_url).await?);
-    let reads = trace_reads(&citus_url, server(Target::Citus).api).await?;
-    let single_reads = trace_reads(&single_url, server(Target::Single).api).await?;
+    let reads = trace_reads(&citus_url, server(Target::Citus).api, IN_ROWS).await?;
+    let single_reads = trace_reads(&single_url, server(Target::Single).api, IN_ROWS).await?;
     for server in servers {
         server.stop().await?;
     }
     let in_place = distribute_in_place(&cluster, 1_000_000).await?;
+    let sealed = sealed(&cluster, options).await?;
     let result = json!({
         "windows": WINDOWS.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>(),
         "single_spans_per_s": rates[0],
@@ -237,6 +284,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
         "citus_reads": reads,
         "single_reads": single_reads,
         "distributed_in_place": in_place,
+        "sealed": sealed,
     });
     eprintln!("bench: citus {result}");
     drop(cluster);

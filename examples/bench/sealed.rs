@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, DurationRound, Utc};
 use serde_json::{json, Value};
 
+use prodsentinel::store::citus::Layout;
+
 use crate::ceiling::{connect, drop_database, migrated_database};
 use crate::load::{grpc_logs, grpc_points, grpc_spans, percentile_ms};
 use crate::pg::OwnPostgres;
@@ -20,7 +22,7 @@ use crate::{BoxError, Options};
 
 /// The server's settings: minute partitions (so that the loads can be sealed a minute later),
 /// partitions made ahead every few seconds, no sealing by the server itself.
-const SERVER_ENV: [(&str, &str); 3] =
+pub const SERVER_ENV: [(&str, &str); 3] =
     [("PARTITION_INTERVAL", "1m"), ("RETENTION_CHECK_SECONDS", "5"), ("SEAL_AFTER", "0")];
 
 const READS: usize = 300;
@@ -28,11 +30,13 @@ const READS: usize = 300;
 /// The ingest windows of part D, in order: with a seal beside (`true`) or without.
 const WINDOWS: [bool; 6] = [false, true, true, false, false, true];
 
-/// A store of the library sealing as the service would with these settings.
+/// A store of the library sealing as the service would with these settings, on one node or a
+/// Citus cluster.
 pub fn store(
     url: &str,
     interval: &str,
     seal_after: Duration,
+    layout: Layout,
 ) -> Result<prodsentinel::store::Store, BoxError> {
     let config =
         prodsentinel::Config::from_args(["bench", "--database-url", url, "--partition-interval", interval])?;
@@ -41,7 +45,7 @@ pub fn store(
     let settings = prodsentinel::store::StorageSettings {
         lifecycle,
         exact_total_limit: config.query_exact_total_limit,
-        layout: Default::default(),
+        layout,
     };
     Ok(prodsentinel::store::Store::new(&config.database, None, settings)?)
 }
@@ -85,7 +89,7 @@ async fn sealed_so_far(db: &tokio_postgres::Client) -> Result<i64, BoxError> {
 /// Waits until every partition holding a signal has ended, then vacuums them as autovacuum
 /// would have long before a partition a day old is sealed (a seal waiting behind autovacuum's
 /// analyse of a partition just filled is retried; here it would only blur the timing).
-async fn after_the_last_range(db: &tokio_postgres::Client) -> Result<DateTime<Utc>, BoxError> {
+pub async fn after_the_last_range(db: &tokio_postgres::Client) -> Result<DateTime<Utc>, BoxError> {
     let newest: DateTime<Utc> =
         db.query_one(r#"SELECT max("timestamp") FROM raw_signal_rows"#, &[]).await?.get(0);
     let ready = newest.duration_trunc(chrono::Duration::minutes(1))?
@@ -99,14 +103,20 @@ async fn after_the_last_range(db: &tokio_postgres::Client) -> Result<DateTime<Ut
     Ok(now)
 }
 
-/// Per signal type: (signals, bytes) of the row form's type partitions.
-async fn row_form(db: &tokio_postgres::Client) -> Result<BTreeMap<String, (i64, i64)>, BoxError> {
+/// Per signal type: (signals, bytes) of the row form's type partitions (on Citus, on every node).
+pub async fn row_form(
+    db: &tokio_postgres::Client,
+    layout: Layout,
+) -> Result<BTreeMap<String, (i64, i64)>, BoxError> {
     let mut found = BTreeMap::new();
     for kind in ["trace", "log", "metric"] {
         let bytes: i64 = db
             .query_one(
-                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c
-                 WHERE c.relkind = 'r' AND c.relname LIKE 'raw_signals_p%' AND c.relname LIKE '%\\_' || $1",
+                &format!(
+                    "SELECT coalesce(sum({}(c.oid)), 0)::int8 FROM pg_class c
+                     WHERE c.relkind = 'r' AND c.relname LIKE 'raw_signals_p%' AND c.relname LIKE '%\\_' || $1",
+                    layout.total_size_function()
+                ),
                 &[&kind],
             )
             .await?
@@ -123,17 +133,24 @@ async fn row_form(db: &tokio_postgres::Client) -> Result<BTreeMap<String, (i64, 
     Ok(found)
 }
 
-/// Per signal type: (signals, bytes) of the sealed units (blocks, their trace index, TOAST).
-async fn sealed_form(db: &tokio_postgres::Client) -> Result<BTreeMap<String, (i64, i64)>, BoxError> {
-    let rows = db
-        .query(
-            "SELECT signal_type::text, sum(signals)::int8,
-                    sum(pg_total_relation_size(('raw_signal_blocks_' || unit)::regclass)
-                        + pg_total_relation_size(('raw_signal_block_traces_' || unit)::regclass))::int8
-             FROM raw_signal_units WHERE attached GROUP BY 1",
-            &[],
-        )
-        .await?;
+/// Per signal type: (signals, bytes) of the sealed units (blocks, their trace index, TOAST; on
+/// Citus, their columnar tables and trace index on every node).
+pub async fn sealed_form(
+    db: &tokio_postgres::Client,
+    layout: Layout,
+) -> Result<BTreeMap<String, (i64, i64)>, BoxError> {
+    let bytes = match layout {
+        Layout::Single => {
+            "pg_total_relation_size(('raw_signal_blocks_' || unit)::regclass)
+             + pg_total_relation_size(('raw_signal_block_traces_' || unit)::regclass)"
+        }
+        Layout::Distributed => "citus_total_relation_size(('raw_signal_columnar_' || unit)::regclass)",
+    };
+    let sql = format!(
+        "SELECT signal_type::text, sum(signals)::int8, sum({bytes})::int8
+         FROM raw_signal_units WHERE attached GROUP BY 1"
+    );
+    let rows = db.query(&sql, &[]).await?;
     Ok(rows.iter().map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2)))).collect())
 }
 
@@ -146,7 +163,7 @@ async fn wal_since(db: &tokio_postgres::Client, lsn: &str) -> Result<f64, BoxErr
     Ok(db.query_one(sql, &[&lsn]).await?.get(0))
 }
 
-fn per_signal(form: &BTreeMap<String, (i64, i64)>) -> Value {
+pub fn per_signal(form: &BTreeMap<String, (i64, i64)>) -> Value {
     form.iter()
         .map(|(kind, (signals, bytes))| {
             (kind.clone(), json!({"signals": signals, "bytes": bytes, "bytes_per_signal": *bytes as f64 / (*signals).max(1) as f64}))
@@ -163,7 +180,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let url = migrated_database(&own, "sealed").await?;
     let server = Server::start(&own, &url, &SERVER_ENV).await?;
     let db = connect(&url).await?;
-    let sealer = store(&url, "1m", Duration::from_secs(1))?;
+    let sealer = store(&url, "1m", Duration::from_secs(1), Layout::Single)?;
 
     // A: the exports, sealing off.
     let (spans, took) = grpc_spans(server.grpc, 8, options.seconds, "bench-sealed").await?;
@@ -172,7 +189,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let half = options.seconds / 2;
     grpc_logs(server.grpc, 4, half, "bench-sealed").await?;
     grpc_points(server.grpc, 4, half, "bench-sealed").await?;
-    let before = row_form(&db).await?;
+    let before = row_form(&db, Layout::Single).await?;
 
     // B: seal it all, alone.
     let now = after_the_last_range(&db).await?;
@@ -185,7 +202,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let sealed_signals = sealed_so_far(&db).await? - already;
     let wal = wal_since(&db, &lsn).await?;
     let seal_rate = sealed_signals as f64 / seal_seconds;
-    let after = sealed_form(&db).await?;
+    let after = sealed_form(&db, Layout::Single).await?;
     eprintln!("bench: sealed {sealed_signals} signals in {seal_seconds:.1}s ({seal_rate:.0}/s)");
 
     // C: the worker's read and the API's on sealed traces.

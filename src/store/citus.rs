@@ -17,7 +17,8 @@
 //!   TRUNCATE go from the signal tables; append-only holds by privileges there (README).
 //!
 //! Incidents, problems, the outbox and the bookkeeping stay tables of the coordinator: Citus
-//! joins them with the distributed signals in the batch statement and the queries.
+//! joins them with the distributed signals in the batch statement and the queries. Sealed
+//! partitions become columnar tables distributed with the signals (store/sealing/columnar.rs).
 
 use std::time::Instant;
 
@@ -25,6 +26,7 @@ use tokio_postgres::{Client, GenericClient};
 use tracing::{info, warn};
 
 use super::bootstrap::quote_identifier;
+use super::sealing::columnar::Columnar;
 
 /// How the signals are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -181,6 +183,9 @@ pub async fn distribute(client: &mut Client, shard_count: u32) -> Result<Option<
     };
     // Before distributing: Citus runs no function DDL after a parallel distributed command.
     tx.batch_execute(ROW_FORM_READERS).await.map_err(step("reading the row form only"))?;
+    tx.batch_execute(&between_function("raw_signal_rows"))
+        .await
+        .map_err(step("reading the row form only"))?;
     if let Some(rebuild) = rebuild {
         // The readers above now read the new table: the old one has no dependents left, and its
         // constraints' and indexes' names are free for the new one's.
@@ -322,9 +327,10 @@ pub(crate) fn keyed_bound(label: &str, at: Time) -> String {
     format!("'{label}', '{}'", at.to_rfc3339())
 }
 
-/// What reads the signals reads the row form alone, as nothing is sealed on Citus: a view that
-/// also named the (local, empty) sealed tables made Citus plan a trace's read as several steps,
-/// one of them a scan of every shard. Same names and columns as migrations/0018.
+/// What reads the signals reads the row form alone until sealed storage is laid out, right
+/// after (store/sealing/columnar.rs): a view that also named the one node's (local, empty)
+/// sealed tables made Citus plan a trace's read as several steps, one of them a scan of every
+/// shard. Same names and columns as migrations/0018.
 const ROW_FORM_READERS: &str = r#"
 CREATE OR REPLACE VIEW raw_signals AS
     SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
@@ -334,18 +340,24 @@ CREATE OR REPLACE VIEW raw_signals_hot AS
            "timestamp" AS lo, "timestamp" AS hi, ARRAY[service_name] AS services, NULL::int4 AS unit, NULL::int4 AS block
     FROM raw_signal_rows;
 CREATE OR REPLACE VIEW raw_signals_listed AS SELECT * FROM raw_signals_hot;
--- PL/pgSQL: Citus plans no SQL function over a distributed table called with parameters.
-CREATE OR REPLACE FUNCTION raw_signals_between(kind signaltypeenum, since timestamptz, until timestamptz)
+"#;
+
+/// `raw_signals_between` (migrations/0018) reading `source`, as Citus can run it: PL/pgSQL, as
+/// Citus plans no SQL function over a distributed table called with parameters.
+pub(crate) fn between_function(source: &str) -> String {
+    format!(
+        r#"CREATE OR REPLACE FUNCTION raw_signals_between(kind signaltypeenum, since timestamptz, until timestamptz)
 RETURNS SETOF raw_signals
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN QUERY
     SELECT id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id
-    FROM raw_signal_rows
+    FROM {source}
     WHERE (kind IS NULL OR signal_type = kind) AND "timestamp" >= since AND "timestamp" < until;
 END;
-$$;
-"#;
+$$"#
+    )
+}
 
 /// DDL replacing the range partition `name` (one partition per type) by one table holding the
 /// same rows, attached with the same bounds.
@@ -422,9 +434,18 @@ fn warnings(workers: i64, prepared: &[(String, i64)], detecting: bool) -> Vec<St
     warnings
 }
 
-/// Says, at every start, when the signals are laid out by time alone (the table from before
-/// partitioning is still there): each range then expires at the longest retention.
-pub async fn report_layout(client: &Client) -> Result<(), tokio_postgres::Error> {
+/// Says, at every start, whether partitions are sealed (into columnar tables), and when the
+/// signals are laid out by time alone (the table from before partitioning is still there):
+/// each range then expires at the longest retention.
+pub async fn report_layout(client: &Client, sealed: &Columnar) -> Result<(), tokio_postgres::Error> {
+    match sealed {
+        Columnar::Ready => {
+            info!("on Citus sealed partitions become columnar tables distributed by trace_id (SEAL_AFTER)")
+        }
+        Columnar::Unavailable(why) => {
+            warn!("on this Citus cluster partitions are not sealed, SEAL_AFTER has no effect: {why}")
+        }
+    }
     if !keyed_by_type(client).await? {
         warn!(
             "on this Citus database each range of signals is one table for every type (the table from before partitioning, raw_signals_legacy, is still there): a range expires once the longest of the three retentions has passed it"
@@ -436,7 +457,6 @@ pub async fn report_layout(client: &Client) -> Result<(), tokio_postgres::Error>
 /// Logs the cluster and its warnings.
 pub fn report(cluster: &Cluster, warnings: &[String]) {
     info!(citus = %cluster.citus_version, workers = cluster.workers, "the database is a Citus coordinator");
-    info!("on Citus the signals stay in the row form: partitions are not sealed (SEAL_AFTER has no effect)");
     for warning in warnings {
         warn!("{warning}");
     }

@@ -289,10 +289,12 @@ pub async fn prepare_layout(config: &DatabaseConfig) -> anyhow::Result<citus::La
     };
     citus::report(&cluster, &citus::check_settings(&client, &cluster).await?);
     migrate::lock(&client).await?;
-    let distributed = citus::distribute(&mut client, config.citus_shard_count).await;
+    let distributed = match citus::distribute(&mut client, config.citus_shard_count).await {
+        Ok(_) => sealing::columnar::lay_out(&mut client).await,
+        Err(why) => Err(why),
+    };
     migrate::unlock(&client).await;
-    distributed?;
-    citus::report_layout(&client).await?;
+    citus::report_layout(&client, &distributed?).await?;
     Ok(citus::Layout::Distributed)
 }
 

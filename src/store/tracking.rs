@@ -120,9 +120,13 @@ const TIMELESS_CHECK: &str = "AND NOT (time_unknown AND EXISTS (
         SELECT 1 FROM raw_signal_rows r WHERE r.time_unknown AND r.id = input.id AND r.signal_type = input.kind))";
 
 /// [`TIMELESS_CHECK`] on a Citus cluster, which runs no subquery on a distributed table that
-/// refers to the row outside it: the copies among the batch's ids are found first, once.
+/// refers to the row outside it: the copies among the batch's ids are found first, once. Also
+/// in the partitions being sealed, which keep their records of unknown time there until sealed
+/// (store/sealing/columnar.rs).
 const TIMELESS_CHECK_DISTRIBUTED: &str = "AND NOT (time_unknown AND (id, kind) IN (
-        SELECT r.id, r.signal_type FROM raw_signal_rows r WHERE r.time_unknown AND r.id = ANY($ids::uuid[])))";
+        SELECT r.id, r.signal_type FROM raw_signal_rows r WHERE r.time_unknown AND r.id = ANY($ids::uuid[])
+        UNION ALL
+        SELECT s.id, s.signal_type FROM raw_signal_sealing s WHERE s.time_unknown AND s.id = ANY($ids::uuid[])))";
 
 /// On Citus, what the batch statement reads in place of its insert: the rows the insert,
 /// run first as a statement of its own, returned.

@@ -17,7 +17,7 @@ use crate::helpers::{
     test_config, wait_for, TestDb,
 };
 use crate::metrics::{get, scrape_addr};
-use crate::volume::{days, log_at, worker_read, A_DAY};
+use crate::volume::{day_partition, days, log_at, worker_read, A_DAY};
 
 /// These tests need the cluster of tests/citus.sh; run elsewhere they say so and fail.
 fn on_citus() {
@@ -185,6 +185,52 @@ async fn an_analysed_trace_outlives_its_range_and_the_healthy_traffic_beside_it_
     )
     .await;
     assert!(distributed, "the table of evidence in the partition's place is distributed like it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_partition_becomes_a_columnar_table_with_the_signals_and_a_trace_is_read_from_one_shard() {
+    on_citus();
+    let app = spawn_app_dispatching_by_hand(&[]).await;
+    let db = app.db().await;
+    let old = Utc::now() - days(2);
+    assert!(app.maintenance.pass_at(old, Turn::Wait).await.errors.is_empty());
+    let traces: Vec<String> = (0..20).map(|n| format!("t-sealed-{n}")).collect();
+    let logs: Vec<Value> = traces
+        .iter()
+        .flat_map(|t| (0..5).map(move |i| log_at(t, "INFO", old + chrono::Duration::seconds(i))))
+        .collect();
+    assert_eq!(app.post_json("/ingest/logs", &json!(logs)).await.0, StatusCode::ACCEPTED);
+    let before = worker_read(&db, &traces[3]).await;
+    assert_eq!(before.len(), 5);
+
+    let sealer = app.maintenance_with(&["--seal-after", "1h"]).await;
+    let report = sealer.pass_at(Utc::now(), Turn::Wait).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let leaf = day_partition(old, "log");
+    let sealed: Vec<(String, i64)> =
+        report.sealed.sealed.iter().map(|s| (s.leaf.clone(), s.signals)).collect();
+    assert_eq!(sealed, [(leaf.clone(), 100)], "the day's log partition, its hundred logs");
+    // Its unit's table: Citus's columnar storage, distributed with the signals (same shards).
+    let row = db
+        .query_one(
+            "SELECT a.amname::text, p.colocationid = (SELECT colocationid FROM pg_dist_partition
+                                                      WHERE logicalrelid = 'raw_signal_rows'::regclass),
+                    i.inhparent::regclass::text
+             FROM raw_signal_units u JOIN pg_class c ON c.relname = 'raw_signal_columnar_' || u.unit
+             JOIN pg_am a ON a.oid = c.relam JOIN pg_dist_partition p ON p.logicalrelid = c.oid
+             JOIN pg_inherits i ON i.inhrelid = c.oid
+             WHERE u.leaf = $1 AND u.attached",
+            &[&leaf],
+        )
+        .await
+        .unwrap();
+    let (method, colocated, parent): (String, bool, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((method.as_str(), colocated, parent.as_str()), ("columnar", true, "raw_signal_columnar"));
+    let in_rows: i64 = one(&db, &format!("SELECT count(*) FROM {leaf}")).await;
+    assert_eq!(in_rows, 0, "nothing left in row form");
+    // The worker's read finds the trace in its one shard, sealed, as it was.
+    assert_eq!(shards_read(&db, &traces[3]).await, 1);
+    assert_eq!(worker_read(&db, &traces[3]).await, before);
 }
 
 #[tokio::test]

@@ -35,7 +35,7 @@ pub(super) async fn size(tx: &Transaction<'_>, table: &str, layout: Layout) -> R
         "SELECT coalesce(sum({}(relid)), 0)::int8 FROM pg_partition_tree($1::text::regclass) WHERE isleaf",
         layout.total_size_function()
     );
-    Ok(tx.query_one(&sql, &[&table]).await?.try_get::<_, i64>(0)? + units::size(tx, table).await?)
+    Ok(tx.query_one(&sql, &[&table]).await?.try_get::<_, i64>(0)? + units::size(tx, table, layout).await?)
 }
 
 /// Puts a table holding only `table`'s evidence rows (perhaps none) in its place, so that its
@@ -51,8 +51,8 @@ pub(super) async fn keep_evidence(
     let (quoted, kept) = (quote_identifier(table), quote_identifier(&format!("{table}_kept")));
     tx.batch_execute(&format!("CREATE TABLE {kept} (LIKE {quoted} INCLUDING DEFAULTS)")).await?;
     let copy = format!("INSERT INTO {kept} SELECT * FROM {quoted} WHERE trace_id IN ({})", evidence_traces());
-    let signals =
-        tx.execute(&copy, &[]).await? + units::copy_evidence(tx, table, &format!("{table}_kept")).await?;
+    let signals = tx.execute(&copy, &[]).await?
+        + units::copy_evidence(tx, table, &format!("{table}_kept"), layout).await?;
     // Citus measures no distributed table in a transaction that changed several shards (the
     // swap below): there the kept rows are measured while they are still a table of the
     // coordinator, without the indexes ATTACH adds.

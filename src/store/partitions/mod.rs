@@ -123,7 +123,7 @@ pub(crate) async fn take_lock(tx: &Transaction<'_>, turn: Turn) -> Result<bool, 
 
 /// A transaction that changes the partitions of `raw_signal_rows`, in the mode the layout
 /// needs for it (`Layout::partition_change_mode`).
-async fn change_transaction(
+pub(crate) async fn change_transaction(
     client: &mut deadpool_postgres::Client,
     layout: Layout,
 ) -> Result<Transaction<'_>, StoreError> {
@@ -187,7 +187,7 @@ pub(super) async fn lock_with_parent(tx: &Transaction<'_>, table: &str) -> Resul
 
 /// The parent of every signal partition, alone: a change of its partitions waits for the
 /// inserts under way, which hold it, and not for each partition's readers.
-const SIGNALS_PARENT: &str = "LOCK TABLE ONLY raw_signal_rows IN ACCESS EXCLUSIVE MODE";
+pub(crate) const SIGNALS_PARENT: &str = "LOCK TABLE ONLY raw_signal_rows IN ACCESS EXCLUSIVE MODE";
 
 /// What the evidence is read from (`lifecycle::evidence_traces`), taken in share mode before an
 /// expiry or a partition check changes anything: a read of them queues behind a change of the

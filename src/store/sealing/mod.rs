@@ -13,6 +13,7 @@
 //! Ingest never waits on a seal except for the moments of 1 and 3, and a retry of a sealed
 //! signal is recognised by the batch write (store/sql/write_batch.sql).
 
+pub mod columnar;
 mod steps;
 pub(crate) mod units;
 
@@ -23,7 +24,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
-use super::partitions::{evidence_tables, leaf_name, take_lock, Turn};
+use super::citus::Layout;
+use super::partitions::{change_transaction, evidence_tables, leaf_name, take_lock, Turn};
 use super::{Store, StoreError};
 use crate::model::SignalType;
 
@@ -87,9 +89,10 @@ impl Store {
         share: f64,
     ) -> Result<Option<SealPass>, StoreError> {
         let mut pass = SealPass::default();
-        // Blocks hold many traces, so they cannot be placed by trace on a Citus cluster: there
-        // the signals stay in the row form (store/citus.rs).
-        if self.settings.layout.is_distributed() {
+        // On Citus, only once sealed storage is laid out there (columnar.rs).
+        if self.settings.layout.is_distributed()
+            && columnar::sealable(&**self.client().await?).await? != columnar::Columnar::Ready
+        {
             return Ok(Some(pass));
         }
         let started = Instant::now();
@@ -154,7 +157,7 @@ impl Store {
         };
         for (leaf, range, signal_type) in candidates {
             let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+            let tx = change_transaction(&mut client, self.settings.layout).await?;
             if !take_lock(&tx, turn).await? {
                 return Ok(Begun::Busy);
             }
@@ -163,7 +166,10 @@ impl Store {
                 tx.commit().await?;
                 continue;
             }
-            let unit = steps::begin(&tx, &leaf, &range, signal_type).await?;
+            let unit = match self.settings.layout {
+                Layout::Single => steps::begin(&tx, &leaf, &range, signal_type).await?,
+                Layout::Distributed => columnar::begin(&tx, &leaf, &range, signal_type).await?,
+            };
             tx.commit().await?;
             return Ok(Begun::Unit(Open { unit, leaf, signal_type }));
         }
@@ -185,7 +191,7 @@ impl Store {
             if !take_lock(&tx, turn).await? {
                 return Ok(Progress::Busy);
             }
-            let step = steps::step(&tx, open.unit, open.signal_type).await?;
+            let step = steps::step(&tx, open.unit, open.signal_type, self.settings.layout).await?;
             tx.commit().await?;
             drop(client);
             pass.steps += 1;
@@ -204,25 +210,35 @@ impl Store {
 
     /// Attaches the unit's blocks; `None`: another instance holds the maintenance lock.
     async fn finish(&self, open: &Open, turn: Turn) -> Result<Option<Sealed>, StoreError> {
+        let layout = self.settings.layout;
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = change_transaction(&mut client, layout).await?;
         if !take_lock(&tx, turn).await? {
             return Ok(None);
         }
-        steps::index(&tx, open.unit).await?;
-        let attached = steps::attach(&tx, open.unit).await?;
+        steps::index(&tx, open.unit, layout).await?;
+        let attached = steps::attach(&tx, open.unit, layout).await?;
         tx.commit().await?;
         if !attached {
             return Ok(None);
         }
         let tables = UnitTables::of(open.unit);
-        client.batch_execute(&format!("ANALYZE {}, {}", tables.blocks, tables.traces)).await?;
+        let made = match layout {
+            Layout::Single => vec![tables.blocks, tables.traces],
+            Layout::Distributed => vec![tables.columnar],
+        };
+        // Statistics at once: the planner reads a trace from a columnar table through its
+        // index only once it knows the rows are in trace order.
+        client.batch_execute(&format!("ANALYZE {}", made.join(", "))).await?;
         let row = client
             .query_one(
-                "SELECT signals, blocks, bytes_before,
-                        (pg_total_relation_size($2::text::regclass) + pg_total_relation_size($3::text::regclass))::int8
-                 FROM raw_signal_units WHERE unit = $1",
-                &[&open.unit, &tables.blocks, &tables.traces],
+                &format!(
+                    "SELECT signals, blocks, bytes_before,
+                            (SELECT sum({}(t::regclass)) FROM unnest($2::text[]) AS t)::int8
+                     FROM raw_signal_units WHERE unit = $1",
+                    layout.total_size_function()
+                ),
+                &[&open.unit, &made],
             )
             .await?;
         Ok(Some(Sealed {

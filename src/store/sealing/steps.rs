@@ -3,8 +3,10 @@
 
 use deadpool_postgres::Transaction;
 
+use super::columnar;
 use crate::model::SignalType;
 use crate::store::bootstrap::quote_identifier;
+use crate::store::citus::Layout;
 use crate::store::partitions::append_only_trigger;
 use crate::store::StoreError;
 
@@ -18,11 +20,12 @@ pub const BLOCK_SIGNALS: i64 = 500;
 pub const STEP_SIGNALS: i64 = 50_000;
 
 /// The tables of unit `unit`: the old row partition while it is sealed, then its blocks and
-/// their trace index.
+/// their trace index (on Citus, its columnar table: columnar.rs).
 pub struct UnitTables {
     pub sealing: String,
     pub blocks: String,
     pub traces: String,
+    pub columnar: String,
 }
 
 impl UnitTables {
@@ -31,6 +34,7 @@ impl UnitTables {
             sealing: format!("raw_signal_sealing_{unit}"),
             blocks: format!("raw_signal_blocks_{unit}"),
             traces: format!("raw_signal_block_traces_{unit}"),
+            columnar: format!("raw_signal_columnar_{unit}"),
         }
     }
 }
@@ -39,7 +43,7 @@ impl UnitTables {
 /// the catalog: holding it while the row partition moves or the blocks replace it, no reader
 /// (nor a batch's duplicate check) can see a signal twice or miss it. `ONLY`: its children (the
 /// partitions being sealed) need no lock here, and one being vacuumed must not hold this up.
-const HOLD_READERS: &str = "LOCK TABLE ONLY raw_signal_sealing IN ACCESS EXCLUSIVE MODE";
+pub(super) const HOLD_READERS: &str = "LOCK TABLE ONLY raw_signal_sealing IN ACCESS EXCLUSIVE MODE";
 
 /// Moves `leaf` (the `signal_type` partition of range `range`) out of the row form: an empty
 /// table takes its place (late arrivals go there; the rows of unknown time stay in row form,
@@ -109,11 +113,17 @@ pub enum Step {
 }
 
 /// Seals the next [`STEP_SIGNALS`] signals (whole traces) of the unit's old partition, in
-/// trace order, after the last trace sealed, into the next blocks; records the progress in the
+/// trace order, after the last trace sealed, into the next blocks (on Citus, into its columnar
+/// table); records the progress in the
 /// same transaction, so a step is done once or not at all. The progress is read here, under
 /// the maintenance lock the caller holds: whoever runs the next step (another instance, after a
 /// restart) continues exactly where the last one stopped.
-pub async fn step(tx: &Transaction<'_>, unit: i32, signal_type: SignalType) -> Result<Step, StoreError> {
+pub async fn step(
+    tx: &Transaction<'_>,
+    unit: i32,
+    signal_type: SignalType,
+    layout: Layout,
+) -> Result<Step, StoreError> {
     let progress = tx
         .query_opt(
             "SELECT next_trace, blocks, attached FROM raw_signal_units WHERE unit = $1 FOR UPDATE",
@@ -126,10 +136,7 @@ pub async fn step(tx: &Transaction<'_>, unit: i32, signal_type: SignalType) -> R
     if attached {
         return Ok(Step::Over);
     }
-    let tables = UnitTables::of(unit);
-    let sealing = quote_identifier(&tables.sealing);
-    // The timestamps in the blocks are written in UTC whatever the server's setting.
-    tx.batch_execute("SET LOCAL TimeZone = 'UTC'").await?;
+    let sealing = quote_identifier(&UnitTables::of(unit).sealing);
     let after = after.as_deref();
     let after_clause = if after.is_some() { "trace_id > $1 AND" } else { "$1::varchar IS NULL AND" };
     let boundary: Option<String> = tx
@@ -143,6 +150,44 @@ pub async fn step(tx: &Transaction<'_>, unit: i32, signal_type: SignalType) -> R
         .await?
         .map(|row| row.try_get(0))
         .transpose()?;
+    let (signals, blocks, last_trace) = match layout {
+        Layout::Single => {
+            write_blocks(tx, unit, signal_type, (after, boundary.as_deref()), first_block).await?
+        }
+        Layout::Distributed => {
+            let signals = columnar::write(tx, unit, after, boundary.as_deref()).await?;
+            let last = match boundary {
+                Some(boundary) => Some(boundary),
+                None => columnar::last_trace(tx, unit, after).await?,
+            };
+            (signals as i64, 0, last)
+        }
+    };
+    if signals == 0 {
+        return Ok(Step::Done);
+    }
+    tx.execute(
+        "UPDATE raw_signal_units SET next_trace = $2, blocks = blocks + $3, signals = signals + $4 WHERE unit = $1",
+        &[&unit, &last_trace, &blocks, &signals],
+    )
+    .await?;
+    Ok(Step::Sealed)
+}
+
+/// Writes the unit's signals of the traces after `after` up to `last` (all those left when
+/// `None`) into blocks numbered from `first_block`: `(signals, blocks, last trace)`.
+async fn write_blocks(
+    tx: &Transaction<'_>,
+    unit: i32,
+    signal_type: SignalType,
+    (after, boundary): (Option<&str>, Option<&str>),
+    first_block: i32,
+) -> Result<(i64, i32, Option<String>), StoreError> {
+    let tables = UnitTables::of(unit);
+    let sealing = quote_identifier(&tables.sealing);
+    let after_clause = if after.is_some() { "trace_id > $1 AND" } else { "$1::varchar IS NULL AND" };
+    // The timestamps in the blocks are written in UTC whatever the server's setting.
+    tx.batch_execute("SET LOCAL TimeZone = 'UTC'").await?;
     // Traces are ordered by their first signal, so a block holds traces of nearby times (its
     // bounds let a scan by time skip it) that resemble each other (they compress together).
     // Each block is written as JSON text and parsed into jsonb once: aggregating jsonb values
@@ -188,22 +233,15 @@ pub async fn step(tx: &Transaction<'_>, unit: i32, signal_type: SignalType) -> R
     let row = tx
         .query_one(&sql, &[&after, &boundary, &first_block, &BLOCK_SIGNALS, &unit, &signal_type.as_str()])
         .await?;
-    let (signals, blocks, last_trace): (i64, i32, Option<String>) =
-        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-    if signals == 0 {
-        return Ok(Step::Done);
-    }
-    tx.execute(
-        "UPDATE raw_signal_units SET next_trace = $2, blocks = blocks + $3, signals = signals + $4 WHERE unit = $1",
-        &[&unit, &last_trace, &blocks, &signals],
-    )
-    .await?;
-    Ok(Step::Sealed)
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
 /// Indexes the unit's tables as their parents' indexes are, before they are attached (attaching
 /// then adopts them instead of building them under the readers' lock).
-pub async fn index(tx: &Transaction<'_>, unit: i32) -> Result<(), StoreError> {
+pub async fn index(tx: &Transaction<'_>, unit: i32, layout: Layout) -> Result<(), StoreError> {
+    if layout.is_distributed() {
+        return columnar::index(tx, unit).await;
+    }
     let tables = UnitTables::of(unit);
     tx.batch_execute(&format!(
         "CREATE UNIQUE INDEX IF NOT EXISTS {blocks_key} ON {blocks} (unit, block);
@@ -219,13 +257,26 @@ pub async fn index(tx: &Transaction<'_>, unit: i32) -> Result<(), StoreError> {
 
 /// The blocks replace the old partition for every reader at once; false: already done (or the
 /// unit is gone).
-pub async fn attach(tx: &Transaction<'_>, unit: i32) -> Result<bool, StoreError> {
+pub async fn attach(tx: &Transaction<'_>, unit: i32, layout: Layout) -> Result<bool, StoreError> {
     let pending = tx
         .query_opt("SELECT 1 FROM raw_signal_units WHERE unit = $1 AND NOT attached FOR UPDATE", &[&unit])
         .await?;
     if pending.is_none() {
         return Ok(false);
     }
+    if layout.is_distributed() {
+        let leaf: String =
+            tx.query_one("SELECT leaf FROM raw_signal_units WHERE unit = $1", &[&unit]).await?.try_get(0)?;
+        columnar::attach(tx, unit, &leaf).await?;
+    } else {
+        attach_blocks(tx, unit).await?;
+    }
+    tx.execute("UPDATE raw_signal_units SET attached = true, sealed_at = now() WHERE unit = $1", &[&unit])
+        .await?;
+    Ok(true)
+}
+
+async fn attach_blocks(tx: &Transaction<'_>, unit: i32) -> Result<(), StoreError> {
     let tables = UnitTables::of(unit);
     tx.batch_execute(HOLD_READERS).await?;
     tx.batch_execute(&format!(
@@ -237,7 +288,5 @@ pub async fn attach(tx: &Transaction<'_>, unit: i32) -> Result<bool, StoreError>
         traces = quote_identifier(&tables.traces),
     ))
     .await?;
-    tx.execute("UPDATE raw_signal_units SET attached = true, sealed_at = now() WHERE unit = $1", &[&unit])
-        .await?;
-    Ok(true)
+    Ok(())
 }

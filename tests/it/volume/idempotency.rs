@@ -65,7 +65,7 @@ async fn the_same_export_or_legacy_body_twice_is_stored_once_recent_and_days_old
 }
 
 /// Log records without a time or an observed time: stamped with their receipt time.
-fn timeless_logs(trace: [u8; 16]) -> ExportLogsServiceRequest {
+pub(super) fn timeless_logs(trace: [u8; 16]) -> ExportLogsServiceRequest {
     let log_records = (0..3)
         .map(|i| LogRecord {
             severity_number: 17,

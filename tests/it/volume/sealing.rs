@@ -2,7 +2,8 @@
 //! compressed blocks; every reader gets exactly what the rows gave, a retry is still stored
 //! once, late arrivals are kept and sealed later, nothing in the sealed form can be changed,
 //! retention drops it whole keeping its evidence, and partitions from before are sealed by
-//! the running service.
+//! the running service. In the Citus subset too: there a sealed partition becomes a columnar
+//! table (store/sealing/columnar.rs) and every reader must still get what the rows gave.
 
 use std::collections::BTreeMap;
 use std::time::Duration as StdDuration;
@@ -15,7 +16,10 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use super::{day_partition, days, log_at, worker_read, A_DAY};
-use crate::helpers::{column, one, post_otlp_json, spawn_app_dispatching_by_hand, wait_for, TestApp};
+use crate::helpers::{
+    citus_workers, column, one, post_otlp_json, spawn_app_dispatching_by_hand, spawn_app_with, wait_for,
+    TestApp,
+};
 
 const SEAL_AN_HOUR_AFTER: [&str; 2] = ["--seal-after", "1h"];
 
@@ -145,6 +149,28 @@ async fn count(db: &Client, sql: &str) -> i64 {
     one(db, sql).await
 }
 
+/// What the seals made: on one node `blocks` blocks in all; on Citus none, but a columnar
+/// table per sealed unit, holding every signal of its unit.
+async fn assert_sealed_into(db: &Client, blocks: std::ops::RangeInclusive<i64>, what: &str) {
+    let made = count(db, "SELECT count(*) FROM raw_signal_blocks").await;
+    if citus_workers().is_empty() {
+        assert!(blocks.contains(&made), "{what}: {made} blocks");
+        return;
+    }
+    assert_eq!(made, 0, "no block on Citus");
+    let tables =
+        count(db, "SELECT count(*) FROM pg_partition_tree('raw_signal_columnar') WHERE isleaf").await;
+    let units = count(db, "SELECT count(*) FROM raw_signal_units WHERE attached").await;
+    assert_eq!(tables, units, "{what}: a columnar table per unit");
+    let sealed =
+        count(db, "SELECT coalesce(sum(signals), 0)::int8 FROM raw_signal_units WHERE attached").await;
+    assert_eq!(
+        count(db, "SELECT count(*) FROM raw_signal_columnar").await,
+        sealed,
+        "{what}: every signal sealed"
+    );
+}
+
 /// Seals what is due at `now` with sealing on; returns the leaves sealed.
 async fn seal(sealer: &Maintenance, now: DateTime<Utc>) -> Vec<String> {
     let report = sealer.pass_at(now, Turn::Wait).await;
@@ -194,8 +220,7 @@ async fn a_sealed_partition_answers_every_reader_as_its_rows_did_and_a_retry_is_
     sealed.sort();
     assert_eq!(sealed, expected);
     assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_rows").await, 0, "no row left in row form");
-    let blocks = count(&db, "SELECT count(*) FROM raw_signal_blocks").await;
-    assert_eq!(blocks, 3, "one block per type: each holds fewer than 500 signals");
+    assert_sealed_into(&db, 3..=3, "one block per type: each holds fewer than 500 signals").await;
     assert_eq!(count(&db, "SELECT count(*) FROM raw_signals").await, stored);
     assert_same(&before, &answers(&app, &db, TRACES, old).await, "after sealing");
 
@@ -306,7 +331,9 @@ async fn retention_drops_sealed_units_whole_and_keeps_their_evidence() {
         assert!(dropped.contains(&(day_partition(old, kind), kept)), "{kind}: {dropped:?}");
     }
     assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_units").await, 0, "every unit dropped");
-    assert_eq!(count(&db, "SELECT count(*) FROM pg_partition_tree('raw_signal_blocks')").await, 1);
+    let sealed_parent = if citus_workers().is_empty() { "raw_signal_blocks" } else { "raw_signal_columnar" };
+    let tree = format!("SELECT count(*) FROM pg_partition_tree('{sealed_parent}')");
+    assert_eq!(count(&db, &tree).await, 1, "{sealed_parent} holds nothing but itself");
     let others: i64 = db
         .query_one("SELECT count(*) FROM raw_signals WHERE trace_id <> $1", &[&evidence])
         .await
@@ -421,7 +448,7 @@ async fn list_pages_through_many_sealed_blocks_are_those_of_the_rows() {
     }
     let sealer = app.maintenance_with(&SEAL_AN_HOUR_AFTER).await;
     assert_eq!(seal(&sealer, Utc::now()).await, [day_partition(old, "log")]);
-    assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_blocks").await, 12);
+    assert_sealed_into(&db, 12..=12, "twelve blocks of 500").await;
     let mut after = Vec::new();
     for query in &queries {
         after.push(walk(&app, query).await);
@@ -466,9 +493,8 @@ async fn two_instances_sealing_at_once_seal_each_signal_once() {
     assert_eq!(count(&db, "SELECT count(*) FROM raw_signals").await, signals);
     assert_eq!(count(&db, "SELECT count(DISTINCT id) FROM raw_signals").await, signals);
     assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_rows").await, 0);
-    let blocks = count(&db, "SELECT count(*) FROM raw_signal_blocks").await;
     let expected = (signals + 499) / 500;
-    assert!((expected..expected + 3).contains(&blocks), "{blocks} blocks (a step's last block may be short)");
+    assert_sealed_into(&db, expected..=expected + 2, "a step's last block may be short").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,11 +515,7 @@ async fn a_partition_being_sealed_is_read_once_its_records_of_unknown_time_inclu
     let lists = app.get_json("/query/signals?limit=100").await.1;
     // A seal begun and left after its first step (no time budget): the partition is being
     // sealed, its timeless record already copied to the one that took its place.
-    let redis = app.redis.url();
-    let config = crate::helpers::test_config(&app.db, &["--seal-after", "1h", "--redis-url", &redis]);
-    let sealer = prodsentinel::App::build(config).await.expect("an instance builds").store().clone();
-    let pass = sealer.seal(Utc::now(), Turn::Wait, StdDuration::ZERO, 1.0).await.unwrap().unwrap();
-    assert!(pass.unfinished.is_some(), "{pass:?}");
+    seal_begun(&app).await;
     assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_units WHERE NOT attached").await, 1);
     let during = (worker_read(&db, &trace).await, app.get_json(&format!("/query/traces/{trace}")).await.1);
     assert_eq!(during, before, "read once while being sealed");
@@ -506,4 +528,76 @@ async fn a_partition_being_sealed_is_read_once_its_records_of_unknown_time_inclu
         before
     );
     assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_rows WHERE time_unknown").await, 1);
+}
+
+/// A seal of the day's partitions begun by its own instance and left after its first step.
+async fn seal_begun(app: &TestApp) {
+    let redis = app.redis.url();
+    let config = crate::helpers::test_config(&app.db, &["--seal-after", "1h", "--redis-url", &redis]);
+    let sealer = prodsentinel::App::build(config).await.expect("an instance builds").store().clone();
+    let pass = sealer.seal(Utc::now(), Turn::Wait, StdDuration::ZERO, 1.0).await.unwrap().unwrap();
+    assert!(pass.unfinished.is_some(), "{pass:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_unknown_time_retried_while_its_partition_is_sealed_is_stored_once() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let trace = [7u8; 16];
+    let hex: String = trace.iter().map(|b| format!("{b:02x}")).collect();
+    let export = |app: &TestApp| {
+        let addr = format!("http://{}", app.grpc_addr);
+        async move {
+            let mut client = LogsServiceClient::connect(addr).await.unwrap();
+            client.export(super::idempotency::timeless_logs(trace)).await.expect("an export");
+        }
+    };
+    // The three records as the service stores them (their ids come from their content), learnt
+    // from an instance of their own.
+    let scratch = spawn_app_with(&[]).await;
+    export(&scratch).await;
+    let learnt = scratch
+        .db()
+        .await
+        .query(
+            "SELECT r.id, r.service_name, r.payload, r.shared_id, s.resource, s.scope
+             FROM raw_signals r JOIN signal_shared s USING (shared_id) WHERE r.trace_id = $1",
+            &[&hex],
+        )
+        .await
+        .unwrap();
+    assert_eq!(learnt.len(), 3);
+    // Stored two days ago, when that day's partition was the current one, beside a trace.
+    let (app, db, old) = app_with_day(2).await;
+    traffic(&app, 1, old).await;
+    for row in &learnt {
+        let (id, shared): (uuid::Uuid, uuid::Uuid) = (row.get(0), row.get(3));
+        let (service, payload): (String, Value) = (row.get(1), row.get(2));
+        let (resource, scope): (Value, Value) = (row.get(4), row.get(5));
+        db.execute(
+            "INSERT INTO signal_shared (shared_id, resource, scope) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&shared, &resource, &scope],
+        )
+        .await
+        .unwrap();
+        db.execute(
+            r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
+               VALUES ($1, 'log', $2, $3, $4, $5, true, $6)"#,
+            &[&id, &hex, &service, &old, &payload, &shared],
+        )
+        .await
+        .unwrap();
+    }
+    let of_trace = format!("SELECT count(*) FROM raw_signals WHERE trace_id = '{hex}'");
+    let stored = || count(&db, &of_trace);
+    assert_eq!(stored().await, 3);
+    seal_begun(&app).await;
+    assert_eq!(count(&db, "SELECT count(*) FROM raw_signal_units WHERE NOT attached").await, 1);
+    // The exporter retries them now: recognised, wherever the seal keeps them meanwhile.
+    export(&app).await;
+    assert_eq!(stored().await, 3, "the retry is recognised while the partition is being sealed");
+    seal(&app.maintenance_with(&SEAL_AN_HOUR_AFTER).await, Utc::now()).await;
+    export(&app).await;
+    assert_eq!(stored().await, 3, "and once it is sealed");
+    let in_rows = format!("SELECT count(*) FROM raw_signal_rows WHERE trace_id = '{hex}' AND time_unknown");
+    assert_eq!(count(&db, &in_rows).await, 3, "records of unknown time stay in row form");
 }
