@@ -1,9 +1,11 @@
 //! Reading `raw_signals` (writes are in `tracking.rs`).
 
-use chrono::{DateTime, Utc};
-use tokio_postgres::{Client, Row};
+use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio_postgres::{Client, Row};
+use uuid::Uuid;
 
 use super::filter::{Conditions, PageQuery, Total};
 use super::{Store, StoreError};
@@ -36,19 +38,16 @@ pub enum PageStart {
     },
 }
 
+/// The resource and scope a signal shares are not joined here but read after, by id
+/// ([`attach_shared`]).
 const SIGNAL_COLUMNS: &str =
-    r#"id, signal_type::text, trace_id, service_name, "timestamp", payload, resource, scope"#;
+    r#"id, signal_type::text, trace_id, service_name, "timestamp", payload, shared_id"#;
 
-/// Signals with the resource and scope they share re-attached (`USING` keeps every other column
-/// name unambiguous for the filters).
-const SIGNALS: &str = "raw_signals LEFT JOIN signal_shared USING (shared_id)";
+const SIGNALS: &str = "raw_signals";
 
 /// The list queries' relations (migrations/0018): the row form, the blocks unpacked, both.
-const HOT: &str = "raw_signals_hot LEFT JOIN signal_shared USING (shared_id)";
-const UNPACKED: &str = "raw_signals_unpacked LEFT JOIN signal_shared USING (shared_id)";
-/// Counted without the shared resources and scopes: no filter reads them, and on Citus a
-/// count joining them to the signals hot and sealed, with no condition, is refused ("complex
-/// joins are only supported…": store/sealing/columnar.rs).
+const HOT: &str = "raw_signals_hot";
+const UNPACKED: &str = "raw_signals_unpacked";
 const LISTED: &str = "raw_signals_listed";
 
 const NEWEST_FIRST: &str = r#""timestamp" DESC, id DESC"#;
@@ -102,14 +101,14 @@ async fn newest_first(
     conditions: &Conditions<'_>,
     blocks: &Blocks<'_>,
     need: i64,
-) -> Result<Vec<StoredSignal>, StoreError> {
+) -> Result<Vec<Unattached>, StoreError> {
     if need <= 0 {
         return Ok(Vec::new());
     }
     let clause = conditions.page_where_clause();
     let hot = format!("SELECT {SIGNAL_COLUMNS} FROM {HOT} {clause} ORDER BY {NEWEST_FIRST} LIMIT {need}");
     let rows = client.query(&hot, conditions.params()).await?;
-    let mut page: Vec<StoredSignal> = rows.iter().map(signal_from_row).collect::<Result<_, _>>()?;
+    let mut page = rows.iter().map(signal_from_row).collect::<Result<Vec<_>, _>>()?;
     let candidates = blocks.candidates(client).await?;
     let need = need.max(0) as usize;
     let n = conditions.params().len();
@@ -121,7 +120,7 @@ async fn newest_first(
         where_ = if clause.is_empty() { "WHERE".to_owned() } else { format!("{clause} AND") },
     );
     for batch in candidates.chunks(BLOCKS_PER_READ) {
-        if page.get(need - 1).is_some_and(|last| last.timestamp > batch[0].2) {
+        if page.get(need - 1).is_some_and(|last| last.signal.timestamp > batch[0].2) {
             break;
         }
         let (units, numbers): (Vec<i32>, Vec<i32>) =
@@ -132,7 +131,7 @@ async fn newest_first(
         for row in client.query(&sealed, &params).await? {
             page.push(signal_from_row(&row)?);
         }
-        page.sort_by_key(|s| std::cmp::Reverse((s.timestamp, s.id)));
+        page.sort_by_key(|s| std::cmp::Reverse((s.signal.timestamp, s.signal.id)));
         page.truncate(need);
     }
     Ok(page)
@@ -197,12 +196,13 @@ impl Store {
         if by_trace {
             let (rows, total) =
                 conditions.fetch_page(&client, &self.signal_page(NEWEST_FIRST, limit, offset)).await?;
-            return Ok((rows.iter().map(signal_from_row).collect::<Result<_, _>>()?, total));
+            return Ok((signals_from_rows(&client, &rows).await?, total));
         }
         let total = conditions.total(&client, LISTED, self.settings.exact_total_limit).await?;
         let blocks = Blocks { signal_type, filter, before: after.and_then(|(at, _)| at) };
         let page = newest_first(&client, &conditions, &blocks, offset.saturating_add(limit)).await?;
-        Ok((page.into_iter().skip(offset.max(0) as usize).collect(), total))
+        let page = page.into_iter().skip(offset.max(0) as usize).collect();
+        Ok((attach_shared(&client, page).await?, total))
     }
 
     /// The signals of one trace, errors first, then oldest first: an incident's evidence.
@@ -217,7 +217,7 @@ impl Store {
         let client = self.read_client().await?;
         let order = format!(r#"{} DESC, "timestamp", id"#, is_error_sql());
         let (rows, total) = conditions.fetch_page(&client, &self.signal_page(&order, limit, offset)).await?;
-        Ok((rows.iter().map(signal_from_row).collect::<Result<_, _>>()?, total))
+        Ok((signals_from_rows(&client, &rows).await?, total))
     }
     /// The signals of one trace, oldest first, at most `limit`.
     pub async fn trace_signals(&self, trace_id: &str, limit: i64) -> Result<Vec<StoredSignal>, StoreError> {
@@ -235,7 +235,7 @@ impl Store {
                 &[&trace_id, &limit],
             )
             .await?;
-        rows.iter().map(signal_from_row).collect()
+        signals_from_rows(&client, &rows).await
     }
 }
 
@@ -260,15 +260,56 @@ fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// A signal as read: its payload as stored, the resource and scope it shares not yet attached.
+struct Unattached {
+    signal: StoredSignal,
+    shared_id: Option<Uuid>,
+}
+
 /// A row of `SIGNAL_COLUMNS`, read by name.
-fn signal_from_row(row: &Row) -> Result<StoredSignal, StoreError> {
+fn signal_from_row(row: &Row) -> Result<Unattached, StoreError> {
     let signal_type: String = row.try_get("signal_type")?;
     // The column's enum type only holds these three labels.
     let signal_type = SignalType::parse(&signal_type).unwrap_or(SignalType::Log);
-    let resource: Option<Value> = row.try_get("resource")?;
-    let scope: Option<Value> = row.try_get("scope")?;
-    Ok(from_columns!(row, StoredSignal { id, trace_id, service_name, timestamp } with {
-        signal_type: signal_type,
-        payload: api_form(signal_type, row.try_get("payload")?, resource.zip(scope)),
-    }))
+    Ok(Unattached {
+        signal: from_columns!(row, StoredSignal { id, trace_id, service_name, timestamp, payload } with {
+            signal_type: signal_type,
+        }),
+        shared_id: row.try_get("shared_id")?,
+    })
+}
+
+async fn signals_from_rows(client: &Client, rows: &[Row]) -> Result<Vec<StoredSignal>, StoreError> {
+    attach_shared(client, rows.iter().map(signal_from_row).collect::<Result<_, _>>()?).await
+}
+
+/// The signals in their API form, with the resources and scopes they share, read by id in one
+/// query after the signals rather than joined to them: on Citus such a join sends the whole of
+/// `signal_shared` (a table of the coordinator) to the worker holding the trace at every read,
+/// a cost growing with the number of distinct resources (p99 21.6 ms for a trace in the
+/// benchmark's run 11); some Citus plans refuse it outright ("complex joins are only
+/// supported…", store/sealing/columnar.rs). A signal whose row is missing (or stored before
+/// the table existed, with its whole payload) is returned as stored.
+async fn attach_shared(client: &Client, read: Vec<Unattached>) -> Result<Vec<StoredSignal>, StoreError> {
+    let mut ids: Vec<Uuid> = read.iter().filter_map(|r| r.shared_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut shared: HashMap<Uuid, (Value, Value)> = HashMap::with_capacity(ids.len());
+    if !ids.is_empty() {
+        let rows = client
+            .query("SELECT shared_id, resource, scope FROM signal_shared WHERE shared_id = ANY($1)", &[&ids])
+            .await?;
+        for row in rows {
+            shared.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    Ok(read
+        .into_iter()
+        .map(|Unattached { mut signal, shared_id }| {
+            let stored = std::mem::take(&mut signal.payload);
+            let shared = shared_id.and_then(|id| shared.get(&id)).cloned();
+            signal.payload = api_form(signal.signal_type, stored, shared);
+            signal
+        })
+        .collect())
 }
