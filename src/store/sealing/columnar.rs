@@ -16,7 +16,7 @@
 use deadpool_postgres::Transaction;
 use tokio_postgres::{Client, GenericClient};
 
-use super::steps::{UnitTables, HOLD_READERS};
+use super::steps::{after_trace, UnitTables, HOLD_READERS};
 use crate::model::SignalType;
 use crate::store::bootstrap::quote_identifier;
 use crate::store::citus::{between_function, keyed_bound, keyed_by_type, CitusError};
@@ -216,7 +216,7 @@ pub async fn write(
     last: Option<&str>,
 ) -> Result<u64, StoreError> {
     let tables = UnitTables::of(unit);
-    let after_clause = if after.is_some() { "trace_id > $2" } else { "$2::varchar IS NULL" };
+    let after_clause = after_trace(after, 2);
     // A statement per shard, each run on the worker holding it (the tables are colocated).
     let sql = format!(
         r#"INSERT INTO {columnar} (unit, id, signal_type, trace_id, service_name, "timestamp", payload, received_at, time_unknown, shared_id)
@@ -236,7 +236,7 @@ pub async fn last_trace(
     unit: i32,
     after: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
-    let after_clause = if after.is_some() { "trace_id > $1" } else { "$1::varchar IS NULL" };
+    let after_clause = after_trace(after, 1);
     let sql = format!(
         "SELECT max(trace_id) FROM {} WHERE {after_clause} AND NOT time_unknown",
         quote_identifier(&UnitTables::of(unit).sealing)

@@ -114,8 +114,7 @@ pub enum Step {
 
 /// Seals the next [`STEP_SIGNALS`] signals (whole traces) of the unit's old partition, in
 /// trace order, after the last trace sealed, into the next blocks (on Citus, into its columnar
-/// table); records the progress in the
-/// same transaction, so a step is done once or not at all. The progress is read here, under
+/// table); records the progress in the same transaction, so a step is done once or not at all. The progress is read here, under
 /// the maintenance lock the caller holds: whoever runs the next step (another instance, after a
 /// restart) continues exactly where the last one stopped.
 pub async fn step(
@@ -138,11 +137,11 @@ pub async fn step(
     }
     let sealing = quote_identifier(&UnitTables::of(unit).sealing);
     let after = after.as_deref();
-    let after_clause = if after.is_some() { "trace_id > $1 AND" } else { "$1::varchar IS NULL AND" };
+    let after_clause = after_trace(after, 1);
     let boundary: Option<String> = tx
         .query_opt(
             &format!(
-                "SELECT trace_id FROM {sealing} WHERE {after_clause} NOT time_unknown
+                "SELECT trace_id FROM {sealing} WHERE {after_clause} AND NOT time_unknown
                  ORDER BY trace_id OFFSET $2 LIMIT 1"
             ),
             &[&after, &STEP_SIGNALS],
@@ -174,6 +173,17 @@ pub async fn step(
     Ok(Step::Sealed)
 }
 
+/// The condition "after the trace in parameter `$n`", for a step resuming after `after`. The
+/// first step's (`None`) still names the parameter, which is always bound, but holds for every
+/// row. Spelled apart rather than as `$n IS NULL OR trace_id > $n`, so that a resuming step's
+/// condition is a plain range on the trace index whatever the planner makes of a disjunction.
+pub(super) fn after_trace(after: Option<&str>, n: usize) -> String {
+    match after {
+        Some(_) => format!("trace_id > ${n}"),
+        None => format!("${n}::varchar IS NULL"),
+    }
+}
+
 /// Writes the unit's signals of the traces after `after` up to `last` (all those left when
 /// `None`) into blocks numbered from `first_block`: `(signals, blocks, last trace)`.
 async fn write_blocks(
@@ -185,7 +195,7 @@ async fn write_blocks(
 ) -> Result<(i64, i32, Option<String>), StoreError> {
     let tables = UnitTables::of(unit);
     let sealing = quote_identifier(&tables.sealing);
-    let after_clause = if after.is_some() { "trace_id > $1 AND" } else { "$1::varchar IS NULL AND" };
+    let after_clause = after_trace(after, 1);
     // The timestamps in the blocks are written in UTC whatever the server's setting.
     tx.batch_execute("SET LOCAL TimeZone = 'UTC'").await?;
     // Traces are ordered by their first signal, so a block holds traces of nearby times (its
@@ -198,7 +208,7 @@ async fn write_blocks(
                       json_build_array(id, service_name, "timestamp", received_at, shared_id, payload)::text AS signal,
                       min("timestamp") OVER (PARTITION BY trace_id) AS trace_start
                FROM {sealing}
-               WHERE {after_clause} ($2::varchar IS NULL OR trace_id <= $2) AND NOT time_unknown
+               WHERE {after_clause} AND ($2::varchar IS NULL OR trace_id <= $2) AND NOT time_unknown
            ),
            numbered AS (
                SELECT *, $3::int4 + ((row_number() OVER (ORDER BY trace_start, trace_id, "timestamp", id) - 1) / $4)::int4 AS block
