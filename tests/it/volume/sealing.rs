@@ -568,7 +568,7 @@ async fn a_record_of_unknown_time_retried_while_its_partition_is_sealed_is_store
         .await
         .query(
             "SELECT r.id, r.service_name, r.payload, r.shared_id, s.resource, s.scope
-             FROM raw_signals r JOIN signal_shared s USING (shared_id) WHERE r.trace_id = $1",
+             FROM raw_signals r JOIN (SELECT * FROM signal_shared) s USING (shared_id) WHERE r.trace_id = $1",
             &[&hex],
         )
         .await
