@@ -3,7 +3,9 @@
 # their own on this machine: a coordinator and two workers, each a PostgreSQL instance started
 # here with `citus` preloaded, stopped and removed at the end. Each test's database is created
 # on every node with the extension and the workers added (tests/it/helpers.rs, prepare_citus),
-# as an operator does. Skipped, with one line, when the citus extension is not installed: no
+# as an operator does, and set to refuse joins of coordinator tables to distributed ones
+# (citus.local_table_join_policy = never), which the service's reads must not make. Skipped,
+# with one line, when the citus extension is not installed: no
 # package registry reachable here carries it (README, "Running on Citus").
 #
 # Extra arguments go to the test runner (a filter narrows the subset further).
