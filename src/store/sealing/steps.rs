@@ -114,9 +114,9 @@ pub enum Step {
 
 /// Seals the next [`STEP_SIGNALS`] signals (whole traces) of the unit's old partition, in
 /// trace order, after the last trace sealed, into the next blocks (on Citus, into its columnar
-/// table); records the progress in the same transaction, so a step is done once or not at all. The progress is read here, under
-/// the maintenance lock the caller holds: whoever runs the next step (another instance, after a
-/// restart) continues exactly where the last one stopped.
+/// table); records the progress in the same transaction, so a step is done once or not at all.
+/// The progress is read here, under the maintenance lock the caller holds: whoever runs the next
+/// step (another instance, after a restart) continues exactly where the last one stopped.
 pub async fn step(
     tx: &Transaction<'_>,
     unit: i32,
