@@ -257,16 +257,13 @@ async fn a_trace_is_read_with_its_resources_without_sending_every_resource_to_a_
     let db = app.db().await;
     let incident: uuid::Uuid =
         db.query_one("SELECT id FROM incidents WHERE trace_id = $1", &[&trace]).await.unwrap().get(0);
-    let http = reqwest::Client::new();
     for path in [
         format!("/query/traces/{trace}"),
         format!("/query/signals?trace_id={trace}"),
         "/query/signals?service_name=cart".to_owned(),
         format!("/query/incidents/{incident}/signals"),
     ] {
-        let answer = http.get(format!("http://{}{path}", app.addr)).send().await.unwrap();
-        let status = answer.status();
-        let answer: Value = answer.json().await.unwrap();
+        let (status, answer) = app.get_json(&path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {answer}");
         let signals = answer.get("items").unwrap_or(&answer);
         assert_eq!(signals.as_array().map(Vec::len), Some(1), "{path}: {answer}");
@@ -274,9 +271,8 @@ async fn a_trace_is_read_with_its_resources_without_sending_every_resource_to_a_
         assert_eq!(resource, &json!({"service.name": "cart", "host.name": "web-1"}), "{path}: {answer}");
     }
     for path in [format!("/query/traces/{trace}/tree"), format!("/jaeger/api/traces/{trace}")] {
-        let answer = http.get(format!("http://{}{path}", app.addr)).send().await.unwrap();
-        let status = answer.status();
-        assert_eq!(status, StatusCode::OK, "{path}: {}", answer.text().await.unwrap());
+        let (status, answer) = app.get_json(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
     }
     // Jaeger's search, by service and by a tag of the resource or of the scope: the resources
     // matching are found on the coordinator, and only their ids go to the workers.
@@ -287,9 +283,7 @@ async fn a_trace_is_read_with_its_resources_without_sending_every_resource_to_a_
         (r#"{"otel.scope.name":"io.test"}"#, true),
     ] {
         let query = format!("service=cart&tags={}", crate::jaeger::urlencode(tags));
-        let answer = http.get(format!("http://{}/jaeger/api/traces?{query}", app.addr)).send().await.unwrap();
-        let status = answer.status();
-        let answer: Value = answer.json().await.unwrap();
+        let (status, answer) = app.get_json(&format!("/jaeger/api/traces?{query}")).await;
         assert_eq!(status, StatusCode::OK, "{query}: {answer}");
         let traces: Vec<&str> =
             answer["data"].as_array().unwrap().iter().filter_map(|t| t["traceID"].as_str()).collect();
