@@ -12,6 +12,8 @@
 #                                                  # PostgreSQL's insert ceiling over a loaded day, sealed or not
 #   examples/bench.sh --only citus --seconds 30    # ingest through a Citus coordinator and two
 #                                                  # workers vs one PostgreSQL (needs Citus installed)
+#   examples/bench.sh --only citus-probe --seconds 10  # CPU per node of each way of writing the
+#                                                  # incidents and signals on Citus (docs/scaling.md)
 #   examples/bench.sh --only soak                  # a month in an hour, then again with a size
 #                                                  # budget (--soak-minutes 60, --soak-rate 1000,
 #                                                  # --soak-budget yes|no, --soak-budget-minutes)

@@ -37,13 +37,13 @@ enum Target {
 
 /// A coordinator and two workers of the benchmark's own, with `database` on each, the
 /// extension in it and the workers added.
-struct Cluster {
-    coordinator: OwnPostgres,
-    workers: [OwnPostgres; 2],
+pub(crate) struct Cluster {
+    pub(crate) coordinator: OwnPostgres,
+    pub(crate) workers: [OwnPostgres; 2],
 }
 
 impl Cluster {
-    fn start() -> Result<Cluster, BoxError> {
+    pub(crate) fn start() -> Result<Cluster, BoxError> {
         let mut settings = SETTINGS.to_vec();
         settings.push(("shared_preload_libraries", "citus"));
         let start = || -> Result<OwnPostgres, BoxError> {
@@ -54,7 +54,12 @@ impl Cluster {
         Ok(Cluster { coordinator: start()?, workers: [start()?, start()?] })
     }
 
-    async fn database(&self, name: &str) -> Result<String, BoxError> {
+    /// The coordinator, then the workers.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &OwnPostgres> {
+        std::iter::once(&self.coordinator).chain(&self.workers)
+    }
+
+    pub(crate) async fn database(&self, name: &str) -> Result<String, BoxError> {
         for node in std::iter::once(&self.coordinator).chain(&self.workers) {
             connect(&format!("{}/postgres", node.server_url()))
                 .await?

@@ -16,6 +16,7 @@
 mod ceiling;
 mod ceiling_volume;
 mod citus;
+mod citus_probe;
 mod jaeger;
 mod load;
 mod pg;
@@ -102,6 +103,11 @@ impl Options {
         self.only.iter().any(|p| p == "citus")
     }
 
+    /// What each way of writing the incidents and signals costs each Citus node: on request.
+    fn runs_citus_probe(&self) -> bool {
+        self.only.iter().any(|p| p == "citus-probe")
+    }
+
     /// The soak runs for an hour or more: only on request.
     fn runs_soak(&self) -> bool {
         self.only.iter().any(|p| p == "soak")
@@ -161,7 +167,7 @@ fn options() -> Result<Options, BoxError> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; phases for --only: ceiling receive load query volume jaeger seal-layouts sealed ceiling-volume citus soak; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget --soak-budget-minutes"
+                    "unknown flag {other}; phases for --only: ceiling receive load query volume jaeger seal-layouts sealed ceiling-volume citus citus-probe soak; flags: --seconds --query-rows --volume-rows --out --server --only --server-env --migrations --scenario --database-options --soak-minutes --soak-rate --soak-budget --soak-budget-minutes"
                 )
                 .into())
             }
@@ -243,6 +249,12 @@ async fn main() -> Result<(), BoxError> {
         citus = citus::measure(&options).await?;
     }
 
+    let mut citus_probe = Value::Null;
+    if options.runs_citus_probe() {
+        eprintln!("bench: Citus write probe, {}s per way of writing, twice", options.seconds.as_secs());
+        citus_probe = citus_probe::measure(&options).await?;
+    }
+
     let mut soak = Value::Null;
     if options.runs_soak() {
         soak = soak::measure(&options).await?;
@@ -262,6 +274,7 @@ async fn main() -> Result<(), BoxError> {
         "sealed": sealed,
         "ceiling_volume": ceiling_volume,
         "citus": citus,
+        "citus_probe": citus_probe,
         "soak": soak,
     });
     print_table(&report);

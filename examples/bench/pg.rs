@@ -112,6 +112,32 @@ impl OwnPostgres {
         log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
+    /// CPU seconds (user + system) this server has used: its postmaster, the processes it
+    /// runs now and those that exited (the postmaster's reaped children's times), so that
+    /// backends of connections closed in between are counted.
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
+        let Some(postmaster) = pid.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
+            return 0.0;
+        };
+        let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+        let mut ticks = 0.0;
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // Fields after the command name (which may hold spaces) start after the last ')':
+            // ppid is field 4 of the line (1 here), utime to cstime fields 14 to 17 (11 to 14).
+            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+            let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            if pid == postmaster {
+                ticks += field(11) + field(12) + field(13) + field(14);
+            } else if field(1) as u32 == postmaster {
+                ticks += field(11) + field(12);
+            }
+        }
+        ticks / 100.0
+    }
+
     /// `postgres://postgres@127.0.0.1:<port>`, without a database name.
     pub fn server_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}", self.port)
