@@ -60,7 +60,7 @@ impl Cluster {
     }
 
     pub(crate) async fn database(&self, name: &str) -> Result<String, BoxError> {
-        for node in std::iter::once(&self.coordinator).chain(&self.workers) {
+        for node in self.nodes() {
             connect(&format!("{}/postgres", node.server_url()))
                 .await?
                 .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -80,7 +80,7 @@ impl Cluster {
                 admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
             }
         }
-        for node in std::iter::once(&self.coordinator).chain(&self.workers) {
+        for node in self.nodes() {
             connect(&format!("{}/{name}", node.server_url()))
                 .await?
                 .batch_execute("CREATE EXTENSION citus")
