@@ -290,7 +290,10 @@ pub async fn prepare_layout(config: &DatabaseConfig) -> anyhow::Result<citus::La
     citus::report(&cluster, &citus::check_settings(&client, &cluster).await?);
     migrate::lock(&client).await?;
     let distributed = match citus::distribute(&mut client, config.citus_shard_count).await {
-        Ok(_) => sealing::columnar::lay_out(&mut client).await,
+        Ok(_) => match citus::incidents::level(&mut client).await {
+            Ok(_) => sealing::columnar::lay_out(&mut client).await,
+            Err(why) => Err(why),
+        },
         Err(why) => Err(why),
     };
     migrate::unlock(&client).await;

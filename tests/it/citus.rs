@@ -401,6 +401,128 @@ async fn a_database_holding_signals_is_distributed_in_place_when_citus_arrives()
     server.await.unwrap().unwrap();
 }
 
+/// The leaves of `incidents` (name, table, number of indexes) and its incidents (trace, kept,
+/// detected, id).
+async fn incident_tables(db: &Client) -> (Vec<String>, Vec<String>) {
+    let leaves = column(
+        db,
+        "SELECT c.relname::text || ' ' || c.oid::int8 || ' ' || (SELECT count(*) FROM pg_index x WHERE x.indrelid = c.oid)
+         FROM pg_partition_tree('incidents') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf ORDER BY 1",
+    )
+    .await;
+    let incidents = column(
+        db,
+        "SELECT trace_id || ' ' || kept || ' ' || coalesce(detected_at::text, '-') || ' ' || id FROM incidents ORDER BY 1",
+    )
+    .await;
+    (leaves, incidents)
+}
+
+#[tokio::test]
+async fn a_database_holding_incidents_has_them_partitioned_once_when_citus_arrives() {
+    on_citus();
+    let db = TestDb::new();
+    let redis = crate::helpers::RedisDb::acquire().await;
+    let config = || test_config(&db, &["--redis-url", redis.url().as_str()]);
+    let plain_app = App::build(config()).await.expect("the plain database is laid out");
+    let now = Utc::now();
+    plain_app.store().ensure_partitions(now, Turn::Wait).await.expect("incident ranges made");
+    drop(plain_app);
+    let plain = db.connect().await;
+    // Today's, a kept one, one a clock ahead put in the default, and two without a time: a
+    // kept one (which no range of the new key holds) and a live one (in the default already).
+    plain
+        .batch_execute(
+            "INSERT INTO incidents (trace_id, detected_at, kept) VALUES
+                 ('t-today', now(), false), ('t-kept', now() - interval '40 days', true),
+                 ('t-ahead', now() + interval '30 days', false), ('t-untimed-kept', NULL, true),
+                 ('t-untimed-live', NULL, false);
+             GRANT SELECT ON incidents TO PUBLIC;",
+        )
+        .await
+        .unwrap();
+    let partitioned_twice: Vec<String> = column(
+        &plain,
+        "SELECT relid::regclass::text FROM pg_partition_tree('incidents') WHERE NOT isleaf ORDER BY 1",
+    )
+    .await;
+    assert_eq!(partitioned_twice, ["incidents", "incidents_live"], "by kept, then by time, before");
+    let (leaves_before, incidents_before) = incident_tables(&plain).await;
+    assert!(leaves_before.len() >= 4, "{leaves_before:?}");
+    assert_eq!(incidents_before.len(), 5);
+
+    db.join_citus().await;
+    drop(App::build(config()).await.expect("the service starts on Citus"));
+    let citus = db.connect().await;
+    let key: String = one(
+        &citus,
+        "SELECT pg_get_partkeydef('incidents'::regclass) || ' ' ||
+                (SELECT count(*) FROM pg_partition_tree('incidents') WHERE NOT isleaf)",
+    )
+    .await;
+    assert_eq!(key, "RANGE (kept, detected_at) 1", "partitioned once");
+    let (leaves, incidents) = incident_tables(&citus).await;
+    assert_eq!(leaves, leaves_before, "the same tables, each with its indexes, not copies");
+    assert_eq!(incidents, incidents_before, "every incident kept as it was");
+    let bounds: Vec<String> = column(
+        &citus,
+        "SELECT c.relname::text || ' ' || pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i
+         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'incidents'::regclass
+           AND c.relname IN ('incidents_kept', 'incidents_live_default') ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        bounds,
+        [
+            "incidents_kept FOR VALUES FROM (true, MINVALUE) TO (true, MAXVALUE)",
+            "incidents_live_default DEFAULT"
+        ]
+    );
+    let homes: Vec<String> = column(
+        &citus,
+        "SELECT trace_id || ' ' || tableoid::regclass::text FROM incidents
+         WHERE trace_id IN ('t-untimed-kept', 't-untimed-live', 't-ahead', 't-kept') ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        homes,
+        [
+            "t-ahead incidents_live_default",
+            "t-kept incidents_kept",
+            "t-untimed-kept incidents_live_default",
+            "t-untimed-live incidents_live_default"
+        ]
+    );
+    let granted: bool = one(&citus, "SELECT has_table_privilege('public', 'incidents', 'SELECT')").await;
+    assert!(granted, "the operator's grant kept");
+    // The claim trigger is on the new table.
+    let claimed: String = one(
+        &citus,
+        "INSERT INTO incidents (trace_id, detected_at) VALUES ('t-new', now()) RETURNING trace_key",
+    )
+    .await;
+    assert_eq!(claimed, "t-new");
+
+    // Restarted, nothing is moved again; a range made later hangs from `incidents` directly.
+    let app = App::build(config()).await.expect("the service starts again");
+    let (leaves_again, _) = incident_tables(&citus).await;
+    assert_eq!(leaves_again, leaves, "the same tables");
+    let later = now + crate::volume::days(10);
+    let created =
+        app.store().ensure_partitions(later, Turn::Wait).await.expect("ranges made").expect("its turn");
+    let name = format!("incidents_p{}", later.format("%Y%m%d"));
+    assert!(created.incident_ranges.contains(&name), "{created:?}");
+    let bound: String = one(
+        &citus,
+        &format!(
+            "SELECT i.inhparent::regclass::text || ' ' || pg_get_expr(c.relpartbound, c.oid)
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = '{name}'"
+        ),
+    )
+    .await;
+    assert!(bound.starts_with("incidents FOR VALUES FROM (false, '"), "{bound}");
+}
+
 #[tokio::test]
 async fn a_partition_the_service_did_not_make_stops_the_distribution_and_loses_nothing() {
     on_citus();

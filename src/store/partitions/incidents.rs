@@ -16,10 +16,11 @@ use super::plan::{ranges_to_create, RangePartition};
 use super::{lock_for_change, take_lock, Turn};
 use crate::model::{sort_early, RangeSort};
 use crate::store::bootstrap::quote_identifier;
+use crate::store::citus::Layout;
 use crate::store::lifecycle::incident_expired;
 use crate::store::{Store, StoreError};
 
-/// Ranges are named `incidents_p20261205` (under `incidents_live`).
+/// Ranges are named `incidents_p20261205` (under `incidents_live`; on Citus, under `incidents`).
 const NAME_PREFIX: &str = "incidents";
 
 /// What emptying the expired ranges did.
@@ -70,6 +71,7 @@ pub(super) async fn ensure_ranges(
     tx: &Transaction<'_>,
     interval: crate::model::PartitionInterval,
     now: DateTime<Utc>,
+    layout: Layout,
 ) -> Result<Vec<String>, StoreError> {
     let existing: Vec<RangePartition> = read_ranges(tx).await?.into_iter().map(|(range, _)| range).collect();
     let missing = ranges_to_create(&existing, interval, now);
@@ -90,12 +92,10 @@ pub(super) async fn ensure_ranges(
         )
         .await?;
         // Bounds as literals (DDL takes no parameters), from our own timestamps.
+        let table = quote_identifier(&name);
         tx.batch_execute(&format!(
-            "CREATE TABLE {table} (LIKE incidents INCLUDING DEFAULTS);
-             ALTER TABLE incidents_live ATTACH PARTITION {table} FOR VALUES FROM ('{starts}') TO ('{ends}');",
-            table = quote_identifier(&name),
-            starts = range.starts.to_rfc3339(),
-            ends = range.ends.to_rfc3339(),
+            "CREATE TABLE {table} (LIKE incidents INCLUDING DEFAULTS);\n{};",
+            layout.attach_incident_range(&table, &range.starts.to_rfc3339(), &range.ends.to_rfc3339())
         ))
         .await?;
         tx.execute(

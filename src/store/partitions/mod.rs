@@ -274,7 +274,13 @@ impl Store {
         // of a change queued for it, where a read after it would queue behind the change.
         lock_for_change(&tx, EVIDENCE_SOURCES).await?;
         let mut created = Created {
-            incident_ranges: incidents::ensure_ranges(&tx, lifecycle.partition_interval, now).await?,
+            incident_ranges: incidents::ensure_ranges(
+                &tx,
+                lifecycle.partition_interval,
+                now,
+                self.settings.layout,
+            )
+            .await?,
             ..Created::default()
         };
         let existing = read_partitions(&tx).await?;

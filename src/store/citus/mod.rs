@@ -17,7 +17,8 @@
 //!   TRUNCATE go from the signal tables; append-only holds by privileges there (README).
 //!
 //! Incidents, problems, the outbox and the bookkeeping stay tables of the coordinator: Citus
-//! joins them with the distributed signals in the batch statement and the queries. Sealed
+//! joins them with the distributed signals in the batch statement and the queries. The
+//! incidents are partitioned once there, as Citus needs to distribute them later ([`incidents`]). Sealed
 //! partitions become columnar tables distributed with the signals (store/sealing/columnar.rs).
 
 use std::time::Instant;
@@ -27,6 +28,8 @@ use tracing::{info, warn};
 
 use super::bootstrap::quote_identifier;
 use super::sealing::columnar::Columnar;
+
+pub mod incidents;
 
 /// How the signals are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +68,19 @@ impl Layout {
             Layout::Distributed => Some("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"),
         }
     }
+    /// The DDL attaching `table` to the incidents as the time range `starts..ends` (literals,
+    /// from our own timestamps): under `incidents_live` on one node, directly under `incidents`
+    /// on Citus ([`incidents::level`]).
+    pub(crate) fn attach_incident_range(self, table: &str, starts: &str, ends: &str) -> String {
+        match self {
+            Layout::Single => {
+                format!("ALTER TABLE incidents_live ATTACH PARTITION {table} FOR VALUES FROM ('{starts}') TO ('{ends}')")
+            }
+            Layout::Distributed => format!(
+                "ALTER TABLE incidents ATTACH PARTITION {table} FOR VALUES FROM (false, '{starts}') TO (false, '{ends}')"
+            ),
+        }
+    }
 }
 
 /// The cluster the database belongs to.
@@ -80,7 +96,7 @@ pub struct Cluster {
 pub enum CitusError {
     #[error("the database has partitions sealed into blocks ({0} of them); sealed storage is not distributed: start on a database without sealed partitions (SEAL_AFTER=off before moving to Citus)")]
     Sealed(i64),
-    #[error("distributing the signals over the Citus cluster failed at: {step}")]
+    #[error("laying the store out on the Citus cluster failed at: {step}")]
     Step {
         step: &'static str,
         #[source]
@@ -241,26 +257,7 @@ async fn key_by_type(
 ) -> Result<String, CitusError> {
     let step = |step: &'static str| move |source| CitusError::Step { step, source };
     // The definitions name the table `raw_signal_rows`, which the new table is called by then.
-    let rebuild = tx
-        .query(
-            "SELECT format('ALTER TABLE raw_signal_rows ADD CONSTRAINT %I %s', conname, pg_get_constraintdef(oid))
-             FROM pg_constraint WHERE conrelid = 'raw_signal_rows'::regclass AND contype IN ('p', 'u', 'x', 'c')
-             UNION ALL
-             SELECT replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')
-             FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
-             WHERE i.indrelid = 'raw_signal_rows'::regclass AND c.oid IS NULL
-             UNION ALL
-             SELECT format('GRANT %s ON raw_signal_rows TO %s', a.privilege_type,
-                           CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
-             FROM pg_class t CROSS JOIN LATERAL aclexplode(t.relacl) a
-             WHERE t.oid = 'raw_signal_rows'::regclass AND a.grantee <> t.relowner",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|row| row.try_get::<_, String>(0))
-        .collect::<Result<Vec<_>, _>>()?
-        .join(";\n");
+    let rebuild = rebuild_statements(tx, "raw_signal_rows").await?.join(";\n");
     tx.batch_execute(
         r#"CREATE TABLE raw_signal_rows_keyed (LIKE raw_signal_rows INCLUDING DEFAULTS)
                PARTITION BY RANGE (signal_type, "timestamp")"#,
@@ -319,6 +316,36 @@ async fn key_by_type(
         return Err(CitusError::Unmoved(left.join(", ")));
     }
     Ok(rebuild)
+}
+
+/// The DDL giving a table that takes the place and name of `table` the keys, indexes, triggers
+/// and privileges `table` has (its columns and defaults come with `LIKE`). Run once the old
+/// table is dropped, which frees the names; each partition's index matching one is adopted.
+pub(super) async fn rebuild_statements(
+    client: &impl GenericClient,
+    table: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    client
+        .query(
+            "SELECT format('ALTER TABLE %I ADD CONSTRAINT %I %s', $1::text, conname, pg_get_constraintdef(oid))
+             FROM pg_constraint WHERE conrelid = $1::text::regclass AND contype IN ('p', 'u', 'x', 'c', 'f')
+             UNION ALL
+             SELECT replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')
+             FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+             WHERE i.indrelid = $1::text::regclass AND c.oid IS NULL
+             UNION ALL
+             SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = $1::text::regclass AND NOT tgisinternal
+             UNION ALL
+             SELECT format('GRANT %s ON %I TO %s', a.privilege_type, $1::text,
+                           CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+             FROM pg_class t CROSS JOIN LATERAL aclexplode(t.relacl) a
+             WHERE t.oid = $1::text::regclass AND a.grantee <> t.relowner",
+            &[&table],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect()
 }
 
 /// One bound of a type's partition under the key `(signal_type, "timestamp")`, as DDL takes it
