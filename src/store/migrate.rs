@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(16, "0016_incident_range_deferral.sql"),
     migration!(17, "0017_span_operations_and_dependencies.sql"),
     migration!(18, "0018_sealed_blocks.sql"),
+    migration!(19, "0019_batch_clock.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

@@ -70,6 +70,8 @@ upserted AS (
     SELECT uuid_time_ordered(), a.trace_id, a.trace_id, c.kept, 'OPEN', escalated(a.severity, a.high, $critical_after_high::int8),
            c.detected_at, a.services, a.signals, a.high, now(), CASE WHEN a.requests THEN now() END, a.expires_at
     FROM activity a JOIN claimed c USING (trace_id) ORDER BY a.trace_id
+    -- The updates read the clock from the row inserted (now()): Citus refuses a function
+    -- that is not IMMUTABLE here (migrations/0019).
     ON CONFLICT (trace_id, trace_key, kept, detected_at) DO UPDATE SET
         -- When the last of its signals will have expired (greatest ignores the NULL of an
         -- incident from before this column, or of the worker's own).
@@ -79,9 +81,10 @@ upserted AS (
         affected_services = array_add_missing(i.affected_services, excluded.affected_services),
         severity = escalated(greatest(i.severity, excluded.severity),
                              i.high_signal_count + excluded.high_signal_count, $critical_after_high::int8),
-        last_signal_at = now(),
+        last_signal_at = excluded.last_signal_at,
         analysis_requested_at = CASE WHEN excluded.analysis_requested_at IS NOT NULL
-            AND analysis_window_passed(i.analysis_requested_at, $analysis_window_secs::float8) THEN now()
+            AND analysis_window_passed_at(i.analysis_requested_at, $analysis_window_secs::float8, excluded.last_signal_at)
+            THEN excluded.analysis_requested_at
             ELSE i.analysis_requested_at END
     RETURNING i.id, i.trace_id, i.trace_key, i.kept, i.detected_at, i.severity,
               i.analysis_requested_at = now() AS requested
@@ -99,12 +102,12 @@ problems_upserted AS (
     -- A problem claims the analysis (one per window) for its wanting trace when grouping is on
     -- and its last request is older than the window (incidents::Escalation).
     INSERT INTO problems AS p (fingerprint, title, signal_count, services, severity,
-                               representative_trace_id, analysis_requested_at)
+                               representative_trace_id, analysis_requested_at, last_seen)
     SELECT fingerprint, title, signals, services, severity, coalesce(wanting_trace, any_trace),
-           CASE WHEN $grouping::bool AND wanting_trace IS NOT NULL THEN now() END
+           CASE WHEN $grouping::bool AND wanting_trace IS NOT NULL THEN now() END, now()
     FROM faults ORDER BY fingerprint
     ON CONFLICT (fingerprint) DO UPDATE SET
-        last_seen = now(),
+        last_seen = excluded.last_seen,
         signal_count = p.signal_count + excluded.signal_count,
         services = array_add_missing(p.services, excluded.services),
         severity = greatest(p.severity, excluded.severity),
@@ -112,9 +115,9 @@ problems_upserted AS (
         (representative_trace_id, analysis_requested_at) = (
             SELECT coalesce(CASE WHEN claim THEN excluded.representative_trace_id END, p.representative_trace_id,
                             excluded.representative_trace_id),
-                   CASE WHEN claim THEN now() ELSE p.analysis_requested_at END
+                   CASE WHEN claim THEN excluded.analysis_requested_at ELSE p.analysis_requested_at END
             FROM (SELECT excluded.analysis_requested_at IS NOT NULL
-                         AND analysis_window_passed(p.analysis_requested_at, $problem_window_secs::float8) AS claim) AS w)
+                         AND analysis_window_passed_at(p.analysis_requested_at, $problem_window_secs::float8, excluded.last_seen) AS claim) AS w)
     RETURNING p.id, p.fingerprint, p.representative_trace_id,
               p.analysis_requested_at = now() AND $grouping::bool AS claimed
 ),
