@@ -401,6 +401,75 @@ async fn a_database_holding_signals_is_distributed_in_place_when_citus_arrives()
     server.await.unwrap().unwrap();
 }
 
+/// A superuser role of the test's own on every node of the cluster, dropped with it (declared
+/// before the test's database, so dropped after it).
+struct OwnRole {
+    name: String,
+}
+
+impl OwnRole {
+    async fn create() -> OwnRole {
+        let name = format!("ps_role_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        for server in std::iter::once(crate::helpers::server_url()).chain(citus_workers()) {
+            let admin = connect(&format!("{server}/postgres")).await;
+            admin.batch_execute(&format!("CREATE ROLE {name} SUPERUSER LOGIN")).await.unwrap();
+        }
+        OwnRole { name }
+    }
+
+    /// `url` (the tests' server, as `postgres`) as this role.
+    fn url(&self, url: &str) -> String {
+        url.replacen("postgres@", &format!("{}@", self.name), 1)
+    }
+}
+
+impl Drop for OwnRole {
+    fn drop(&mut self) {
+        crate::helpers::on_every_node_from_drop(format!("DROP ROLE IF EXISTS {}", self.name));
+    }
+}
+
+#[tokio::test]
+async fn a_database_is_distributed_in_place_by_a_role_that_does_not_own_citus() {
+    on_citus();
+    // The service's own role, as in most deployments: not the one that created the extension.
+    let role = OwnRole::create().await;
+    let db = TestDb::new();
+    let redis = crate::helpers::RedisDb::acquire().await;
+    let config =
+        || crate::helpers::test_config_for(&role.url(&db.url()), &["--redis-url", redis.url().as_str()]);
+    drop(App::build(config()).await.expect("the plain database is laid out by the service's role"));
+    db.join_citus().await;
+    let app = App::build(config()).await.expect("the service's role distributes it");
+    let addr = app.api_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let citus = db.connect().await;
+    let distributed: bool = one(
+        &citus,
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'raw_signal_rows'::regclass)",
+    )
+    .await;
+    assert!(distributed);
+    let owner: String = one(
+        &citus,
+        "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'raw_signal_rows'::regclass",
+    )
+    .await;
+    assert_eq!(owner, role.name);
+    // And it stores there, read from one shard.
+    let log = log_body("t-role", "ERROR", "stored by the service's role");
+    let answer =
+        reqwest::Client::new().post(format!("http://{addr}/ingest/logs")).json(&log).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    assert_eq!(worker_read(&citus, "t-role").await.len(), 1);
+    assert_eq!(shards_read(&citus, "t-role").await, 1);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
 /// The leaves of `incidents` (name, table, number of indexes) and its incidents (trace, kept,
 /// detected, id).
 async fn incident_tables(db: &Client) -> (Vec<String>, Vec<String>) {

@@ -123,22 +123,28 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                for server in std::iter::once(server_url()).chain(citus_workers()) {
-                    let admin = connect(&format!("{server}/postgres")).await;
-                    admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await
-                        .unwrap_or_else(|why| eprintln!("could not drop test database {name}: {why}"));
-                }
-            });
-        });
-        let _ = dropper.join();
+        let name = &self.name;
+        on_every_node_from_drop(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
     }
+}
+
+/// Runs `sql` in the `postgres` database of the server and of every Citus worker, for a
+/// `Drop`: it runs inside the test's runtime, so this uses a thread with a runtime of its own.
+/// A failure is said, not raised (the test's own outcome matters more).
+pub fn on_every_node_from_drop(sql: String) {
+    let dropper = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            for server in std::iter::once(server_url()).chain(citus_workers()) {
+                let admin = connect(&format!("{server}/postgres")).await;
+                admin
+                    .batch_execute(&sql)
+                    .await
+                    .unwrap_or_else(|why| eprintln!("could not clean up ({sql}): {why}"));
+            }
+        });
+    });
+    let _ = dropper.join();
 }
 
 pub async fn connect(url: &str) -> Client {

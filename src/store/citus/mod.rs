@@ -138,6 +138,30 @@ async fn is_distributed(client: &Client) -> Result<bool, tokio_postgres::Error> 
     client.query_one(sql, &[]).await?.try_get(0)
 }
 
+/// Puts the functions of the views' triggers (`raw_signals` and its like: migrations/0018) on
+/// every node, each in a statement of its own, before the signals are distributed. Once the
+/// table is, Citus propagates the views over it and the functions they need; in the
+/// transaction that distributed it, it creates them over the connections of the session's role
+/// but records them as distributed over connections of the extension's owner, which cannot see
+/// them yet: unless the service's role owns the extension, the distribution then fails on a
+/// worker with "function raw_signals_reject_change() does not exist" (Citus 13.2). Created and
+/// recorded first, they are already there. Idempotent.
+async fn distribute_view_trigger_functions(client: &Client) -> Result<(), tokio_postgres::Error> {
+    let functions = client
+        .query(
+            "SELECT DISTINCT g.tgfoid::regprocedure::text FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+             WHERE c.relkind = 'v' AND NOT g.tgisinternal AND c.relnamespace = current_schema()::regnamespace
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    for function in &functions {
+        let function: String = function.try_get(0)?;
+        client.execute("SELECT create_distributed_function($1::text::regprocedure)", &[&function]).await?;
+    }
+    Ok(())
+}
+
 /// Lays the store out on the cluster, unless it already is: `None` when it was. One
 /// transaction; concurrent instances take turns on the migration lock (the caller holds it).
 /// A database that already holds signals is distributed in place: ingest waits on the lock of
@@ -152,6 +176,9 @@ pub async fn distribute(client: &mut Client, shard_count: u32) -> Result<Option<
     if sealed > 0 {
         return Err(CitusError::Sealed(sealed));
     }
+    distribute_view_trigger_functions(client)
+        .await
+        .map_err(step("distributing the views' trigger functions"))?;
     let tx = client.transaction().await?;
     // Taken first, so that a batch in flight cannot deadlock with the DDL below.
     tx.batch_execute("LOCK TABLE raw_signal_rows IN ACCESS EXCLUSIVE MODE").await.map_err(step("lock"))?;
