@@ -5,8 +5,8 @@
 //! (docs/scaling.md, "What is left" 1). The tables themselves stay what they are and keep their
 //! names: `incidents_kept` holds `(true, MINVALUE)` to `(true, MAXVALUE)`, each time range
 //! `(false, starts)` to `(false, ends)`, and `incidents_live_default` is the default partition.
-//! No row is copied, except a kept incident without a time (none since migrations/0015, where
-//! the worker's own incidents are timed), which no range can hold and moves to the default.
+//! No row is copied, except a kept incident without a time (one from before migrations/0015
+//! can have none), which no range can hold: it moves to the default partition.
 
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ pub struct Leveled {
 }
 
 /// Whether `incidents` is partitioned once, by `(kept, detected_at)`.
-pub(crate) async fn is_leveled(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
+async fn is_leveled(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
     let sql = "SELECT partstrat = 'r' FROM pg_partitioned_table WHERE partrelid = 'incidents'::regclass";
     client.query_one(sql, &[]).await?.try_get(0)
 }

@@ -18,8 +18,9 @@
 //!
 //! Incidents, problems, the outbox and the bookkeeping stay tables of the coordinator: Citus
 //! joins them with the distributed signals in the batch statement and the queries. The
-//! incidents are partitioned once there, as Citus needs to distribute them later ([`incidents`]). Sealed
-//! partitions become columnar tables distributed with the signals (store/sealing/columnar.rs).
+//! incidents are partitioned once there, as Citus needs before it can distribute them
+//! ([`incidents`]). Sealed partitions become columnar tables distributed with the signals
+//! (store/sealing/columnar.rs).
 
 use std::time::Instant;
 
@@ -68,6 +69,7 @@ impl Layout {
             Layout::Distributed => Some("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"),
         }
     }
+
     /// The DDL attaching `table` to the incidents as the time range `starts..ends` (literals,
     /// from our own timestamps): under `incidents_live` on one node, directly under `incidents`
     /// on Citus ([`incidents::level`]).
