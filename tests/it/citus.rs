@@ -576,7 +576,7 @@ async fn a_database_holding_incidents_has_them_partitioned_once_when_citus_arriv
     let app = App::build(config()).await.expect("the service starts again");
     let (leaves_again, _) = incident_tables(&citus).await;
     assert_eq!(leaves_again, leaves, "the same tables");
-    let later = now + crate::volume::days(10);
+    let later = now + days(10);
     let created =
         app.store().ensure_partitions(later, Turn::Wait).await.expect("ranges made").expect("its turn");
     let name = format!("incidents_p{}", later.format("%Y%m%d"));
