@@ -4,6 +4,9 @@
 //! tables shaped like its own (claims, incidents partitioned once by `(kept, detected_at)`,
 //! signals, problems and the outbox), 4 clients, each way in turn for `--seconds`, twice. CPU
 //! per batch is each node's PostgreSQL CPU over the window divided by the batches written.
+//! The last two ways write a whole batch: as the service does today, and split by worker into
+//! the shards with a two-phase commit the client drives. `--scenario <Way>` runs only the ways
+//! named (as in the results).
 //!
 //! Citus must be installed for this PostgreSQL (README, "Running on Citus").
 
@@ -26,7 +29,7 @@ const TRACES: usize = 64;
 const SPANS_PER_TRACE: usize = 8;
 const ROUNDS: usize = 2;
 
-const SCHEMA: [&str; 24] = [
+const SCHEMA: [&str; 25] = [
     "SET citus.shard_count = 8",
     "CREATE TABLE claims (trace_id varchar PRIMARY KEY, detected_at timestamptz NOT NULL, kept boolean NOT NULL DEFAULT false)",
     "CREATE TABLE incidents (
@@ -57,6 +60,9 @@ const SCHEMA: [&str; 24] = [
     "SELECT create_distributed_table('incidents', 'trace_id', colocate_with => 'claims')",
     "SELECT create_distributed_table('signals', 'trace_id', colocate_with => 'claims')",
     "CREATE TABLE problems (fingerprint text PRIMARY KEY, signal_count bigint NOT NULL DEFAULT 0, last_seen timestamptz)",
+    // The coordinator's record of a batch's parts prepared on the workers: what a sweep after
+    // a crash commits (recorded) or rolls back (not recorded), as Citus's pg_dist_transaction.
+    "CREATE TABLE prepared_parts (gid text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
 ];
 
 /// Tables of the coordinator that a worker's transaction may write, and the delegated function.
@@ -134,9 +140,26 @@ enum Way {
     /// 512 spans: over every shard through the coordinator (today), or one shard's at its worker.
     SignalsViaCoordinator,
     SignalsAtWorker,
+    /// A whole batch as the service writes it today, through the coordinator in one
+    /// transaction: its 512 spans over every shard, its 64 traces' claims and incidents on the
+    /// coordinator's tables, a problem and two outbox rows.
+    BatchViaCoordinator,
+    /// The same batch with the claims and incidents distributed, split by worker, each part
+    /// (its spans, claims and incidents) written by the client into that worker's shards
+    /// themselves, each shard's statements pipelined, and prepared there (`PREPARE
+    /// TRANSACTION`); then the problem and outbox rows with the parts' record written on the
+    /// coordinator, then the parts committed (`COMMIT PREPARED`): the two-phase commit driven
+    /// by the client, so that no statement is routed between nodes. Into the shards, because
+    /// Citus refuses `PREPARE TRANSACTION` after any distributed statement, even one it
+    /// executed on the worker's own shards ("cannot use 2PC in transactions involving multiple
+    /// servers").
+    BatchAtWorkerShardsPrepared,
+    /// The same with only the spans at the workers: the claims and incidents stay on the
+    /// coordinator's tables, written in its transaction with the problem and outbox rows.
+    BatchSpansAtWorkerShardsPrepared,
 }
 
-const WAYS: [Way; 10] = [
+const WAYS: [Way; 13] = [
     Way::IncidentsOnCoordinator,
     Way::IncidentsStatementAsItIs,
     Way::IncidentsDelegated,
@@ -147,6 +170,9 @@ const WAYS: [Way; 10] = [
     Way::IncidentsAndCoordinatorTablesAtWorker,
     Way::SignalsViaCoordinator,
     Way::SignalsAtWorker,
+    Way::BatchViaCoordinator,
+    Way::BatchAtWorkerShardsPrepared,
+    Way::BatchSpansAtWorkerShardsPrepared,
 ];
 
 impl Way {
@@ -164,7 +190,12 @@ impl Way {
     fn one_shard(self) -> bool {
         !matches!(
             self,
-            Way::IncidentsOnCoordinator | Way::IncidentsStatementAsItIs | Way::SignalsViaCoordinator
+            Way::IncidentsOnCoordinator
+                | Way::IncidentsStatementAsItIs
+                | Way::SignalsViaCoordinator
+                | Way::BatchViaCoordinator
+                | Way::BatchAtWorkerShardsPrepared
+                | Way::BatchSpansAtWorkerShardsPrepared
         )
     }
 }
@@ -191,18 +222,55 @@ async fn traces(coordinator: &Client, count: usize, port: Option<i32>) -> Result
     Ok(Arc::new(Mutex::new(pool)))
 }
 
-/// The next batch's traces: `TRACES` of one shard, or of any; `None` when the pool ran out.
-fn take(pool: &Pool, one_shard: bool, n: usize) -> Option<Vec<String>> {
+/// The next batch's `count` traces: of one shard, or of any; `None` when the pool ran out.
+fn take(pool: &Pool, one_shard: bool, n: usize, count: usize) -> Option<Vec<String>> {
     let mut pool = pool.lock().ok()?;
-    let shards: Vec<i64> = pool.iter().filter(|(_, t)| t.len() >= TRACES).map(|(s, _)| *s).collect();
+    let shards: Vec<i64> = pool.iter().filter(|(_, t)| t.len() >= count).map(|(s, _)| *s).collect();
     if shards.is_empty() {
         return None;
     }
     if one_shard {
         let list = pool.get_mut(&shards[n % shards.len()])?;
-        return Some(list.split_off(list.len() - TRACES));
+        return Some(list.split_off(list.len() - count));
     }
-    (0..TRACES).map(|i| pool.get_mut(&shards[(n + i) % shards.len()])?.pop()).collect()
+    (0..count).map(|i| pool.get_mut(&shards[(n + i) % shards.len()])?.pop()).collect()
+}
+
+/// One worker's part of a batch: its traces by shard.
+type Part = Vec<(i64, Vec<String>)>;
+
+/// Like [`take`] over any shard, the traces grouped by their shard.
+fn take_by_shard(pool: &Pool, n: usize, count: usize) -> Option<Part> {
+    let mut pool = pool.lock().ok()?;
+    let mut shards: Vec<i64> = pool.iter().filter(|(_, t)| t.len() >= count).map(|(s, _)| *s).collect();
+    if shards.is_empty() {
+        return None;
+    }
+    shards.sort_unstable();
+    let mut taken: Vec<(i64, Vec<String>)> = shards.iter().map(|s| (*s, Vec::new())).collect();
+    for i in 0..count {
+        let slot = (n + i) % shards.len();
+        taken[slot].1.push(pool.get_mut(&shards[slot])?.pop()?);
+    }
+    Some(taken)
+}
+
+/// By the id of a shard of the claims, the names of the colocated shards (same hash range) of
+/// the claims, the incidents and the signals.
+type ShardTables = HashMap<i64, (String, String, String)>;
+
+async fn shard_tables(coordinator: &Client) -> Result<ShardTables, BoxError> {
+    let rows = coordinator
+        .query(
+            "SELECT c.shardid, 'claims_' || c.shardid, 'incidents_' || i.shardid, 'signals_' || s.shardid
+             FROM pg_dist_shard c
+             JOIN pg_dist_shard i ON i.logicalrelid = 'incidents'::regclass AND i.shardminvalue = c.shardminvalue
+             JOIN pg_dist_shard s ON s.logicalrelid = 'signals'::regclass AND s.shardminvalue = c.shardminvalue
+             WHERE c.logicalrelid = 'claims'::regclass",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3)))).collect())
 }
 
 fn values(rows: usize, row: impl Fn(usize) -> String) -> String {
@@ -260,6 +328,178 @@ async fn claims_then_incidents(
     Ok(())
 }
 
+/// A problem's upsert and two outbox rows: the coordinator's share of a batch.
+async fn coordinator_rows(client: &impl GenericClient, traces: &[String], n: usize) -> Result<(), BoxError> {
+    client
+        .execute(
+            "INSERT INTO problems AS p (fingerprint, signal_count, last_seen) VALUES ($1, 1, now())
+             ON CONFLICT (fingerprint) DO UPDATE SET signal_count = p.signal_count + 1, last_seen = excluded.last_seen",
+            &[&format!("fault-{}", n % 50)],
+        )
+        .await?;
+    client
+        .execute("INSERT INTO analysis_outbox (trace_id) SELECT unnest($1::text[])", &[&&traces[..2]])
+        .await?;
+    Ok(())
+}
+
+/// The spans of `traces` (`SPANS_PER_TRACE` each) by `sql` (`SIGNALS_UNNEST`, on the table or
+/// on one of its shards); how many traces' spans were stored.
+async fn spans(client: &impl GenericClient, sql: &str, traces: &[String]) -> Result<usize, BoxError> {
+    let spans = traces.len() * SPANS_PER_TRACE;
+    let ids: Vec<uuid::Uuid> = (0..spans).map(|_| uuid::Uuid::new_v4()).collect();
+    let of: Vec<&String> = traces.iter().flat_map(|t| std::iter::repeat_n(t, SPANS_PER_TRACE)).collect();
+    let at = vec![Utc::now(); spans];
+    let payload = json!({"name": "GET /api/cart", "kind": 2,
+                         "attributes": {"http.method": "GET", "http.status_code": 200, "note": "x".repeat(300)}})
+    .to_string();
+    let payloads = vec![payload; spans];
+    Ok(client.query(sql, &[&ids, &of, &at, &payloads]).await?.len() / SPANS_PER_TRACE)
+}
+
+/// One worker's part of a batch written into its shards: the shards' metadata locked as
+/// Citus's own writers lock it (a shard move waits for the part to commit, and the part sees
+/// a move that came first: the placement no longer here), then for each shard its traces'
+/// spans and claims, then their incidents (`with_incidents`), each round of statements
+/// pipelined; prepared as `gid`.
+async fn prepared_shard_part(
+    client: &Client,
+    part: &[(i64, Vec<String>)],
+    tables: &ShardTables,
+    with_incidents: bool,
+    gid: &str,
+) -> Result<(), BoxError> {
+    client.batch_execute("BEGIN").await?;
+    let mut shard_ids: Vec<i64> = Vec::new();
+    for (shard, _) in part {
+        let (claims, incidents, signals) = tables.get(shard).ok_or("a shard missing from the map")?;
+        let written = if with_incidents { vec![claims, incidents, signals] } else { vec![signals] };
+        for table in written {
+            let id =
+                table.rsplit_once('_').and_then(|(_, id)| id.parse().ok()).ok_or("a shard table's name")?;
+            shard_ids.push(id);
+        }
+    }
+    // 5: ShareLock, what Citus's executor takes for a modification of a shard.
+    client.execute("SELECT lock_shard_metadata(5, $1)", &[&shard_ids]).await?;
+    let here: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_dist_placement
+             WHERE shardid = ANY($1) AND groupid = (SELECT groupid FROM pg_dist_local_group)",
+            &[&shard_ids],
+        )
+        .await?
+        .get(0);
+    if here != shard_ids.len() as i64 {
+        client.batch_execute("ROLLBACK").await?;
+        return Err(format!(
+            "{} of the part's {} shards moved away",
+            shard_ids.len() as i64 - here,
+            shard_ids.len()
+        )
+        .into());
+    }
+    let mut statements = Vec::new();
+    for (shard, _) in part {
+        let (claims, _, signals) = tables.get(shard).ok_or("a shard missing from the map")?;
+        statements.push((
+            SIGNALS_UNNEST.replace("INSERT INTO signals", &format!("INSERT INTO {signals}")),
+            CLAIMS_UNNEST.replace("INSERT INTO claims", &format!("INSERT INTO {claims}")),
+        ));
+    }
+    let mut first = Vec::new();
+    for ((_, traces), (signals_sql, claims_sql)) in part.iter().zip(&statements) {
+        let stored = spans(client, signals_sql, traces);
+        let claimed = async move {
+            Ok(match with_incidents {
+                true => Some(client.query(claims_sql, &[traces]).await?),
+                false => None,
+            })
+        };
+        first.push(async move { futures_util::future::try_join(stored, claimed).await });
+    }
+    let first = futures_util::future::try_join_all(first).await?;
+    let mut second = Vec::new();
+    for ((shard, traces), (stored, claims)) in part.iter().zip(&first) {
+        if *stored != traces.len() {
+            return Err(format!("{stored} traces' spans stored of {}", traces.len()).into());
+        }
+        let Some(claims) = claims else { continue };
+        let (_, incidents, _) = tables.get(shard).ok_or("a shard missing from the map")?;
+        let ids: Vec<String> = claims.iter().map(|r| r.get(0)).collect();
+        let at: Vec<DateTime<Utc>> = claims.iter().map(|r| r.get(1)).collect();
+        let kept: Vec<bool> = claims.iter().map(|r| r.get(2)).collect();
+        let sql = INCIDENTS_UNNEST.replace("INSERT INTO incidents", &format!("INSERT INTO {incidents}"));
+        second.push(async move {
+            client.query(&sql, &[&ids, &kept, &at]).await.map(|rows| (rows.len(), traces.len()))
+        });
+    }
+    for (upserted, traces) in futures_util::future::try_join_all(second).await? {
+        if upserted != traces {
+            return Err(format!("{upserted} incidents written of {traces}").into());
+        }
+    }
+    client.batch_execute(&format!("PREPARE TRANSACTION '{gid}'")).await?;
+    Ok(())
+}
+
+/// The claims and incidents of `traces` on the coordinator's tables, as the service's batch
+/// statement writes them; how many incidents were written.
+async fn coordinator_incidents(client: &impl GenericClient, traces: &[String]) -> Result<usize, BoxError> {
+    let sql = format!(
+        "WITH {} SELECT count(*) FROM upserted",
+        INCIDENTS_CTE
+            .replace("{claims}", "local_claims")
+            .replace("{incidents}", "local_incidents")
+            .replace("TRACES", "$1")
+    );
+    Ok(client.query_one(&sql, &[&traces]).await?.get::<_, i64>(0) as usize)
+}
+
+/// A batch written at the workers (`Way::Batch*AtWorkerShardsPrepared`): `parts[i]` the
+/// traces of worker `i` by shard, prepared there at once; then the coordinator's rows (with
+/// the claims and incidents unless the parts wrote them) and the parts' record in one
+/// transaction there (its commit decides the batch); then the parts committed. A failure ends
+/// the probe, whose cluster is thrown away: no sweep of parts left prepared.
+async fn batch_at_workers(
+    coordinator: &mut Client,
+    workers: &[Client],
+    parts: &[Part],
+    tables: &ShardTables,
+    incidents_at_workers: bool,
+    n: usize,
+) -> Result<(), BoxError> {
+    let gid = format!("probe_{}", uuid::Uuid::new_v4().simple());
+    let prepared = futures_util::future::join_all(
+        workers
+            .iter()
+            .zip(parts)
+            .map(|(w, part)| prepared_shard_part(w, part, tables, incidents_at_workers, &gid)),
+    )
+    .await;
+    for result in prepared {
+        result?;
+    }
+    let tx = coordinator.transaction().await?;
+    tx.execute("INSERT INTO prepared_parts (gid) VALUES ($1)", &[&gid]).await?;
+    let traces: Vec<String> = parts.iter().flatten().flat_map(|(_, t)| t.iter().cloned()).collect();
+    if !incidents_at_workers {
+        let written = coordinator_incidents(&tx, &traces).await?;
+        if written != traces.len() {
+            return Err(format!("{written} incidents written of {}", traces.len()).into());
+        }
+    }
+    coordinator_rows(&tx, &traces, n).await?;
+    tx.commit().await?;
+    for worker in workers {
+        worker.batch_execute(&format!("COMMIT PREPARED '{gid}'")).await?;
+    }
+    // Once every part committed, the record has done its work (a sweep could take these in
+    // bulk; deleted here, the probe charges the coordinator for it).
+    coordinator.execute("DELETE FROM prepared_parts WHERE gid = $1", &[&gid]).await?;
+    Ok(())
+}
+
 async fn batch(client: &mut Client, way: Way, traces: &[String], n: usize) -> Result<(), BoxError> {
     if way == Way::IncidentsDelegated {
         // Outside a transaction block: Citus delegates a call only there (unless the function
@@ -298,27 +538,18 @@ async fn batch(client: &mut Client, way: Way, traces: &[String], n: usize) -> Re
         }
         Way::IncidentsAndCoordinatorTablesAtWorker => {
             claims_then_incidents(&tx, traces, false).await?;
-            tx.execute(
-                "INSERT INTO problems AS p (fingerprint, signal_count, last_seen) VALUES ($1, 1, now())
-                 ON CONFLICT (fingerprint) DO UPDATE SET signal_count = p.signal_count + 1, last_seen = excluded.last_seen",
-                &[&format!("fault-{}", n % 50)],
-            )
-            .await?;
-            tx.execute("INSERT INTO analysis_outbox (trace_id) SELECT unnest($1::text[])", &[&&traces[..2]])
-                .await?;
+            coordinator_rows(&tx, traces, n).await?;
             traces.len()
         }
-        Way::SignalsViaCoordinator | Way::SignalsAtWorker => {
-            let spans = traces.len() * SPANS_PER_TRACE;
-            let ids: Vec<uuid::Uuid> = (0..spans).map(|_| uuid::Uuid::new_v4()).collect();
-            let of: Vec<&String> =
-                traces.iter().flat_map(|t| std::iter::repeat_n(t, SPANS_PER_TRACE)).collect();
-            let at = vec![Utc::now(); spans];
-            let payload = json!({"name": "GET /api/cart", "kind": 2,
-                                 "attributes": {"http.method": "GET", "http.status_code": 200, "note": "x".repeat(300)}})
-            .to_string();
-            let payloads = vec![payload; spans];
-            tx.query(SIGNALS_UNNEST, &[&ids, &of, &at, &payloads]).await?.len() / SPANS_PER_TRACE
+        Way::SignalsViaCoordinator | Way::SignalsAtWorker => spans(&tx, SIGNALS_UNNEST, traces).await?,
+        Way::BatchViaCoordinator => {
+            let stored = spans(&tx, SIGNALS_UNNEST, traces).await?;
+            let tracked = coordinator_incidents(&tx, traces).await?;
+            coordinator_rows(&tx, traces, n).await?;
+            stored.min(tracked)
+        }
+        Way::BatchAtWorkerShardsPrepared | Way::BatchSpansAtWorkerShardsPrepared => {
+            unreachable!("written by batch_at_workers")
         }
     };
     tx.commit().await?;
@@ -346,10 +577,22 @@ async fn window(cluster: &Cluster, db: &str, way: Way, seconds: Duration) -> Res
     let coordinator = connect(&coordinator_url).await?;
     // Fresh traces for the window at well above the rates measured (≈ 900 batches/s at most,
     // ≈ 170 of one shard), twice as many where only one worker's shards are kept.
-    let rate = if way.one_shard() { 300.0 } else { 900.0 };
+    let split = matches!(way, Way::BatchAtWorkerShardsPrepared | Way::BatchSpansAtWorkerShardsPrepared);
+    let rate = if way.one_shard() || split { 300.0 } else { 900.0 };
     let needed = (seconds.as_secs_f64() * rate) as usize * TRACES * if way.at_worker() { 2 } else { 1 };
     let port = way.at_worker().then_some(cluster.workers[0].port as i32);
     let pool = traces(&coordinator, needed, port).await?;
+    // A batch written at the workers takes half its traces from each worker's shards (the
+    // split a batch of random traces has), each from a pool of that worker's.
+    let mut worker_pools = Vec::new();
+    let mut worker_urls = Vec::new();
+    let tables = Arc::new(if split { shard_tables(&coordinator).await? } else { ShardTables::new() });
+    if split {
+        for worker in &cluster.workers {
+            worker_pools.push(traces(&coordinator, needed, Some(worker.port as i32)).await?);
+            worker_urls.push(format!("{}/{db}", worker.server_url()));
+        }
+    }
     let url = if way.at_worker() { worker_url } else { coordinator_url };
     let cpu = || -> Vec<f64> { cluster.nodes().map(|n| n.cpu_seconds()).collect() };
     let before = cpu();
@@ -357,12 +600,34 @@ async fn window(cluster: &Cluster, db: &str, way: Way, seconds: Duration) -> Res
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
         let (pool, url) = (pool.clone(), url.clone());
+        let (worker_pools, worker_urls, tables) = (worker_pools.clone(), worker_urls.clone(), tables.clone());
         clients.push(tokio::spawn(async move {
             let mut client = session(&url).await?;
+            let mut workers = Vec::new();
+            for url in &worker_urls {
+                workers.push(session(url).await?);
+            }
             let mut n = c;
             while started.elapsed() < seconds {
-                let Some(traces) = take(&pool, way.one_shard(), n) else { break };
-                batch(&mut client, way, &traces, n).await?;
+                if split {
+                    let parts: Option<Vec<Part>> = worker_pools
+                        .iter()
+                        .map(|pool| take_by_shard(pool, n, TRACES / worker_pools.len()))
+                        .collect();
+                    let Some(parts) = parts else { break };
+                    batch_at_workers(
+                        &mut client,
+                        &workers,
+                        &parts,
+                        &tables,
+                        way == Way::BatchAtWorkerShardsPrepared,
+                        n,
+                    )
+                    .await?;
+                } else {
+                    let Some(traces) = take(&pool, way.one_shard(), n, TRACES) else { break };
+                    batch(&mut client, way, &traces, n).await?;
+                }
                 n += CLIENTS;
             }
             Ok::<usize, BoxError>((n - c) / CLIENTS)
@@ -408,9 +673,16 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
         );
         coordinator.batch_execute(&statement).await?;
     }
+    // `--scenario` names the ways to run (their names as in the results); every way without.
+    let chosen: Vec<Way> = WAYS
+        .into_iter()
+        .filter(|way| {
+            options.scenarios.is_empty() || options.scenarios.iter().any(|s| *s == format!("{way:?}"))
+        })
+        .collect();
     let mut windows = Vec::new();
     for _ in 0..ROUNDS {
-        for way in WAYS {
+        for way in chosen.iter().copied() {
             windows.push(window(&cluster, db, way, options.seconds).await?);
         }
     }
