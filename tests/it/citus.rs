@@ -1,10 +1,14 @@
 //! On a Citus cluster (tests/citus.sh starts one: a coordinator and two workers): the signals
 //! are distributed by trace, a trace is read from one shard, a retry is counted as such, a
-//! range keeps its evidence when it expires, the size budget sees every node, and a database
-//! that already holds signals is distributed in place. The rest of the Citus subset is the
+//! range keeps its evidence when it expires, the size budget sees every node, a database
+//! that already holds signals is distributed in place, and a worker holding none of their
+//! shards is named at start. The rest of the Citus subset is the
 //! ordinary suite run against the cluster; these tests only make sense there.
 
+use std::time::Duration as StdDuration;
+
 use chrono::Utc;
+use prodsentinel::store::citus::placement;
 use prodsentinel::store::partitions::Turn;
 use prodsentinel::App;
 use reqwest::StatusCode;
@@ -17,6 +21,7 @@ use crate::helpers::{
     spawn_app_with, test_config, wait_for, TestDb,
 };
 use crate::metrics::{get, scrape_addr};
+use crate::process::ServerProcess;
 use crate::volume::{day_partition, days, log_at, worker_read, A_DAY};
 
 /// These tests need the cluster of tests/citus.sh; run elsewhere they say so and fail.
@@ -805,4 +810,67 @@ async fn a_batch_waits_for_maintenance_holding_nothing_it_needs() {
     let answer = posting.await.unwrap().expect("an answer");
     assert_eq!(answer.status(), StatusCode::ACCEPTED);
     assert_eq!(app.count_signals().await, 20);
+}
+
+/// A worker added after the signals were distributed holds none of their shards, and takes no
+/// writes until Citus moves some to it: every start says so, naming each node's count and the
+/// way out, until the shards are even again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_holding_none_of_the_signals_shards_is_named_at_start_until_they_move_to_it() {
+    on_citus();
+    let db = TestDb::new();
+    db.prepare_citus().await;
+    let citus = db.connect().await;
+    let second: String =
+        one(&citus, "SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodeid DESC LIMIT 1")
+            .await;
+    let (host, port) = second.rsplit_once(':').unwrap();
+    let port: i32 = port.parse().unwrap();
+    let places_shards = |yes: bool| {
+        let citus = &citus;
+        async move {
+            citus
+                .execute(
+                    "SELECT citus_set_node_property($1, $2, 'shouldhaveshards', $3)",
+                    &[&host, &port, &yes],
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // The second worker places no shards while the signals are distributed: as if added after.
+    places_shards(false).await;
+    let mut server = ServerProcess::start(&db, &[]).await;
+    places_shards(true).await;
+    let counts: Vec<i64> =
+        placement::shards_by_node(&citus).await.unwrap().into_iter().map(|(_, n)| n).collect();
+    assert_eq!(counts, [8, 0], "every shard on the first worker");
+    server.sigterm();
+    assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));
+
+    server.restart().await;
+    server.sigterm();
+    assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));
+    let warned = |server: &ServerProcess| {
+        server.log_lines().into_iter().filter(|line| line.contains("placed unevenly")).collect::<Vec<_>>()
+    };
+    let said = warned(&server);
+    assert_eq!(said.len(), 1, "the second start only (the first had no node without shards): {said:?}");
+    assert!(said[0].contains(&format!("{second} holds 0")), "{}", said[0]);
+    assert!(said[0].contains("citus_rebalance_start()"), "{}", said[0]);
+
+    // Shards moved to it (writes blocked meanwhile: the test cluster has no logical replication).
+    citus
+        .batch_execute(
+            "SELECT rebalance_table_shards('raw_signal_rows', shard_transfer_mode := 'block_writes')",
+        )
+        .await
+        .unwrap();
+    let counts: Vec<i64> =
+        placement::shards_by_node(&citus).await.unwrap().into_iter().map(|(_, n)| n).collect();
+    assert_eq!(counts, [4, 4]);
+    server.restart().await;
+    server.sigterm();
+    assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));
+    assert_eq!(warned(&server).len(), 1, "nothing more said once the shards are even");
 }

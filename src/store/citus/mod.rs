@@ -31,6 +31,7 @@ use super::bootstrap::quote_identifier;
 use super::sealing::columnar::Columnar;
 
 pub mod incidents;
+pub mod placement;
 
 /// How the signals are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -490,9 +491,10 @@ fn warnings(workers: i64, prepared: &[(String, i64)], detecting: bool) -> Vec<St
     warnings
 }
 
-/// Says, at every start, whether partitions are sealed (into columnar tables), and when the
+/// Says, at every start, whether partitions are sealed (into columnar tables), when the
 /// signals are laid out by time alone (the table from before partitioning is still there):
-/// each range then expires at the longest retention.
+/// each range then expires at the longest retention, and when their shards are placed
+/// unevenly over the nodes ([`placement`]).
 pub async fn report_layout(client: &Client, sealed: &Columnar) -> Result<(), tokio_postgres::Error> {
     match sealed {
         Columnar::Ready => {
@@ -506,6 +508,9 @@ pub async fn report_layout(client: &Client, sealed: &Columnar) -> Result<(), tok
         warn!(
             "on this Citus database each range of signals is one table for every type (the table from before partitioning, raw_signals_legacy, is still there): a range expires once the longest of the three retentions has passed it"
         );
+    }
+    if let Some(warning) = placement::uneven(&placement::shards_by_node(client).await?) {
+        warn!("{warning}");
     }
     Ok(())
 }
