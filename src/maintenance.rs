@@ -229,6 +229,11 @@ impl Maintenance {
             Ok(oldest) => self.metrics.set_oldest_retained(&oldest),
             Err(why) => report.errors.push(fail("reading the oldest retained times", why)),
         }
+        match self.store.signal_shards_by_node().await {
+            Ok(Some(shards)) => self.metrics.set_citus_shards(&shards),
+            Ok(None) => {}
+            Err(why) => report.errors.push(fail("counting the signals' shards per Citus node", why)),
+        }
         self.metrics.maintenance_passes.inc();
         report
     }

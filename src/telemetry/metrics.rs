@@ -166,6 +166,12 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    /// A Citus node, `host:port`.
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     /// `in_use` or `idle`.
     pub state: &'static str,
@@ -210,6 +216,8 @@ pub struct Metrics {
     pub database_size_budget: Gauge,
     pub maintenance_errors: Counter,
     pub maintenance_passes: Counter,
+    /// Only on Citus: the signals' shards each node holds.
+    pub citus_signal_shards: Family<NodeLabels, Gauge>,
     /// Repeated failures, logged once per episode.
     pub episodes: super::episodes::Episodes,
 }
@@ -255,6 +263,7 @@ impl Metrics {
             database_size_budget: Gauge::default(),
             maintenance_errors: Counter::default(),
             maintenance_passes: Counter::default(),
+            citus_signal_shards: Family::default(),
             episodes,
             registry: Registry::default(),
         };
@@ -406,6 +415,11 @@ impl Metrics {
             m.maintenance_errors.clone(),
         );
         registry.register(
+            "prodsentinel_citus_signal_shards",
+            "On Citus, the signals' shards each node holds, read by every maintenance pass: a node holding fewer takes fewer of the writes (a worker added later holds none until shards are moved: README, Running on Citus)",
+            m.citus_signal_shards.clone(),
+        );
+        registry.register(
             "prodsentinel_maintenance_passes",
             "Maintenance passes run (partitions, retention, expiry), failed steps included",
             m.maintenance_passes.clone(),
@@ -435,6 +449,15 @@ impl Metrics {
             let labels = StoredLabels { signal: signal_type.map_or(StoredLabel::mixed, Into::into) };
             self.evidence_signals.get_or_create(&labels).set(*signals);
             self.evidence_bytes.get_or_create(&labels).set(*bytes);
+        }
+    }
+
+    /// The signals' shards per Citus node, as [`crate::store::Store::signal_shards_by_node`]
+    /// reads them; a node gone from the cluster is gone from the gauge.
+    pub fn set_citus_shards(&self, shards: &[(String, i64)]) {
+        self.citus_signal_shards.clear();
+        for (node, count) in shards {
+            self.citus_signal_shards.get_or_create(&NodeLabels { node: node.clone() }).set(*count);
         }
     }
 

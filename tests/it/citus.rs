@@ -814,16 +814,20 @@ async fn a_batch_waits_for_maintenance_holding_nothing_it_needs() {
 
 /// A worker added after the signals were distributed holds none of their shards, and takes no
 /// writes until Citus moves some to it: every start says so, naming each node's count and the
-/// way out, until the shards are even again.
+/// way out, until the shards are even again; and every maintenance pass sets each node's count
+/// as a gauge, so a worker added, or shards moved, while the service runs shows there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_holding_none_of_the_signals_shards_is_named_at_start_until_they_move_to_it() {
     on_citus();
     let db = TestDb::new();
     db.prepare_citus().await;
     let citus = db.connect().await;
-    let second: String =
-        one(&citus, "SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodeid DESC LIMIT 1")
-            .await;
+    let nodes: Vec<String> = column(
+        &citus,
+        "SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodeid",
+    )
+    .await;
+    let (first, second) = (&nodes[0], &nodes[1]);
     let (host, port) = second.rsplit_once(':').unwrap();
     let port: i32 = port.parse().unwrap();
     let places_shards = |yes: bool| {
@@ -840,7 +844,7 @@ async fn a_worker_holding_none_of_the_signals_shards_is_named_at_start_until_the
     };
     // The second worker places no shards while the signals are distributed: as if added after.
     places_shards(false).await;
-    let mut server = ServerProcess::start(&db, &[]).await;
+    let mut server = ServerProcess::start(&db, &[("RETENTION_CHECK_SECONDS", "1")]).await;
     places_shards(true).await;
     let counts: Vec<i64> =
         placement::shards_by_node(&citus).await.unwrap().into_iter().map(|(_, n)| n).collect();
@@ -849,17 +853,18 @@ async fn a_worker_holding_none_of_the_signals_shards_is_named_at_start_until_the
     assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));
 
     server.restart().await;
-    server.sigterm();
-    assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));
-    let warned = |server: &ServerProcess| {
-        server.log_lines().into_iter().filter(|line| line.contains("placed unevenly")).collect::<Vec<_>>()
+    let addr: std::net::SocketAddr = server.api.parse().unwrap();
+    let gauge = |node: &str| format!(r#"prodsentinel_citus_signal_shards{{node="{node}"}}"#);
+    let shows = |counts: [f64; 2]| {
+        let (first, second) = (gauge(first), gauge(second));
+        async move {
+            let samples = scrape_addr(addr).await;
+            (samples.get(&first), samples.get(&second)) == (Some(&counts[0]), Some(&counts[1]))
+        }
     };
-    let said = warned(&server);
-    assert_eq!(said.len(), 1, "the second start only (the first had no node without shards): {said:?}");
-    assert!(said[0].contains(&format!("{second} holds 0")), "{}", said[0]);
-    assert!(said[0].contains("citus_rebalance_start()"), "{}", said[0]);
-
-    // Shards moved to it (writes blocked meanwhile: the test cluster has no logical replication).
+    wait_for("the gauge to show 8 and 0 shards", StdDuration::from_secs(30), || shows([8.0, 0.0])).await;
+    // Shards moved to it while the service runs (writes held meanwhile: the test cluster has no
+    // logical replication); the next passes show it.
     citus
         .batch_execute(
             "SELECT rebalance_table_shards('raw_signal_rows', shard_transfer_mode := 'block_writes')",
@@ -869,6 +874,17 @@ async fn a_worker_holding_none_of_the_signals_shards_is_named_at_start_until_the
     let counts: Vec<i64> =
         placement::shards_by_node(&citus).await.unwrap().into_iter().map(|(_, n)| n).collect();
     assert_eq!(counts, [4, 4]);
+    wait_for("the gauge to show 4 and 4 shards", StdDuration::from_secs(30), || shows([4.0, 4.0])).await;
+    server.sigterm();
+    assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));
+    let warned = |server: &ServerProcess| {
+        server.log_lines().into_iter().filter(|line| line.contains("placed unevenly")).collect::<Vec<_>>()
+    };
+    let said = warned(&server);
+    assert_eq!(said.len(), 1, "the second start only (the first had no node without shards): {said:?}");
+    assert!(said[0].contains(&format!("{first} holds 8, {second} holds 0")), "{}", said[0]);
+    assert!(said[0].contains("citus_rebalance_start()"), "{}", said[0]);
+
     server.restart().await;
     server.sigterm();
     assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));

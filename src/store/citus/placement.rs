@@ -1,9 +1,24 @@
 //! Where the signals' shards are. Citus places a table's shards once, when it is distributed:
 //! a worker added later holds none of them, so it takes no writes and no reads, however many
 //! are added, until the operator has Citus move shards to it (`citus_rebalance_start()`). An
-//! operator who adds workers to carry more ingest sees nothing change; the start-up says why.
+//! operator who adds workers to carry more ingest sees nothing change; the start-up says why,
+//! and each maintenance pass gives every node's count as a gauge.
 
 use tokio_postgres::GenericClient;
+
+use crate::store::{Store, StoreError};
+
+impl Store {
+    /// [`shards_by_node`] over the pool, for the maintenance pass's gauge (a worker may be added
+    /// while the service runs); `None` on one PostgreSQL.
+    pub async fn signal_shards_by_node(&self) -> Result<Option<Vec<(String, i64)>>, StoreError> {
+        if !self.settings.layout.is_distributed() {
+            return Ok(None);
+        }
+        let client = self.client().await?;
+        Ok(Some(shards_by_node(&**client).await?))
+    }
+}
 
 /// The signals' shards held by each node that Citus places shards on (`host:port`, count), in
 /// the order the nodes were added.
