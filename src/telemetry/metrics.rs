@@ -218,6 +218,8 @@ pub struct Metrics {
     pub maintenance_passes: Counter,
     /// Only on Citus: the signals' shards each node holds.
     pub citus_signal_shards: Family<NodeLabels, Gauge>,
+    /// The nodes last set in `citus_signal_shards`, to remove those gone from the cluster.
+    citus_nodes: std::sync::Mutex<Vec<NodeLabels>>,
     /// Repeated failures, logged once per episode.
     pub episodes: super::episodes::Episodes,
 }
@@ -264,6 +266,7 @@ impl Metrics {
             maintenance_errors: Counter::default(),
             maintenance_passes: Counter::default(),
             citus_signal_shards: Family::default(),
+            citus_nodes: std::sync::Mutex::default(),
             episodes,
             registry: Registry::default(),
         };
@@ -453,12 +456,19 @@ impl Metrics {
     }
 
     /// The signals' shards per Citus node, as [`crate::store::Store::signal_shards_by_node`]
-    /// reads them; a node gone from the cluster is gone from the gauge.
+    /// reads them; a node gone from the cluster is gone from the gauge. Each node's value is
+    /// replaced in place: a scrape meanwhile never misses a node still there.
     pub fn set_citus_shards(&self, shards: &[(String, i64)]) {
-        self.citus_signal_shards.clear();
-        for (node, count) in shards {
-            self.citus_signal_shards.get_or_create(&NodeLabels { node: node.clone() }).set(*count);
+        let now: Vec<NodeLabels> = shards.iter().map(|(node, _)| NodeLabels { node: node.clone() }).collect();
+        for (labels, (_, count)) in now.iter().zip(shards) {
+            self.citus_signal_shards.get_or_create(labels).set(*count);
         }
+        // A poisoned lock only means a panic elsewhere while it was held: the list is whole.
+        let mut last = self.citus_nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for gone in last.iter().filter(|labels| !now.contains(labels)) {
+            self.citus_signal_shards.remove(gone);
+        }
+        *last = now;
     }
 
     pub fn count_expired_rows(&self, expiry: &crate::store::lifecycle::Expiry) {
@@ -562,5 +572,25 @@ mod tests {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_shards_gauge_follows_the_nodes_and_forgets_one_removed() {
+        let metrics = Metrics::new();
+        let nodes = |counts: &[(&str, i64)]| -> Vec<(String, i64)> {
+            counts.iter().map(|(node, n)| (node.to_string(), *n)).collect()
+        };
+        metrics.set_citus_shards(&nodes(&[("w1:5432", 8), ("w2:5432", 0)]));
+        let text = metrics.encode();
+        assert!(text.contains(r#"prodsentinel_citus_signal_shards{node="w2:5432"} 0"#), "{text}");
+        metrics.set_citus_shards(&nodes(&[("w1:5432", 4), ("w3:5432", 4)]));
+        let text = metrics.encode();
+        for line in [
+            r#"prodsentinel_citus_signal_shards{node="w1:5432"} 4"#,
+            r#"prodsentinel_citus_signal_shards{node="w3:5432"} 4"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("w2:5432"), "the node removed is gone: {text}");
     }
 }
