@@ -224,16 +224,13 @@ async fn traces(coordinator: &Client, count: usize, port: Option<i32>) -> Result
 
 /// The next batch's `count` traces: of one shard, or of any; `None` when the pool ran out.
 fn take(pool: &Pool, one_shard: bool, n: usize, count: usize) -> Option<Vec<String>> {
+    if !one_shard {
+        return Some(take_by_shard(pool, n, count)?.into_iter().flat_map(|(_, traces)| traces).collect());
+    }
     let mut pool = pool.lock().ok()?;
     let shards: Vec<i64> = pool.iter().filter(|(_, t)| t.len() >= count).map(|(s, _)| *s).collect();
-    if shards.is_empty() {
-        return None;
-    }
-    if one_shard {
-        let list = pool.get_mut(&shards[n % shards.len()])?;
-        return Some(list.split_off(list.len() - count));
-    }
-    (0..count).map(|i| pool.get_mut(&shards[(n + i) % shards.len()])?.pop()).collect()
+    let list = pool.get_mut(shards.get(n % shards.len().max(1))?)?;
+    Some(list.split_off(list.len() - count))
 }
 
 /// One worker's part of a batch: its traces by shard.

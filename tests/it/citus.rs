@@ -842,13 +842,14 @@ async fn a_worker_holding_none_of_the_signals_shards_is_named_at_start_until_the
                 .unwrap();
         }
     };
+    let counts = || async {
+        placement::shards_by_node(&citus).await.unwrap().into_iter().map(|(_, n)| n).collect::<Vec<i64>>()
+    };
     // The second worker places no shards while the signals are distributed: as if added after.
     places_shards(false).await;
     let mut server = ServerProcess::start(&db, &[("RETENTION_CHECK_SECONDS", "1")]).await;
     places_shards(true).await;
-    let counts: Vec<i64> =
-        placement::shards_by_node(&citus).await.unwrap().into_iter().map(|(_, n)| n).collect();
-    assert_eq!(counts, [8, 0], "every shard on the first worker");
+    assert_eq!(counts().await, [8, 0], "every shard on the first worker");
     server.sigterm();
     assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));
 
@@ -871,9 +872,7 @@ async fn a_worker_holding_none_of_the_signals_shards_is_named_at_start_until_the
         )
         .await
         .unwrap();
-    let counts: Vec<i64> =
-        placement::shards_by_node(&citus).await.unwrap().into_iter().map(|(_, n)| n).collect();
-    assert_eq!(counts, [4, 4]);
+    assert_eq!(counts().await, [4, 4]);
     wait_for("the gauge to show 4 and 4 shards", StdDuration::from_secs(30), || shows([4.0, 4.0])).await;
     server.sigterm();
     assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));
