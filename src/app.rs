@@ -137,6 +137,10 @@ impl App {
         };
         // Before serving: the first signals should find partitions of their own.
         app.maintenance().prepare().await;
+        // On Citus, batches go through the coordinator until the map is read (every pass).
+        if let Err(why) = app.store.refresh_shard_map().await {
+            warn!(error = %crate::error::error_chain(&why), "could not read the Citus shard map; batches go through the coordinator until a maintenance pass reads it");
+        }
         Ok(app)
     }
 

@@ -229,6 +229,16 @@ impl Maintenance {
             Ok(oldest) => self.metrics.set_oldest_retained(&oldest),
             Err(why) => report.errors.push(fail("reading the oldest retained times", why)),
         }
+        if let Err(why) = self.store.refresh_shard_map().await {
+            report.errors.push(fail("reading the signals' shard map", why));
+        }
+        match self.store.resolve_prepared_parts().await {
+            Ok((0, 0)) => {}
+            Ok((committed, rolled_back)) => {
+                info!(committed, rolled_back, "Citus: batches' parts left prepared were decided")
+            }
+            Err(why) => report.errors.push(fail("deciding the batches' parts left prepared", why)),
+        }
         match self.store.signal_shards_by_node().await {
             Ok(Some(shards)) => self.metrics.set_citus_shards(&shards),
             Ok(None) => {}

@@ -1,11 +1,15 @@
 //! The Citus phase (issue 24): the release server's OTLP/gRPC span ingest through a Citus
 //! coordinator with two workers, against one PostgreSQL with the same settings, all on this
 //! machine: overhead, not scale (the three nodes share the two cores with the load and the
-//! server). Windows alternate (single, Citus, Citus, single, …) so that drift weighs on both.
-//! Then: every acknowledged span stored once on each; the worker's trace read and
-//! `/query/traces/{id}` on Citus (their plan, p50/p99); the worker's `UPDATE incidents … WHERE
-//! id = …`; a database of signals distributed in place, per million rows; and sealing on the
-//! cluster (bytes before and after, rate, reads of sealed traces).
+//! server). On the cluster, two databases: one written as the service does by default (each
+//! batch's signals at the nodes holding their shards), one with `CITUS_WRITE_AT_WORKERS=off`
+//! (every batch through the coordinator). Windows alternate (A B C C B A A B C) so that drift
+//! weighs on all three; each node's PostgreSQL CPU is summed over each target's windows and
+//! divided by the spans stored. Then: every acknowledged span stored once on each; the
+//! worker's trace read and `/query/traces/{id}` on both Citus databases (their plan, p50/p99);
+//! the worker's `UPDATE incidents … WHERE id = …`; a database of signals distributed in place,
+//! per million rows; and sealing on the cluster (bytes before and after, rate, reads of sealed
+//! traces).
 //!
 //! Citus must be installed for this PostgreSQL (README, "Running on Citus").
 
@@ -24,15 +28,35 @@ use crate::{BoxError, Options};
 /// two-phase commit.
 const SETTINGS: [(&str, &str); 2] = [("max_connections", "400"), ("max_prepared_transactions", "400")];
 
-const WINDOWS: [Target; 6] =
-    [Target::Single, Target::Citus, Target::Citus, Target::Single, Target::Single, Target::Citus];
+/// Alternating so that drift weighs on every target alike (A B C C B A A B C).
+const WINDOWS: [Target; 9] = [
+    Target::Single,
+    Target::Citus,
+    Target::CitusViaCoordinator,
+    Target::CitusViaCoordinator,
+    Target::Citus,
+    Target::Single,
+    Target::Single,
+    Target::Citus,
+    Target::CitusViaCoordinator,
+];
 
 const READS: usize = 300;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Target {
     Single,
+    /// The service's default: batches written at the nodes holding their shards.
     Citus,
+    /// `CITUS_WRITE_AT_WORKERS=off`: every batch through the coordinator (another database of
+    /// the same cluster).
+    CitusViaCoordinator,
+}
+
+impl Target {
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// A coordinator and two workers of the benchmark's own, with `database` on each, the
@@ -250,6 +274,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let cluster = Cluster::start()?;
     let single_url = format!("{}/prodsentinel_bench_single", single.server_url());
     let citus_url = cluster.database("prodsentinel_bench_citus").await?;
+    let coordinator_url = cluster.database("prodsentinel_bench_citus_coordinator").await?;
     let env = [("SEAL_AFTER", "0")];
     let servers = [
         Server::start(
@@ -259,20 +284,43 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
         )
         .await?,
         Server::start(options, &citus_url, &env).await?,
+        Server::start(options, &coordinator_url, &[("SEAL_AFTER", "0"), ("CITUS_WRITE_AT_WORKERS", "off")])
+            .await?,
     ];
-    let server = |target: Target| &servers[(target == Target::Citus) as usize];
-    let (mut rates, mut acked) = ([Vec::new(), Vec::new()], [0u64, 0u64]);
+    let server = |target: Target| &servers[target.index()];
+    let (mut rates, mut acked) = ([Vec::new(), Vec::new(), Vec::new()], [0u64; 3]);
+    // PostgreSQL CPU seconds of each Citus node (coordinator, workers) over each target's
+    // windows, and the spans those windows stored.
+    let mut node_cpu = [[0.0f64; 3]; 3];
     for (window, target) in WINDOWS.iter().enumerate() {
+        let before: Vec<f64> = cluster.nodes().map(|n| n.cpu_seconds()).collect();
         let (spans, took) =
             grpc_spans(server(*target).grpc, 8, options.seconds, &format!("bench-citus-{window}")).await?;
+        let after: Vec<f64> = cluster.nodes().map(|n| n.cpu_seconds()).collect();
+        for (node, (b, a)) in before.iter().zip(&after).enumerate() {
+            node_cpu[target.index()][node] += a - b;
+        }
         let rate = spans.acked as f64 / took.as_secs_f64();
         eprintln!("bench: citus: window {window} {target:?}: {rate:.0} spans/s ({} errors)", spans.errors);
-        rates[(*target == Target::Citus) as usize].push(rate);
-        acked[(*target == Target::Citus) as usize] += spans.acked;
+        rates[target.index()].push(rate);
+        acked[target.index()] += spans.acked;
     }
     let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
-    let (single_stored, citus_stored) = (stored(&single_url).await?, stored(&citus_url).await?);
+    // Microseconds of each node's PostgreSQL CPU per span stored.
+    let per_span = |target: Target| -> Vec<f64> {
+        node_cpu[target.index()].iter().map(|s| s * 1e6 / acked[target.index()].max(1) as f64).collect()
+    };
+    let (single_stored, citus_stored, coordinator_stored) =
+        (stored(&single_url).await?, stored(&citus_url).await?, stored(&coordinator_url).await?);
+    // The same reads of the database written through the coordinator: whether the way the
+    // rows were written changes what reading them costs. Each twice, in the order A B B A, as
+    // the first reads after the load meet its aftermath (autovacuum, checkpoints).
     let reads = trace_reads(&citus_url, server(Target::Citus).api, IN_ROWS).await?;
+    let coordinator_reads =
+        trace_reads(&coordinator_url, server(Target::CitusViaCoordinator).api, IN_ROWS).await?;
+    let coordinator_reads_again =
+        trace_reads(&coordinator_url, server(Target::CitusViaCoordinator).api, IN_ROWS).await?;
+    let reads_again = trace_reads(&citus_url, server(Target::Citus).api, IN_ROWS).await?;
     let single_reads = trace_reads(&single_url, server(Target::Single).api, IN_ROWS).await?;
     for server in servers {
         server.stop().await?;
@@ -283,10 +331,18 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
         "windows": WINDOWS.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>(),
         "single_spans_per_s": rates[0],
         "citus_spans_per_s": rates[1],
+        "citus_via_coordinator_spans_per_s": rates[2],
         "citus_to_single": mean(&rates[1]) / mean(&rates[0]),
+        "citus_via_coordinator_to_single": mean(&rates[2]) / mean(&rates[0]),
+        "citus_node_cpu_us_per_span": {"coordinator_worker1_worker2": per_span(Target::Citus)},
+        "citus_via_coordinator_node_cpu_us_per_span": {"coordinator_worker1_worker2": per_span(Target::CitusViaCoordinator)},
         "single": {"acked": acked[0], "stored": single_stored.0, "distinct": single_stored.1},
         "citus": {"acked": acked[1], "stored": citus_stored.0, "distinct": citus_stored.1},
+        "citus_via_coordinator": {"acked": acked[2], "stored": coordinator_stored.0, "distinct": coordinator_stored.1},
         "citus_reads": reads,
+        "citus_via_coordinator_reads": coordinator_reads,
+        "citus_via_coordinator_reads_again": coordinator_reads_again,
+        "citus_reads_again": reads_again,
         "single_reads": single_reads,
         "distributed_in_place": in_place,
         "sealed": sealed,

@@ -38,6 +38,12 @@ pub struct Cli {
     #[arg(long, env = "CITUS_SHARD_COUNT", default_value = "8")]
     pub citus_shard_count: String,
 
+    /// On a Citus cluster, write each batch's signals at the nodes holding their shards, the
+    /// service driving the two-phase commit with the coordinator (docs/scaling.md), rather than
+    /// through the coordinator. Ignored on a plain PostgreSQL.
+    #[arg(long, env = "CITUS_WRITE_AT_WORKERS", default_value = "on")]
+    pub citus_write_at_workers: String,
+
     /// Seconds a pooled PostgreSQL connection may go unused before it is closed (0: never). A
     /// burst opens connections up to the pool size; each holds a server process and buffers as
     /// large as the largest answer it carried, so the ones the steady load does not reuse go.

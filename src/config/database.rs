@@ -18,6 +18,9 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     /// Shards of the signals when they are first distributed on a Citus cluster.
     pub citus_shard_count: u32,
+    /// On Citus, whether batches are written at the nodes holding their shards (store/citus/parts.rs)
+    /// rather than through the coordinator.
+    pub citus_write_at_workers: bool,
 }
 
 impl DatabaseConfig {

@@ -218,6 +218,8 @@ impl Config {
                 .map_err(invalid!(database_acquire_timeout_ms))?,
             citus_shard_count: values::bounded_integer(&cli.citus_shard_count, 1, 1024)
                 .map_err(invalid!(citus_shard_count))? as u32,
+            citus_write_at_workers: values::boolean(&cli.citus_write_at_workers)
+                .map_err(invalid!(citus_write_at_workers))?,
         };
         let query_database = match cli.query_database_url.trim() {
             "" => None,

@@ -13,7 +13,7 @@ use crate::error::error_chain;
 use crate::incidents::Triage;
 use crate::model::{Signal, SignalKey};
 use crate::store::{BatchOutcome, Store, StoreError};
-use crate::telemetry::metrics::{AnalysisOutcome, Metrics, SeverityLabels};
+use crate::telemetry::metrics::{AnalysisOutcome, CitusWrite, CitusWriteLabels, Metrics, SeverityLabels};
 
 /// What one writer task works with.
 pub(super) struct Writer {
@@ -132,6 +132,10 @@ fn record(metrics: &Metrics, signals: usize, took: std::time::Duration, outcome:
         metrics.incidents_escalated.get_or_create(&SeverityLabels { severity: (*severity).into() }).inc();
     }
     metrics.count_analysis(AnalysisOutcome::queued, outcome.analyses_requested);
+    if let Some(at_nodes) = outcome.at_nodes {
+        let written = if at_nodes { CitusWrite::at_nodes } else { CitusWrite::through_coordinator };
+        metrics.citus_batches.get_or_create(&CitusWriteLabels { written }).inc();
+    }
 }
 
 fn wake_if_needed(outcome: &BatchOutcome, dispatcher: &Notify) {

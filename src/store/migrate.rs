@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(17, "0017_span_operations_and_dependencies.sql"),
     migration!(18, "0018_sealed_blocks.sql"),
     migration!(19, "0019_batch_clock.sql"),
+    migration!(20, "0020_prepared_batches.sql"),
 ];
 
 /// Brings a database of the original Python backend to the state of migrations 0001 and 0002

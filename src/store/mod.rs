@@ -155,7 +155,7 @@ fn session_settings(layout: citus::Layout, shard_count: u32) -> String {
     }
 }
 
-fn pool(config: &DatabaseConfig, layout: citus::Layout) -> anyhow::Result<Pool> {
+pub(crate) fn pool(config: &DatabaseConfig, layout: citus::Layout) -> anyhow::Result<Pool> {
     let settings: Arc<str> = session_settings(layout, config.citus_shard_count).into();
     let manager = Manager::from_config(
         config.pg.clone(),
@@ -190,6 +190,9 @@ pub struct Store {
     operations_seen: Arc<span_rollups::OperationsSeen>,
     /// Pooled connections unused for longer are closed (`DATABASE_POOL_IDLE_SECONDS`).
     pool_idle: Option<Duration>,
+    /// On Citus, unless CITUS_WRITE_AT_WORKERS is off: batches written at the nodes holding
+    /// their shards (citus/parts.rs).
+    workers: Option<Arc<citus::parts::Workers>>,
 }
 
 impl Store {
@@ -213,6 +216,8 @@ impl Store {
             shared_use: Arc::default(),
             operations_seen: Arc::default(),
             pool_idle: config.pool_idle,
+            workers: (settings.layout.is_distributed() && config.citus_write_at_workers)
+                .then(|| Arc::new(citus::parts::Workers::new(config))),
         })
     }
 

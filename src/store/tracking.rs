@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::citus::parts::RECORD_BATCH;
 use super::{Store, StoreError};
 use crate::incidents::Triage;
 use crate::model::payload::Shared;
@@ -37,6 +38,9 @@ pub struct BatchOutcome {
     pub escalated_severities: Vec<IncidentSeverity>,
     /// Incidents newly linked to a problem.
     pub problem_links: u64,
+    /// On Citus, whether the signals were written at the nodes holding their shards (else
+    /// through the coordinator); `None` on one PostgreSQL.
+    pub at_nodes: Option<bool>,
 }
 
 /// The statement, with `$name` parameters (see [`BatchParams`]).
@@ -170,10 +174,14 @@ struct Statements {
     citus_insert: [String; 2],
     citus_track: String,
     /// Citus, first: the locks the one statement would take when it starts, on
-    /// [`TRACKED_TABLES`]. Maintenance locks an incidents range, then changes the signals'
-    /// partitions (partitions/mod.rs): a batch that held the signals' table from its insert
-    /// while waiting for the incidents would wait for it in a cycle, until the maintenance
-    /// gave up on its lock timeout. Taken first, a batch waits holding nothing.
+    /// [`TRACKED_TABLES`], then on the signals' table. Maintenance locks an incidents range,
+    /// then changes the signals' partitions (partitions/mod.rs): a batch that held the signals'
+    /// table from its insert while waiting for the incidents would wait for it in a cycle,
+    /// until the maintenance gave up on its lock timeout. Taken first, a batch waits holding
+    /// nothing. The signals' table is locked here, on the coordinator only (Citus would send a
+    /// `LOCK` of a distributed table to every node), because a batch written at the nodes
+    /// (citus/parts.rs) never touches it there: so that a change of the signals' partitions
+    /// still waits for every batch in flight, and they for it, as on one node.
     citus_lock: String,
 }
 
@@ -188,7 +196,13 @@ static STATEMENTS: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(||
         single: [with(""), with(TIMELESS_CHECK)],
         citus_insert: [insert_alone(""), insert_alone(TIMELESS_CHECK_DISTRIBUTED)],
         citus_track: numbered(&WRITE_BATCH.replace(insert, INSERTED_ROWS)),
-        citus_lock: format!("LOCK TABLE {} IN ROW EXCLUSIVE MODE", TRACKED_TABLES.join(", ")),
+        citus_lock: format!(
+            "LOCK TABLE {} IN ROW EXCLUSIVE MODE; \
+             SET LOCAL citus.enable_ddl_propagation TO off; \
+             LOCK TABLE ONLY raw_signal_rows IN ROW EXCLUSIVE MODE; \
+             SET LOCAL citus.enable_ddl_propagation TO on",
+            TRACKED_TABLES.join(", ")
+        ),
     }
 });
 
@@ -282,25 +296,60 @@ impl Store {
 
         let mut client = self.client().await?;
         let locks = timeless_locks(&rows);
+        let mut at_nodes = None;
         let row = if self.settings.layout.is_distributed() {
             let tx = client.transaction().await?;
             tx.batch_execute(&STATEMENTS.citus_lock).await?;
             lock_timeless(&tx, &locks).await?;
-            let insert = tx.prepare_cached(&STATEMENTS.citus_insert[usize::from(!locks.is_empty())]).await?;
-            let inserted = tx.query(&insert, &params[..INPUT_PARAMS]).await?;
-            let ids: Vec<Uuid> = inserted.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
-            let times: Vec<DateTime<Utc>> =
-                inserted.iter().map(|r| r.try_get(1)).collect::<Result<_, _>>()?;
-            let kinds: Vec<String> = inserted
-                .iter()
-                .map(|r| r.try_get::<_, SignalTypeLabel>(2).map(|l| l.0))
-                .collect::<Result<_, _>>()?;
+            let prepared = match &self.workers {
+                Some(workers) => workers.prepare(&*tx, &rows).await,
+                None => None,
+            };
+            let (ids, times, kinds) = match &prepared {
+                Some(at_nodes) => (at_nodes.ids.clone(), at_nodes.times.clone(), at_nodes.kinds.clone()),
+                None => {
+                    let insert =
+                        tx.prepare_cached(&STATEMENTS.citus_insert[usize::from(!locks.is_empty())]).await?;
+                    let inserted = tx.query(&insert, &params[..INPUT_PARAMS]).await?;
+                    let ids: Vec<Uuid> = inserted.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+                    let times: Vec<DateTime<Utc>> =
+                        inserted.iter().map(|r| r.try_get(1)).collect::<Result<_, _>>()?;
+                    let kinds: Vec<String> = inserted
+                        .iter()
+                        .map(|r| r.try_get::<_, SignalTypeLabel>(2).map(|l| l.0))
+                        .collect::<Result<_, _>>()?;
+                    (ids, times, kinds)
+                }
+            };
             let mut all = params.clone();
             all.extend([&ids as &(dyn ToSql + Sync), &times, &kinds]);
-            let track = tx.prepare_cached(&STATEMENTS.citus_track).await?;
-            let row = tx.query_one(&track, &all).await?;
-            tx.commit().await?;
-            row
+            let tracked = async {
+                if let Some(at_nodes) = &prepared {
+                    tx.execute(RECORD_BATCH, &[&at_nodes.batch]).await?;
+                }
+                let track = tx.prepare_cached(&STATEMENTS.citus_track).await?;
+                let row = tx.query_one(&track, &all).await?;
+                tx.commit().await?;
+                Ok::<_, tokio_postgres::Error>(row)
+            }
+            .await;
+            at_nodes = Some(prepared.is_some());
+            match (tracked, prepared) {
+                (Ok(row), Some(at_nodes)) => {
+                    at_nodes.commit().await;
+                    row
+                }
+                (Ok(row), None) => row,
+                (Err(why), Some(at_nodes)) => {
+                    // An answer from the server: the transaction did not commit. Without one
+                    // (the connection lost) it may have: the sweep decides by the record.
+                    if why.code().is_some() {
+                        at_nodes.roll_back().await;
+                    }
+                    return Err(decided_elsewhere(why));
+                }
+                (Err(why), None) => return Err(why.into()),
+            }
         } else if locks.is_empty() {
             let statement = client.prepare_cached(&STATEMENTS.single[0]).await?;
             client.query_one(&statement, &params).await?
@@ -344,12 +393,24 @@ impl Store {
             opened_severities,
             escalated_severities: severities("escalated_severities")?,
             problem_links: row.try_get::<_, i64>("problem_links")? as u64,
+            at_nodes,
         })
     }
 
     /// When `signal` will have gone as noise (`None`: kept forever).
     fn expires_at(&self, signal: &Signal) -> Option<DateTime<Utc>> {
         self.settings.lifecycle.noise_gone_by(signal.signal_type, signal.timestamp)
+    }
+}
+
+/// A batch whose record the sweep wrote first (its parts, prepared longer than
+/// [`super::citus::parts::SWEEP_AFTER`], rolled back): stored nothing, so a retry can succeed.
+fn decided_elsewhere(error: tokio_postgres::Error) -> StoreError {
+    let record = error.as_db_error().and_then(|e| e.constraint()) == Some("citus_prepared_batches_pkey");
+    if record {
+        StoreError::Unavailable(Box::new(error))
+    } else {
+        error.into()
     }
 }
 

@@ -165,6 +165,21 @@ pub struct OutcomeLabels {
     pub outcome: AnalysisOutcome,
 }
 
+/// How a batch reached a Citus cluster (store/citus/parts.rs).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum CitusWrite {
+    /// Its signals written at the nodes holding their shards.
+    at_nodes,
+    /// Through the coordinator: CITUS_WRITE_AT_WORKERS=off, or a batch the nodes could not take.
+    through_coordinator,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CitusWriteLabels {
+    pub written: CitusWrite,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabels {
     /// A Citus node, `host:port`.
@@ -218,6 +233,8 @@ pub struct Metrics {
     pub maintenance_passes: Counter,
     /// Only on Citus: the signals' shards each node holds.
     pub citus_signal_shards: Family<NodeLabels, Gauge>,
+    /// Only on Citus: batches by how they were written.
+    pub citus_batches: Family<CitusWriteLabels, Counter>,
     /// The nodes last set in `citus_signal_shards`, to remove those gone from the cluster.
     citus_nodes: std::sync::Mutex<Vec<NodeLabels>>,
     /// Repeated failures, logged once per episode.
@@ -266,6 +283,7 @@ impl Metrics {
             maintenance_errors: Counter::default(),
             maintenance_passes: Counter::default(),
             citus_signal_shards: Family::default(),
+            citus_batches: Family::default(),
             citus_nodes: std::sync::Mutex::default(),
             episodes,
             registry: Registry::default(),
@@ -416,6 +434,11 @@ impl Metrics {
             "prodsentinel_maintenance_errors",
             "Maintenance steps that failed (retried by the next pass)",
             m.maintenance_errors.clone(),
+        );
+        registry.register(
+            "prodsentinel_citus_batches",
+            "On Citus, batches written at the nodes holding their shards and batches written through the coordinator (CITUS_WRITE_AT_WORKERS=off, or a batch the nodes could not take: records without a time, a row in a sealed range, a shard moved, a node unreachable; the log says which)",
+            m.citus_batches.clone(),
         );
         registry.register(
             "prodsentinel_citus_signal_shards",

@@ -889,3 +889,194 @@ async fn a_worker_holding_none_of_the_signals_shards_is_named_at_start_until_the
     assert_eq!(server.exit_code(StdDuration::from_secs(30)).await, Some(0));
     assert_eq!(warned(&server).len(), 1, "nothing more said once the shards are even");
 }
+
+/// A connection to this test's database at `node` (`host:port`).
+async fn at_node(app: &crate::helpers::TestApp, node: &str) -> Client {
+    connect(&format!("postgres://postgres@{node}/{}", app.db.name)).await
+}
+
+/// Batches the coordinator recorded as written at the nodes (store/citus/parts.rs).
+async fn batches_at_nodes(db: &Client) -> i64 {
+    one(db, "SELECT count(*) FROM citus_prepared_batches WHERE committed").await
+}
+
+/// The parts of ours prepared at `node` and not yet decided.
+async fn prepared_parts(app: &crate::helpers::TestApp, node: &str) -> i64 {
+    one(&at_node(app, node).await, "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'prodsentinel:%'")
+        .await
+}
+
+/// How many rows of `trace` a read routed by Citus to the trace's shard finds.
+async fn routed_rows(db: &Client, trace: &str) -> i64 {
+    db.query_one("SELECT count(*) FROM raw_signal_rows WHERE trace_id = $1", &[&trace]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn batches_are_written_at_the_nodes_holding_their_traces_or_through_the_coordinator_when_told() {
+    on_citus();
+    // Trace ids of every shape the service stores: W3C ids, legacy names, the keys of
+    // trace-less signals, bytes beyond ASCII; each hashed by the service as Citus does.
+    let traces: Vec<String> = (0..400)
+        .map(|n: u32| match n % 4 {
+            0 => format!("{:032x}", u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)),
+            1 => format!("legacy-trace-{n}"),
+            2 => format!("svc:checkout:{}", 29_000_000 + n),
+            _ => format!("trace-é☃-{n}"),
+        })
+        .collect();
+    for (write_at_nodes, extra) in [(true, &[][..]), (false, &["--citus-write-at-workers", "off"][..])] {
+        let app = spawn_app_with(extra).await;
+        let db = connect(&app.db.url()).await;
+        let now = Utc::now();
+        let batches: Vec<Vec<Value>> = traces
+            .chunks(100)
+            .map(|chunk| chunk.iter().map(|trace| log_at(trace, "ERROR", now)).collect())
+            .collect();
+        for logs in &batches {
+            let (status, body) = app.post_json("/ingest/logs", &json!(logs)).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+        // Every row is where Citus looks for its trace: a read routed to the trace's one shard
+        // finds it, and there are no others.
+        for trace in &traces {
+            assert_eq!(routed_rows(&db, trace).await, 1, "{trace} (written at the nodes: {write_at_nodes})");
+        }
+        assert_eq!(app.count_signals().await, 400);
+        let incidents: i64 = one(&db, "SELECT count(*) FROM incidents").await;
+        assert_eq!(incidents, 400, "each trace tracked with its signals");
+        let recorded = batches_at_nodes(&db).await;
+        if write_at_nodes {
+            assert_eq!(recorded, 4, "each batch written at the nodes and recorded by the coordinator");
+        } else {
+            assert_eq!(recorded, 0, "CITUS_WRITE_AT_WORKERS=off: through the coordinator");
+        }
+        for worker in citus_workers() {
+            let node = worker.trim_start_matches("postgres://postgres@");
+            assert_eq!(prepared_parts(&app, node).await, 0, "every part committed at {node}");
+        }
+        // A retry at the nodes stores nothing twice and is counted so.
+        assert_eq!(app.post_json("/ingest/logs", &json!(batches[0])).await.0, StatusCode::ACCEPTED);
+        assert_eq!(app.count_signals().await, 400);
+        let metrics = scrape_addr(app.addr).await;
+        assert_eq!(
+            get(&metrics, r#"prodsentinel_ingest_signals_duplicate_total{signal="log",transport="legacy"}"#),
+            100.0
+        );
+        let written = |how: &str| {
+            metrics.get(&format!(r#"prodsentinel_citus_batches_total{{written="{how}"}}"#)).copied()
+        };
+        if write_at_nodes {
+            assert_eq!((written("at_nodes"), written("through_coordinator")), (Some(5.0), None));
+        } else {
+            assert_eq!((written("at_nodes"), written("through_coordinator")), (None, Some(5.0)));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_part_left_prepared_by_a_crash_is_committed_if_its_batch_was_recorded_and_rolled_back_if_not() {
+    on_citus();
+    let app = spawn_app_with(&[]).await;
+    let db = connect(&app.db.url()).await;
+    // Three parts prepared at the node of their traces as the service prepares them, and the
+    // service gone before it committed them: the first batch recorded by the coordinator, the
+    // other two not (their coordinator transaction never committed).
+    let (recorded, unrecorded, fresh) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let mut nodes = Vec::new();
+    for (batch, trace) in
+        [(recorded, "crash-recorded"), (unrecorded, "crash-unrecorded"), (fresh, "crash-fresh")]
+    {
+        let (shard, node) = shard_of(&db, trace).await;
+        let table: String = db
+            .query_one("SELECT shard_name('raw_signal_rows'::regclass, $1)", &[&shard])
+            .await
+            .unwrap()
+            .get(0);
+        at_node(&app, &node)
+            .await
+            .batch_execute(&format!(
+                r#"BEGIN;
+                   INSERT INTO {table} (id, signal_type, trace_id, service_name, "timestamp", payload)
+                   VALUES (gen_random_uuid(), 'log', '{trace}', 'checkout', now(), '{{}}');
+                   PREPARE TRANSACTION 'prodsentinel:{batch}'"#
+            ))
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    db.execute("INSERT INTO citus_prepared_batches (batch_id, committed) VALUES ($1, true)", &[&recorded])
+        .await
+        .unwrap();
+    // A part prepared less than a minute ago may belong to a batch still being written: left.
+    assert_eq!(app.store.resolve_prepared_parts().await.unwrap(), (0, 0));
+    tokio::time::sleep(StdDuration::from_millis(50)).await;
+    // Due (the test shortens the minute): the recorded batch's part committed, the others
+    // rolled back, recorded so first, so that their coordinator transaction, were it still
+    // running, could not record them after.
+    let (committed, rolled_back) =
+        app.store.resolve_prepared_parts_after(StdDuration::from_millis(10)).await.unwrap();
+    assert_eq!((committed, rolled_back), (1, 2));
+    assert_eq!(routed_rows(&db, "crash-recorded").await, 1);
+    assert_eq!(routed_rows(&db, "crash-unrecorded").await, 0);
+    assert_eq!(routed_rows(&db, "crash-fresh").await, 0);
+    let late = db
+        .execute("INSERT INTO citus_prepared_batches (batch_id, committed) VALUES ($1, true)", &[&unrecorded])
+        .await
+        .unwrap_err();
+    assert!(
+        late.as_db_error().is_some_and(|e| e.constraint() == Some("citus_prepared_batches_pkey")),
+        "{late}"
+    );
+    for node in &nodes {
+        assert_eq!(prepared_parts(&app, node).await, 0, "nothing left prepared at {node}");
+    }
+    // Nothing left to decide: the records stay (an hour) while nothing refers to them.
+    assert_eq!(app.store.resolve_prepared_parts_after(StdDuration::ZERO).await.unwrap(), (0, 0));
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM citus_prepared_batches").await, 3);
+}
+
+#[tokio::test]
+async fn a_batch_for_a_shard_moved_since_the_map_was_read_is_stored_where_the_shard_is_now() {
+    on_citus();
+    let app = spawn_app_with(&[]).await;
+    let db = connect(&app.db.url()).await;
+    let trace = "moving-trace";
+    let (shard, from) = shard_of(&db, trace).await;
+    let to = citus_workers()
+        .into_iter()
+        .map(|w| w.trim_start_matches("postgres://postgres@").to_owned())
+        .find(|node| *node != from)
+        .expect("two workers");
+    let table: String =
+        db.query_one("SELECT shard_name('raw_signal_rows'::regclass, $1)", &[&shard]).await.unwrap().get(0);
+    let (to_host, to_port) = to.rsplit_once(':').unwrap();
+    let (from_host, from_port) = from.rsplit_once(':').unwrap();
+    db.execute(
+        "SELECT citus_move_shard_placement($1, $2, $3, $4, $5, shard_transfer_mode := 'block_writes')",
+        &[&shard, &from_host, &from_port.parse::<i32>().unwrap(), &to_host, &to_port.parse::<i32>().unwrap()],
+    )
+    .await
+    .unwrap();
+    // The old placement's table is still at the old node (Citus drops it later): a batch
+    // written by the stale map without looking would land there, out of every read.
+    let old: Option<String> =
+        at_node(&app, &from).await.query_one("SELECT to_regclass($1)::text", &[&table]).await.unwrap().get(0);
+    assert!(old.is_some(), "the moved shard's old table is still at {from}");
+    let before = batches_at_nodes(&db).await;
+    let now = Utc::now();
+    assert_eq!(
+        app.post_json("/ingest/logs", &json!([log_at(trace, "INFO", now)])).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(routed_rows(&db, trace).await, 1, "stored where the shard is now");
+    assert_eq!(batches_at_nodes(&db).await, before, "written through the coordinator");
+    // The next pass reads the map again: batches go to the nodes again, this one to the new one.
+    app.maintenance.pass_at(Utc::now(), Turn::Wait).await;
+    let later = now + chrono::Duration::seconds(1);
+    assert_eq!(
+        app.post_json("/ingest/logs", &json!([log_at(trace, "INFO", later)])).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(routed_rows(&db, trace).await, 2);
+    assert_eq!(batches_at_nodes(&db).await, before + 1, "written at the node again");
+}

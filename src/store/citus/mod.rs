@@ -30,8 +30,11 @@ use tracing::{info, warn};
 use super::bootstrap::quote_identifier;
 use super::sealing::columnar::Columnar;
 
+mod hash;
 pub mod incidents;
+pub mod parts;
 pub mod placement;
+mod shards;
 
 /// How the signals are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
