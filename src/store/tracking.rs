@@ -301,12 +301,12 @@ impl Store {
             let tx = client.transaction().await?;
             tx.batch_execute(&STATEMENTS.citus_lock).await?;
             lock_timeless(&tx, &locks).await?;
-            let prepared = match &self.workers {
+            let mut prepared = match &self.workers {
                 Some(workers) => workers.prepare(&*tx, &rows).await,
                 None => None,
             };
-            let (ids, times, kinds) = match &prepared {
-                Some(at_nodes) => (at_nodes.ids.clone(), at_nodes.times.clone(), at_nodes.kinds.clone()),
+            let (ids, times, kinds) = match &mut prepared {
+                Some(at_nodes) => at_nodes.take_stored(),
                 None => {
                     let insert =
                         tx.prepare_cached(&STATEMENTS.citus_insert[usize::from(!locks.is_empty())]).await?;

@@ -44,13 +44,26 @@ const WRITE_PART: &str = include_str!("../sql/write_part.sql");
 /// sweep finds ours among other prepared transactions (Citus's own among them).
 const GID_PREFIX: &str = "prodsentinel:";
 
+/// The name a batch's parts are prepared under at their nodes.
+fn gid(batch: Uuid) -> String {
+    format!("{GID_PREFIX}{batch}")
+}
+
+/// The batch a prepared transaction of ours belongs to.
+fn batch_of(gid: &str) -> Option<Uuid> {
+    Uuid::parse_str(gid.strip_prefix(GID_PREFIX)?).ok()
+}
+
 /// How long a part may stay prepared before the sweep decides it: far longer than a batch's
 /// coordinator transaction takes (its lock waits give up within seconds).
 pub const SWEEP_AFTER: Duration = Duration::from_secs(60);
 
 /// How long a node that refused a connection is left alone (its batches go through the
-/// coordinator meanwhile), and how often a failing part is logged.
+/// coordinator meanwhile).
 const RETRY_NODE_AFTER: Duration = Duration::from_secs(30);
+
+/// How often a batch that could not be written at the nodes is logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// A part waiting longer than this for a lock gives up and its batch goes through the
 /// coordinator: a batch there and one here carrying the same signals can wait for each other
@@ -73,9 +86,9 @@ pub struct Workers {
 pub struct Prepared {
     pub batch: Uuid,
     parts: Vec<Part>,
-    pub ids: Vec<Uuid>,
-    pub times: Vec<DateTime<Utc>>,
-    pub kinds: Vec<String>,
+    ids: Vec<Uuid>,
+    times: Vec<DateTime<Utc>>,
+    kinds: Vec<String>,
 }
 
 struct Part {
@@ -175,7 +188,7 @@ impl Workers {
                 .push(signal);
         }
         let batch = Uuid::new_v4();
-        let gid = format!("{GID_PREFIX}{batch}");
+        let gid = gid(batch);
         let mut prepared =
             Prepared { batch, parts: Vec::new(), ids: Vec::new(), times: Vec::new(), kinds: Vec::new() };
         for (node, shards) in split {
@@ -252,7 +265,7 @@ impl Workers {
 
     fn should_warn(&self) -> bool {
         let mut last = self.last_warned.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|at| at.elapsed() < RETRY_NODE_AFTER * 2) {
+        if last.is_some_and(|at| at.elapsed() < WARN_EVERY) {
             return false;
         }
         *last = Some(Instant::now());
@@ -286,7 +299,7 @@ impl Workers {
                 .await?;
             for row in prepared {
                 let (gid, due): (String, bool) = (row.try_get(0)?, row.try_get(1)?);
-                let Ok(batch) = Uuid::parse_str(&gid[GID_PREFIX.len()..]) else { continue };
+                let Some(batch) = batch_of(&gid) else { continue };
                 if !due {
                     pending.push(batch);
                     continue;
@@ -436,6 +449,11 @@ async fn insert(
 }
 
 impl Prepared {
+    /// The rows the parts stored (ids, times, types), for the coordinator's tracking.
+    pub fn take_stored(&mut self) -> (Vec<Uuid>, Vec<DateTime<Utc>>, Vec<String>) {
+        (std::mem::take(&mut self.ids), std::mem::take(&mut self.times), std::mem::take(&mut self.kinds))
+    }
+
     /// Commits the parts, once the coordinator's transaction recording the batch committed. A
     /// part that cannot be committed now is committed by the sweep ([`Workers::resolve`]).
     pub async fn commit(self) {
@@ -448,8 +466,7 @@ impl Prepared {
     }
 
     async fn finish(self, verb: &str) {
-        let gid = format!("{GID_PREFIX}{}", self.batch);
-        let sql = format!("{verb} PREPARED '{gid}'");
+        let sql = format!("{verb} PREPARED '{}'", gid(self.batch));
         let done = join_all(self.parts.iter().map(|part| part.client.batch_execute(&sql))).await;
         for (part, result) in self.parts.iter().zip(done) {
             if let Err(why) = result {
@@ -493,6 +510,14 @@ fn at_node(coordinator: &tokio_postgres::Config, node: &Node) -> tokio_postgres:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prepared_part_names_its_batch_and_others_are_not_ours() {
+        let batch = Uuid::new_v4();
+        assert_eq!(batch_of(&gid(batch)), Some(batch));
+        assert_eq!(batch_of(&format!("citus_0_{batch}")), None);
+        assert_eq!(batch_of("prodsentinel:not-a-uuid"), None);
+    }
 
     #[test]
     fn a_node_is_reached_as_the_coordinator_is_but_at_its_own_address() {
