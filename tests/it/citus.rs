@@ -900,10 +900,15 @@ async fn batches_at_nodes(db: &Client) -> i64 {
     one(db, "SELECT count(*) FROM citus_prepared_batches WHERE committed").await
 }
 
-/// The parts of ours prepared at `node` and not yet decided.
+/// The parts of this test's database prepared at `node` and not yet decided. Prepared
+/// transactions are the node's, not a database's: the tests running beside this one prepare
+/// theirs in the same view.
 async fn prepared_parts(app: &crate::helpers::TestApp, node: &str) -> i64 {
-    one(&at_node(app, node).await, "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'prodsentinel:%'")
-        .await
+    one(
+        &at_node(app, node).await,
+        "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE 'prodsentinel:%'",
+    )
+    .await
 }
 
 /// How many rows of `trace` a read routed by Citus to the trace's shard finds.
