@@ -165,7 +165,13 @@ pub(crate) fn pool(config: &DatabaseConfig, layout: citus::Layout) -> anyhow::Re
     Ok(Pool::builder(manager)
         .post_create(Hook::async_fn(move |client, _| {
             let settings = settings.clone();
-            Box::pin(async move { client.batch_execute(&settings).await.map_err(HookError::Backend) })
+            Box::pin(async move {
+                client.batch_execute(&settings).await.map_err(HookError::Backend)?;
+                if layout.is_distributed() {
+                    citus::sessions::open_worker_connections(client).await.map_err(HookError::Backend)?;
+                }
+                Ok(())
+            })
         }))
         .max_size(config.pool_size)
         .runtime(Runtime::Tokio1)

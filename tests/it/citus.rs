@@ -651,6 +651,30 @@ async fn shard_of(db: &Client, trace: &str) -> (i64, String) {
     (row.get(0), row.get(1))
 }
 
+/// The shard of `trace`, the worker holding it and the other worker ("host:port" each).
+async fn shard_and_nodes(db: &Client, trace: &str) -> (i64, String, String) {
+    let (shard, from) = shard_of(db, trace).await;
+    let to = citus_workers()
+        .into_iter()
+        .map(|w| w.trim_start_matches("postgres://postgres@").to_owned())
+        .find(|node| *node != from)
+        .expect("two workers");
+    (shard, from, to)
+}
+
+/// Moves `shard` (and the shards colocated with it) from `from` to `to`, writes blocked
+/// meanwhile.
+async fn move_shard(db: &Client, shard: i64, from: &str, to: &str) -> Result<u64, tokio_postgres::Error> {
+    let (from_host, from_port) = from.rsplit_once(':').expect("host:port");
+    let (to_host, to_port) = to.rsplit_once(':').expect("host:port");
+    let port = |p: &str| p.parse::<i32>().expect("a port");
+    db.execute(
+        "SELECT citus_move_shard_placement($1, $2, $3, $4, $5, shard_transfer_mode := 'block_writes')",
+        &[&shard, &from_host, &port(from_port), &to_host, &port(to_port)],
+    )
+    .await
+}
+
 /// Inserts a signal as another writer would, in `tx`: (id, trace) at `at`.
 const OTHER_WRITER_INSERT: &str = r#"INSERT INTO raw_signal_rows (id, signal_type, trace_id, service_name, "timestamp", payload)
     VALUES ($1, 'log', $2, 'checkout', $3, '{}') ON CONFLICT DO NOTHING"#;
@@ -979,6 +1003,110 @@ async fn batches_are_written_at_the_nodes_holding_their_traces_or_through_the_co
 }
 
 #[tokio::test]
+async fn a_new_pooled_session_has_its_connections_to_the_workers_before_its_first_read() {
+    on_citus();
+    let app = spawn_app_with(&[]).await;
+    // A pool of its own on the app's database, its sessions named so that the coordinator
+    // shows which backend is theirs: one session, made for one setting read, nothing routed.
+    let url = format!("{}?application_name=fresh-pool", app.db.url());
+    let config = test_config(&app.db, &["--database-url", &url]);
+    let store = prodsentinel::store::Store::new(
+        &config.database,
+        None,
+        prodsentinel::store::StorageSettings {
+            lifecycle: config.lifecycle,
+            exact_total_limit: config.query_exact_total_limit,
+            layout: prodsentinel::store::citus::Layout::Distributed,
+        },
+    )
+    .unwrap();
+    assert_eq!(store.session_setting("jit").await.unwrap(), "off");
+    let db = connect(&app.db.url()).await;
+    let gpids: Vec<i64> = db
+        .query(
+            "SELECT citus_calculate_gpid(n.nodeid, a.pid) FROM pg_stat_activity a, pg_dist_node n
+             WHERE a.application_name = 'fresh-pool' AND a.datname = current_database() AND n.groupid = 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(gpids.len(), 1, "the pool made one session");
+    // Citus names a session's connections to the workers by its global pid.
+    for worker in citus_workers() {
+        let node = worker.trim_start_matches("postgres://postgres@");
+        let opened: i64 = at_node(&app, node)
+            .await
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'citus_internal gpid=' || $1::bigint",
+                &[&gpids[0]],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(opened, 1, "the session's connection to {node} opened when the session was made");
+    }
+    store.close();
+}
+
+#[tokio::test]
+async fn a_shard_move_waits_for_a_part_prepared_at_its_node_and_takes_the_part_s_rows_along() {
+    on_citus();
+    let app = spawn_app_with(&[]).await;
+    let db = connect(&app.db.url()).await;
+    let trace = "trace-of-a-part-held-prepared";
+    let (shard, from, to) = shard_and_nodes(&db, trace).await;
+    // The batch's coordinator transaction records it after its parts are prepared: holding
+    // the record's table holds the batch there, its part prepared at the node and not
+    // committed, as between a part's PREPARE and its COMMIT PREPARED.
+    let hold = connect(&app.db.url()).await;
+    hold.batch_execute("BEGIN; LOCK TABLE citus_prepared_batches IN EXCLUSIVE MODE").await.unwrap();
+    let batch = {
+        let (url, body) =
+            (format!("http://{}/ingest/logs", app.addr), json!([log_at(trace, "ERROR", Utc::now())]));
+        tokio::spawn(
+            async move { reqwest::Client::new().post(url).json(&body).send().await.map(|r| r.status()) },
+        )
+    };
+    let node = at_node(&app, &from).await;
+    wait_for("the batch's part prepared at its node", StdDuration::from_secs(20), || async {
+        prepared_parts(&app, &from).await == 1
+    })
+    .await;
+    assert_eq!(routed_rows(&db, trace).await, 0, "nothing of the batch visible before its commit");
+    // Moved with writes blocked, the shard's rows copied: a part prepared there and committed
+    // after the copy would be left in the old placement, out of every read.
+    let mover = connect(&app.db.url()).await;
+    let moving = {
+        let (from, to) = (from.clone(), to.clone());
+        tokio::spawn(async move { move_shard(&mover, shard, &from, &to).await })
+    };
+    // The move waits for the shard metadata lock the part holds, prepared, at its node.
+    wait_for("the move waiting for the prepared part's lock", StdDuration::from_secs(20), || async {
+        let waiting: i64 = node
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        waiting > 0
+    })
+    .await;
+    hold.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(batch.await.unwrap().unwrap(), StatusCode::ACCEPTED);
+    moving.await.unwrap().unwrap();
+    assert_eq!(shard_of(&db, trace).await.1, to, "the shard moved");
+    assert_eq!(routed_rows(&db, trace).await, 1, "the part's row moved with its shard");
+    assert_eq!(batches_at_nodes(&db).await, 1, "the batch was written at the node");
+    assert_eq!(prepared_parts(&app, &from).await, 0);
+}
+
+#[tokio::test]
 async fn a_part_left_prepared_by_a_crash_is_committed_if_its_batch_was_recorded_and_rolled_back_if_not() {
     on_citus();
     let app = spawn_app_with(&[]).await;
@@ -1046,22 +1174,10 @@ async fn a_batch_for_a_shard_moved_since_the_map_was_read_is_stored_where_the_sh
     let app = spawn_app_with(&[]).await;
     let db = connect(&app.db.url()).await;
     let trace = "moving-trace";
-    let (shard, from) = shard_of(&db, trace).await;
-    let to = citus_workers()
-        .into_iter()
-        .map(|w| w.trim_start_matches("postgres://postgres@").to_owned())
-        .find(|node| *node != from)
-        .expect("two workers");
+    let (shard, from, to) = shard_and_nodes(&db, trace).await;
     let table: String =
         db.query_one("SELECT shard_name('raw_signal_rows'::regclass, $1)", &[&shard]).await.unwrap().get(0);
-    let (to_host, to_port) = to.rsplit_once(':').unwrap();
-    let (from_host, from_port) = from.rsplit_once(':').unwrap();
-    db.execute(
-        "SELECT citus_move_shard_placement($1, $2, $3, $4, $5, shard_transfer_mode := 'block_writes')",
-        &[&shard, &from_host, &from_port.parse::<i32>().unwrap(), &to_host, &to_port.parse::<i32>().unwrap()],
-    )
-    .await
-    .unwrap();
+    move_shard(&db, shard, &from, &to).await.unwrap();
     // The old placement's table is still at the old node (Citus drops it later): a batch
     // written by the stale map without looking would land there, out of every read.
     let old: Option<String> =

@@ -16,10 +16,11 @@
 //! - no triggers on distributed tables: the statement triggers refusing UPDATE, DELETE and
 //!   TRUNCATE go from the signal tables; append-only holds by privileges there (README).
 //!
-//! Incidents, problems, the outbox and the bookkeeping stay tables of the coordinator: Citus
-//! joins them with the distributed signals in the batch statement and the queries. The
-//! incidents are partitioned once there, as Citus needs before it can distribute them
-//! ([`incidents`]). Sealed partitions become columnar tables distributed with the signals
+//! Incidents, problems, the outbox and the bookkeeping stay tables of the coordinator: a
+//! batch's signals are written at the nodes holding their shards ([`parts`]), or through the
+//! coordinator, and tracked there from the rows stored. The incidents are partitioned once
+//! there, as Citus needs before it can distribute them ([`incidents`]). Sealed partitions
+//! become columnar tables distributed with the signals
 //! (store/sealing/columnar.rs).
 
 use std::time::Instant;
@@ -34,6 +35,7 @@ mod hash;
 pub mod incidents;
 pub mod parts;
 pub mod placement;
+pub mod sessions;
 mod shards;
 
 /// How the signals are laid out.
