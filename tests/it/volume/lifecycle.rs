@@ -251,12 +251,15 @@ async fn quiet_trace_in_todays_range(trace: &str) -> (TestApp, Client, chrono::D
 async fn an_incident_made_in_a_range_while_it_is_sorted_outlives_its_drop() {
     use prodsentinel::store::partitions::MAINTENANCE_LOCK_KEY;
     let (app, db, now, range) = quiet_trace_in_todays_range("t-late").await;
+    // Waiters for the maintenance lock in this database: pg_locks shows every database's, and
+    // the tests beside this one take the same key in theirs.
     let waiting = || async {
         let waiting: i64 = one(
             &db,
             &format!(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-                   AND (classid::int8 << 32 | objid::int8) = {MAINTENANCE_LOCK_KEY}"
+                   AND (classid::int8 << 32 | objid::int8) = {MAINTENANCE_LOCK_KEY}
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
         )
         .await;
