@@ -1063,13 +1063,9 @@ async fn a_shard_move_waits_for_a_part_prepared_at_its_node_and_takes_the_part_s
     // committed, as between a part's PREPARE and its COMMIT PREPARED.
     let hold = connect(&app.db.url()).await;
     hold.batch_execute("BEGIN; LOCK TABLE citus_prepared_batches IN EXCLUSIVE MODE").await.unwrap();
-    let batch = {
-        let (url, body) =
-            (format!("http://{}/ingest/logs", app.addr), json!([log_at(trace, "ERROR", Utc::now())]));
-        tokio::spawn(
-            async move { reqwest::Client::new().post(url).json(&body).send().await.map(|r| r.status()) },
-        )
-    };
+    let batch = tokio::spawn(
+        app.http.post(app.url("/ingest/logs")).json(&json!([log_at(trace, "ERROR", Utc::now())])).send(),
+    );
     let node = at_node(&app, &from).await;
     wait_for("the batch's part prepared at its node", StdDuration::from_secs(20), || async {
         prepared_parts(&app, &from).await == 1
@@ -1098,7 +1094,7 @@ async fn a_shard_move_waits_for_a_part_prepared_at_its_node_and_takes_the_part_s
     })
     .await;
     hold.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(batch.await.unwrap().unwrap(), StatusCode::ACCEPTED);
+    assert_eq!(batch.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
     moving.await.unwrap().unwrap();
     assert_eq!(shard_of(&db, trace).await.1, to, "the shard moved");
     assert_eq!(routed_rows(&db, trace).await, 1, "the part's row moved with its shard");
