@@ -28,17 +28,20 @@ use crate::{BoxError, Options};
 /// two-phase commit.
 const SETTINGS: [(&str, &str); 2] = [("max_connections", "400"), ("max_prepared_transactions", "400")];
 
-/// Alternating so that drift weighs on every target alike (A B C C B A A B C).
-const WINDOWS: [Target; 9] = [
+/// Alternating so that drift weighs on every target alike (A B C D D C B A A B C D).
+const WINDOWS: [Target; 12] = [
     Target::Single,
     Target::Citus,
     Target::CitusViaCoordinator,
+    Target::CitusIncidents,
+    Target::CitusIncidents,
     Target::CitusViaCoordinator,
     Target::Citus,
     Target::Single,
     Target::Single,
     Target::Citus,
     Target::CitusViaCoordinator,
+    Target::CitusIncidents,
 ];
 
 const READS: usize = 300;
@@ -51,6 +54,9 @@ enum Target {
     /// `CITUS_WRITE_AT_WORKERS=off`: every batch through the coordinator (another database of
     /// the same cluster).
     CitusViaCoordinator,
+    /// `CITUS_DISTRIBUTE_INCIDENTS=on`: the incidents distributed with the signals, each
+    /// batch's incidents written at the nodes with its signals (a third database).
+    CitusIncidents,
 }
 
 impl Target {
@@ -206,7 +212,7 @@ async fn sealed(cluster: &Cluster, options: &Options) -> Result<Value, BoxError>
     let url = cluster.database("prodsentinel_bench_citus_sealed").await?;
     let server = Server::start(options, &url, &crate::sealed::SERVER_ENV).await?;
     let db = connect(&url).await?;
-    let layout = Layout::Distributed;
+    let layout = Layout::Distributed { incidents: false };
     let sealer = crate::sealed::store(&url, "1m", std::time::Duration::from_secs(1), layout)?;
     let service = "bench-citus-sealed";
     let (spans, took) = grpc_spans(server.grpc, 8, options.seconds, service).await?;
@@ -275,6 +281,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let single_url = format!("{}/prodsentinel_bench_single", single.server_url());
     let citus_url = cluster.database("prodsentinel_bench_citus").await?;
     let coordinator_url = cluster.database("prodsentinel_bench_citus_coordinator").await?;
+    let incidents_url = cluster.database("prodsentinel_bench_citus_incidents").await?;
     let env = [("SEAL_AFTER", "0")];
     let servers = [
         Server::start(
@@ -286,12 +293,14 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
         Server::start(options, &citus_url, &env).await?,
         Server::start(options, &coordinator_url, &[("SEAL_AFTER", "0"), ("CITUS_WRITE_AT_WORKERS", "off")])
             .await?,
+        Server::start(options, &incidents_url, &[("SEAL_AFTER", "0"), ("CITUS_DISTRIBUTE_INCIDENTS", "on")])
+            .await?,
     ];
     let server = |target: Target| &servers[target.index()];
-    let (mut rates, mut acked) = ([Vec::new(), Vec::new(), Vec::new()], [0u64; 3]);
+    let (mut rates, mut acked) = ([Vec::new(), Vec::new(), Vec::new(), Vec::new()], [0u64; 4]);
     // PostgreSQL CPU seconds of each Citus node (coordinator, workers) over each target's
     // windows, and the spans those windows stored.
-    let mut node_cpu = [[0.0f64; 3]; 3];
+    let mut node_cpu = [[0.0f64; 3]; 4];
     for (window, target) in WINDOWS.iter().enumerate() {
         let before: Vec<f64> = cluster.nodes().map(|n| n.cpu_seconds()).collect();
         let (spans, took) =
@@ -310,8 +319,12 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let per_span = |target: Target| -> Vec<f64> {
         node_cpu[target.index()].iter().map(|s| s * 1e6 / acked[target.index()].max(1) as f64).collect()
     };
-    let (single_stored, citus_stored, coordinator_stored) =
-        (stored(&single_url).await?, stored(&citus_url).await?, stored(&coordinator_url).await?);
+    let (single_stored, citus_stored, coordinator_stored, incidents_stored) = (
+        stored(&single_url).await?,
+        stored(&citus_url).await?,
+        stored(&coordinator_url).await?,
+        stored(&incidents_url).await?,
+    );
     // The same reads of the database written through the coordinator: whether the way the
     // rows were written changes what reading them costs. Each twice, in the order A B B A, as
     // the first reads after the load meet its aftermath (autovacuum, checkpoints).
@@ -321,6 +334,7 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
     let coordinator_reads_again =
         trace_reads(&coordinator_url, server(Target::CitusViaCoordinator).api, IN_ROWS).await?;
     let reads_again = trace_reads(&citus_url, server(Target::Citus).api, IN_ROWS).await?;
+    let incidents_reads = trace_reads(&incidents_url, server(Target::CitusIncidents).api, IN_ROWS).await?;
     let single_reads = trace_reads(&single_url, server(Target::Single).api, IN_ROWS).await?;
     for server in servers {
         server.stop().await?;
@@ -334,6 +348,11 @@ pub async fn measure(options: &Options) -> Result<Value, BoxError> {
         "citus_via_coordinator_spans_per_s": rates[2],
         "citus_to_single": mean(&rates[1]) / mean(&rates[0]),
         "citus_via_coordinator_to_single": mean(&rates[2]) / mean(&rates[0]),
+        "citus_incidents_spans_per_s": rates[3],
+        "citus_incidents_to_single": mean(&rates[3]) / mean(&rates[0]),
+        "citus_incidents_node_cpu_us_per_span": {"coordinator_worker1_worker2": per_span(Target::CitusIncidents)},
+        "citus_incidents": {"acked": acked[3], "stored": incidents_stored.0, "distinct": incidents_stored.1},
+        "citus_incidents_reads": incidents_reads,
         "citus_node_cpu_us_per_span": {"coordinator_worker1_worker2": per_span(Target::Citus)},
         "citus_via_coordinator_node_cpu_us_per_span": {"coordinator_worker1_worker2": per_span(Target::CitusViaCoordinator)},
         "single": {"acked": acked[0], "stored": single_stored.0, "distinct": single_stored.1},

@@ -144,7 +144,7 @@ pub async fn sealed_form(
             "pg_total_relation_size(('raw_signal_blocks_' || unit)::regclass)
              + pg_total_relation_size(('raw_signal_block_traces_' || unit)::regclass)"
         }
-        Layout::Distributed => "citus_total_relation_size(('raw_signal_columnar_' || unit)::regclass)",
+        Layout::Distributed { .. } => "citus_total_relation_size(('raw_signal_columnar_' || unit)::regclass)",
     };
     let sql = format!(
         "SELECT signal_type::text, sum(signals)::int8, sum({bytes})::int8

@@ -44,6 +44,13 @@ pub struct Cli {
     #[arg(long, env = "CITUS_WRITE_AT_WORKERS", default_value = "on")]
     pub citus_write_at_workers: String,
 
+    /// On a Citus cluster, distribute the incidents and their trace claims by `trace_id`,
+    /// colocated with the signals, when the service first lays them out (docs/scaling.md, "What
+    /// is left" 1; not complete yet, off by default). Ignored on a plain PostgreSQL, and on a
+    /// database whose incidents are already laid out.
+    #[arg(long, env = "CITUS_DISTRIBUTE_INCIDENTS", default_value = "off")]
+    pub citus_distribute_incidents: String,
+
     /// Seconds a pooled PostgreSQL connection may go unused before it is closed (0: never). A
     /// burst opens connections up to the pool size; each holds a server process and buffers as
     /// large as the largest answer it carried, so the ones the steady load does not reuse go.

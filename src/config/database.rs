@@ -21,6 +21,9 @@ pub struct DatabaseConfig {
     /// On Citus, whether batches are written at the nodes holding their shards (store/citus/parts.rs)
     /// rather than through the coordinator.
     pub citus_write_at_workers: bool,
+    /// On Citus, whether the incidents are distributed with the signals when first laid out
+    /// (store/citus/incidents.rs) rather than kept on the coordinator.
+    pub citus_distribute_incidents: bool,
 }
 
 impl DatabaseConfig {

@@ -220,6 +220,8 @@ impl Config {
                 .map_err(invalid!(citus_shard_count))? as u32,
             citus_write_at_workers: values::boolean(&cli.citus_write_at_workers)
                 .map_err(invalid!(citus_write_at_workers))?,
+            citus_distribute_incidents: values::boolean(&cli.citus_distribute_incidents)
+                .map_err(invalid!(citus_distribute_incidents))?,
         };
         let query_database = match cli.query_database_url.trim() {
             "" => None,

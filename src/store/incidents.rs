@@ -2,6 +2,10 @@
 //! incident's status. Incidents are opened and escalated by the batch write (tracking.rs);
 //! analyses are written by the analysis worker (docs/contracts.md §1).
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -34,10 +38,37 @@ pub struct StatusChange {
 /// this order read backwards.
 pub const INCIDENT_ORDER: &str = "detected_at DESC NULLS LAST, id DESC";
 
+/// An incident's columns; its problem is read apart ([`with_problems`]).
 pub(super) const INCIDENT_COLUMNS: &str =
-    "id, trace_id, status::text, severity::text, detected_at, resolved_at, \
-     affected_services, error_count, (SELECT ip.problem_id FROM incident_problems ip \
-     WHERE ip.incident_id = incidents.id ORDER BY ip.linked_at, ip.problem_id LIMIT 1) AS problem_id";
+    "id, trace_id, status::text, severity::text, detected_at, resolved_at, affected_services, error_count";
+
+/// `incidents` with each one's problem (the first it was linked to), read in a statement of
+/// its own: on Citus the incidents may be distributed while `incident_problems` is the
+/// coordinator's, and Citus joins the two in no statement (store/citus/incidents.rs).
+pub(super) async fn with_problems(
+    client: &tokio_postgres::Client,
+    mut incidents: Vec<Incident>,
+) -> Result<Vec<Incident>, StoreError> {
+    if incidents.is_empty() {
+        return Ok(incidents);
+    }
+    let ids: Vec<Uuid> = incidents.iter().map(|i| i.id).collect();
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (incident_id) incident_id, problem_id FROM incident_problems
+             WHERE incident_id = ANY($1) ORDER BY incident_id, linked_at, problem_id",
+            &[&ids],
+        )
+        .await?;
+    let mut problems = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        problems.insert(row.try_get::<_, Uuid>(0)?, row.try_get::<_, Uuid>(1)?);
+    }
+    for incident in &mut incidents {
+        incident.problem_id = problems.get(&incident.id).copied();
+    }
+    Ok(incidents)
+}
 
 impl Store {
     /// One page of incidents, newest `detected_at` first, and the number matching the filter.
@@ -95,7 +126,8 @@ impl Store {
                 },
             )
             .await?;
-        Ok((rows.iter().map(incident_from_row).collect::<Result<_, _>>()?, total))
+        let incidents = rows.iter().map(incident_from_row).collect::<Result<_, _>>()?;
+        Ok((with_problems(&client, incidents).await?, total))
     }
 
     /// Moves an incident to `change.to` if it is still in `change.from` (a concurrent change
@@ -108,22 +140,28 @@ impl Store {
         change: StatusChange,
     ) -> Result<Option<Incident>, StoreError> {
         let client = self.client().await?;
-        let row = client
+        // The database's clock, read first, and the incident read again after: with the
+        // incidents distributed, `id` names no shard, and Citus evaluates no function that is
+        // not IMMUTABLE in a CASE or a RETURNING list (the enums' casts to text are STABLE) of a
+        // statement over every shard.
+        let now: DateTime<Utc> = client.query_one("SELECT now()", &[]).await?.try_get(0)?;
+        let changed = client
             .query_opt(
-                &format!(
-                    "UPDATE incidents SET status = $2::text::incidentstatus,
-                         resolved_at = CASE
-                             WHEN $2 = 'RESOLVED' THEN now()
-                             WHEN $2 = 'CLOSED' THEN coalesce(resolved_at, now())
-                             WHEN $2 IN ('OPEN', 'INVESTIGATING') THEN NULL
-                         END
-                     WHERE id = $1 AND status = $3::text::incidentstatus
-                     RETURNING {INCIDENT_COLUMNS}"
-                ),
-                &[&id, &change.to.db_label(), &change.from.db_label()],
+                "UPDATE incidents SET status = $2::text::incidentstatus,
+                     resolved_at = CASE
+                         WHEN $2 = 'RESOLVED' THEN $4
+                         WHEN $2 = 'CLOSED' THEN coalesce(resolved_at, $4)
+                         WHEN $2 IN ('OPEN', 'INVESTIGATING') THEN NULL
+                     END
+                 WHERE id = $1 AND status = $3::text::incidentstatus
+                 RETURNING id",
+                &[&id, &change.to.db_label(), &change.from.db_label(), &now],
             )
             .await?;
-        row.as_ref().map(incident_from_row).transpose()
+        match changed {
+            Some(_) => incident_by_id(&client, id).await,
+            None => Ok(None),
+        }
     }
 
     /// An incident as the query API shows it (from the query replica, when there is one).
@@ -171,20 +209,23 @@ impl Store {
 async fn incident_by_id(client: &tokio_postgres::Client, id: Uuid) -> Result<Option<Incident>, StoreError> {
     let row =
         client.query_opt(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"), &[&id]).await?;
-    row.as_ref().map(incident_from_row).transpose()
+    let Some(row) = row else { return Ok(None) };
+    Ok(with_problems(client, vec![incident_from_row(&row)?]).await?.pop())
 }
 
-/// A row of [`INCIDENT_COLUMNS`]. The analysis worker writes incidents too: columns are read by
-/// name, and a value of another type is an error, not a panic.
+/// A row of [`INCIDENT_COLUMNS`], its problem not read yet ([`with_problems`]). The analysis
+/// worker writes incidents too: columns are read by name, and a value of another type is an
+/// error, not a panic.
 pub(super) fn incident_from_row(row: &Row) -> Result<Incident, StoreError> {
     let status: String = row.try_get("status")?;
     let severity: String = row.try_get("severity")?;
     Ok(from_columns!(row, Incident {
-        id, trace_id, detected_at, resolved_at, affected_services, error_count, problem_id,
+        id, trace_id, detected_at, resolved_at, affected_services, error_count,
     } with {
         // The enum columns only hold these labels.
         status: IncidentStatus::from_db_label(&status).unwrap_or(IncidentStatus::Open),
         severity: IncidentSeverity::from_db_label(&severity).unwrap_or(IncidentSeverity::Low),
         trace_url: None,
+        problem_id: None,
     }))
 }

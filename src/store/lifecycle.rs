@@ -44,8 +44,11 @@ pub struct Expiry {
 /// requested, or moved out of OPEN by a person (for `incidents` as `i`; the partial index
 /// `incidents_analysed_idx` holds these)...
 const ANALYSED_BY_REQUEST: &str = "(i.analysis_requested_at IS NOT NULL OR i.status <> 'OPEN')";
-/// ...or the worker wrote an analysis of it.
-const ANALYSED_BY_WORKER: &str = "EXISTS (SELECT 1 FROM analysis_results a WHERE a.incident_id = i.id)";
+/// ...or the worker wrote an analysis of it. Not correlated: Citus runs no subquery over a
+/// coordinator's table that refers to a distributed incident (store/citus/incidents.rs), but
+/// reads this one once and sends its ids along. The NULL ids left out keep `NOT` true or false.
+const ANALYSED_BY_WORKER: &str =
+    "i.id IN (SELECT a.incident_id FROM analysis_results a WHERE a.incident_id IS NOT NULL)";
 
 /// The traces whose signals are evidence, as long as their incident or problem is kept: those
 /// of analysed incidents, and problems' representative traces.

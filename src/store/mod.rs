@@ -147,7 +147,7 @@ const SESSION_SETTINGS: &str = "SET jit = off";
 fn session_settings(layout: citus::Layout, shard_count: u32) -> String {
     match layout {
         citus::Layout::Single => SESSION_SETTINGS.to_owned(),
-        citus::Layout::Distributed => format!(
+        citus::Layout::Distributed { .. } => format!(
             "{SESSION_SETTINGS}; SET citus.max_cached_conns_per_worker = {}; \
              SET citus.enable_deadlock_prevention = off",
             shard_count.max(1)
@@ -214,6 +214,8 @@ impl Store {
             .map(|query| pool(query, settings.layout).map(|p| Replica::new(p, schema)))
             .transpose()?
             .map(Arc::new);
+        let workers = (settings.layout.is_distributed() && config.citus_write_at_workers)
+            .then(|| Arc::new(citus::parts::Workers::new(config, settings.layout.incidents_distributed())));
         Ok(Store {
             pool: pool(config, settings.layout)?,
             replica,
@@ -222,8 +224,7 @@ impl Store {
             shared_use: Arc::default(),
             operations_seen: Arc::default(),
             pool_idle: config.pool_idle,
-            workers: (settings.layout.is_distributed() && config.citus_write_at_workers)
-                .then(|| Arc::new(citus::parts::Workers::new(config))),
+            workers,
         })
     }
 
@@ -300,16 +301,34 @@ pub async fn prepare_layout(config: &DatabaseConfig) -> anyhow::Result<citus::La
     };
     citus::report(&cluster, &citus::check_settings(&client, &cluster).await?);
     migrate::lock(&client).await?;
-    let distributed = match citus::distribute(&mut client, config.citus_shard_count).await {
-        Ok(_) => match citus::incidents::level(&mut client).await {
-            Ok(_) => sealing::columnar::lay_out(&mut client).await,
-            Err(why) => Err(why),
-        },
-        Err(why) => Err(why),
-    };
+    let distributed = lay_out_on_citus(&mut client, config).await;
     migrate::unlock(&client).await;
-    citus::report_layout(&client, &distributed?).await?;
-    Ok(citus::Layout::Distributed)
+    let (sealed, incidents) = distributed?;
+    citus::report_layout(&client, &sealed).await?;
+    Ok(citus::Layout::Distributed { incidents })
+}
+
+/// [`prepare_layout`]'s changes, under the migration lock: the signals distributed, the
+/// incidents partitioned once (and distributed with the signals when asked: a database whose
+/// incidents are distributed keeps them so, asked or not), sealed storage laid out. Returns how sealing works there and whether the incidents are
+/// distributed.
+async fn lay_out_on_citus(
+    client: &mut tokio_postgres::Client,
+    config: &DatabaseConfig,
+) -> Result<(sealing::columnar::Columnar, bool), citus::CitusError> {
+    citus::distribute(client, config.citus_shard_count).await?;
+    citus::incidents::level(client).await?;
+    let incidents = if config.citus_distribute_incidents {
+        citus::incidents::distribute(client).await?;
+        true
+    } else {
+        citus::incidents::are_distributed(client).await?
+    };
+    if incidents {
+        citus::incidents::distribute_functions(client).await?;
+    }
+    let sealed = sealing::columnar::lay_out(client).await?;
+    Ok((sealed, incidents))
 }
 
 /// Connects to the configured database and applies `migrations` (see [`migrate::run`]).

@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::filter::{Conditions, PageQuery, Total};
-use super::incidents::{incident_from_row, INCIDENT_COLUMNS, INCIDENT_ORDER};
+use super::incidents::{incident_from_row, with_problems, INCIDENT_COLUMNS, INCIDENT_ORDER};
 use super::{Store, StoreError};
 use crate::model::{Incident, IncidentSeverity, Problem};
 
@@ -86,7 +86,8 @@ impl Store {
                 &[&id, &limit],
             )
             .await?;
-        rows.iter().map(incident_from_row).collect()
+        let incidents = rows.iter().map(incident_from_row).collect::<Result<_, _>>()?;
+        with_problems(&client, incidents).await
     }
 }
 

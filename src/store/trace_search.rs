@@ -130,7 +130,7 @@ fn statements(query: &TraceQuery, layout: Layout) -> (String, String, Params) {
         Layout::Single => format!(
             "raw_signals_between('trace', {start}::timestamptz, {end}::timestamptz + interval '1 microsecond')"
         ),
-        Layout::Distributed => "raw_signals".to_owned(),
+        Layout::Distributed { .. } => "raw_signals".to_owned(),
     };
     let mut conditions = vec![
         "s.signal_type = 'trace'".to_owned(),

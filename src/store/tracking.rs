@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::citus::parts::RECORD_BATCH;
+use super::citus::parts::{PartColumns, RECORD_BATCH};
 use super::{Store, StoreError};
 use crate::incidents::Triage;
 use crate::model::payload::Shared;
@@ -137,6 +137,99 @@ const TIMELESS_CHECK_DISTRIBUTED: &str = "AND NOT (time_unknown AND (id, kind) I
 const INSERTED_ROWS: &str = r#"SELECT * FROM unnest($inserted_ids::uuid[], $inserted_times::timestamptz[],
                                $inserted_types::text[]::signaltypeenum[]) AS r(id, "timestamp", signal_type)"#;
 
+/// On Citus with the incidents distributed, what the batch statement reads in place of its
+/// incidents' part, which the parts wrote at the nodes (citus/parts.rs): the incidents they
+/// upserted, as they returned them.
+const UPSERTED_ROWS: &str = r#"upserted AS (
+    SELECT * FROM unnest($upserted_ids::uuid[], $upserted_traces::text[], $upserted_keys::text[], $upserted_kept::bool[],
+                         $upserted_detected::timestamptz[], $upserted_severities::text[]::incidentseverity[],
+                         $upserted_requested::bool[], $upserted_fresh::bool[], $upserted_escalated::bool[])
+        AS u(id, trace_id, trace_key, kept, detected_at, severity, requested, fresh, escalated)
+)"#;
+
+/// The names of the rows [`UPSERTED_ROWS`] reads, bound after [`INSERTED_NAMES`].
+const UPSERTED_NAMES: [&str; 9] = [
+    "upserted_ids",
+    "upserted_traces",
+    "upserted_keys",
+    "upserted_kept",
+    "upserted_detected",
+    "upserted_severities",
+    "upserted_requested",
+    "upserted_fresh",
+    "upserted_escalated",
+];
+
+/// What a node's part of the batch returns beside the rows it stored, with the incidents
+/// distributed: each trace's incident as [`UPSERTED_ROWS`] reads it, in trace order.
+const UPSERTED_ARRAYS: &str = "ARRAY(SELECT id FROM upserted ORDER BY trace_id) AS upserted_ids,
+       ARRAY(SELECT trace_id::text FROM upserted ORDER BY trace_id) AS upserted_traces,
+       ARRAY(SELECT trace_key::text FROM upserted ORDER BY trace_id) AS upserted_keys,
+       ARRAY(SELECT kept FROM upserted ORDER BY trace_id) AS upserted_kept,
+       ARRAY(SELECT detected_at FROM upserted ORDER BY trace_id) AS upserted_detected,
+       ARRAY(SELECT severity::text FROM upserted ORDER BY trace_id) AS upserted_severities,
+       ARRAY(SELECT coalesce(requested, false) FROM upserted ORDER BY trace_id) AS upserted_requested,
+       ARRAY(SELECT fresh FROM upserted ORDER BY trace_id) AS upserted_fresh,
+       ARRAY(SELECT coalesce(escalated, false) FROM upserted ORDER BY trace_id) AS upserted_escalated";
+
+/// The parameters a node's part reads beside the rows' columns (the first [`INPUT_PARAMS`] of
+/// `BatchParams::NAMES`): the escalation rules of the incidents' upsert.
+const PART_RULES: [&str; 2] = ["critical_after_high", "analysis_window_secs"];
+
+/// The parameters of [`Statements::citus_track_parts`], in order: the batch's, less the rules
+/// only the incidents' part reads (the parts read them), then the rows and incidents the parts
+/// returned.
+fn track_parts_names() -> Vec<&'static str> {
+    let batch = BatchParams::NAMES.iter().copied().filter(|name| !PART_RULES.contains(name));
+    batch.chain(INSERTED_NAMES).chain(UPSERTED_NAMES).collect()
+}
+
+/// A node's part of a batch (citus/parts.rs): the rows of one shard inserted into the shard's
+/// table `signals` and returned; with the incidents distributed, `tracking` names the shard's
+/// colocated claims and incidents tables, and the part tracks the rows it stored there, by the
+/// batch statement's own rules (its `/*TRACKING*/` part, on those tables). Parameters: the
+/// rows' columns, then [`PART_RULES`].
+pub(crate) fn part_statement(signals: &str, tracking: Option<(&str, &str)>) -> String {
+    let names: Vec<&str> = BatchParams::NAMES[..INPUT_PARAMS].iter().copied().chain(PART_RULES).collect();
+    let input = marked(WRITE_BATCH, "/*INPUT*/");
+    // Rows as the batch statement stores them, in key order; a retry conflicts and is returned
+    // no row. No sealed range is checked here: a batch with rows in one goes through the
+    // coordinator.
+    let insert = format!(
+        r#"inserted AS (
+    INSERT INTO {signals} (id, signal_type, trace_id, service_name, "timestamp", payload, time_unknown, shared_id)
+    SELECT id, kind, trace_id, service_name, ts, payload::jsonb, false, shared_id FROM input
+    ORDER BY ts, id, kind
+    ON CONFLICT DO NOTHING
+    RETURNING id, "timestamp", signal_type
+)"#
+    );
+    let stored = r#"ARRAY(SELECT id FROM inserted ORDER BY id, "timestamp", signal_type) AS inserted_ids,
+       ARRAY(SELECT "timestamp" FROM inserted ORDER BY id, "timestamp", signal_type) AS inserted_times,
+       ARRAY(SELECT signal_type::text FROM inserted ORDER BY id, "timestamp", signal_type) AS inserted_types"#;
+    let sql = match tracking {
+        None => format!(
+            "WITH {input},
+{insert}
+SELECT {stored}"
+        ),
+        Some((claims, incidents)) => {
+            let tracked = marked(WRITE_BATCH, "/*TRACKING*/")
+                .replace("INTO incident_traces AS c", &format!("INTO {claims} AS c"))
+                .replace("INTO incidents AS i", &format!("INTO {incidents} AS i"))
+                .replace("FROM incidents i", &format!("FROM {incidents} i"));
+            format!(
+                "WITH {input},
+{insert},
+{tracked}
+SELECT {stored},
+       {UPSERTED_ARRAYS}"
+            )
+        }
+    };
+    positional(&sql, &names)
+}
+
 /// The coordinator's tables the rest of the batch writes on Citus (a test checks the list
 /// against the statement).
 const TRACKED_TABLES: [&str; 7] = [
@@ -173,20 +266,25 @@ struct Statements {
     /// and the rest, on the coordinator's tables alone, keeps its cached plan.
     citus_insert: [String; 2],
     citus_track: String,
+    /// Citus with the incidents distributed and the batch's parts written at the nodes: the
+    /// rest, reading the rows and the incidents the parts returned ([`UPSERTED_ROWS`]).
+    citus_track_parts: String,
     /// Citus, first: the locks the one statement would take when it starts, on
     /// [`TRACKED_TABLES`], then on the signals' table. Maintenance locks an incidents range,
     /// then changes the signals' partitions (partitions/mod.rs): a batch that held the signals'
     /// table from its insert while waiting for the incidents would wait for it in a cycle,
     /// until the maintenance gave up on its lock timeout. Taken first, a batch waits holding
-    /// nothing. The signals' table is locked here, on the coordinator only (Citus would send a
-    /// `LOCK` of a distributed table to every node), because a batch written at the nodes
-    /// (citus/parts.rs) never touches it there: so that a change of the signals' partitions
-    /// still waits for every batch in flight, and they for it, as on one node.
+    /// nothing. Every one is locked on the coordinator only (Citus would send a `LOCK` of a
+    /// distributed table to every node, at every batch): the signals' table, and the incidents'
+    /// when distributed, because a batch written at the nodes (citus/parts.rs) never touches
+    /// them there: so that a change of their partitions still waits for every batch in flight,
+    /// and they for it, as on one node.
     citus_lock: String,
 }
 
 static STATEMENTS: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| {
-    let names: Vec<&str> = BatchParams::NAMES.iter().copied().chain(INSERTED_NAMES).collect();
+    let names: Vec<&str> =
+        BatchParams::NAMES.iter().copied().chain(INSERTED_NAMES).chain(UPSERTED_NAMES).collect();
     let numbered = |sql: &str| positional(sql, &names);
     let with = |check: &str| numbered(&WRITE_BATCH.replace("/*TIMELESS_CHECK*/", check));
     let (input, insert) = (marked(WRITE_BATCH, "/*INPUT*/"), marked(WRITE_BATCH, "/*INSERT*/"));
@@ -196,15 +294,55 @@ static STATEMENTS: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(||
         single: [with(""), with(TIMELESS_CHECK)],
         citus_insert: [insert_alone(""), insert_alone(TIMELESS_CHECK_DISTRIBUTED)],
         citus_track: numbered(&WRITE_BATCH.replace(insert, INSERTED_ROWS)),
+        citus_track_parts: positional(
+            &WRITE_BATCH
+                .replace(insert, INSERTED_ROWS)
+                .replace(marked(WRITE_BATCH, "/*INCIDENTS*/"), UPSERTED_ROWS),
+            &track_parts_names(),
+        ),
         citus_lock: format!(
-            "LOCK TABLE {} IN ROW EXCLUSIVE MODE; \
-             SET LOCAL citus.enable_ddl_propagation TO off; \
+            "SET LOCAL citus.enable_ddl_propagation TO off; \
+             LOCK TABLE {} IN ROW EXCLUSIVE MODE; \
              LOCK TABLE ONLY raw_signal_rows IN ROW EXCLUSIVE MODE; \
              SET LOCAL citus.enable_ddl_propagation TO on",
             TRACKED_TABLES.join(", ")
         ),
     }
 });
+
+impl PartColumns for BatchParams<'_> {
+    /// The input columns of the rows at `rows`, then, when `tracked`, [`PART_RULES`]: what
+    /// [`part_statement`] reads.
+    fn part_params(&self, rows: &[usize], tracked: bool) -> Vec<Box<dyn ToSql + Send + Sync + '_>> {
+        fn pick<T: Clone>(column: &[T], rows: &[usize]) -> Vec<T> {
+            rows.iter().map(|&row| column[row].clone()).collect()
+        }
+        let mut params: Vec<Box<dyn ToSql + Send + Sync + '_>> = vec![
+            Box::new(pick(&self.ids, rows)),
+            Box::new(pick(&self.types, rows)),
+            Box::new(pick(&self.trace_ids, rows)),
+            Box::new(pick(&self.services, rows)),
+            Box::new(pick(&self.timestamps, rows)),
+            Box::new(pick(&self.payloads, rows)),
+            Box::new(pick(&self.time_unknown, rows)),
+            Box::new(pick(&self.expires_at, rows)),
+            Box::new(pick(&self.shared_ids, rows)),
+            Box::new(pick(&self.errors, rows)),
+            Box::new(pick(&self.severities, rows)),
+            Box::new(pick(&self.tracked, rows)),
+            Box::new(pick(&self.requests, rows)),
+            Box::new(pick(&self.fingerprints, rows)),
+            Box::new(pick(&self.titles, rows)),
+        ];
+        if tracked {
+            params.extend([
+                Box::new(self.critical_after_high) as Box<dyn ToSql + Send + Sync>,
+                Box::new(self.analysis_window_secs),
+            ]);
+        }
+        params
+    }
+}
 
 /// Advisory-lock namespace of the per-id locks around records without a time (the two-key
 /// form, a key space apart from the single-key locks of migrations and maintenance).
@@ -292,7 +430,8 @@ impl Store {
             problem_window_secs: escalation.problem_window.unwrap_or_default().as_secs_f64(),
         };
         let shared_used = params.shared_used.clone();
-        let params = params.values();
+        let batch = params;
+        let params = batch.values();
 
         let mut client = self.client().await?;
         let locks = timeless_locks(&rows);
@@ -302,7 +441,7 @@ impl Store {
             tx.batch_execute(&STATEMENTS.citus_lock).await?;
             lock_timeless(&tx, &locks).await?;
             let mut prepared = match &self.workers {
-                Some(workers) => workers.prepare(&*tx, &rows).await,
+                Some(workers) => workers.prepare(&*tx, &rows, &batch).await,
                 None => None,
             };
             let (ids, times, kinds) = match &mut prepared {
@@ -321,13 +460,30 @@ impl Store {
                     (ids, times, kinds)
                 }
             };
-            let mut all = params.clone();
+            let upserted = prepared.as_ref().and_then(|at_nodes| at_nodes.upserted());
+            let mut all: Vec<&(dyn ToSql + Sync)> = match upserted {
+                // The parts applied the incidents' rules: the rest does not read them.
+                Some(_) => BatchParams::NAMES
+                    .iter()
+                    .zip(&params)
+                    .filter(|(name, _)| !PART_RULES.contains(name))
+                    .map(|(_, value)| *value)
+                    .collect(),
+                None => params.clone(),
+            };
             all.extend([&ids as &(dyn ToSql + Sync), &times, &kinds]);
+            if let Some(upserted) = upserted {
+                all.extend(upserted.params());
+            }
             let tracked = async {
                 if let Some(at_nodes) = &prepared {
                     tx.execute(RECORD_BATCH, &[&at_nodes.batch]).await?;
                 }
-                let track = tx.prepare_cached(&STATEMENTS.citus_track).await?;
+                let track = match upserted {
+                    Some(_) => &STATEMENTS.citus_track_parts,
+                    None => &STATEMENTS.citus_track,
+                };
+                let track = tx.prepare_cached(track).await?;
                 let row = tx.query_one(&track, &all).await?;
                 tx.commit().await?;
                 Ok::<_, tokio_postgres::Error>(row)
@@ -458,6 +614,8 @@ mod tests {
             &STATEMENTS.single[..],
             &STATEMENTS.citus_insert[..],
             std::slice::from_ref(&STATEMENTS.citus_track),
+            std::slice::from_ref(&STATEMENTS.citus_track_parts),
+            &[part_statement("s", None), part_statement("s", Some(("c", "i")))],
         ];
         for statement in all.concat().iter() {
             let unbound: Vec<&str> = statement
@@ -507,6 +665,52 @@ mod tests {
             .collect();
         assert_eq!(written, TRACKED_TABLES.into_iter().collect(), "{track}");
         assert!(STATEMENTS.single.iter().all(|s| s.contains("INSERT INTO raw_signal_rows")));
+    }
+
+    #[test]
+    fn a_part_at_a_node_writes_only_its_shards_and_tracks_by_the_batch_statement_s_rules() {
+        let numbers = |sql: &str| -> std::collections::BTreeSet<usize> {
+            sql.match_indices('$')
+                .filter_map(|(at, _)| {
+                    sql[at + 1..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+                })
+                .collect()
+        };
+        let coordinator_only = [
+            "raw_signal_rows",
+            "raw_signal_units",
+            "problems",
+            "analysis_outbox",
+            "service_minutes",
+            "signal_shared",
+        ];
+        let alone = part_statement("raw_signal_rows_102008", None);
+        assert_eq!(numbers(&alone), (1..=INPUT_PARAMS).collect(), "{alone}");
+        assert!(alone.contains("INSERT INTO raw_signal_rows_102008 "), "{alone}");
+        assert!(!alone.contains("INTO incident"), "{alone}");
+        let tracked =
+            part_statement("raw_signal_rows_102008", Some(("incident_traces_102040", "incidents_102048")));
+        assert_eq!(numbers(&tracked), (1..=INPUT_PARAMS + PART_RULES.len()).collect(), "{tracked}");
+        for table in
+            ["INTO incident_traces_102040 AS c", "INTO incidents_102048 AS i", "FROM incidents_102048 i"]
+        {
+            assert!(tracked.contains(table), "{table} in {tracked}");
+        }
+        // Nothing of the coordinator's, nor the tables by their distributed names.
+        let code: String =
+            tracked.lines().map(|line| line.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+        let words: std::collections::BTreeSet<&str> =
+            code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();
+        for table in coordinator_only.iter().chain(&["incidents", "incident_traces"]) {
+            assert!(!words.contains(table), "{table} in {tracked}");
+        }
+        for column in UPSERTED_NAMES {
+            assert!(tracked.contains(&format!("AS {column}")), "{column} returned by {tracked}");
+        }
+        // And the coordinator's statement then reads them in place of its incidents' part.
+        let track = &STATEMENTS.citus_track_parts;
+        assert!(!track.contains("INTO incidents") && !track.contains("INTO incident_traces"), "{track}");
+        assert_eq!(numbers(track), (1..=track_parts_names().len()).collect(), "{track}");
     }
 
     #[test]

@@ -439,40 +439,61 @@ async fn a_database_is_distributed_in_place_by_a_role_that_does_not_own_citus() 
     on_citus();
     // The service's own role, as in most deployments: not the one that created the extension.
     let role = OwnRole::create().await;
-    let db = TestDb::new();
-    let redis = crate::helpers::RedisDb::acquire().await;
-    let config =
-        || crate::helpers::test_config_for(&role.url(&db.url()), &["--redis-url", redis.url().as_str()]);
-    drop(App::build(config()).await.expect("the plain database is laid out by the service's role"));
-    db.join_citus().await;
-    let app = App::build(config()).await.expect("the service's role distributes it");
-    let addr = app.api_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-    let citus = db.connect().await;
-    let distributed: bool = one(
-        &citus,
-        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'raw_signal_rows'::regclass)",
-    )
-    .await;
-    assert!(distributed);
-    let owner: String = one(
-        &citus,
-        "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'raw_signal_rows'::regclass",
-    )
-    .await;
-    assert_eq!(owner, role.name);
-    // And it stores there, read from one shard.
-    let log = log_body("t-role", "ERROR", "stored by the service's role");
-    let answer =
-        reqwest::Client::new().post(format!("http://{addr}/ingest/logs")).json(&log).send().await.unwrap();
-    assert_eq!(answer.status(), StatusCode::ACCEPTED);
-    assert_eq!(worker_read(&citus, "t-role").await.len(), 1);
-    assert_eq!(shards_read(&citus, "t-role").await, 1);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    // Each layout of the incidents: distributed, they are tracked at the nodes by the
+    // escalation rules, which Citus did not put there (made before it arrived).
+    for incidents in ["off", "on"] {
+        let db = TestDb::new();
+        let redis = crate::helpers::RedisDb::acquire().await;
+        let config = || {
+            crate::helpers::test_config_for(
+                &role.url(&db.url()),
+                &["--redis-url", redis.url().as_str(), "--citus-distribute-incidents", incidents],
+            )
+        };
+        drop(App::build(config()).await.expect("the plain database is laid out by the service's role"));
+        db.join_citus().await;
+        let app = App::build(config()).await.expect("the service's role distributes it");
+        let addr = app.api_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        let citus = db.connect().await;
+        let distributed: bool = one(
+            &citus,
+            "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'raw_signal_rows'::regclass)",
+        )
+        .await;
+        assert!(distributed);
+        assert_eq!(incidents_distributed(&citus).await, incidents == "on");
+        let owner: String = one(
+            &citus,
+            "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'raw_signal_rows'::regclass",
+        )
+        .await;
+        assert_eq!(owner, role.name);
+        // And it stores there, read from one shard, and opens the trace's incident.
+        let log = log_body("t-role", "ERROR", "stored by the service's role");
+        let answer = reqwest::Client::new()
+            .post(format!("http://{addr}/ingest/logs"))
+            .json(&log)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "incidents distributed: {incidents}: {}",
+            answer.text().await.unwrap_or_default()
+        );
+        assert_eq!(worker_read(&citus, "t-role").await.len(), 1);
+        assert_eq!(shards_read(&citus, "t-role").await, 1);
+        let opened: i64 = one(&citus, "SELECT count(*) FROM incidents WHERE trace_id = 't-role'").await;
+        assert_eq!(opened, 1, "incidents distributed: {incidents}");
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
 }
 
 /// The leaves of `incidents` (name, table, number of indexes) and its incidents (trace, kept,
@@ -1016,7 +1037,7 @@ async fn a_new_pooled_session_has_its_connections_to_the_workers_before_its_firs
         prodsentinel::store::StorageSettings {
             lifecycle: config.lifecycle,
             exact_total_limit: config.query_exact_total_limit,
-            layout: prodsentinel::store::citus::Layout::Distributed,
+            layout: prodsentinel::store::citus::Layout::Distributed { incidents: false },
         },
     )
     .unwrap();
@@ -1196,4 +1217,112 @@ async fn a_batch_for_a_shard_moved_since_the_map_was_read_is_stored_where_the_sh
     );
     assert_eq!(routed_rows(&db, trace).await, 2);
     assert_eq!(batches_at_nodes(&db).await, before + 1, "written at the node again");
+}
+
+/// Whether `incidents` and `incident_traces` are distributed, colocated with the signals.
+async fn incidents_distributed(db: &Client) -> bool {
+    let colocated: i64 = one(
+        db,
+        "SELECT count(*) FROM pg_dist_partition
+         WHERE logicalrelid IN ('incidents'::regclass, 'incident_traces'::regclass)
+           AND colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'raw_signal_rows'::regclass)",
+    )
+    .await;
+    colocated == 2
+}
+
+#[tokio::test]
+async fn with_the_incidents_distributed_batches_track_their_traces_at_the_nodes_as_the_coordinator_does() {
+    on_citus();
+    let traces: Vec<String> = (0..200)
+        .map(|n: u32| match n % 3 {
+            0 => format!("{:032x}", u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)),
+            1 => format!("legacy-trace-{n}"),
+            _ => format!("trace-é☃-{n}"),
+        })
+        .collect();
+    // One clock for every layout, so that the three see the same signals (and fingerprints).
+    let now = Utc::now();
+    let batches = |level: &str| -> Vec<Value> {
+        traces
+            .chunks(100)
+            .map(|chunk| json!(chunk.iter().map(|t| log_at(t, level, now)).collect::<Vec<_>>()))
+            .collect()
+    };
+    let (warnings, errors) = (batches("WARN"), batches("ERROR"));
+    let layouts: [(&str, &[&str]); 3] = [
+        ("incidents on the coordinator", &[]),
+        ("incidents distributed, written at the nodes", &["--citus-distribute-incidents", "on"]),
+        (
+            "incidents distributed, written through the coordinator",
+            &["--citus-distribute-incidents", "on", "--citus-write-at-workers", "off"],
+        ),
+    ];
+    let mut figures = Vec::new();
+    for (layout, extra) in layouts {
+        let app = spawn_app_with(extra).await;
+        let db = connect(&app.db.url()).await;
+        assert_eq!(incidents_distributed(&db).await, !extra.is_empty(), "{layout}");
+        // Opened by the warnings, raised and analysed by the errors; then a retry of a batch.
+        for batch in warnings.iter().chain(&errors).chain(&errors[..1]) {
+            let (status, body) = app.post_json("/ingest/logs", batch).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{layout}: {body}");
+        }
+        if extra.is_empty() || extra.len() == 2 {
+            assert_eq!(batches_at_nodes(&db).await, 5, "{layout}: every batch written at the nodes");
+        }
+        if !extra.is_empty() {
+            // A trace's incident is found on its one shard, with its signals.
+            for trace in traces.iter().step_by(40) {
+                let plan: Vec<String> = db
+                    .query("EXPLAIN SELECT * FROM incidents WHERE trace_id = $1", &[trace])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                assert!(plan.iter().any(|line| line.trim() == "Task Count: 1"), "{layout}: {plan:#?}");
+            }
+        }
+        for worker in citus_workers() {
+            let node = worker.trim_start_matches("postgres://postgres@");
+            assert_eq!(prepared_parts(&app, node).await, 0, "{layout}: every part committed at {node}");
+        }
+        let metrics = scrape_addr(app.addr).await;
+        let counted = |name: &str| -> i64 {
+            metrics
+                .iter()
+                .filter(|(key, _)| key.starts_with(&format!("{name}{{")))
+                .map(|(_, v)| *v as i64)
+                .sum()
+        };
+        let row = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM incidents), (SELECT count(*) FROM incident_traces),
+                        (SELECT count(*) FROM incidents WHERE trace_key = trace_id AND severity = 'HIGH'),
+                        (SELECT sum(error_count)::int8 FROM incidents), (SELECT sum(high_signal_count)::int8 FROM incidents),
+                        (SELECT count(*) FROM incidents WHERE analysis_requested_at IS NOT NULL),
+                        (SELECT count(*) FROM analysis_outbox), (SELECT count(*) FROM problems),
+                        (SELECT count(*) FROM incident_problems)",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut these: Vec<i64> = (0..9).map(|i| row.get(i)).collect();
+        these.extend([
+            counted("prodsentinel_incidents_opened_total"),
+            counted("prodsentinel_incidents_escalated_total"),
+            get(&metrics, r#"prodsentinel_ingest_signals_duplicate_total{signal="log",transport="legacy"}"#)
+                as i64,
+        ]);
+        figures.push((layout, these));
+    }
+    let (expected_layout, expected) = &figures[0];
+    // 200 traces, one incident each, raised to HIGH by one error each; 100 duplicates.
+    assert_eq!(&expected[..3], &[200, 200, 200], "{expected_layout}: {expected:?}");
+    assert_eq!(expected[11], 100, "{expected_layout}: {expected:?}");
+    assert!(expected[6] > 0 && expected[9] == 200 && expected[10] == 200, "{expected_layout}: {expected:?}");
+    for (layout, these) in &figures[1..] {
+        assert_eq!(these, expected, "{layout} against {expected_layout}");
+    }
 }

@@ -151,6 +151,86 @@ pub async fn level(client: &mut Client) -> Result<Option<Leveled>, CitusError> {
     Ok(Some(done))
 }
 
+/// Whether `incidents` is a distributed table.
+pub async fn are_distributed(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
+    let sql = "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'incidents'::regclass)";
+    client.query_one(sql, &[]).await?.try_get(0)
+}
+
+/// The functions a batch's incidents' part calls (store/sql/write_batch.sql), which run at the
+/// nodes once the incidents are distributed.
+const TRACKING_FUNCTIONS: [&str; 4] =
+    ["escalated", "array_add_missing", "analysis_window_passed_at", "uuid_time_ordered"];
+
+/// Puts [`TRACKING_FUNCTIONS`] on every node, each in a statement of its own (idempotent). Citus
+/// creates a function on the workers when it is made after the extension, or when a table it
+/// distributes depends on it; in a database that held the service's schema before Citus
+/// arrived, the escalation rules are neither, and the parts at the nodes would not find them.
+pub async fn distribute_functions(client: &impl GenericClient) -> Result<(), CitusError> {
+    let step = |step: &'static str| move |source| CitusError::Step { step, source };
+    let functions = client
+        .query(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p
+             WHERE p.proname = ANY($1) AND p.pronamespace = current_schema()::regnamespace ORDER BY 1",
+            &[&&TRACKING_FUNCTIONS[..]],
+        )
+        .await?;
+    for function in &functions {
+        let function: String = function.try_get(0)?;
+        client
+            .execute("SELECT create_distributed_function($1::text::regprocedure)", &[&function])
+            .await
+            .map_err(step("putting the escalation rules on every node"))?;
+    }
+    Ok(())
+}
+
+/// Distributes `incidents` (partitioned once: [`level`]) and the trace claims
+/// (`incident_traces`) by `trace_id`, colocated with the signals, so that a batch's incidents
+/// live on the node holding its signals (docs/scaling.md, "What is left" 1). One transaction;
+/// `create_distributed_table` copies the rows there are. What Citus asks of them:
+/// - every unique key holds `trace_id`: the kept incidents' own primary key on `id` (the table
+///   from before migrations/0015) goes; `id` stays indexed (`incidents_id_idx`) and is a uuid
+///   made by us or the worker, never chosen twice;
+/// - a trigger on a distributed table is refused unless `citus.enable_unsafe_triggers` is on:
+///   the claim trigger of the worker's own incidents (migrations/0015) runs at the shard, where
+///   its insert into `incident_traces` is routed to the colocated shard on the same node. The
+///   maintenance, which creates incident ranges carrying the trigger, turns it on too
+///   ([`super::Layout::incident_range_mode`]).
+///
+/// Returns the incidents distributed, `None` when they already were.
+pub async fn distribute(client: &mut Client) -> Result<Option<i64>, CitusError> {
+    if are_distributed(client).await? {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let step = |step: &'static str| move |source| CitusError::Step { step, source };
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "SET LOCAL citus.enable_unsafe_triggers TO on;
+         LOCK TABLE incident_traces, incidents IN ACCESS EXCLUSIVE MODE;
+         ALTER TABLE incidents_kept DROP CONSTRAINT IF EXISTS incidents_kept_pkey",
+    )
+    .await
+    .map_err(step("keying the incidents by trace"))?;
+    for table in ["incident_traces", "incidents"] {
+        tx.execute(
+            "SELECT create_distributed_table($1::text::regclass, 'trace_id', colocate_with := 'raw_signal_rows')",
+            &[&table],
+        )
+        .await
+        .map_err(step("distributing the incidents"))?;
+    }
+    let incidents: i64 = tx.query_one("SELECT count(*) FROM incidents", &[]).await?.try_get(0)?;
+    tx.commit().await.map_err(step("commit"))?;
+    info!(
+        incidents,
+        seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "incidents distributed over the Citus cluster by trace_id, with their signals"
+    );
+    Ok(Some(incidents))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

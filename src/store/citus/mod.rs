@@ -46,12 +46,21 @@ pub enum Layout {
     Single,
     /// A Citus cluster: `raw_signal_rows` distributed by `trace_id`, partitioned by type and
     /// time (or, with the legacy table, one table per range).
-    Distributed,
+    Distributed {
+        /// Whether `incidents` and `incident_traces` are distributed with the signals
+        /// ([`incidents::distribute`]) rather than tables of the coordinator.
+        incidents: bool,
+    },
 }
 
 impl Layout {
     pub fn is_distributed(self) -> bool {
-        self == Layout::Distributed
+        matches!(self, Layout::Distributed { .. })
+    }
+
+    /// Whether the incidents are distributed with the signals.
+    pub fn incidents_distributed(self) -> bool {
+        matches!(self, Layout::Distributed { incidents: true })
     }
 
     /// The SQL function giving a table's bytes on disk, indexes and TOAST included: on Citus,
@@ -59,7 +68,7 @@ impl Layout {
     pub fn total_size_function(self) -> &'static str {
         match self {
             Layout::Single => "pg_total_relation_size",
-            Layout::Distributed => "citus_total_relation_size",
+            Layout::Distributed { .. } => "citus_total_relation_size",
         }
     }
 
@@ -72,8 +81,15 @@ impl Layout {
     pub fn partition_change_mode(self) -> Option<&'static str> {
         match self {
             Layout::Single => None,
-            Layout::Distributed => Some("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"),
+            Layout::Distributed { .. } => Some("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"),
         }
+    }
+
+    /// What a transaction that attaches an incident range runs first: with the incidents
+    /// distributed, the range carries the claim trigger (migrations/0015), which Citus takes on
+    /// a distributed table only when told ([`incidents::distribute`]).
+    pub(crate) fn incident_range_mode(self) -> Option<&'static str> {
+        self.incidents_distributed().then_some("SET LOCAL citus.enable_unsafe_triggers TO on")
     }
 
     /// The DDL attaching `table` to the incidents as the time range `starts..ends` (literals,
@@ -84,7 +100,7 @@ impl Layout {
             Layout::Single => {
                 format!("ALTER TABLE incidents_live ATTACH PARTITION {table} FOR VALUES FROM ('{starts}') TO ('{ends}')")
             }
-            Layout::Distributed => format!(
+            Layout::Distributed { .. } => format!(
                 "ALTER TABLE incidents ATTACH PARTITION {table} FOR VALUES FROM (false, '{starts}') TO (false, '{ends}')"
             ),
         }

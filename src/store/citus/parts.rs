@@ -32,13 +32,17 @@ use tokio_postgres::{GenericClient, SimpleQueryMessage};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::shards::{Node, ShardMap};
+use super::shards::{Node, Shard, ShardMap};
 use crate::config::DatabaseConfig;
 use crate::model::Signal;
+use crate::store::tracking::part_statement;
 use crate::store::StoreError;
 
-/// The part's statement, `{shard}` the shard's table.
-const WRITE_PART: &str = include_str!("../sql/write_part.sql");
+/// The parameters of a part's statement (store/tracking.rs, `part_statement`) for some of the
+/// batch's rows, by their index in it, and the incidents' rules when it tracks them.
+pub trait PartColumns: Sync {
+    fn part_params(&self, rows: &[usize], tracked: bool) -> Vec<Box<dyn ToSql + Send + Sync + '_>>;
+}
 
 /// What a prepared part is named at its node: the batch's id after this prefix, so that the
 /// sweep finds ours among other prepared transactions (Citus's own among them).
@@ -76,6 +80,9 @@ pub const RECORD_BATCH: &str = "INSERT INTO citus_prepared_batches (batch_id, co
 /// Writes batches at the nodes: the map, and a pool per node.
 pub struct Workers {
     coordinator: DatabaseConfig,
+    /// Whether the incidents are distributed with the signals: each part then tracks its rows
+    /// in the shards' colocated claims and incidents.
+    incidents: bool,
     map: RwLock<Option<Arc<ShardMap>>>,
     pools: Mutex<HashMap<Node, Pool>>,
     unreachable: Mutex<HashMap<Node, Instant>>,
@@ -89,6 +96,53 @@ pub struct Prepared {
     ids: Vec<Uuid>,
     times: Vec<DateTime<Utc>>,
     kinds: Vec<String>,
+    /// With the incidents distributed, the incidents the parts upserted.
+    upserted: Option<Upserted>,
+}
+
+/// Each trace's incident as the parts upserted it, in the columns the coordinator's
+/// statement reads (store/tracking.rs, `UPSERTED_ROWS`).
+#[derive(Debug, Default)]
+pub struct Upserted {
+    pub ids: Vec<Uuid>,
+    pub traces: Vec<String>,
+    pub keys: Vec<String>,
+    pub kept: Vec<bool>,
+    pub detected: Vec<DateTime<Utc>>,
+    pub severities: Vec<String>,
+    pub requested: Vec<bool>,
+    pub fresh: Vec<bool>,
+    pub escalated: Vec<bool>,
+}
+
+impl Upserted {
+    fn extend(&mut self, row: &tokio_postgres::Row) -> Result<(), tokio_postgres::Error> {
+        self.ids.extend(row.try_get::<_, Vec<Uuid>>("upserted_ids")?);
+        self.traces.extend(row.try_get::<_, Vec<String>>("upserted_traces")?);
+        self.keys.extend(row.try_get::<_, Vec<String>>("upserted_keys")?);
+        self.kept.extend(row.try_get::<_, Vec<bool>>("upserted_kept")?);
+        self.detected.extend(row.try_get::<_, Vec<DateTime<Utc>>>("upserted_detected")?);
+        self.severities.extend(row.try_get::<_, Vec<String>>("upserted_severities")?);
+        self.requested.extend(row.try_get::<_, Vec<bool>>("upserted_requested")?);
+        self.fresh.extend(row.try_get::<_, Vec<bool>>("upserted_fresh")?);
+        self.escalated.extend(row.try_get::<_, Vec<bool>>("upserted_escalated")?);
+        Ok(())
+    }
+
+    /// The columns as the statement's parameters, in `UPSERTED_NAMES`' order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.ids,
+            &self.traces,
+            &self.keys,
+            &self.kept,
+            &self.detected,
+            &self.severities,
+            &self.requested,
+            &self.fresh,
+            &self.escalated,
+        ]
+    }
 }
 
 struct Part {
@@ -104,9 +158,10 @@ enum Fallback {
 }
 
 impl Workers {
-    pub fn new(coordinator: &DatabaseConfig) -> Workers {
+    pub fn new(coordinator: &DatabaseConfig, incidents: bool) -> Workers {
         Workers {
             coordinator: coordinator.clone(),
+            incidents,
             map: RwLock::new(None),
             pools: Mutex::default(),
             unreachable: Mutex::default(),
@@ -137,8 +192,13 @@ impl Workers {
     /// Writes `rows` at their nodes and prepares them there, or says `None`: the batch is then
     /// written through the coordinator. `coordinator` is the batch's coordinator transaction,
     /// which decides the parts when it commits (`RECORD_BATCH`).
-    pub async fn prepare(&self, coordinator: &impl GenericClient, rows: &[&Signal]) -> Option<Prepared> {
-        match self.try_prepare(coordinator, rows).await {
+    pub async fn prepare(
+        &self,
+        coordinator: &impl GenericClient,
+        rows: &[&Signal],
+        columns: &impl PartColumns,
+    ) -> Option<Prepared> {
+        match self.try_prepare(coordinator, rows, columns).await {
             Ok(prepared) => Some(prepared),
             Err(Fallback::Quiet(why)) => {
                 debug!(reason = why, "batch written through the Citus coordinator");
@@ -157,6 +217,7 @@ impl Workers {
         &self,
         coordinator: &impl GenericClient,
         rows: &[&Signal],
+        columns: &impl PartColumns,
     ) -> Result<Prepared, Fallback> {
         let Some(map) = self.map.read().unwrap_or_else(|e| e.into_inner()).clone() else {
             return Err(Fallback::Quiet("no shard map"));
@@ -175,22 +236,34 @@ impl Workers {
         if sealed.is_some_and(|sealed| rows.iter().any(|s| s.timestamp < sealed)) {
             return Err(Fallback::Quiet("a row in a sealed range"));
         }
-        // node → shard id → (table, rows); nodes in one order for every batch.
-        let mut split: BTreeMap<&Node, BTreeMap<i64, (&str, Vec<&Signal>)>> = BTreeMap::new();
-        for signal in rows {
+        // node → shard id → (shard, the indexes of its rows); nodes in one order for every batch.
+        let mut split: BTreeMap<&Node, BTreeMap<i64, (&Shard, Vec<usize>)>> = BTreeMap::new();
+        for (index, signal) in rows.iter().enumerate() {
             let shard = map.shard_of(&signal.trace_id);
+            if self.incidents && shard.tracking.is_none() {
+                return Err(Fallback::Warn(format!(
+                    "the map has no incidents' shard beside shard {}: read again at the next maintenance pass",
+                    shard.id
+                )));
+            }
             split
                 .entry(&map.nodes()[shard.node])
                 .or_default()
                 .entry(shard.id)
-                .or_insert_with(|| (&shard.table, Vec::new()))
+                .or_insert_with(|| (shard, Vec::new()))
                 .1
-                .push(signal);
+                .push(index);
         }
         let batch = Uuid::new_v4();
         let gid = gid(batch);
-        let mut prepared =
-            Prepared { batch, parts: Vec::new(), ids: Vec::new(), times: Vec::new(), kinds: Vec::new() };
+        let mut prepared = Prepared {
+            batch,
+            parts: Vec::new(),
+            ids: Vec::new(),
+            times: Vec::new(),
+            kinds: Vec::new(),
+            upserted: self.incidents.then(Upserted::default),
+        };
         for (node, shards) in split {
             let client = match self.client(node).await {
                 Ok(client) => client,
@@ -199,13 +272,12 @@ impl Workers {
                     return Err(why);
                 }
             };
-            match write_part(&client, &gid, &shards).await {
-                Ok(stored) => {
+            match write_part(&client, &gid, &shards, columns, self.incidents).await {
+                Ok(written) => {
                     prepared.parts.push(Part { node: node.clone(), client });
-                    for (id, at, kind) in stored {
-                        prepared.ids.push(id);
-                        prepared.times.push(at);
-                        prepared.kinds.push(kind);
+                    if let Err(why) = written.iter().try_for_each(|row| prepared.absorb(row)) {
+                        prepared.roll_back().await;
+                        return Err(Fallback::Warn(format!("reading the part at {node}: {why}")));
                     }
                 }
                 Err(why) => {
@@ -395,20 +467,24 @@ impl From<tokio_postgres::Error> for PartError {
     }
 }
 
-/// One node's part: its shards' rows inserted and the transaction prepared as `gid`. The
-/// statements go in one round trip (the client pipelines them), the prepare in another once
-/// the placements are known to hold. Returns the rows stored.
+/// One node's part: its shards' rows inserted (and, with `tracked`, their incidents upserted
+/// in the shards' colocated tables) and the transaction prepared as `gid`. The statements go
+/// in one round trip (the client pipelines them), the prepare in another once the placements
+/// are known to hold. Returns each shard's answer ([`Prepared::absorb`]).
 async fn write_part(
     client: &Object,
     gid: &str,
-    shards: &BTreeMap<i64, (&str, Vec<&Signal>)>,
-) -> Result<Vec<(Uuid, DateTime<Utc>, String)>, PartError> {
+    shards: &BTreeMap<i64, (&Shard, Vec<usize>)>,
+    columns: &impl PartColumns,
+    tracked: bool,
+) -> Result<Vec<tokio_postgres::Row>, PartError> {
     let ids: Vec<String> = shards.keys().map(i64::to_string).collect();
     let ids = ids.join(",");
     // Citus's writers take this lock on a shard's metadata (mode 5, share): a move of the shard
-    // takes it exclusively, so it waits until this part is committed or rolled back. Then the
-    // placements, read by a statement that starts after the lock is held (one simple query:
-    // its statements run in order, each with a snapshot of its own).
+    // (and of its colocated ones with it) takes it exclusively, so it waits until this part is
+    // committed or rolled back. Then the placements, read by a statement that starts after the
+    // lock is held (one simple query: its statements run in order, each with a snapshot of its
+    // own).
     let setup = format!(
         "BEGIN; SET LOCAL lock_timeout = '{PART_LOCK_TIMEOUT}';
          SELECT lock_shard_metadata(5, ARRAY[{ids}]::int8[]);
@@ -416,8 +492,9 @@ async fn write_part(
          WHERE shardid IN ({ids}) AND groupid = (SELECT groupid FROM pg_dist_local_group)"
     );
     let setup = client.simple_query(&setup);
-    let inserts = try_join_all(shards.values().map(|(table, rows)| insert(client, table, rows)));
-    let (answers, stored) = futures_util::try_join!(setup, inserts)?;
+    let writes =
+        try_join_all(shards.values().map(|(shard, rows)| write_shard(client, shard, rows, columns, tracked)));
+    let (answers, written) = futures_util::try_join!(setup, writes)?;
     let placed = answers.iter().rev().find_map(|message| match message {
         SimpleQueryMessage::Row(row) => row.get(0).and_then(|n| n.parse::<usize>().ok()),
         _ => None,
@@ -426,32 +503,46 @@ async fn write_part(
         return Err(PartError::Moved);
     }
     client.batch_execute(&format!("PREPARE TRANSACTION '{gid}'")).await?;
-    Ok(stored.into_iter().flatten().collect())
+    Ok(written)
 }
 
-/// One shard's rows into its table.
-async fn insert(
+/// One shard's rows (by index in the batch) into its table, tracked in its colocated ones when
+/// `tracked`.
+async fn write_shard(
     client: &Object,
-    table: &str,
-    rows: &[&Signal],
-) -> Result<Vec<(Uuid, DateTime<Utc>, String)>, tokio_postgres::Error> {
-    let statement = client.prepare_cached(&WRITE_PART.replace("{shard}", table)).await?;
-    let ids: Vec<Uuid> = rows.iter().map(|s| s.signal_id).collect();
-    let kinds: Vec<&str> = rows.iter().map(|s| s.signal_type.as_str()).collect();
-    let traces: Vec<&str> = rows.iter().map(|s| s.trace_id.as_str()).collect();
-    let services: Vec<&str> = rows.iter().map(|s| s.service_name.as_str()).collect();
-    let times: Vec<DateTime<Utc>> = rows.iter().map(|s| s.timestamp).collect();
-    let payloads: Vec<&str> = rows.iter().map(|s| s.payload.as_str()).collect();
-    let shared: Vec<Option<Uuid>> = rows.iter().map(|s| s.shared.as_ref().map(|p| p.id)).collect();
-    let params: [&(dyn ToSql + Sync); 7] = [&ids, &kinds, &traces, &services, &times, &payloads, &shared];
-    let stored = client.query(&statement, &params).await?;
-    stored.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    shard: &Shard,
+    rows: &[usize],
+    columns: &impl PartColumns,
+    tracked: bool,
+) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+    let tracking = shard.tracking.as_ref().filter(|_| tracked).map(|(c, i)| (c.as_str(), i.as_str()));
+    let statement = client.prepare_cached(&part_statement(&shard.table, tracking)).await?;
+    let params = columns.part_params(rows, tracking.is_some());
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+    client.query_one(&statement, &params).await
 }
 
 impl Prepared {
     /// The rows the parts stored (ids, times, types), for the coordinator's tracking.
     pub fn take_stored(&mut self) -> (Vec<Uuid>, Vec<DateTime<Utc>>, Vec<String>) {
         (std::mem::take(&mut self.ids), std::mem::take(&mut self.times), std::mem::take(&mut self.kinds))
+    }
+
+    /// Adds what a shard's statement returned: the rows it stored, and the incidents it
+    /// upserted when it tracked them.
+    fn absorb(&mut self, row: &tokio_postgres::Row) -> Result<(), tokio_postgres::Error> {
+        self.ids.extend(row.try_get::<_, Vec<Uuid>>("inserted_ids")?);
+        self.times.extend(row.try_get::<_, Vec<DateTime<Utc>>>("inserted_times")?);
+        self.kinds.extend(row.try_get::<_, Vec<String>>("inserted_types")?);
+        match &mut self.upserted {
+            Some(upserted) => upserted.extend(row),
+            None => Ok(()),
+        }
+    }
+
+    /// With the incidents distributed, the incidents the parts upserted.
+    pub fn upserted(&self) -> Option<&Upserted> {
+        self.upserted.as_ref()
     }
 
     /// Commits the parts, once the coordinator's transaction recording the batch committed. A

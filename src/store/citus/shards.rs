@@ -33,6 +33,9 @@ pub struct Shard {
     pub table: String,
     /// Index into [`ShardMap::nodes`].
     pub node: usize,
+    /// With the incidents distributed, the colocated shards of the trace claims and of the
+    /// incidents at the same node (their tables there), which hold the traces of this one.
+    pub tracking: Option<(String, String)>,
 }
 
 /// The shards, ordered by range, covering every hash once.
@@ -55,6 +58,7 @@ struct Placement {
     node: Node,
     /// How many placements the shard has.
     placements: i64,
+    tracking: Option<(String, String)>,
 }
 
 impl ShardMap {
@@ -66,7 +70,12 @@ impl ShardMap {
             .query(
                 "SELECT s.shardid, s.shardminvalue, s.shardmaxvalue,
                         shard_name('raw_signal_rows'::regclass, s.shardid), n.nodename, n.nodeport,
-                        count(*) OVER (PARTITION BY s.shardid)
+                        count(*) OVER (PARTITION BY s.shardid),
+                        -- Colocated shards cover the same hash range, and move together.
+                        (SELECT shard_name(t.logicalrelid, t.shardid) FROM pg_dist_shard t
+                         WHERE t.logicalrelid = to_regclass('incident_traces') AND t.shardminvalue = s.shardminvalue),
+                        (SELECT shard_name(t.logicalrelid, t.shardid) FROM pg_dist_shard t
+                         WHERE t.logicalrelid = to_regclass('incidents') AND t.shardminvalue = s.shardminvalue)
                  FROM pg_dist_shard s
                  JOIN pg_dist_placement p USING (shardid)
                  JOIN pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary' AND n.isactive
@@ -85,6 +94,10 @@ impl ShardMap {
                 table: row.try_get(3)?,
                 node: Node { host: row.try_get(4)?, port: u16::try_from(port).unwrap_or(0) },
                 placements: row.try_get(6)?,
+                tracking: match (row.try_get(7)?, row.try_get(8)?) {
+                    (Some(claims), Some(incidents)) => Some((claims, incidents)),
+                    _ => None,
+                },
             });
         }
         Ok(ShardMap::from_placements(placed))
@@ -94,7 +107,7 @@ impl ShardMap {
     fn from_placements(placed: Vec<Placement>) -> Result<ShardMap, Unusable> {
         let mut map = ShardMap { shards: Vec::with_capacity(placed.len()), nodes: Vec::new() };
         let mut next = Some(i32::MIN);
-        for Placement { id, min, max, table, node, placements } in placed {
+        for Placement { id, min, max, table, node, placements, tracking } in placed {
             if placements != 1 {
                 return Err(format!(
                     "shard {id} has {placements} placements (replicated shards are written by Citus)"
@@ -115,7 +128,7 @@ impl ShardMap {
                     map.nodes.len() - 1
                 }
             };
-            map.shards.push(Shard { id, min, max, table, node: index });
+            map.shards.push(Shard { id, min, max, table, node: index, tracking });
         }
         if map.shards.is_empty() || next.is_some() {
             return Err("the shards' ranges do not cover every hash".to_owned());
@@ -155,6 +168,7 @@ mod tests {
                 table: format!("t_{i}"),
                 node: node(*port),
                 placements: 1,
+                tracking: None,
             })
             .collect()
     }

@@ -58,7 +58,7 @@ pub(super) async fn keep_evidence(
     // coordinator, without the indexes ATTACH adds.
     let kept_before_attach = match layout {
         Layout::Single => None,
-        Layout::Distributed => Some(
+        Layout::Distributed { .. } => Some(
             tx.query_one("SELECT pg_total_relation_size($1::text::regclass)", &[&format!("{table}_kept")])
                 .await?
                 .try_get::<_, i64>(0)?,

@@ -93,9 +93,16 @@ pub(super) async fn ensure_ranges(
         .await?;
         // Bounds as literals (DDL takes no parameters), from our own timestamps.
         let table = quote_identifier(&name);
-        tx.batch_execute(&format!(
-            "CREATE TABLE {table} (LIKE incidents INCLUDING DEFAULTS);\n{};",
-            layout.attach_incident_range(&table, &range.starts.to_rfc3339(), &range.ends.to_rfc3339())
+        // One statement at a time: Citus refuses a string of several once the table is
+        // distributed.
+        if let Some(mode) = layout.incident_range_mode() {
+            tx.batch_execute(mode).await?;
+        }
+        tx.batch_execute(&format!("CREATE TABLE {table} (LIKE incidents INCLUDING DEFAULTS)")).await?;
+        tx.batch_execute(&layout.attach_incident_range(
+            &table,
+            &range.starts.to_rfc3339(),
+            &range.ends.to_rfc3339(),
         ))
         .await?;
         tx.execute(

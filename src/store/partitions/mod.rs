@@ -390,7 +390,7 @@ impl Store {
         let sql = match self.settings.layout {
             Layout::Single => "SELECT pg_database_size(current_database())",
             // The signals are on the workers: the budget is of the whole cluster's disk.
-            Layout::Distributed => {
+            Layout::Distributed { .. } => {
                 "SELECT sum(result::int8)::int8 FROM run_command_on_all_nodes('SELECT pg_database_size(current_database())')"
             }
         };
@@ -670,7 +670,7 @@ pub(crate) fn append_only_trigger(table: &str) -> String {
 pub(crate) fn signals_guard(table: &str, layout: Layout) -> String {
     match layout {
         Layout::Single => append_only_trigger(table),
-        Layout::Distributed => String::new(),
+        Layout::Distributed { .. } => String::new(),
     }
 }
 

@@ -168,7 +168,7 @@ impl Store {
             }
             let unit = match self.settings.layout {
                 Layout::Single => steps::begin(&tx, &leaf, &range, signal_type).await?,
-                Layout::Distributed => columnar::begin(&tx, &leaf, &range, signal_type).await?,
+                Layout::Distributed { .. } => columnar::begin(&tx, &leaf, &range, signal_type).await?,
             };
             tx.commit().await?;
             return Ok(Begun::Unit(Open { unit, leaf, signal_type }));
@@ -225,7 +225,7 @@ impl Store {
         let tables = UnitTables::of(open.unit);
         let made = match layout {
             Layout::Single => vec![tables.blocks, tables.traces],
-            Layout::Distributed => vec![tables.columnar],
+            Layout::Distributed { .. } => vec![tables.columnar],
         };
         // Statistics at once: the planner reads a trace from a columnar table through its
         // index only once it knows the rows are in trace order.

@@ -153,7 +153,7 @@ pub async fn step(
         Layout::Single => {
             write_blocks(tx, unit, signal_type, (after, boundary.as_deref()), first_block).await?
         }
-        Layout::Distributed => {
+        Layout::Distributed { .. } => {
             let signals = columnar::write(tx, unit, after, boundary.as_deref()).await?;
             let last = match boundary {
                 Some(boundary) => Some(boundary),

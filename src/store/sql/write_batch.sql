@@ -37,24 +37,24 @@ inserted AS (
     ON CONFLICT DO NOTHING
     RETURNING id, "timestamp", signal_type/*INSERT*/
 ),
-stored AS (
+/*TRACKING*/stored AS (
     -- Only newly stored signals count, each once even if repeated within the batch; only
     -- tracked ones (at INCIDENT_MIN_SEVERITY or above) touch incidents and problems.
     SELECT DISTINCT ON (input.ts, input.id, input.kind) input.*
     FROM input JOIN inserted
          ON inserted.id = input.id AND inserted."timestamp" = input.ts AND inserted.signal_type = input.kind
 ),
-counted AS (
-    -- For GET /query/services; merged by the maintenance (store/activity.rs).
-    INSERT INTO service_minutes (service_name, signal_type, minute, signals, errors, last_seen)
-    SELECT service_name, kind, date_bin('1 minute', ts, timestamptz 'epoch'), count(*), count(*) FILTER (WHERE error), max(ts)
-    FROM stored GROUP BY 1, 2, 3
-),
 activity AS (
     SELECT trace_id, count(*) AS signals, count(*) FILTER (WHERE severity >= 'HIGH') AS high,
            max(severity) AS severity, bool_or(requests) AS requests, bool_or(fingerprint IS NOT NULL) AS faulted,
            array_agg(DISTINCT service_name::varchar) AS services, max(coalesce(expires_at, 'infinity')) AS expires_at
     FROM stored WHERE tracked GROUP BY trace_id
+),
+/*INCIDENTS*/prior AS MATERIALIZED (
+    -- What the statement's snapshot holds of the batch's incidents, before it changes them.
+    -- Materialized: Citus, through the coordinator, runs a CTE it inlines after the upsert.
+    SELECT i.trace_id, i.trace_key, i.kept, i.detected_at, i.severity
+    FROM incidents i WHERE i.trace_id IN (SELECT trace_id FROM activity)
 ),
 claimed AS (
     -- Where each trace's incident lives (migrations/0015): a new trace claims today's range;
@@ -64,7 +64,7 @@ claimed AS (
     ON CONFLICT (trace_id) DO UPDATE SET trace_id = excluded.trace_id
     RETURNING c.trace_id, c.detected_at, c.kept, c.xmax = 0 AS fresh
 ),
-upserted AS (
+upsert AS (
     INSERT INTO incidents AS i (id, trace_id, trace_key, kept, status, severity, detected_at, affected_services, error_count,
                                 high_signal_count, last_signal_at, analysis_requested_at, signals_expire_at)
     SELECT uuid_time_ordered(), a.trace_id, a.trace_id, c.kept, 'OPEN', escalated(a.severity, a.high, $critical_after_high::int8),
@@ -86,8 +86,23 @@ upserted AS (
             AND analysis_window_passed_at(i.analysis_requested_at, $analysis_window_secs::float8, excluded.last_signal_at)
             THEN excluded.analysis_requested_at
             ELSE i.analysis_requested_at END
-    RETURNING i.id, i.trace_id, i.trace_key, i.kept, i.detected_at, i.severity,
-              i.analysis_requested_at = now() AS requested
+    RETURNING i.id, i.trace_id, i.trace_key, i.kept, i.detected_at, i.severity, i.analysis_requested_at
+),
+upserted AS (
+    -- Each trace's incident as upserted: whether this batch opened it (its claim is new),
+    -- raised its severity, or asked for its analysis now. The clock is read here, where the
+    -- row's values were made: on Citus, through the coordinator, a RETURNING list is evaluated
+    -- at the worker, whose clock is another.
+    SELECT u.id, u.trace_id, u.trace_key, u.kept, u.detected_at, u.severity, u.analysis_requested_at = now() AS requested,
+           c.fresh, u.severity > p.severity AS escalated
+    FROM upsert u JOIN claimed c ON c.trace_id = u.trace_key
+         LEFT JOIN prior p ON (p.trace_id, p.trace_key, p.kept, p.detected_at) = (u.trace_id, u.trace_key, u.kept, u.detected_at)
+)/*INCIDENTS*//*TRACKING*/,
+counted AS (
+    -- For GET /query/services; merged by the maintenance (store/activity.rs).
+    INSERT INTO service_minutes (service_name, signal_type, minute, signals, errors, last_seen)
+    SELECT service_name, kind, date_bin('1 minute', ts, timestamptz 'epoch'), count(*), count(*) FILTER (WHERE error), max(ts)
+    FROM stored GROUP BY 1, 2, 3
 ),
 faults AS (
     -- This batch's errors per fingerprint, and a trace of each that wants an analysis now.
@@ -143,9 +158,8 @@ SELECT ARRAY(SELECT id FROM inserted) AS inserted_ids,
        ARRAY(SELECT signal_type::text FROM inserted) AS inserted_types,
        (SELECT count(*) FROM upserted) AS incidents_upserted,
        (SELECT count(*) FROM outbox) AS analyses_requested,
-       -- A trace claimed by this batch has a new incident (the claims' RETURNING can read xmax).
-       ARRAY(SELECT u.severity::text FROM upserted u JOIN claimed c ON c.trace_id = u.trace_key WHERE c.fresh) AS opened_severities,
-       -- Raised above what the statement's snapshot holds, which has no incident opened here.
-       ARRAY(SELECT u.severity::text FROM upserted u JOIN incidents i USING (trace_id, trace_key, kept, detected_at)
-             WHERE u.severity > i.severity) AS escalated_severities,
+       -- A trace claimed by this batch has a new incident (the claims' RETURNING can read xmax);
+       -- one opened here has no prior row to be raised above.
+       ARRAY(SELECT severity::text FROM upserted WHERE fresh) AS opened_severities,
+       ARRAY(SELECT severity::text FROM upserted WHERE escalated) AS escalated_severities,
        (SELECT count(*) FROM links) AS problem_links
