@@ -46,8 +46,8 @@ pub struct Cli {
 
     /// On a Citus cluster, distribute the incidents and their trace claims by `trace_id`,
     /// colocated with the signals, when the service first lays them out (docs/scaling.md, "What
-    /// is left" 1; not complete yet, off by default). Ignored on a plain PostgreSQL, and on a
-    /// database whose incidents are already laid out.
+    /// is left" 1; off by default: slower on a small cluster). Ignored on a plain PostgreSQL,
+    /// and on a database whose incidents are already laid out.
     #[arg(long, env = "CITUS_DISTRIBUTE_INCIDENTS", default_value = "off")]
     pub citus_distribute_incidents: String,
 

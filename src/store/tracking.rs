@@ -176,6 +176,29 @@ const UPSERTED_ARRAYS: &str = "ARRAY(SELECT id FROM upserted ORDER BY trace_id) 
 /// `BatchParams::NAMES`): the escalation rules of the incidents' upsert.
 const PART_RULES: [&str; 2] = ["critical_after_high", "analysis_window_secs"];
 
+/// A part that only stores its rows reads only the columns its insert does (sending the
+/// tracking's eight more to every node, to be unnested there, would cost every batch).
+const PART_INPUT: [&str; 7] =
+    ["ids", "types", "trace_ids", "services", "timestamps", "payloads", "shared_ids"];
+
+/// The input of such a part, as the batch statement's names it.
+const PART_INPUT_ROWS: &str = "input AS (
+    SELECT t.*, t.signal_type::signaltypeenum AS kind
+    FROM unnest($ids::uuid[], $types::text[], $trace_ids::text[], $services::text[], $timestamps::timestamptz[],
+                $payloads::text[], $shared_ids::uuid[])
+        AS t(id, signal_type, trace_id, service_name, ts, payload, shared_id)
+)";
+
+/// The parameters of a node's part, in order: [`PART_INPUT`], or, when it tracks the incidents,
+/// the batch's rows' columns and [`PART_RULES`].
+fn part_names(tracked: bool) -> Vec<&'static str> {
+    if tracked {
+        BatchParams::NAMES[..INPUT_PARAMS].iter().copied().chain(PART_RULES).collect()
+    } else {
+        PART_INPUT.to_vec()
+    }
+}
+
 /// The parameters of [`Statements::citus_track_parts`], in order: the batch's, less the rules
 /// only the incidents' part reads (the parts read them), then the rows and incidents the parts
 /// returned.
@@ -190,8 +213,11 @@ fn track_parts_names() -> Vec<&'static str> {
 /// batch statement's own rules (its `/*TRACKING*/` part, on those tables). Parameters: the
 /// rows' columns, then [`PART_RULES`].
 pub(crate) fn part_statement(signals: &str, tracking: Option<(&str, &str)>) -> String {
-    let names: Vec<&str> = BatchParams::NAMES[..INPUT_PARAMS].iter().copied().chain(PART_RULES).collect();
-    let input = marked(WRITE_BATCH, "/*INPUT*/");
+    let names = part_names(tracking.is_some());
+    let input = match tracking {
+        Some(_) => marked(WRITE_BATCH, "/*INPUT*/"),
+        None => PART_INPUT_ROWS,
+    };
     // Rows as the batch statement stores them, in key order; a retry conflicts and is returned
     // no row. No sealed range is checked here: a batch with rows in one goes through the
     // coordinator.
@@ -311,36 +337,45 @@ static STATEMENTS: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(||
 });
 
 impl PartColumns for BatchParams<'_> {
-    /// The input columns of the rows at `rows`, then, when `tracked`, [`PART_RULES`]: what
-    /// [`part_statement`] reads.
+    /// The parameters [`part_statement`] reads ([`part_names`]), of the rows at `rows`.
     fn part_params(&self, rows: &[usize], tracked: bool) -> Vec<Box<dyn ToSql + Send + Sync + '_>> {
-        fn pick<T: Clone>(column: &[T], rows: &[usize]) -> Vec<T> {
-            rows.iter().map(|&row| column[row].clone()).collect()
+        part_names(tracked).into_iter().map(|name| self.part_param(name, rows)).collect()
+    }
+}
+
+impl BatchParams<'_> {
+    /// Parameter `name` of a part: the column of that name, of the rows at `rows`, or a rule.
+    fn part_param(&self, name: &str, rows: &[usize]) -> Box<dyn ToSql + Send + Sync + '_> {
+        fn pick<'a, T: Clone + Send + Sync + 'a>(
+            column: &[T],
+            rows: &[usize],
+        ) -> Box<dyn ToSql + Send + Sync + 'a>
+        where
+            Vec<T>: ToSql,
+        {
+            Box::new(rows.iter().map(|&row| column[row].clone()).collect::<Vec<T>>())
         }
-        let mut params: Vec<Box<dyn ToSql + Send + Sync + '_>> = vec![
-            Box::new(pick(&self.ids, rows)),
-            Box::new(pick(&self.types, rows)),
-            Box::new(pick(&self.trace_ids, rows)),
-            Box::new(pick(&self.services, rows)),
-            Box::new(pick(&self.timestamps, rows)),
-            Box::new(pick(&self.payloads, rows)),
-            Box::new(pick(&self.time_unknown, rows)),
-            Box::new(pick(&self.expires_at, rows)),
-            Box::new(pick(&self.shared_ids, rows)),
-            Box::new(pick(&self.errors, rows)),
-            Box::new(pick(&self.severities, rows)),
-            Box::new(pick(&self.tracked, rows)),
-            Box::new(pick(&self.requests, rows)),
-            Box::new(pick(&self.fingerprints, rows)),
-            Box::new(pick(&self.titles, rows)),
-        ];
-        if tracked {
-            params.extend([
-                Box::new(self.critical_after_high) as Box<dyn ToSql + Send + Sync>,
-                Box::new(self.analysis_window_secs),
-            ]);
+        match name {
+            "ids" => pick(&self.ids, rows),
+            "types" => pick(&self.types, rows),
+            "trace_ids" => pick(&self.trace_ids, rows),
+            "services" => pick(&self.services, rows),
+            "timestamps" => pick(&self.timestamps, rows),
+            "payloads" => pick(&self.payloads, rows),
+            "time_unknown" => pick(&self.time_unknown, rows),
+            "expires_at" => pick(&self.expires_at, rows),
+            "shared_ids" => pick(&self.shared_ids, rows),
+            "errors" => pick(&self.errors, rows),
+            "severities" => pick(&self.severities, rows),
+            "tracked" => pick(&self.tracked, rows),
+            "requests" => pick(&self.requests, rows),
+            "fingerprints" => pick(&self.fingerprints, rows),
+            "titles" => pick(&self.titles, rows),
+            "critical_after_high" => Box::new(self.critical_after_high),
+            "analysis_window_secs" => Box::new(self.analysis_window_secs),
+            // part_names lists only these (a test asks for every one).
+            other => panic!("{other} is not a parameter of a node's part"),
         }
-        params
     }
 }
 
@@ -685,7 +720,8 @@ mod tests {
             "signal_shared",
         ];
         let alone = part_statement("raw_signal_rows_102008", None);
-        assert_eq!(numbers(&alone), (1..=INPUT_PARAMS).collect(), "{alone}");
+        assert_eq!(numbers(&alone), (1..=PART_INPUT.len()).collect(), "{alone}");
+        assert!(!alone.contains("$severities") && !alone.contains("$titles"), "only what the insert reads");
         assert!(alone.contains("INSERT INTO raw_signal_rows_102008 "), "{alone}");
         assert!(!alone.contains("INTO incident"), "{alone}");
         let tracked =
@@ -711,6 +747,50 @@ mod tests {
         let track = &STATEMENTS.citus_track_parts;
         assert!(!track.contains("INTO incidents") && !track.contains("INTO incident_traces"), "{track}");
         assert_eq!(numbers(track), (1..=track_parts_names().len()).collect(), "{track}");
+    }
+
+    #[test]
+    fn a_part_is_given_a_value_for_every_parameter_its_statement_numbers() {
+        let batch = BatchParams {
+            ids: vec![Uuid::nil()],
+            types: vec!["log"],
+            trace_ids: vec!["t"],
+            services: vec!["s"],
+            timestamps: vec![Utc::now()],
+            payloads: vec!["{}"],
+            time_unknown: vec![false],
+            expires_at: vec![None],
+            shared_ids: vec![None],
+            errors: vec![false],
+            severities: vec!["LOW"],
+            tracked: vec![true],
+            requests: vec![false],
+            fingerprints: vec![None],
+            titles: vec![None],
+            shared_keys: Vec::new(),
+            shared_used: Vec::new(),
+            resources: Vec::new(),
+            scopes: Vec::new(),
+            critical_after_high: 3,
+            analysis_window_secs: 60.0,
+            grouping: false,
+            problem_window_secs: 0.0,
+        };
+        for (tracked, tracking) in [(false, None), (true, Some(("c", "i")))] {
+            let statement = part_statement("s", tracking);
+            let highest = statement
+                .match_indices('$')
+                .filter_map(|(at, _)| {
+                    statement[at + 1..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect::<String>()
+                        .parse()
+                        .ok()
+                })
+                .max();
+            assert_eq!(Some(batch.part_params(&[0], tracked).len()), highest, "{statement}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::Client;
 
 use crate::helpers::{
-    citus_workers, column, connect, log_body, one, post_otlp_json, spawn_app_dispatching_by_hand,
+    citus_workers, column, connect, log_body, one, post_otlp_json, row_table, spawn_app_dispatching_by_hand,
     spawn_app_with, test_config, wait_for, TestDb,
 };
 use crate::metrics::{get, scrape_addr};
@@ -557,7 +557,29 @@ async fn a_database_holding_incidents_has_them_partitioned_once_when_citus_arriv
     .await;
     assert_eq!(key, "RANGE (kept, detected_at) 1", "partitioned once");
     let (leaves, incidents) = incident_tables(&citus).await;
-    assert_eq!(leaves, leaves_before, "the same tables, each with its indexes, not copies");
+    // Distributed by trace, the kept incidents lose their own key on `id` (a unique key of a
+    // distributed table must hold `trace_id`): one index fewer there, and only there.
+    let distributed: bool = one(
+        &citus,
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'incidents'::regclass)",
+    )
+    .await;
+    let expected: Vec<String> = leaves_before
+        .iter()
+        .map(|leaf| match leaf.strip_prefix("incidents_kept ") {
+            Some(rest) if distributed => {
+                let (oid, indexes) = rest.rsplit_once(' ').expect("name, oid and index count");
+                let indexes: i64 = indexes.parse().expect("an index count");
+                format!("incidents_kept {oid} {}", indexes - 1)
+            }
+            _ => leaf.clone(),
+        })
+        .collect();
+    assert_eq!(leaves, expected, "the same tables, each with its indexes, not copies");
+    let key_on_id: bool =
+        one(&citus, "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'incidents_kept_pkey')")
+            .await;
+    assert_eq!(key_on_id, !distributed, "the kept incidents' key on id, unless distributed");
     assert_eq!(incidents, incidents_before, "every incident kept as it was");
     let bounds: Vec<String> = column(
         &citus,
@@ -575,8 +597,11 @@ async fn a_database_holding_incidents_has_them_partitioned_once_when_citus_arriv
     );
     let homes: Vec<String> = column(
         &citus,
-        "SELECT trace_id || ' ' || tableoid::regclass::text FROM incidents
-         WHERE trace_id IN ('t-untimed-kept', 't-untimed-live', 't-ahead', 't-kept') ORDER BY 1",
+        &format!(
+            "SELECT trace_id || ' ' || {} FROM incidents
+             WHERE trace_id IN ('t-untimed-kept', 't-untimed-live', 't-ahead', 't-kept') ORDER BY 1",
+            row_table()
+        ),
     )
     .await;
     assert_eq!(
@@ -1251,7 +1276,7 @@ async fn with_the_incidents_distributed_batches_track_their_traces_at_the_nodes_
     };
     let (warnings, errors) = (batches("WARN"), batches("ERROR"));
     let layouts: [(&str, &[&str]); 3] = [
-        ("incidents on the coordinator", &[]),
+        ("incidents on the coordinator", &["--citus-distribute-incidents", "off"]),
         ("incidents distributed, written at the nodes", &["--citus-distribute-incidents", "on"]),
         (
             "incidents distributed, written through the coordinator",
@@ -1262,16 +1287,17 @@ async fn with_the_incidents_distributed_batches_track_their_traces_at_the_nodes_
     for (layout, extra) in layouts {
         let app = spawn_app_with(extra).await;
         let db = connect(&app.db.url()).await;
-        assert_eq!(incidents_distributed(&db).await, !extra.is_empty(), "{layout}");
+        let distributed = extra[1] == "on";
+        assert_eq!(incidents_distributed(&db).await, distributed, "{layout}");
         // Opened by the warnings, raised and analysed by the errors; then a retry of a batch.
         for batch in warnings.iter().chain(&errors).chain(&errors[..1]) {
             let (status, body) = app.post_json("/ingest/logs", batch).await;
             assert_eq!(status, StatusCode::ACCEPTED, "{layout}: {body}");
         }
-        if extra.is_empty() || extra.len() == 2 {
+        if extra.len() == 2 {
             assert_eq!(batches_at_nodes(&db).await, 5, "{layout}: every batch written at the nodes");
         }
-        if !extra.is_empty() {
+        if distributed {
             // A trace's incident is found on its one shard, with its signals.
             for trace in traces.iter().step_by(40) {
                 let plan: Vec<String> = db
@@ -1325,4 +1351,95 @@ async fn with_the_incidents_distributed_batches_track_their_traces_at_the_nodes_
     for (layout, these) in &figures[1..] {
         assert_eq!(these, expected, "{layout} against {expected_layout}");
     }
+}
+
+/// With the incidents distributed, a batch's claims and incidents become visible at their node
+/// when its parts commit, just after its coordinator transaction: a range dropped in between
+/// must still see them. Here one part, prepared at its node as the service prepares it (its
+/// coordinator transaction done), holds a new incident in today's range, whose signals are
+/// kept a month, when the range expires: the drop waits for the part, then keeps the incident.
+#[tokio::test]
+async fn with_the_incidents_distributed_a_range_s_drop_waits_for_parts_still_committing_and_keeps_their_incidents(
+) {
+    on_citus();
+    let app = spawn_app_with(&[
+        "--citus-distribute-incidents",
+        "on",
+        "--retention-logs",
+        "1d",
+        "--incident-retention",
+        "10d",
+    ])
+    .await;
+    let db = connect(&app.db.url()).await;
+    let now = Utc::now();
+    assert_eq!(app.post_json("/ingest/logs", &log_at("t-quiet", "INFO", now)).await.0, StatusCode::ACCEPTED);
+    let range = format!("incidents_p{}", now.format("%Y%m%d"));
+    let row = db
+        .query_one(
+            &format!(
+                "SELECT shard_name('incident_traces', get_shard_id_for_distribution_column('incident_traces', 't-late')),
+                        shard_name('{range}', get_shard_id_for_distribution_column('{range}', 't-late')),
+                        (SELECT nodename || ':' || nodeport FROM citus_shards
+                         WHERE shardid = get_shard_id_for_distribution_column('incident_traces', 't-late'))"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (claims, incidents, node): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let batch = uuid::Uuid::new_v4();
+    let part = at_node(&app, &node).await;
+    // As write_batch.sql claims and upserts at the node.
+    part.batch_execute(&format!(
+        "BEGIN;
+         INSERT INTO {claims} (trace_id, detected_at) VALUES ('t-late', now());
+         INSERT INTO {incidents} (id, trace_id, trace_key, kept, status, severity, detected_at, affected_services,
+                                  error_count, high_signal_count, last_signal_at, signals_expire_at)
+         VALUES (gen_random_uuid(), 't-late', 't-late', false, 'OPEN', 'LOW', now(), ARRAY['svc'], 0, 0, now(),
+                 now() + interval '30 days');
+         PREPARE TRANSACTION 'prodsentinel:{batch}'"
+    ))
+    .await
+    .unwrap();
+    db.execute("INSERT INTO citus_prepared_batches (batch_id, committed) VALUES ($1, true)", &[&batch])
+        .await
+        .unwrap();
+
+    let store = app.store.clone();
+    let sort = tokio::spawn(async move {
+        store.expire_incident_ranges(now + days(3), Turn::Wait, StdDuration::from_secs(60)).await
+    });
+    // The part is committed once the drop holds the incidents (its second transaction) and,
+    // were it not waiting for the part, had sorted again and stopped at the node, where its
+    // drop of the range waits for the part's locks; or a second later.
+    wait_for("the drop to hold the incidents", StdDuration::from_secs(30), || async {
+        one::<i64>(
+            &db,
+            "SELECT count(*) FROM pg_locks WHERE relation = 'incidents'::regclass AND mode = 'AccessExclusiveLock'
+               AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let waiting_at_node = "SELECT count(*) FROM pg_locks WHERE NOT granted
+                             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let held = std::time::Instant::now();
+    while held.elapsed() < StdDuration::from_secs(1) && one::<i64>(&part, waiting_at_node).await == 0 {
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    part.batch_execute(&format!("COMMIT PREPARED 'prodsentinel:{batch}'")).await.unwrap();
+
+    let expiry = sort.await.unwrap().expect("the sort ran").expect("it had its turn");
+    assert_eq!(expiry.ranges, 1, "{expiry:?}");
+    assert!(!crate::volume::exists(&db, &range).await, "the range was dropped");
+    assert_eq!((expiry.incidents, expiry.kept), (1, 1), "the quiet trace's went, the late one was kept");
+    let kept: Vec<String> = column(&db, "SELECT trace_id FROM incidents_kept").await;
+    assert_eq!(kept, ["t-late"]);
+    assert_eq!(
+        crate::volume::claims_pointing_at_an_incident(&db, "t-late").await,
+        1,
+        "the claim points at it"
+    );
 }

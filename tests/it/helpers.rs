@@ -24,6 +24,16 @@ pub fn citus_workers() -> Vec<String> {
         .collect()
 }
 
+/// The expression naming the table of each row a query reads: on Citus a row of a
+/// distributed table is in a shard, `<table>_<shard id>`, named here by its table.
+pub fn row_table() -> &'static str {
+    if citus_workers().is_empty() {
+        "tableoid::regclass::text"
+    } else {
+        r"regexp_replace(tableoid::regclass::text, '_\d+$', '')"
+    }
+}
+
 /// A database that exists only for one test: dropped when this value is dropped, even when the
 /// test panics.
 pub struct TestDb {

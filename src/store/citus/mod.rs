@@ -16,12 +16,13 @@
 //! - no triggers on distributed tables: the statement triggers refusing UPDATE, DELETE and
 //!   TRUNCATE go from the signal tables; append-only holds by privileges there (README).
 //!
-//! Incidents, problems, the outbox and the bookkeeping stay tables of the coordinator: a
-//! batch's signals are written at the nodes holding their shards ([`parts`]), or through the
-//! coordinator, and tracked there from the rows stored. The incidents are partitioned once
-//! there, as Citus needs before it can distribute them ([`incidents`]). Sealed partitions
-//! become columnar tables distributed with the signals
-//! (store/sealing/columnar.rs).
+//! Problems, the outbox and the bookkeeping stay tables of the coordinator: a batch's signals
+//! are written at the nodes holding their shards ([`parts`]), or through the coordinator, and
+//! tracked there from the rows stored. The incidents are partitioned once there, as Citus
+//! needs before it can distribute them ([`incidents`]); by default they stay there too, and
+//! with `CITUS_DISTRIBUTE_INCIDENTS` they and their trace claims are distributed with the
+//! signals, and each part tracks its rows at its node. Sealed partitions become columnar
+//! tables distributed with the signals (store/sealing/columnar.rs).
 
 use std::time::Instant;
 

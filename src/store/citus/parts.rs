@@ -104,15 +104,15 @@ pub struct Prepared {
 /// statement reads (store/tracking.rs, `UPSERTED_ROWS`).
 #[derive(Debug, Default)]
 pub struct Upserted {
-    pub ids: Vec<Uuid>,
-    pub traces: Vec<String>,
-    pub keys: Vec<String>,
-    pub kept: Vec<bool>,
-    pub detected: Vec<DateTime<Utc>>,
-    pub severities: Vec<String>,
-    pub requested: Vec<bool>,
-    pub fresh: Vec<bool>,
-    pub escalated: Vec<bool>,
+    ids: Vec<Uuid>,
+    traces: Vec<String>,
+    keys: Vec<String>,
+    kept: Vec<bool>,
+    detected: Vec<DateTime<Utc>>,
+    severities: Vec<String>,
+    requested: Vec<bool>,
+    fresh: Vec<bool>,
+    escalated: Vec<bool>,
 }
 
 impl Upserted {

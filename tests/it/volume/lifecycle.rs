@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use super::{among_overlapping_batches, days, log_at};
 use prodsentinel::store::partitions::Turn;
 
-use crate::helpers::{column, one, spawn_app_with, wait_for, TestApp};
+use crate::helpers::{column, one, row_table, spawn_app_with, wait_for, TestApp};
 use tokio_postgres::Client;
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn an_incident_range_is_dropped_whole_and_what_must_outlive_it_moves_to_th
         StatusCode::ACCEPTED
     );
     let range = format!("incidents_p{}", now.format("%Y%m%d"));
-    let placed: Vec<String> = column(&db, "SELECT DISTINCT tableoid::regclass::text FROM incidents").await;
+    let placed: Vec<String> = column(&db, &format!("SELECT DISTINCT {} FROM incidents", row_table())).await;
     assert_eq!(placed, std::slice::from_ref(&range), "new incidents go to today's range");
     let claims: i64 = one(&db, "SELECT count(*) FROM incident_traces WHERE NOT kept").await;
     assert_eq!(claims, 201, "one claim per trace");
@@ -122,7 +122,7 @@ async fn an_incident_range_is_dropped_whole_and_what_must_outlive_it_moves_to_th
     assert!(expired.incident_ranges >= 1, "{expired:?}");
     assert_eq!((expired.incidents, expired.incidents_kept), (200, 1), "{expired:?}");
     assert!(!super::exists(&db, &range).await, "the range was dropped");
-    let kept: Vec<String> = column(&db, "SELECT tableoid::regclass::text || ' ' || id FROM incidents").await;
+    let kept: Vec<String> = column(&db, &format!("SELECT {} || ' ' || id FROM incidents", row_table())).await;
     assert_eq!(kept, [format!("incidents_kept {analysed}")]);
     let claims: Vec<String> = column(&db, "SELECT trace_id || ' ' || kept FROM incident_traces").await;
     assert_eq!(claims, ["t-analysed true"], "the claims went with their incidents, the kept one follows it");
@@ -222,7 +222,7 @@ async fn over_its_budget_the_size_pass_drops_the_incident_ranges_whose_signals_i
     assert!(sorted.ranges >= 1, "{pass:?}");
     assert_eq!((sorted.incidents, sorted.kept), (50, 1), "{pass:?}");
     assert!(!super::exists(&db, &range).await, "the range was dropped");
-    let kept: Vec<String> = column(&db, "SELECT tableoid::regclass::text || ' ' || id FROM incidents").await;
+    let kept: Vec<String> = column(&db, &format!("SELECT {} || ' ' || id FROM incidents", row_table())).await;
     assert_eq!(kept, [format!("incidents_kept {analysed}")]);
     let claims: Vec<String> = column(&db, "SELECT trace_id FROM incident_traces").await;
     assert_eq!(claims, ["t-analysed"]);
@@ -236,7 +236,7 @@ async fn quiet_trace_in_todays_range(trace: &str) -> (TestApp, Client, chrono::D
     let now = Utc::now();
     assert_eq!(app.post_json("/ingest/logs", &log_at(trace, "INFO", now)).await.0, StatusCode::ACCEPTED);
     let range: String = db
-        .query_one("SELECT tableoid::regclass::text FROM incidents WHERE trace_id = $1", &[&trace])
+        .query_one(&format!("SELECT {} FROM incidents WHERE trace_id = $1", row_table()), &[&trace])
         .await
         .unwrap()
         .get(0);
@@ -312,20 +312,13 @@ async fn an_incident_made_in_a_range_while_it_is_sorted_outlives_its_drop() {
     assert_eq!(expiry.ranges, 1, "{expiry:?}");
     assert!(!super::exists(&db, &range).await, "the range was dropped");
     let incidents: Vec<String> =
-        column(&db, "SELECT tableoid::regclass::text FROM incidents WHERE trace_id = 't-late'").await;
+        column(&db, &format!("SELECT {} FROM incidents WHERE trace_id = 't-late'", row_table())).await;
     assert_eq!(
         incidents,
         ["incidents_kept"],
         "the expired incident went with its range, the new one was kept"
     );
-    let pointed: i64 = one(
-        &db,
-        "SELECT count(*) FROM incident_traces c JOIN incidents i
-           ON i.trace_id = c.trace_id AND i.trace_key = c.trace_id AND i.kept = c.kept AND i.detected_at = c.detected_at
-         WHERE c.trace_id = 't-late'",
-    )
-    .await;
-    assert_eq!(pointed, 1, "the trace's claim points at its incident");
+    assert_eq!(super::claims_pointing_at_an_incident(&db, "t-late").await, 1, "the claim points at it");
     assert_eq!((expiry.incidents, expiry.kept), (1, 1), "{expiry:?}");
 }
 

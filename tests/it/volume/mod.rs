@@ -35,16 +35,27 @@ pub fn days(n: i64) -> Duration {
     Duration::days(n)
 }
 
+/// How many claims of `trace` point at an incident of it (where the claim says it lives):
+/// 1 when the trace's claim and incident agree.
+pub async fn claims_pointing_at_an_incident(db: &Client, trace: &str) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM incident_traces c JOIN incidents i
+           ON i.trace_id = c.trace_id AND i.trace_key = c.trace_id AND i.kept = c.kept AND i.detected_at = c.detected_at
+         WHERE c.trace_id = $1",
+        &[&trace],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// The table each signal of `trace_id` is stored in (in row form), oldest signal first.
 pub async fn placed(db: &Client, trace_id: &str) -> Vec<String> {
-    // On Citus a row's table is a shard: `<partition>_<shard id>`.
-    let table = if crate::helpers::citus_workers().is_empty() {
-        "tableoid::regclass::text"
-    } else {
-        r"regexp_replace(tableoid::regclass::text, '_\d+$', '')"
-    };
     db.query(
-        &format!(r#"SELECT {table} FROM raw_signal_rows WHERE trace_id = $1 ORDER BY "timestamp", id"#),
+        &format!(
+            r#"SELECT {} FROM raw_signal_rows WHERE trace_id = $1 ORDER BY "timestamp", id"#,
+            crate::helpers::row_table()
+        ),
         &[&trace_id],
     )
     .await
